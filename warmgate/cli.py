@@ -1,0 +1,271 @@
+"""The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``schema``.
+
+This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
+reads a ``WARMGATE_<NAME>`` environment variable, and flags override the config file: each
+plan flag maps one-to-one onto a config field (:data:`PLAN_FLAGS`).
+"""
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from warmgate import __version__
+from warmgate.errors import EXIT_NOT_READY, EXIT_OK, EXIT_USAGE, WarmgateError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="warmgate",
+    help="Warm a slow-starting app before it takes traffic, and say when it is measurably ready.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True)
+class PlanFlag:
+    """A command-line flag that sets one config field."""
+
+    name: str
+    field: str
+    kind: Any
+    help: str
+
+
+PLAN_FLAGS = (
+    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces config targets."),
+    PlanFlag("concurrency", "load.concurrency", int, "Target concurrency, also the cap."),
+    PlanFlag("rate", "load.rate", float, "Total requests per second (open model); default closed loop."),
+    PlanFlag("success_rate", "gate.success_rate", float, "Minimum success ratio, e.g. 0.99."),
+    PlanFlag("p50", "gate.p50", str, "Maximum p50 latency, e.g. 50ms."),
+    PlanFlag("p95", "gate.p95", str, "Maximum p95 latency, e.g. 200ms, or 'auto' (plateau)."),
+    PlanFlag("p99", "gate.p99", str, "Maximum p99 latency, e.g. 1s."),
+    PlanFlag("min_requests", "gate.min_requests", int, "Minimum requests in the window."),
+    PlanFlag("window", "gate.window", str, "Sliding window, e.g. 10s."),
+    PlanFlag("hold", "gate.hold", str, "How long thresholds must keep passing, e.g. 5s."),
+    PlanFlag("timeout", "gate.timeout", str, "Deadline for warming, e.g. 5m."),
+    PlanFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' (fail open) or 'fail'."),
+    PlanFlag("status_dir", "status_dir", Path, "Directory for status.json and the ready marker."),
+    PlanFlag("port", "server.port", int, "Port of /readyz, /status, /metrics (0: any free port)."),
+    PlanFlag("host", "server.host", str, "Address the endpoint listens on."),
+    PlanFlag("wait_url", "wait.url", str, "URL that answers 2xx once the app is up."),
+    PlanFlag("wait_timeout", "wait.timeout", str, "How long to wait for the app to come up."),
+    PlanFlag("keep_warm_rate", "after_ready.keep_warm_rate", float, "req/s to keep sending once ready."),
+    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm when the target is down this long (0s: never)."),
+    PlanFlag("jitter", "load.jitter", str, "Random delay before priming (avoid stampedes)."),
+    PlanFlag("log_format", "log_format", str, "auto, json or human."),
+)  # fmt: skip
+
+
+def _option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env_name(name: str) -> str:
+    return "WARMGATE_" + name.upper()
+
+
+def _plan_parameters() -> list[inspect.Parameter]:
+    parameters = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Path | None,
+                typer.Option(
+                    "--config", "-c", envvar=_env_name("config"), help="YAML config file."
+                ),
+            ],
+        )
+    ]
+    for flag in PLAN_FLAGS:
+        option = typer.Option(
+            _option_name(flag.name), envvar=_env_name(flag.name), help=flag.help
+        )
+        annotation = Annotated[flag.kind | None, option]
+        parameters.append(
+            inspect.Parameter(
+                flag.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+            )
+        )
+    return parameters
+
+
+def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides the flags in ``values`` describe (unset flags are ``None``)."""
+    overrides: dict[str, Any] = {}
+    for flag in PLAN_FLAGS:
+        value = values.get(flag.name)
+        if value is None or value == []:
+            continue
+        if flag.name == "url":
+            value = [{"http": {"url": url}} for url in value]
+        elif isinstance(value, Path):
+            value = str(value)
+        node = overrides
+        *parents, leaf = flag.field.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return overrides
+
+
+def with_plan_options(command: F) -> F:
+    """Give ``command`` every plan flag; it receives them as ``plan: dict`` of flag values."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "plan"]
+    plan_parameters = _plan_parameters()
+    names = {p.name for p in plan_parameters}
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        plan = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        return command(plan=plan, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + plan_parameters)  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def reports_errors(command: F) -> F:
+    """Turn a :class:`WarmgateError` into one sentence on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WarmgateError as exc:
+            typer.echo(f"warmgate: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
+    from warmgate.config import load_config
+
+    config_path = plan.pop("config", None)
+    return load_config(config_path, overrides_from_flags(plan))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"warmgate {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Warm a slow-starting app before it takes traffic, and say when it is measurably ready."""
+
+
+@app.command()
+@reports_errors
+@with_plan_options
+def run(plan: dict[str, Any]) -> None:
+    """Sidecar mode: wait, prime until warm, serve readiness, keep watching and re-arm."""
+    from warmgate.lifecycle import execute
+
+    config, secrets = _load(plan)
+    execute(config, secrets, mode="run")
+
+
+@app.command()
+@reports_errors
+@with_plan_options
+def prime(plan: dict[str, Any]) -> None:
+    """Init-container mode: prime until warm, write the status, exit 0 (or 1 if it fails closed)."""
+    from warmgate.lifecycle import execute
+
+    config, secrets = _load(plan)
+    status = execute(config, secrets, mode="prime")
+    if not status.ready:
+        raise typer.Exit(EXIT_NOT_READY)
+
+
+@app.command()
+@reports_errors
+@with_plan_options
+def validate(plan: dict[str, Any]) -> None:
+    """Check the config (and templates) and print the effective plan; exit 2 if it is wrong."""
+    from warmgate.config import describe
+    from warmgate.targets import compile_targets
+
+    config, secrets = _load(plan)
+    compile_targets(config)
+    typer.echo(describe(config, secrets))
+
+
+@app.command()
+@reports_errors
+def serve(
+    status_dir: Annotated[
+        Path,
+        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
+    ],
+    port: Annotated[
+        int, typer.Option("--port", envvar=_env_name("port"), help="Port to serve on.")
+    ] = 8099,
+    host: Annotated[
+        str, typer.Option("--host", envvar=_env_name("host"), help="Address to listen on.")
+    ] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+) -> None:
+    """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
+    from warmgate.lifecycle import serve_directory
+
+    serve_directory(status_dir, host, port)
+
+
+@app.command()
+@reports_errors
+def check(
+    status_dir: Annotated[
+        Path,
+        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
+    ],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
+) -> None:
+    """Exit 0 if the status directory says ready, 1 if not (an exec probe)."""
+    from warmgate.status import is_ready, read_status
+
+    status = read_status(status_dir)
+    ready = is_ready(status_dir, status)
+    if not quiet:
+        reason = "no status yet" if status is None else str(status.get("reason", ""))
+        typer.echo(f"{'ready' if ready else 'not ready'}: {reason}")
+    raise typer.Exit(EXIT_OK if ready else EXIT_NOT_READY)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file."""
+    from warmgate.config import Config
+
+    document = Config.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "warmgate configuration"
+    typer.echo(json.dumps(document, indent=2))
+
+
+def main() -> None:
+    """The console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+

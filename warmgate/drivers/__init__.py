@@ -1,0 +1,52 @@
+"""Drivers turn one planned request into one outcome, behind a small Protocol.
+
+The load generator does not know what a driver talks to: it asks a driver to ``execute`` one
+request and gets an :class:`Outcome` back, never an exception for an ordinary failure. ``probe``
+answers whether the target accepts connections at all (the wait and re-arm phases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+OK = "ok"
+UNEXPECTED_STATUS = "unexpected_status"
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+ERROR = "error"
+WRITE_REJECTED = "write_rejected"
+OUTCOMES = (OK, UNEXPECTED_STATUS, TIMEOUT, CONNECTION_ERROR, ERROR, WRITE_REJECTED)
+"""Every outcome label a driver may return: a bounded set, so metrics labels stay bounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one request ended. ``detail`` is short and never holds a secret or a URL."""
+
+    outcome: str
+    status: int | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request succeeded."""
+        return self.outcome == OK
+
+
+class Driver(Protocol):
+    """Sends synthetic requests to one target."""
+
+    name: str
+
+    async def execute(self) -> Outcome:
+        """Render and send one request; report how it ended."""
+        ...
+
+    async def probe(self) -> str | None:
+        """``None`` when the target accepts connections, else why not (a short phrase)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and pools."""
+        ...

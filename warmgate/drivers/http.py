@@ -1,0 +1,180 @@
+"""The HTTP driver: httpx's API over the aiohttp transport.
+
+Plain httpx adds hundreds of milliseconds of client-side latency under concurrency
+(encode/httpx#3215); a gate that measures latency must not invent it, so requests go through
+``httpx_aiohttp.AiohttpTransport`` (see ``benchmarks/``). The driver takes an injected
+``httpx.AsyncClient``, so tests can hand it a real local server or ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+
+from warmgate.config import HttpTarget, TrafficConfig
+from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
+from warmgate.templating import Template, Templates
+
+PROBE_TIMEOUT = 1.0
+"""Seconds a TCP connect may take before the probe calls the target unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPlan:
+    """The compiled templates of one HTTP target."""
+
+    method: str
+    url: Template
+    headers: tuple[tuple[str, Template], ...]
+    body: Template | None
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def compile(cls, target: HttpTarget, templates: Templates, where: str) -> HttpPlan:
+        """Compile every template of ``target`` (rendering each once to catch mistakes)."""
+        url = templates.compile(target.url, f"{where}.url")
+        headers = tuple(
+            (name, templates.compile(value, f"{where}.headers.{name}"))
+            for name, value in target.headers.items()
+        )
+        body = None if target.body is None else templates.compile(target.body, f"{where}.body")
+        host, port, tls = endpoint(url.render())
+        return cls(target.method, url, headers, body, host, port, tls)
+
+
+def endpoint(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of a URL, with the scheme's default port."""
+    parts = urlsplit(url)
+    tls = parts.scheme.lower() == "https"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.hostname or "localhost", port or (443 if tls else 80), tls
+
+
+def make_client(
+    concurrency: int, traffic: TrafficConfig, tls: bool = False
+) -> httpx.AsyncClient:
+    """An httpx client over the aiohttp transport, pooled for ``concurrency`` connections.
+
+    Certificates are loaded only when a target uses https (each CA bundle costs memory).
+    """
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30
+    )
+    transport = AiohttpTransport(verify=tls, limits=limits, trust_env=False)
+    headers = {"User-Agent": traffic.user_agent, **traffic.headers}
+    return httpx.AsyncClient(
+        transport=transport, headers=headers, follow_redirects=False, trust_env=False
+    )
+
+
+def classify(exc: BaseException) -> Outcome:
+    """The outcome of a request that raised ``exc`` (an httpx error or its aiohttp cause)."""
+    cause = exc.__cause__ or exc
+    if isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
+        cause, aiohttp.ClientConnectionError
+    ):
+        return Outcome(TIMEOUT, detail="timed out")
+    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
+        return Outcome(TIMEOUT, detail="timed out")
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return Outcome(CONNECTION_ERROR, detail=_connect_phrase(cause.os_error))
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return Outcome(CONNECTION_ERROR, detail="server disconnected")
+    if isinstance(cause, aiohttp.ClientConnectionError | httpx.ConnectError | OSError):
+        return Outcome(CONNECTION_ERROR, detail="connection failed")
+    return Outcome(ERROR, detail=type(cause).__name__)
+
+
+def _connect_phrase(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return "host name not found"
+    if isinstance(error, TimeoutError):
+        return "connect timed out"
+    return (error.strerror or type(error).__name__).lower()
+
+
+async def tcp_probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """``None`` if ``host:port`` accepts a TCP connection, else a short reason."""
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return f"{host}:{port}: connect timed out"
+    except OSError as exc:
+        return f"{host}:{port}: {_connect_phrase(exc)}"
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return None
+
+
+class HttpDriver:
+    """Sends one target's requests through an injected client."""
+
+    def __init__(
+        self, name: str, target: HttpTarget, plan: HttpPlan, client: httpx.AsyncClient
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._plan = plan
+        self._client = client
+        self._timeout = target.timeout
+
+    async def execute(self) -> Outcome:
+        """Render the templates, send the request, read the whole answer, classify it."""
+        plan = self._plan
+        headers = {name: value.render() for name, value in plan.headers}
+        body = None if plan.body is None else plan.body.render().encode()
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.request(
+                    plan.method, plan.url.render(), headers=headers, content=body
+                )
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return classify(exc)
+        status = response.status_code
+        if self._target.accepts(status):
+            return Outcome(OK, status)
+        return Outcome(UNEXPECTED_STATUS, status, f"answered {status}")
+
+    async def probe(self) -> str | None:
+        """Whether the target's host and port accept TCP connections."""
+        return await tcp_probe(self._plan.host, self._plan.port)
+
+    async def aclose(self) -> None:
+        """The client is shared and owned by whoever made it; nothing to release here."""
+
+
+class UrlProbe:
+    """The wait probe when ``wait.url`` is set: the app is up when the URL answers 2xx."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+        self._url = url
+        self._client = client
+
+    async def probe(self) -> str | None:
+        """``None`` when the URL answered 2xx, else why not."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT * 2):
+                response = await self._client.get(self._url)
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"wait.url: {classify(exc).detail}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"wait.url answered {response.status_code}"

@@ -1,0 +1,110 @@
+"""The load generator: keep ``level`` requests in flight, closed loop or paced.
+
+Theory of operation: ``cap`` worker tasks exist from the start; worker ``i`` works only while
+``i < level``, so the controller moves the load by changing one number and the cap can never be
+exceeded. Closed loop: each active worker sends its next request as soon as the last one ends.
+Paced (open model, ``rate`` req/s in total at the full level): active workers share one schedule
+of intended send times, ``rate * level / cap`` per second, and latency is measured from the
+*intended* time — when the app (or the cap) holds requests back, the wait counts as latency
+instead of silently lowering the rate (the wrk2 model, no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from warmgate.drivers import Driver
+from warmgate.window import Sample
+
+Clock = Callable[[], float]
+
+
+class Load:
+    """Runs workers against weighted drivers and reports every completed request."""
+
+    def __init__(
+        self,
+        drivers: Sequence[Driver],
+        weights: Sequence[float],
+        cap: int,
+        record: Callable[[Sample], None],
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not drivers or len(drivers) != len(weights):
+            raise ValueError("give one weight per driver, and at least one driver")
+        self._drivers = list(drivers)
+        self._cumulative = list(itertools.accumulate(weights))
+        self.cap = cap
+        self._record = record
+        self._clock = clock
+        self.level = 0
+        self.in_flight = 0
+        self._interval: float | None = None
+        self._next_send = 0.0
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def configure(self, level: int, rate: float | None = None) -> None:
+        """Run ``level`` workers (0 pauses); ``rate`` is the total req/s at this level, or
+        ``None`` for a closed loop. The level is clamped to the cap.
+        """
+        self.level = max(0, min(self.cap, level))
+        self._interval = 1.0 / rate if rate else None
+        self._next_send = self._clock()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def start(self) -> None:
+        """Create the workers (idle until ``configure`` gives them a level)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._work(index), name=f"warmgate-worker-{index}")
+                for index in range(self.cap)
+            ]
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Pause, let in-flight requests finish for up to ``grace`` seconds, then cancel."""
+        self.configure(0)
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        deadline = self._clock() + grace
+        while self.in_flight and self._clock() < deadline:
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _pick(self) -> Driver:
+        if len(self._drivers) == 1:
+            return self._drivers[0]
+        return random.choices(self._drivers, cum_weights=self._cumulative)[0]
+
+    async def _work(self, index: int) -> None:
+        while True:
+            while index >= self.level:
+                await self._changed.wait()
+            if self._interval is not None:
+                intended = self._next_send
+                self._next_send += self._interval
+                delay = intended - self._clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if index >= self.level:
+                    continue
+            else:
+                intended = self._clock()
+            level = self.level
+            driver = self._pick()
+            self.in_flight += 1
+            try:
+                outcome = await driver.execute()
+            finally:
+                self.in_flight -= 1
+            self._record(
+                Sample(intended, self._clock(), level, driver.name, outcome.outcome, outcome.status)
+            )

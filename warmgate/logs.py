@@ -1,0 +1,111 @@
+"""Logs: JSON lines for machines (Kubernetes), a live line for people at a terminal.
+
+JSON mode prints one object per line: ``time``, ``event`` (``start``, ``listening``, ``phase``,
+``ramp``, ``progress``, ``rearm``, ``stop``), ``message`` and event fields. The runner calls
+:meth:`Log.progress` on every evaluation; JSON mode prints at most one ``progress`` line per
+``interval`` seconds, human mode redraws one status line in place. Every text goes through the
+secret redactor first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from warmgate.config import Secrets
+from warmgate.status import Status
+from warmgate.units import format_duration, format_latency, format_percent
+
+
+class Log:
+    """Writes events and progress to ``stream`` as JSON lines or for a person."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        human: bool = False,
+        secrets: Secrets | None = None,
+        interval: float = 5.0,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.human = human
+        self.secrets = secrets or Secrets()
+        self.interval = interval
+        self._last_progress = float("-inf")
+        self._live = False
+
+    @classmethod
+    def for_format(cls, fmt: str, secrets: Secrets, stream: TextIO | None = None) -> Log:
+        """``auto`` means human on a terminal, JSON lines otherwise."""
+        out = stream if stream is not None else sys.stdout
+        human = fmt == "human" or (fmt == "auto" and out.isatty())
+        return cls(out, human=human, secrets=secrets)
+
+    def event(self, event: str, message: str, **fields: Any) -> None:
+        """One line about something that happened."""
+        message = self.secrets.redact(message)
+        if self.human:
+            self._clear_live()
+            stamp = datetime.now().strftime("%H:%M:%S")  # noqa: DTZ005 - local time for people
+            self._write(f"{stamp} {message}\n")
+            return
+        record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
+        record["message"] = message
+        record.update(fields)
+        self._write(self.secrets.redact(json.dumps(record, default=str)) + "\n")
+
+    def progress(self, status: Status, force: bool = False) -> None:
+        """Where warming stands; throttled in JSON mode."""
+        if self.human:
+            self._write("\r\x1b[K" + self.secrets.redact(progress_line(status)))
+            self._live = True
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.interval:
+            return
+        self._last_progress = now
+        self.event(
+            "progress",
+            status.reason,
+            state=status.state,
+            level=status.level,
+            target_level=status.target_level,
+            window=status.window,
+            hold_passing_s=round(status.hold_passing_s, 3),
+        )
+
+    def close(self) -> None:
+        """End the live line, if any."""
+        self._clear_live()
+
+    def _clear_live(self) -> None:
+        if self._live:
+            self._write("\r\x1b[K")
+            self._live = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stdout must not stop the gate; the status surfaces still work.
+            pass
+
+
+def progress_line(status: Status) -> str:
+    """``warming  concurrency 4/16  312 req  ok 99.7%  p95 12ms  hold 2s/5s``."""
+    window = status.window
+    p95 = window.get("p95_ms")
+    parts = [
+        f"{status.state:<8}",
+        f"concurrency {status.level}/{status.target_level}",
+        f"{window.get('requests', 0)} req",
+        f"ok {format_percent(window.get('success_ratio'))}",
+        f"p95 {format_latency(None if p95 is None else p95 / 1000)}",
+        f"hold {format_duration(status.hold_passing_s)}/{format_duration(status.hold_required_s)}",
+    ]
+    return "  ".join(parts) + "  | " + status.reason[:80]

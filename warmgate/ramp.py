@@ -1,0 +1,89 @@
+"""The ramp: how many requests may be in flight right now.
+
+Theory of operation: like TCP slow start for a fragile cold app. The level starts at 1. Every
+``step`` seconds (and once the current level has produced enough samples to judge) the ramp looks
+at the requests issued since the level last changed. If they were healthy — success rate and the
+numeric latency thresholds met — the level doubles, capped at the target. If not, it halves,
+never below 1. At the target it stays while healthy. The level never exceeds the cap, so a paced
+(open-model) load scales its rate with it: ``rate * level / target``.
+
+Pure code: callers pass ``now`` and the samples; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from warmgate.gate import Thresholds, latency_checks, success_check
+from warmgate.window import Sample, Stats
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A ramp decision: the new level and why."""
+
+    level: int
+    previous: int
+    reason: str
+
+    @property
+    def changed(self) -> bool:
+        """Whether the level moved."""
+        return self.level != self.previous
+
+
+class Ramp:
+    """Raises the concurrency level toward ``target`` while the app copes, halves it when not."""
+
+    def __init__(
+        self, target: int, thresholds: Thresholds, step: float = 1.0, min_samples: int = 5
+    ) -> None:
+        if target < 1:
+            raise ValueError("the target concurrency must be at least 1")
+        self.target = target
+        self.thresholds = thresholds
+        self.step = step
+        self.min_samples = min_samples
+        self.level = 1
+        self.changed_at = 0.0
+
+    def start(self, now: float, level: int = 1) -> None:
+        """Begin (again) at ``level``, clamped to 1..target."""
+        self.level = max(1, min(self.target, level))
+        self.changed_at = now
+
+    def decide(self, now: float, samples: Iterable[Sample]) -> Step:
+        """Judge the samples issued at the current level during the last step; maybe move.
+
+        ``samples`` may contain anything: only those issued at the current level since the last
+        judgement count.
+        """
+        previous = self.level
+        if now - self.changed_at < self.step:
+            return Step(previous, previous, "")
+        relevant = Stats.of(
+            sample
+            for sample in samples
+            if sample.level == previous and sample.issued_at >= self.changed_at
+        )
+        # A slow app may not answer enough within one step; judge only once it has.
+        if relevant.requests < min(self.min_samples, previous * 2):
+            return Step(previous, previous, "")
+        where = f"at concurrency {previous}"
+        checks = [success_check(relevant, self.thresholds.success_rate, where)]
+        checks += latency_checks(relevant, self.thresholds.latency_limits(), where)
+        failing = [check for check in checks if not check.passed]
+        if failing:
+            level = max(1, previous // 2)
+            reason = f"backing off to {level}: {failing[0].reason}"
+        elif previous < self.target:
+            level = min(self.target, previous * 2)
+            reason = f"raising to {level}: healthy {where}"
+        else:
+            level = previous
+            reason = ""
+        # Every judgement starts a fresh step, so old samples never dilute the next one.
+        self.level = level
+        self.changed_at = now
+        return Step(level, previous, reason)

@@ -1,0 +1,158 @@
+"""A simulated heritage app with a realistic cold start, for demos and tests.
+
+It is a real HTTP server (aiohttp, on a port of its own) that behaves like a cold app server:
+
+- **a pool that fills with use**: it handles ``start_capacity`` concurrent requests from the
+  start; the capacity grows toward ``full_capacity`` as it serves requests (``warm_requests``) or
+  as time passes (``warm_seconds``). Requests above the capacity get a 503 after a short stall.
+- **pages that compile on first hit** (like JSPs): the first request for each distinct path
+  waits ``compile_delay``.
+- **a JIT**: every answer takes ``base_latency`` plus ``cold_latency`` that decays as it serves
+  (halving every ``jit_half_life`` requests).
+
+Routes: ``GET /items/{id}`` answers JSON; ``GET /healthz`` always answers 200; anything else is
+404. It keeps counters (:class:`SimStats`) so tests can check *when* it really became warm.
+It has nothing to do with the gate; it is only something to warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from warmgate.server import BackgroundServer
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """How cold the simulated app is."""
+
+    start_capacity: int = 1
+    full_capacity: int = 64
+    warm_requests: int = 0
+    warm_seconds: float = 0.0
+    base_latency: float = 0.001
+    cold_latency: float = 0.0
+    jit_half_life: int = 200
+    compile_delay: float = 0.0
+    overload_stall: float = 0.005
+
+
+@dataclass
+class SimStats:
+    """What the app went through."""
+
+    served: int = 0
+    rejected: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    warm_at: float | None = None
+    marked: int = 0
+    user_agents: set[str] = field(default_factory=set)
+
+
+class SimApp:
+    """The simulated app; :meth:`start` serves it from a background thread."""
+
+    def __init__(self, behavior: Behavior | None = None) -> None:
+        self.behavior = behavior or Behavior()
+        self.stats = SimStats()
+        self._started = time.monotonic()
+        self._compiled: set[str] = set()
+        self._server: BackgroundServer | None = None
+        self.port = 0
+
+    def capacity(self) -> int:
+        """How many concurrent requests the app copes with now."""
+        b = self.behavior
+        progress = 1.0
+        if b.warm_requests:
+            progress = min(progress, self.stats.served / b.warm_requests)
+        if b.warm_seconds:
+            progress = min(progress, (time.monotonic() - self._started) / b.warm_seconds)
+        capacity = b.start_capacity + int((b.full_capacity - b.start_capacity) * progress)
+        if capacity >= b.full_capacity and self.stats.warm_at is None:
+            self.stats.warm_at = time.monotonic()
+        return capacity
+
+    def latency(self, path: str) -> float:
+        """How long the next answer for ``path`` takes."""
+        b = self.behavior
+        delay = b.base_latency + b.cold_latency * 0.5 ** (self.stats.served / b.jit_half_life)
+        if b.compile_delay and path not in self._compiled:
+            self._compiled.add(path)
+            delay += b.compile_delay
+        return delay
+
+    async def _item(self, request: web.Request) -> web.Response:
+        stats = self.stats
+        if request.headers.get("X-Warmgate") == "1":
+            stats.marked += 1
+        stats.user_agents.add(request.headers.get("User-Agent", ""))
+        if stats.in_flight >= self.capacity():
+            stats.rejected += 1
+            await asyncio.sleep(self.behavior.overload_stall)
+            return web.Response(status=503, text="pool exhausted\n")
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            await asyncio.sleep(self.latency(request.path))
+        finally:
+            stats.in_flight -= 1
+        stats.served += 1
+        return web.json_response({"id": request.match_info["id"], "name": "widget"})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        application = web.Application()
+        application.router.add_get("/items/{id}", self._item)
+        application.router.add_get("/healthz", self._healthz)
+        return application
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve from a background thread; returns the bound port."""
+        self._server = BackgroundServer(self.app(), host, port)
+        self.port = self._server.start()
+        self._started = time.monotonic()
+        return self.port
+
+    def stop(self) -> None:
+        """Stop serving and close the port."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> SimApp:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """``python -m warmgate.simapp [PORT]``: serve a cold app until interrupted."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+    behavior = Behavior(
+        start_capacity=1, full_capacity=32, warm_requests=3000, cold_latency=0.2, compile_delay=0.5
+    )
+    app = SimApp(behavior)
+    bound = app.start(port=port)
+    print(f"simulated app on http://127.0.0.1:{bound}/items/1", flush=True)  # noqa: T201
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        app.stop()
+
+
+if __name__ == "__main__":
+    main()

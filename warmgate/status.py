@@ -1,0 +1,166 @@
+"""The status: one immutable snapshot, written atomically to ``<status-dir>/status.json``.
+
+Layout of the status directory (a public contract)::
+
+    status.json   the latest snapshot (see :meth:`Status.to_json`), replaced atomically
+    ready         exists exactly while the gate is open; contains the reason
+
+A reader never sees a torn file: each write goes to a temporary file in the same directory, is
+fsynced, then renamed over the old one (as prometheus_client's ``write_to_textfile`` does).
+When the gate opens, status.json is written before the marker appears; when it closes, the
+marker goes first. File I/O blocks, so callers run these functions off the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from warmgate import __version__
+from warmgate.errors import StatusDirError
+
+STATUS_FILE = "status.json"
+READY_FILE = "ready"
+
+WAITING = "waiting"
+WARMING = "warming"
+READY = "ready"
+FAILED = "failed"
+STATES = (WAITING, WARMING, READY, FAILED)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What warmgate knows right now. Timestamps are wall-clock seconds since the epoch."""
+
+    state: str
+    ready: bool
+    reason: str
+    started_at: float
+    updated_at: float
+    phase_started_at: float
+    outcome: str | None = None
+    ready_at: float | None = None
+    level: int = 0
+    target_level: int = 0
+    window: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hold_required_s: float = 0.0
+    hold_passing_s: float = 0.0
+    timeout_s: float = 0.0
+    rearms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of ``status.json`` and ``GET /status``."""
+        return {
+            "state": self.state,
+            "ready": self.ready,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "started_at": _iso(self.started_at),
+            "updated_at": _iso(self.updated_at),
+            "phase_started_at": _iso(self.phase_started_at),
+            "ready_at": _iso(self.ready_at),
+            "warmup_seconds": (
+                None if self.ready_at is None else round(self.ready_at - self.started_at, 3)
+            ),
+            "concurrency": {"level": self.level, "target": self.target_level},
+            "window": self.window,
+            "targets": self.targets,
+            "hold": {
+                "required_s": round(self.hold_required_s, 3),
+                "passing_s": round(self.hold_passing_s, 3),
+            },
+            "timeout_s": self.timeout_s,
+            "rearms": self.rearms,
+            "version": __version__,
+        }
+
+
+class StatusDir:
+    """Writes the status file and ready marker of one directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def prepare(self) -> None:
+        """Create the directory if needed and prove it is writable; remove a stale marker."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe-", delete=True)  # noqa: SIM115 - closed right below
+            probe.close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise StatusDirError(
+                f"--status-dir: {self.path} is not writable ({reason}); mount a writable "
+                "volume there (an emptyDir) or pick another directory."
+            ) from None
+        # A marker left by an earlier run must not claim readiness before this run decides.
+        self._remove_marker()
+
+    def write(self, status: Status) -> None:
+        """Write ``status.json`` atomically, then create or remove the marker to match."""
+        if not status.ready:
+            self._remove_marker()
+        data = json.dumps(status.to_json(), indent=2, sort_keys=False).encode() + b"\n"
+        atomic_write(self.path / STATUS_FILE, data)
+        if status.ready:
+            atomic_write(self.path / READY_FILE, status.reason.encode() + b"\n")
+
+    def _remove_marker(self) -> None:
+        try:
+            (self.path / READY_FILE).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_status(directory: Path) -> dict[str, Any] | None:
+    """The status JSON in ``directory``, or ``None`` if there is none yet.
+
+    Raises :class:`StatusDirError` when the file exists but cannot be read or parsed.
+    """
+    path = directory / STATUS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StatusDirError(f"{path} cannot be read ({exc.strerror}).") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise StatusDirError(f"{path} is not valid JSON; was it written by warmgate?") from None
+    if not isinstance(data, dict):
+        raise StatusDirError(f"{path} does not hold a status object; was it written by warmgate?")
+    return data
+
+
+def is_ready(directory: Path, status: dict[str, Any] | None) -> bool:
+    """Ready only when the status says so *and* the marker exists (they agree while running)."""
+    return bool(status and status.get("ready")) and (directory / READY_FILE).exists()

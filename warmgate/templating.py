@@ -1,0 +1,139 @@
+"""Request templates: compiled once at start-up, rendered for every request.
+
+A string without ``{{`` or ``{%`` is a constant and never touches Jinja2, so configs without
+templates never import it (sidecar memory). Templates run in Jinja2's immutable sandbox with
+strict undefined names and these functions:
+
+- ``randint(a, b)``: a random integer, both ends included
+- ``choice(items)``: a random element of a list
+- ``uuid4()``: a random UUID string
+- ``line(path)``: a random line of a text file (read once, blank lines skipped)
+- ``random()``: a float in [0, 1)
+"""
+
+from __future__ import annotations
+
+import random as _random
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from warmgate.errors import TemplateError
+
+TEMPLATE_FUNCTIONS = ("randint", "choice", "uuid4", "line", "random")
+
+
+class Template(Protocol):
+    """Something that renders to a string, once per request."""
+
+    def render(self) -> str:
+        """A freshly rendered value."""
+        ...
+
+
+class Constant:
+    """A value with no template markup: rendering returns it as is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def render(self) -> str:
+        """The constant."""
+        return self.value
+
+
+class _Lines:
+    """Random lines of files, each file read once."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, list[str]] = {}
+
+    def __call__(self, path: str) -> str:
+        lines = self._files.get(path)
+        if lines is None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise TemplateError(f"line('{path}') cannot read the file ({exc.strerror}).") from exc
+            lines = [stripped for raw in text.splitlines() if (stripped := raw.strip())]
+            if not lines:
+                raise TemplateError(f"line('{path}') found no non-blank lines in the file.")
+            self._files[path] = lines
+        return _random.choice(lines)
+
+
+class Templates:
+    """Compiles template strings into renderers sharing one sandboxed environment."""
+
+    def __init__(self) -> None:
+        self._render: Callable[[str], Callable[[], str]] | None = None
+
+    def _environment_compiler(self) -> Callable[[str], Callable[[], str]]:
+        if self._render is not None:
+            return self._render
+        import jinja2  # only configs that use templates pay for Jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        functions: dict[str, Any] = {
+            "randint": _random.randint,
+            "choice": _choice,
+            "uuid4": lambda: str(uuid.uuid4()),
+            "line": _Lines(),
+            "random": _random.random,
+        }
+        env.globals.update(functions)
+
+        def compile_one(source: str) -> Callable[[], str]:
+            template = env.from_string(source)
+            return template.render
+
+        self._render = compile_one
+        return compile_one
+
+    def compile(self, source: str, where: str) -> Template:
+        """Compile ``source`` and render it once, so mistakes surface at start-up.
+
+        ``where`` names the config field in error messages.
+        """
+        if "{{" not in source and "{%" not in source:
+            return Constant(source)
+        import jinja2
+
+        try:
+            render = self._environment_compiler()(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{where}: the template has a syntax error at line {exc.lineno}: {exc.message}."
+            ) from None
+        compiled = _Compiled(render)
+        try:
+            compiled.render()
+        except TemplateError as exc:
+            raise TemplateError(f"{where}: {exc}") from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(
+                f"{where}: {exc.message}; the functions are {', '.join(TEMPLATE_FUNCTIONS)}."
+            ) from None
+        except (jinja2.TemplateError, TypeError, ValueError, IndexError) as exc:
+            raise TemplateError(f"{where}: the template failed to render: {exc}.") from None
+        return compiled
+
+
+class _Compiled:
+    __slots__ = ("_render",)
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self._render = render
+
+    def render(self) -> str:
+        return self._render()
+
+
+def _choice(items: Sequence[Any]) -> Any:
+    if not items:
+        raise ValueError("choice() needs a non-empty list")
+    return _random.choice(items)

@@ -1,0 +1,64 @@
+"""Durations in, human quantities out: the few unit conversions the config and reasons share."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``"500ms"``, ``"10s"``, ``"5m"`` or ``"1m30s"``.
+
+    Raises ``ValueError`` with a sentence saying how to write it.
+    """
+    cleaned = text.strip().replace(" ", "")
+    if not cleaned:
+        raise ValueError("a duration is empty; write it with a unit, such as '10s'")
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        raise ValueError(f"'{text}' has no unit; write '{cleaned}ms' or '{cleaned}s'")
+    position = 0
+    total = 0.0
+    for match in _DURATION.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += float(match["value"]) * _SECONDS[match["unit"]]
+        position = match.end()
+    if position != len(cleaned) or position == 0:
+        raise ValueError(
+            f"'{text}' is not a duration; write a number and a unit (ms, s, m, h), such as '500ms'"
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: ``"250ms"``, ``"5s"``, ``"2.5s"``, ``"5m"``, ``"1m30s"``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+def format_latency(seconds: float | None) -> str:
+    """A latency for reasons and logs: ``"0.8ms"``, ``"412ms"``, ``"1.25s"``; ``"-"`` if unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:.2f}s"
+
+
+def format_percent(ratio: float | None) -> str:
+    """A ratio as a percentage with one decimal: ``"99.5%"``; whole numbers lose the decimal."""
+    if ratio is None:
+        return "-"
+    text = f"{ratio * 100:.1f}"
+    return (text[:-2] if text.endswith(".0") else text) + "%"
