@@ -42,9 +42,9 @@ class PlanFlag:
 
 
 PLAN_FLAGS = (
-    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces config targets."),
+    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces targets."),
     PlanFlag("concurrency", "load.concurrency", int, "Target concurrency, also the cap."),
-    PlanFlag("rate", "load.rate", float, "Total requests per second (open model); default closed loop."),
+    PlanFlag("rate", "load.rate", float, "Total req/s (open model); default: closed loop."),
     PlanFlag("success_rate", "gate.success_rate", float, "Minimum success ratio, e.g. 0.99."),
     PlanFlag("p50", "gate.p50", str, "Maximum p50 latency, e.g. 50ms."),
     PlanFlag("p95", "gate.p95", str, "Maximum p95 latency, e.g. 200ms, or 'auto' (plateau)."),
@@ -53,14 +53,14 @@ PLAN_FLAGS = (
     PlanFlag("window", "gate.window", str, "Sliding window, e.g. 10s."),
     PlanFlag("hold", "gate.hold", str, "How long thresholds must keep passing, e.g. 5s."),
     PlanFlag("timeout", "gate.timeout", str, "Deadline for warming, e.g. 5m."),
-    PlanFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' (fail open) or 'fail'."),
+    PlanFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' or 'fail'."),
     PlanFlag("status_dir", "status_dir", Path, "Directory for status.json and the ready marker."),
     PlanFlag("port", "server.port", int, "Port of /readyz, /status, /metrics (0: any free port)."),
     PlanFlag("host", "server.host", str, "Address the endpoint listens on."),
     PlanFlag("wait_url", "wait.url", str, "URL that answers 2xx once the app is up."),
     PlanFlag("wait_timeout", "wait.timeout", str, "How long to wait for the app to come up."),
-    PlanFlag("keep_warm_rate", "after_ready.keep_warm_rate", float, "req/s to keep sending once ready."),
-    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm when the target is down this long (0s: never)."),
+    PlanFlag("keep_warm_rate", "after_ready.keep_warm_rate", float, "req/s once ready."),
+    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm after down this long; 0s: never"),
     PlanFlag("jitter", "load.jitter", str, "Random delay before priming (avoid stampedes)."),
     PlanFlag("log_format", "log_format", str, "auto, json or human."),
 )  # fmt: skip
@@ -89,10 +89,8 @@ def _plan_parameters() -> list[inspect.Parameter]:
         )
     ]
     for flag in PLAN_FLAGS:
-        option = typer.Option(
-            _option_name(flag.name), envvar=_env_name(flag.name), help=flag.help
-        )
-        annotation = Annotated[flag.kind | None, option]
+        option = typer.Option(_option_name(flag.name), envvar=_env_name(flag.name), help=flag.help)
+        annotation = Annotated[flag.kind | None, option]  # type: ignore[name-defined]
         parameters.append(
             inspect.Parameter(
                 flag.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
@@ -166,7 +164,9 @@ def _version(value: bool) -> None:
 def _main(
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Warm a slow-starting app before it takes traffic, and say when it is measurably ready."""
@@ -187,7 +187,7 @@ def run(plan: dict[str, Any]) -> None:
 @reports_errors
 @with_plan_options
 def prime(plan: dict[str, Any]) -> None:
-    """Init-container mode: prime until warm, write the status, exit 0 (or 1 if it fails closed)."""
+    """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
     from warmgate.lifecycle import execute
 
     config, secrets = _load(plan)
@@ -268,4 +268,3 @@ def main() -> None:
         sys.exit(EXIT_USAGE)
     except BrokenPipeError:
         sys.exit(EXIT_OK)
-

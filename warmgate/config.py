@@ -39,9 +39,11 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def _duration(value: object) -> object:
     if isinstance(value, bool):
-        raise ValueError(f"'{value}' is not a duration; write a number and a unit, such as '10s'")
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a validation error
+            f"'{value}' is not a duration; write a number and a unit, such as '10s'"
+        )
     if isinstance(value, int | float):
-        raise ValueError(f"'{value}' has no unit; write '{value}ms' or '{value}s'")
+        raise ValueError(f"'{value}' has no unit; write '{value}ms' or '{value}s'")  # noqa: TRY004
     if isinstance(value, str):
         return parse_duration(value)
     return value
@@ -87,13 +89,13 @@ class HttpTarget(_Model):
     headers: dict[str, str] = Field(default_factory=dict, description="Header templates.")
     body: str | None = Field(None, description="Request body template.")
     expect_status: list[int | str] = Field(
-        default_factory=lambda: ["2xx"],
+        default_factory=lambda: list[int | str](["2xx"]),
         description="Statuses that count as success: numbers or classes such as '2xx'.",
     )
     timeout: Duration = Field(5.0, description="Per-request timeout; a timeout is a failure.")
     confirm_read_only: bool = Field(
         False,
-        description="Allow a method other than GET/HEAD/OPTIONS, confirming the endpoint only reads.",
+        description="Allow a method other than GET/HEAD/OPTIONS: the endpoint only reads.",
     )
 
     @field_validator("url")
@@ -116,11 +118,8 @@ class HttpTarget(_Model):
         if not statuses:
             raise ValueError("list at least one status, such as [200] or ['2xx']")
         for status in statuses:
-            valid = (
-                isinstance(status, int)
-                and 100 <= status <= 599
-                or isinstance(status, str)
-                and re.fullmatch(r"[1-5]xx", status)
+            valid = (isinstance(status, int) and 100 <= status <= 599) or (
+                isinstance(status, str) and re.fullmatch(r"[1-5]xx", status)
             )
             if not valid:
                 raise ValueError(f"'{status}' is not a status; write a number such as 200 or '2xx'")
@@ -239,12 +238,12 @@ class Config(_Model):
     """The whole warm-up plan."""
 
     targets: list[Target] = Field(description="What to warm.", min_length=1)
-    load: LoadConfig = Field(default_factory=LoadConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
-    wait: WaitConfig = Field(default_factory=WaitConfig)
-    after_ready: AfterReadyConfig = Field(default_factory=AfterReadyConfig)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    traffic: TrafficConfig = Field(default_factory=TrafficConfig)
+    load: LoadConfig = LoadConfig()
+    gate: GateConfig = GateConfig()
+    wait: WaitConfig = WaitConfig()
+    after_ready: AfterReadyConfig = AfterReadyConfig()
+    server: ServerConfig = ServerConfig()
+    traffic: TrafficConfig = TrafficConfig()
     status_dir: Path | None = Field(
         None, description="Directory for status.json and the ready marker (an emptyDir)."
     )
@@ -258,9 +257,8 @@ class Config(_Model):
         if isinstance(data, Mapping) and isinstance(data.get("targets"), list):
             targets = []
             for index, target in enumerate(data["targets"], start=1):
-                if isinstance(target, Mapping) and target.get("name") is None:
-                    target = {"name": f"target-{index}", **target}
-                targets.append(target)
+                unnamed = isinstance(target, Mapping) and target.get("name") is None
+                targets.append({"name": f"target-{index}", **target} if unnamed else target)
             data = {**data, "targets": targets}
         return data
 
@@ -474,7 +472,8 @@ def describe(config: Config, secrets: Secrets) -> str:
         share = target.weight / total_weight
         if target.http is not None:
             http = target.http
-            what = f"HTTP {http.method} {http.url} (expect {', '.join(map(str, http.expect_status))}"
+            statuses = ", ".join(map(str, http.expect_status))
+            what = f"HTTP {http.method} {http.url} (expect {statuses}"
             what += f", timeout {format_duration(http.timeout)})"
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}")
     pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"

@@ -220,9 +220,7 @@ class Gate:
         if outcome is None and elapsed >= self.thresholds.timeout:
             outcome = FAILED_CLOSED if self.thresholds.fail_closed else OPENED_ON_TIMEOUT
             verb = "failed closed" if self.thresholds.fail_closed else "opened anyway"
-            reason = (
-                f"not warm after {format_duration(self.thresholds.timeout)}, {verb}: {reason}"
-            )
+            reason = f"not warm after {format_duration(self.thresholds.timeout)}, {verb}: {reason}"
 
         verdict = Verdict(
             ready=outcome in (WARM, OPENED_ON_TIMEOUT),
@@ -260,9 +258,8 @@ class Gate:
                     f"only {stats.requests} requests {where} in the last {window_text}; "
                     f"need at least {minimum}"
                 )
-            checks = [Check("requests", False, str(stats.requests), str(minimum), reason)]
             # Without enough requests the percentiles mean nothing; say only this.
-            return checks
+            return [Check("requests", False, str(stats.requests), str(minimum), reason)]
 
         checks.append(success_check(stats, thresholds.success_rate, where))
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))

@@ -57,10 +57,18 @@ def execute(config: Config, secrets: Secrets, *, mode: Mode) -> Status:
     if mode == "run":
         server = status_server(config.server.host, config.server.port, runner.snapshot, registry)
         port = server.start()
-        log.event("listening", f"serving /readyz, /status and /metrics on port {port}",
-                  host=config.server.host, port=port)
-    log.event("start", f"warmgate {__version__} {mode}: {len(compiled)} target(s), "
-              f"concurrency {config.load.concurrency}", mode=mode)
+        log.event(
+            "listening",
+            f"serving /readyz, /status and /metrics on port {port}",
+            host=config.server.host,
+            port=port,
+        )
+    log.event(
+        "start",
+        f"warmgate {__version__} {mode}: {len(compiled)} target(s), "
+        f"concurrency {config.load.concurrency}",
+        mode=mode,
+    )
     try:
         return asyncio.run(_supervise(runner))
     finally:

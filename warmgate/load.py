@@ -12,6 +12,7 @@ instead of silently lowering the rate (the wrk2 model, no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -43,6 +44,8 @@ class Load:
         self._clock = clock
         self.level = 0
         self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._interval: float | None = None
         self._next_send = 0.0
         self._changed = asyncio.Event()
@@ -72,9 +75,9 @@ class Load:
         tasks, self._tasks = self._tasks, []
         if not tasks:
             return
-        deadline = self._clock() + grace
-        while self.in_flight and self._clock() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -101,10 +104,13 @@ class Load:
             level = self.level
             driver = self._pick()
             self.in_flight += 1
+            self._idle.clear()
             try:
                 outcome = await driver.execute()
             finally:
                 self.in_flight -= 1
+                if not self.in_flight:
+                    self._idle.set()
             self._record(
                 Sample(intended, self._clock(), level, driver.name, outcome.outcome, outcome.status)
             )

@@ -50,7 +50,7 @@ class Log:
         message = self.secrets.redact(message)
         if self.human:
             self._clear_live()
-            stamp = datetime.now().strftime("%H:%M:%S")  # noqa: DTZ005 - local time for people
+            stamp = datetime.now().strftime("%H:%M:%S")
             self._write(f"{stamp} {message}\n")
             return
         record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}

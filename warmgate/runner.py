@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal, Protocol
 
-from warmgate.config import Config, Secrets
+from warmgate.config import Config
 from warmgate.controller import Controller
 from warmgate.drivers.http import UrlProbe, make_client
 from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict
@@ -141,34 +141,38 @@ class Runner:
             drivers = await open_drivers(self.config, self.compiled, stack)
             self._probes = list(drivers)
             if self.config.wait.url is not None:
-                client = make_client(1, self.config.traffic, self.config.wait.url.startswith("https"))
+                tls = self.config.wait.url.startswith("https")
+                client = make_client(1, self.config.traffic, tls)
                 stack.push_async_callback(client.aclose)
                 self._probes = [UrlProbe(self.config.wait.url, client)]
             weights = [item.target.weight for item in self.compiled]
-            self._load = Load(drivers, weights, self.config.load.concurrency, self._record)
-            self._load.start()
-            stack.push_async_callback(self._load.stop)
-            await self._lifecycle(stop)
+            load = Load(drivers, weights, self.config.load.concurrency, self._record)
+            self._load = load
+            load.start()
+            stack.push_async_callback(load.stop)
+            await self._lifecycle(stop, load)
         return self.status
 
-    async def _lifecycle(self, stop: asyncio.Event) -> None:
+    async def _lifecycle(self, stop: asyncio.Event, load: Load) -> None:
         while not stop.is_set():
             down = await self._wait(stop)
             if stop.is_set():
                 break
             if down is not None:
-                await self._give_up(f"the target did not answer within "
-                                    f"{format_duration(self.config.wait.timeout)}: {down}")
+                await self._give_up(
+                    f"the target did not answer within "
+                    f"{format_duration(self.config.wait.timeout)}: {down}"
+                )
             else:
                 jitter = random.uniform(0, self.config.load.jitter)
                 if jitter and await sleep_or_stop(stop, jitter):
                     break
-                verdict = await self._warm(stop)
+                verdict = await self._warm(stop, load)
                 if verdict is None:
                     break
             if self.mode == "prime":
                 return
-            if not await self._watch(stop):
+            if not await self._watch(stop, load):
                 break
             self._rearms += 1
             self.metrics.rearms.inc()
@@ -187,8 +191,11 @@ class Runner:
         while True:
             down = await self._probe_all()
             if down is None:
-                self.log.event("up", "the target answers; priming starts",
-                               waited_s=round(self._clock() - start, 3))
+                self.log.event(
+                    "up",
+                    "the target answers; priming starts",
+                    waited_s=round(self._clock() - start, 3),
+                )
                 return None
             await self._publish(WAITING, f"waiting for the target to answer: {down}")
             remaining = deadline - self._clock()
@@ -202,12 +209,11 @@ class Runner:
         rate = self.config.load.rate
         return None if rate is None else rate * level / self.config.load.concurrency
 
-    async def _warm(self, stop: asyncio.Event) -> Verdict | None:
+    async def _warm(self, stop: asyncio.Event, load: Load) -> Verdict | None:
         """Prime until the gate reaches an outcome; ``None`` if stopped first."""
-        assert self._load is not None
         controller = self.controller
         controller.start(self._clock())
-        self._load.configure(controller.level, self._rate_at(controller.level))
+        load.configure(controller.level, self._rate_at(controller.level))
         await self._publish(WARMING, "priming has started at concurrency 1", phase_start=True)
         try:
             while True:
@@ -215,14 +221,14 @@ class Runner:
                     return None
                 step, verdict = controller.tick(self._clock())
                 if step.changed:
-                    self._load.configure(step.level, self._rate_at(step.level))
+                    load.configure(step.level, self._rate_at(step.level))
                     self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
                 if verdict.done:
                     await self._finish(verdict)
                     return verdict
                 await self._publish(WARMING, verdict.reason, verdict)
         finally:
-            self._load.configure(0)
+            load.configure(0)
 
     async def _finish(self, verdict: Verdict) -> None:
         if verdict.outcome == OPENED_ON_TIMEOUT:
@@ -230,8 +236,9 @@ class Runner:
         state = FAILED if verdict.outcome == FAILED_CLOSED else READY
         if verdict.ready:
             self._ready_at = self._clock()
-        await self._publish(state, verdict.reason, verdict, outcome=verdict.outcome,
-                            phase_start=True)
+        await self._publish(
+            state, verdict.reason, verdict, outcome=verdict.outcome, phase_start=True
+        )
 
     async def _give_up(self, reason: str) -> None:
         """The wait deadline passed: open or fail as ``on_timeout`` says."""
@@ -240,15 +247,15 @@ class Runner:
         verb = "failed closed" if fail else "opened anyway"
         if not fail:
             self._ready_at = self._clock()
-        await self._publish(FAILED if fail else READY, f"{verb}: {reason}", outcome=outcome,
-                            phase_start=True)
+        await self._publish(
+            FAILED if fail else READY, f"{verb}: {reason}", outcome=outcome, phase_start=True
+        )
 
-    async def _watch(self, stop: asyncio.Event) -> bool:
+    async def _watch(self, stop: asyncio.Event, load: Load) -> bool:
         """After the outcome (``run``): keep warm, and ``True`` when it is time to re-arm."""
-        assert self._load is not None
         after = self.config.after_ready
         if after.keep_warm_rate and self.status.ready:
-            self._load.configure(1, after.keep_warm_rate)
+            load.configure(1, after.keep_warm_rate)
         interval = min(1.0, after.rearm_after / 4) if after.rearm_after else 1.0
         down_since: float | None = None
         try:
@@ -272,7 +279,7 @@ class Runner:
                     return True
             return False
         finally:
-            self._load.configure(0)
+            load.configure(0)
 
     def _record(self, sample: Sample) -> None:
         self.controller.record(sample)
@@ -303,15 +310,17 @@ class Runner:
             started_at=self._wall(self._started),
             updated_at=self._wall(now),
             phase_started_at=self._wall(self._phase_started),
-            outcome=outcome if outcome is not None else (
-                previous.outcome if state == previous.state else None
-            ),
+            outcome=outcome
+            if outcome is not None
+            else (previous.outcome if state == previous.state else None),
             ready_at=None if self._ready_at is None else self._wall(self._ready_at),
             level=self._load.level if self._load is not None else 0,
             target_level=self.config.load.concurrency,
             window=window.as_dict(),
-            targets={name: stats.as_dict() for name, stats in
-                     (verdict.targets.items() if verdict is not None else ())},
+            targets={
+                name: stats.as_dict()
+                for name, stats in (verdict.targets.items() if verdict is not None else ())
+            },
             hold_required_s=self.config.gate.hold,
             hold_passing_s=verdict.held_for if verdict is not None else 0.0,
             timeout_s=self.config.gate.timeout,
@@ -321,8 +330,13 @@ class Runner:
         self.metrics.publish(status)
         changed = status.state != previous.state or status.ready != previous.ready
         if changed:
-            self.log.event("phase", status.reason, state=status.state, ready=status.ready,
-                           outcome=status.outcome)
+            self.log.event(
+                "phase",
+                status.reason,
+                state=status.state,
+                ready=status.ready,
+                outcome=status.outcome,
+            )
         else:
             self.log.progress(status)
         due = changed or force_write or now - self._last_write >= FILE_INTERVAL
@@ -334,10 +348,19 @@ class Runner:
         """Write the final status after a signal: ``prime`` that was not warm has failed."""
         status = self.status
         if self.mode == "prime" and not status.ready:
-            await self._publish(FAILED, f"stopped by {why} before the target was warm",
-                                outcome=FAILED_CLOSED, phase_start=True)
+            await self._publish(
+                FAILED,
+                f"stopped by {why} before the target was warm",
+                outcome=FAILED_CLOSED,
+                phase_start=True,
+            )
         else:
             verdict = self._verdict if status.state == WARMING else None
-            await self._publish(status.state, f"{status.reason} (warmgate stopped by {why})",
-                                verdict, outcome=status.outcome, force_write=True)
+            await self._publish(
+                status.state,
+                f"{status.reason} (warmgate stopped by {why})",
+                verdict,
+                outcome=status.outcome,
+                force_write=True,
+            )
         self.log.event("stop", f"stopped by {why}", state=self.status.state)

@@ -83,6 +83,7 @@ class SimApp:
         """How long the next answer for ``path`` takes."""
         b = self.behavior
         delay = b.base_latency + b.cold_latency * 0.5 ** (self.stats.served / b.jit_half_life)
+        delay = float(delay)
         if b.compile_delay and path not in self._compiled:
             self._compiled.add(path)
             delay += b.compile_delay
@@ -147,7 +148,7 @@ def main() -> None:
     )
     app = SimApp(behavior)
     bound = app.start(port=port)
-    print(f"simulated app on http://127.0.0.1:{bound}/items/1", flush=True)  # noqa: T201
+    print(f"simulated app on http://127.0.0.1:{bound}/items/1", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -119,10 +119,7 @@ class StatusDir:
             atomic_write(self.path / READY_FILE, status.reason.encode() + b"\n")
 
     def _remove_marker(self) -> None:
-        try:
-            (self.path / READY_FILE).unlink()
-        except FileNotFoundError:
-            pass
+        (self.path / READY_FILE).unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -41,14 +41,14 @@ async def open_drivers(
 ) -> list[Driver]:
     """Create the drivers; everything they hold is closed when ``stack`` closes."""
     drivers: list[Driver] = []
-    http_targets = [item for item in compiled if item.http is not None]
-    if http_targets:
-        tls = any(item.http is not None and item.http.tls for item in http_targets)
+    http = [(item.target, item.http) for item in compiled if item.http is not None]
+    if http:
+        tls = any(plan.tls for _, plan in http)
         client = make_client(config.load.concurrency, config.traffic, tls=tls)
         stack.push_async_callback(client.aclose)
-        for item in http_targets:
-            assert item.http is not None and item.target.http is not None
-            drivers.append(HttpDriver(item.target.name, item.target.http, item.http, client))
+        for target, plan in http:
+            if target.http is not None:
+                drivers.append(HttpDriver(target.name, target.http, plan, client))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers

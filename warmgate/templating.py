@@ -57,7 +57,8 @@ class _Lines:
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
-                raise TemplateError(f"line('{path}') cannot read the file ({exc.strerror}).") from exc
+                reason = exc.strerror or type(exc).__name__
+                raise TemplateError(f"line('{path}') cannot read the file ({reason}).") from exc
             lines = [stripped for raw in text.splitlines() if (stripped := raw.strip())]
             if not lines:
                 raise TemplateError(f"line('{path}') found no non-blank lines in the file.")

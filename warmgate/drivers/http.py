@@ -9,6 +9,7 @@ Plain httpx adds hundreds of milliseconds of client-side latency under concurren
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -60,9 +61,7 @@ def endpoint(url: str) -> tuple[str, int, bool]:
     return parts.hostname or "localhost", port or (443 if tls else 80), tls
 
 
-def make_client(
-    concurrency: int, traffic: TrafficConfig, tls: bool = False
-) -> httpx.AsyncClient:
+def make_client(concurrency: int, traffic: TrafficConfig, tls: bool = False) -> httpx.AsyncClient:
     """An httpx client over the aiohttp transport, pooled for ``concurrency`` connections.
 
     Certificates are loaded only when a target uses https (each CA bundle costs memory).
@@ -107,20 +106,18 @@ def _connect_phrase(error: OSError) -> str:
     return (error.strerror or type(error).__name__).lower()
 
 
-async def tcp_probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:
+async def tcp_probe(host: str, port: int) -> str | None:
     """``None`` if ``host:port`` accepts a TCP connection, else a short reason."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(PROBE_TIMEOUT):
             _, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         return f"{host}:{port}: connect timed out"
     except OSError as exc:
         return f"{host}:{port}: {_connect_phrase(exc)}"
     writer.close()
-    try:
+    with contextlib.suppress(OSError):
         await writer.wait_closed()
-    except OSError:
-        pass
     return None
 
 

@@ -1,0 +1,34 @@
+"""Shared fixtures: a clean environment and real simulated apps on port 0."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from warmgate.simapp import Behavior, SimApp
+
+
+@pytest.fixture(autouse=True)
+def _no_warmgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No WARMGATE_* variable from the outside world changes what a test sees."""
+    for key in list(os.environ):
+        if key.startswith("WARMGATE_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def sim_app() -> Iterator[Callable[..., SimApp]]:
+    """Start simulated apps (real HTTP servers on port 0); all stop after the test."""
+    started: list[SimApp] = []
+
+    def start(behavior: Behavior | None = None, port: int = 0) -> SimApp:
+        app = SimApp(behavior or Behavior(start_capacity=64, full_capacity=64))
+        app.start(port=port)
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        app.stop()

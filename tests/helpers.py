@@ -1,0 +1,139 @@
+"""Test helpers: run the real CLI as a subprocess and talk to it over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a CLI subprocess: no WARMGATE_* leaking in from outside."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WARMGATE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``warmgate ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "warmgate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(env),
+        input=stdin,
+        check=False,
+    )
+
+
+def poll(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Call ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """``(status, body)`` of a GET, 4xx/5xx included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - test URLs
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class WarmgateProcess:
+    """A running ``warmgate`` subprocess whose JSON log lines are collected as they arrive."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "warmgate", *args, "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(env),
+        )
+        self.events: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = {"event": "raw", "message": line.rstrip()}
+            self.events.append(event)
+            self._lines.put(event)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first log event (past or future) matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                seen += 1
+                if predicate(event):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.process.poll() is not None and self._lines.empty():
+                stderr = self.stderr_text() if self.process.poll() is not None else ""
+                raise AssertionError(
+                    f"no matching event within {timeout}s; events: {self.events[-5:]} {stderr}"
+                )
+            try:
+                self._lines.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                pass
+
+    def port(self, timeout: float = 15.0) -> int:
+        """The port the endpoint listens on (from the ``listening`` event)."""
+        return int(self.wait_for(lambda e: e.get("event") == "listening", timeout)["port"])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stderr_text(self) -> str:
+        """What the process wrote to stderr (after it exited)."""
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+    def __enter__(self) -> WarmgateProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
