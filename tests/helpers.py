@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -77,6 +78,7 @@ class WarmgateProcess:
             env=cli_env(env),
         )
         self.events: list[dict[str, Any]] = []
+        self._stderr: str | None = None
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -103,15 +105,13 @@ class WarmgateProcess:
                 if predicate(event):
                     return event
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.process.poll() is not None and self._lines.empty():
+            if remaining <= 0 or (self.process.poll() is not None and self._lines.empty()):
                 stderr = self.stderr_text() if self.process.poll() is not None else ""
                 raise AssertionError(
                     f"no matching event within {timeout}s; events: {self.events[-5:]} {stderr}"
                 )
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._lines.get(timeout=min(remaining, 0.2))
-            except queue.Empty:
-                pass
 
     def port(self, timeout: float = 15.0) -> int:
         """The port the endpoint listens on (from the ``listening`` event)."""
@@ -122,13 +122,21 @@ class WarmgateProcess:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         code = self.process.wait(timeout)
-        self._reader.join(5)
+        self._close()
         return code
 
     def stderr_text(self) -> str:
-        """What the process wrote to stderr (after it exited)."""
-        assert self.process.stderr is not None
-        return self.process.stderr.read()
+        """What the process wrote to stderr (once it has exited)."""
+        if self._stderr is None and self.process.stderr is not None:
+            self._stderr = self.process.stderr.read()
+        return self._stderr or ""
+
+    def _close(self) -> None:
+        self._reader.join(5)
+        self.stderr_text()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> WarmgateProcess:
         return self
@@ -137,3 +145,4 @@ class WarmgateProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+        self._close()

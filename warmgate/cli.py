@@ -60,7 +60,7 @@ PLAN_FLAGS = (
     PlanFlag("wait_url", "wait.url", str, "URL that answers 2xx once the app is up."),
     PlanFlag("wait_timeout", "wait.timeout", str, "How long to wait for the app to come up."),
     PlanFlag("keep_warm_rate", "after_ready.keep_warm_rate", float, "req/s once ready."),
-    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm after down this long; 0s: never"),
+    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm after this long down."),
     PlanFlag("jitter", "load.jitter", str, "Random delay before priming (avoid stampedes)."),
     PlanFlag("log_format", "log_format", str, "auto, json or human."),
 )  # fmt: skip
@@ -222,11 +222,15 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", envvar=_env_name("host"), help="Address to listen on.")
     ] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", envvar=_env_name("log_format"), help="auto, json or human."),
+    ] = "auto",
 ) -> None:
     """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
     from warmgate.lifecycle import serve_directory
 
-    serve_directory(status_dir, host, port)
+    serve_directory(status_dir, host, port, log_format)
 
 
 @app.command()

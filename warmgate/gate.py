@@ -253,6 +253,14 @@ class Gate:
                     f"ramping up: concurrency {level} of {self.target_level}, "
                     f"no requests {where} yet"
                 )
+                # Say why the ramp is stuck, if the current level is failing too.
+                current = Stats.of(self.window.select(now, level=level))
+                if current.requests:
+                    check = success_check(
+                        current, thresholds.success_rate, f"at concurrency {level}"
+                    )
+                    if not check.passed:
+                        reason += f"; {check.reason}"
             else:
                 reason = (
                     f"only {stats.requests} requests {where} in the last {window_text}; "

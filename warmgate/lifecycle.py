@@ -137,13 +137,13 @@ def directory_snapshot(directory: Path) -> tuple[bool, str, dict[str, Any]]:
     return is_ready(directory, status), str(status.get("reason", "")), status
 
 
-def serve_directory(directory: Path, host: str, port: int) -> None:
+def serve_directory(directory: Path, host: str, port: int, log_format: str = "auto") -> None:
     """``serve``: expose a status directory until SIGTERM/SIGINT."""
     registry = CollectorRegistry()
     registry.register(FileStatusCollector(directory))
     server = status_server(host, port, lambda: directory_snapshot(directory), registry)
     bound = server.start()
-    log = Log.for_format("auto", Secrets())
+    log = Log.for_format(log_format, Secrets())
     log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
 
     async def wait_for_signal() -> None:

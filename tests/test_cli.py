@@ -1,0 +1,313 @@
+"""The real CLI, as a subprocess, against real local servers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import WarmgateProcess, http_get, poll, run_cli
+from warmgate.simapp import Behavior, SimApp
+
+COLD = Behavior(start_capacity=1, full_capacity=16, warm_seconds=5.0, base_latency=0.002)
+"""Copes with one request at a time at once, with 16 at a time only after 5 seconds."""
+NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
+FAST_GATE = ["--concurrency", "16", "--window", "3s", "--hold", "1s", "--min-requests", "20"]
+
+
+def items_url(port: int) -> str:
+    """The templated warm-up URL of a simulated app."""
+    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def read_json(path: Path) -> dict[str, object]:
+    """A JSON file's object."""
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.slow
+def test_run_opens_only_when_the_app_copes_at_target_concurrency(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """The headline behaviour: 503 with reasons while cold, 200 only after the app copes with 16."""
+    app = sim_app(COLD)
+    status_dir = tmp_path / "wg"
+    args = ["run", "--url", items_url(app.port), "--success-rate", "0.99", "--p95", "200ms",
+            *FAST_GATE, "--hold", "2s", "--timeout", "1m", "--on-timeout", "ready",
+            "--status-dir", str(status_dir), "--port", "0"]  # fmt: skip
+    with WarmgateProcess(*args) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        code, reason = http_get(f"{base}/readyz")
+        assert code == 503
+        assert reason.strip()
+        assert "warmgate_ready 0.0" in http_get(f"{base}/metrics")[1]
+        assert run_cli("check", "--status-dir", str(status_dir)).returncode == 1
+        reasons: set[str] = set()
+
+        def opened() -> bool:
+            code, body = http_get(f"{base}/readyz")
+            if code != 200:
+                reasons.add(body.strip())
+            return code == 200
+
+        poll(opened, timeout=45, interval=0.1, what="/readyz 200")
+        opened_at = time.monotonic()
+        assert app.stats.warm_at is not None
+        # The gate may open only after the app copes with 16, and after the hold on top.
+        assert opened_at >= app.stats.warm_at + 2.0 - 0.3
+        assert any("at concurrency 16" in r or "ramping up" in r for r in reasons)
+        assert app.stats.rejected > 0
+
+        # The endpoint flips first; the files follow (status.json, then the marker).
+        poll((status_dir / "ready").exists, timeout=5, what="the ready marker")
+        status = read_json(status_dir / "status.json")
+        assert status["state"] == "ready"
+        assert status["outcome"] == "warm"
+        assert status["concurrency"] == {"level": 16, "target": 16}
+        window = status["window"]
+        assert isinstance(window, dict)
+        assert window["success_ratio"] >= 0.99
+        assert window["p95_ms"] <= 200
+        assert "warmgate_ready 1.0" in http_get(f"{base}/metrics")[1]
+        assert json.loads(http_get(f"{base}/status")[1])["ready"] is True
+        checked = run_cli("check", "--status-dir", str(status_dir))
+        assert checked.returncode == 0
+        assert checked.stdout.startswith("ready: warm:")
+        assert gate.stop() == 0
+    phases = [e["state"] for e in gate.events if e.get("event") == "phase"]
+    assert phases[-2:] == ["warming", "ready"]
+
+
+@pytest.mark.slow
+def test_prime_with_a_yaml_config(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """The same gate as a YAML file: prime exits 0 once warm and leaves the status behind."""
+    app = sim_app(Behavior(start_capacity=1, full_capacity=16, warm_requests=400))
+    config = tmp_path / "warmup.yaml"
+    config.write_text(
+        f"""
+targets:
+  - name: items
+    http:
+      url: "{items_url(app.port)}"
+      headers: {{Accept: application/json}}
+load: {{concurrency: 16}}
+gate: {{success_rate: 0.99, p95: 200ms, window: 3s, hold: 1s, timeout: 1m}}
+status_dir: {tmp_path / "wg"}
+"""
+    )
+    result = run_cli("prime", "--config", str(config), "--log-format", "json", timeout=90)
+    assert result.returncode == 0, result.stderr
+    status = read_json(tmp_path / "wg" / "status.json")
+    assert status["outcome"] == "warm"
+    targets = status["targets"]
+    assert isinstance(targets, dict)
+    assert set(targets) == {"items"}
+    assert (tmp_path / "wg" / "ready").exists()
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"start", "phase", "ramp"} <= {event["event"] for event in events}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("policy", "code", "outcome"), [
+    ("fail", 1, "failed_closed"),
+    ("ready", 0, "opened_on_timeout"),
+])  # fmt: skip
+def test_prime_deadline_policy(
+    sim_app: Callable[..., SimApp], tmp_path: Path, policy: str, code: int, outcome: str
+) -> None:
+    """An app that never copes with 16: fail closed exits 1, fail open exits 0, both say why."""
+    app = sim_app(NEVER_WARM)
+    result = run_cli("prime", "--url", items_url(app.port), *FAST_GATE, "--timeout", "3s",
+                     "--on-timeout", policy, "--status-dir", str(tmp_path), timeout=60)  # fmt: skip
+    assert result.returncode == code, result.stderr
+    status = read_json(tmp_path / "status.json")
+    assert status["outcome"] == outcome
+    assert str(status["reason"]).startswith("not warm after 3s")
+    assert (tmp_path / "ready").exists() is (policy == "ready")
+
+
+@pytest.mark.slow
+def test_unreachable_target_fails_closed_after_the_wait(tmp_path: Path) -> None:
+    """Nothing listening: the wait phase gives up at its deadline with the reason."""
+    port = free_port()
+    result = run_cli("prime", "--url", f"http://127.0.0.1:{port}/", "--wait-timeout", "1s",
+                     "--on-timeout", "fail", "--status-dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 1
+    status = read_json(tmp_path / "status.json")
+    assert status["state"] == "failed"
+    assert status["reason"] == (
+        f"failed closed: the target did not answer within 1s: 127.0.0.1:{port}: connection refused"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_target_that_never_answers(tmp_path: Path) -> None:
+    """A target that accepts connections but never answers fails on timeouts, not a hang."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    try:
+        port = listener.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"targets:\n  - http: {{url: 'http://127.0.0.1:{port}/', timeout: 300ms}}\n"
+            "gate: {timeout: 3s, on_timeout: fail, window: 2s}\n"
+        )
+        result = run_cli("prime", "--config", str(config), "--status-dir", str(tmp_path / "wg"))
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    reason = str(read_json(tmp_path / "wg" / "status.json")["reason"])
+    assert "timeout" in reason
+
+
+@pytest.mark.slow
+def test_sigterm_stops_within_two_seconds(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """SIGTERM while warming at full load: exit 0 within 2s, final status written."""
+    app = sim_app(NEVER_WARM)
+    args = ["run", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path),
+            "--port", "0"]  # fmt: skip
+    with WarmgateProcess(*args) as gate:
+        gate.wait_for(lambda e: e.get("event") == "ramp")
+        started = time.monotonic()
+        code = gate.stop(signal.SIGTERM, timeout=5)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 2.0
+    status = read_json(tmp_path / "status.json")
+    assert str(status["reason"]).endswith("(warmgate stopped by SIGTERM)")
+    assert status["ready"] is False
+
+
+@pytest.mark.slow
+def test_sigint_during_prime_is_not_ready(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """Interrupting prime before warm exits 1 and marks the status failed."""
+    app = sim_app(NEVER_WARM)
+    args = ["prime", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path)]
+    with WarmgateProcess(*args) as gate:
+        gate.wait_for(lambda e: e.get("event") == "ramp")
+        assert gate.stop(signal.SIGINT) == 1
+    status = read_json(tmp_path / "status.json")
+    assert status["state"] == "failed"
+    assert status["reason"] == "stopped by SIGINT before the target was warm"
+
+
+@pytest.mark.slow
+def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """After ready, a target that stops answering closes the gate; it reopens once re-warmed."""
+    app = sim_app()
+    port = app.port
+    args = ["run", "--url", items_url(port), *FAST_GATE, "--rearm-after", "1s",
+            "--keep-warm-rate", "20", "--status-dir", str(tmp_path), "--port", "0"]  # fmt: skip
+    with WarmgateProcess(*args) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30, what="first ready")
+        served = app.stats.served
+        poll(lambda: app.stats.served > served + 5, timeout=10, what="keep-warm trickle")
+        app.stop()
+        poll(lambda: http_get(f"{base}/readyz")[0] == 503, timeout=15, what="gate closed")
+        assert not (tmp_path / "ready").exists()
+        restarted = sim_app(port=port)
+        poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30, what="ready again")
+        assert restarted.stats.served > 0
+        metrics = http_get(f"{base}/metrics")[1]
+        assert "warmgate_rearms_total 1.0" in metrics
+        assert read_json(tmp_path / "status.json")["rearms"] == 1
+        assert gate.stop() == 0
+    assert any(e.get("event") == "rearm" for e in gate.events)
+
+
+@pytest.mark.slow
+def test_serve_exposes_a_status_dir(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """prime writes the status; serve exposes it over /readyz and /metrics."""
+    app = sim_app()
+    primed = run_cli(
+        "prime", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path)
+    )
+    assert primed.returncode == 0, primed.stderr
+    with WarmgateProcess("serve", "--status-dir", str(tmp_path), "--port", "0") as served:
+        base = f"http://127.0.0.1:{served.port()}"
+        code, body = http_get(f"{base}/readyz")
+        assert code == 200
+        assert body.startswith("warm:")
+        assert "warmgate_ready 1.0" in http_get(f"{base}/metrics")[1]
+        assert json.loads(http_get(f"{base}/status")[1])["outcome"] == "warm"
+        assert served.stop() == 0
+
+
+def test_check_without_status_is_not_ready(tmp_path: Path) -> None:
+    """check exits 1 when nothing has been written yet."""
+    result = run_cli("check", "--status-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout == "not ready: no status yet\n"
+
+
+def test_validate_prints_the_plan_from_env_vars() -> None:
+    """Every flag also comes from WARMGATE_*; validate prints the effective plan."""
+    env = {"WARMGATE_URL": "http://127.0.0.1:9/a http://127.0.0.1:9/b", "WARMGATE_CONCURRENCY": "4",
+           "WARMGATE_P95": "auto", "WARMGATE_ON_TIMEOUT": "fail"}  # fmt: skip
+    result = run_cli("validate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "target-1: 50% of requests, HTTP GET http://127.0.0.1:9/a" in result.stdout
+    assert "target-2: 50% of requests" in result.stdout
+    assert "ramp from 1 to 4 in flight" in result.stdout
+    assert "p95 plateau" in result.stdout
+    assert "then fail closed (exit 1)" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["validate", "--url", "http://x/{{ randnt(1) }}"], "targets[0].http.url: 'randnt' is undefined"),
+    (["validate", "--url", "http://x/", "--p95", "200"], "gate.p95: '200' has no unit; write '200ms'"),
+    (["validate", "--url", "http://x/", "--on-timeout", "maybe"], "gate.on_timeout: 'maybe' is not allowed"),
+    (["validate"], "no targets: give at least one --url"),
+    (["validate", "--config", "/nonexistent.yaml"], "/nonexistent.yaml does not exist"),
+    (["prime", "--url", "http://127.0.0.1:9/", "--status-dir", "/sys/kernel"], "/sys/kernel is not writable"),
+    (["run", "--bogus"], "No such option: --bogus"),
+])  # fmt: skip
+def test_bad_input_exits_2_with_one_sentence(args: list[str], message: str) -> None:
+    """Config and usage mistakes exit 2 with a sentence naming the field, never a traceback."""
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_exits_2(tmp_path: Path) -> None:
+    """run on a taken port exits 2 saying to pick another port."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("run", "--url", "http://127.0.0.1:9/", "--host", "127.0.0.1",
+                         "--port", str(port))  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    """--version prints the version and exits 0."""
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("warmgate ")
+
+
+def test_schema_is_json_schema() -> None:
+    """schema prints a JSON Schema that knows the gate's fields."""
+    result = run_cli("schema")
+    assert result.returncode == 0
+    document = json.loads(result.stdout)
+    assert document["title"] == "warmgate configuration"
+    assert "targets" in document["required"]
+    assert "GateConfig" in document["$defs"]

@@ -1,0 +1,230 @@
+"""Configuration: durations, env expansion, did-you-mean, flags over file, templates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from warmgate.cli import overrides_from_flags
+from warmgate.config import describe, load_config, redact_url
+from warmgate.errors import ConfigError, TemplateError
+from warmgate.targets import compile_targets
+from warmgate.templating import Templates
+from warmgate.units import format_duration, parse_duration
+
+URL = "http://127.0.0.1:8080/items/1"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """A config file with ``text``."""
+    path = tmp_path / "warmup.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("500ms", 0.5), ("10s", 10.0), ("5m", 300.0), ("1h", 3600.0), ("1m30s", 90.0), ("2.5s", 2.5),
+])  # fmt: skip
+def test_durations_parse(text: str, seconds: float) -> None:
+    """Durations need a unit and may combine parts."""
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("200", "'200' has no unit; write '200ms' or '200s'"),
+    ("10 parsecs", "is not a duration"),
+    ("", "empty"),
+])  # fmt: skip
+def test_bad_durations_say_how_to_fix(text: str, message: str) -> None:
+    """A duration without a unit or with a bad one is rejected with the fix."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_duration(text)
+
+
+def test_format_duration_round_trips_common_values() -> None:
+    """Human durations read back as the same seconds."""
+    for seconds in (0.25, 1.0, 5.0, 90.0, 300.0, 3600.0):
+        assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+def test_yaml_config_loads_with_defaults(tmp_path: Path) -> None:
+    """A minimal YAML file gets sensible defaults and named targets."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}'}}\ngate:\n  p95: 200ms\n")
+    config, _ = load_config(path)
+    assert config.targets[0].name == "target-1"
+    assert config.gate.p95 == pytest.approx(0.2)
+    assert config.gate.success_rate == 0.99
+    assert config.gate.window == 10.0
+    assert config.traffic.headers == {"X-Warmgate": "1"}
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    """Command-line values win over the file, field by field."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}'}}\ngate: {{hold: 30s, p95: 1s}}\n")
+    overrides = overrides_from_flags({"hold": "5s", "concurrency": 4, "url": None})
+    config, _ = load_config(path, overrides)
+    assert config.gate.hold == 5.0
+    assert config.gate.p95 == 1.0
+    assert config.load.concurrency == 4
+
+
+def test_unknown_key_gets_a_suggestion(tmp_path: Path) -> None:
+    """A misspelt key is named with its path and the likely intended key."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}'}}\ngate:\n  windw: 5s\n")
+    with pytest.raises(
+        ConfigError, match=re.escape("gate: unknown key 'windw'; did you mean 'window'?")
+    ):
+        load_config(path)
+
+
+def test_unknown_nested_key_in_a_target(tmp_path: Path) -> None:
+    """Did-you-mean works inside list items too."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}', methd: GET}}\n")
+    with pytest.raises(ConfigError, match=re.escape("targets[0].http: unknown key 'methd'; did you mean 'method'?")):  # fmt: skip
+        load_config(path)
+
+
+def test_duration_without_unit_names_the_field(tmp_path: Path) -> None:
+    """'p95: 200' fails naming gate.p95 and saying to write 200ms."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}'}}\ngate:\n  p95: 200\n")
+    with pytest.raises(ConfigError, match=re.escape("gate.p95: '200' has no unit; write '200ms'")):
+        load_config(path)
+
+
+def test_env_expansion_and_secret_redaction(tmp_path: Path) -> None:
+    """${VAR} expands; secret-looking variables are redacted from the plan."""
+    path = write(
+        tmp_path,
+        "targets:\n  - http:\n      url: 'http://app:${APP_PASSWORD}@127.0.0.1:${PORT}/x'\n"
+        "      headers: {Authorization: 'Bearer ${API_TOKEN}'}\n",
+    )
+    env = {"APP_PASSWORD": "hunter2-secret", "PORT": "8080", "API_TOKEN": "tok-123456"}
+    config, secrets = load_config(path, environ=env)
+    assert config.targets[0].http is not None
+    assert config.targets[0].http.url == "http://app:hunter2-secret@127.0.0.1:8080/x"
+    plan = describe(config, secrets)
+    assert "hunter2" not in plan
+    assert "http://app:***@127.0.0.1:8080/x" in plan
+    assert secrets.redact("Bearer tok-123456") == "Bearer ***"
+
+
+def test_missing_env_var_is_a_config_error(tmp_path: Path) -> None:
+    """An unset ${VAR} without a default names the field and the variable."""
+    path = write(tmp_path, "targets:\n  - http: {url: 'http://${APP_HOST}/'}\n")
+    with pytest.raises(ConfigError, match=re.escape("targets[0].http.url uses ${APP_HOST}")):
+        load_config(path, environ={})
+
+
+def test_env_default_is_used(tmp_path: Path) -> None:
+    """${VAR:-default} falls back to the default."""
+    path = write(tmp_path, "targets:\n  - http: {url: 'http://${APP_HOST:-127.0.0.1}:80/'}\n")
+    config, _ = load_config(path, environ={})
+    assert config.targets[0].http is not None
+    assert config.targets[0].http.url == "http://127.0.0.1:80/"
+
+
+def test_write_methods_need_confirmation() -> None:
+    """POST is refused unless the user confirms the endpoint only reads."""
+    overrides = {"targets": [{"http": {"url": URL, "method": "post"}}]}
+    with pytest.raises(ConfigError, match="method POST may change data"):
+        load_config(None, overrides)
+    overrides["targets"][0]["http"]["confirm_read_only"] = True  # type: ignore[index]
+    config, _ = load_config(None, overrides)
+    assert config.targets[0].http is not None
+    assert config.targets[0].http.method == "POST"
+
+
+def test_no_targets_says_how_to_give_one() -> None:
+    """Without --url or a config file the error says what to add."""
+    with pytest.raises(ConfigError, match="give at least one --url"):
+        load_config(None, {})
+
+
+def test_bad_values_are_listed_together() -> None:
+    """Several mistakes come back at once, one line each."""
+    overrides = {
+        "targets": [{"http": {"url": "ftp://x/"}}],
+        "load": {"concurrency": 0},
+        "gate": {"on_timeout": "maybe"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, overrides)
+    message = str(caught.value)
+    assert message.startswith("the configuration has 3 problems:")
+    assert "targets[0].http.url: 'ftp://x/' must start with http:// or https://" in message
+    assert "load.concurrency: Input should be greater than or equal to 1" in message
+    assert "gate.on_timeout: 'maybe' is not allowed" in message
+
+
+def test_duplicate_target_names() -> None:
+    """Two targets with one name are refused."""
+    overrides = {"targets": [{"name": "a", "http": {"url": URL}}, {"name": "a", "http": {"url": URL}}]}  # fmt: skip
+    with pytest.raises(ConfigError, match="two targets are named 'a'"):
+        load_config(None, overrides)
+
+
+def test_invalid_yaml_points_at_the_line(tmp_path: Path) -> None:
+    """Broken YAML names the line."""
+    path = write(tmp_path, "targets:\n  - http: {url: 'x'\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line \d+"):
+        load_config(path)
+
+
+def test_missing_config_file() -> None:
+    """A config path that does not exist is a one-sentence error."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Path("/nonexistent/warmup.yaml"))
+
+
+def test_templates_render_per_request() -> None:
+    """A template renders anew each time; constants never touch Jinja2."""
+    templates = Templates()
+    template = templates.compile("/items/{{ randint(1, 1000000) }}", "url")
+    values = {template.render() for _ in range(20)}
+    assert len(values) > 1
+    assert all(re.fullmatch(r"/items/\d+", value) for value in values)
+    assert templates.compile("/plain", "url").render() == "/plain"
+
+
+def test_template_functions(tmp_path: Path) -> None:
+    """choice, uuid4 and line(path) are available in templates."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a1\n\nb2\n")
+    templates = Templates()
+    assert templates.compile("{{ choice(['x', 'y']) }}", "t").render() in {"x", "y"}
+    assert re.fullmatch(r"[0-9a-f-]{36}", templates.compile("{{ uuid4() }}", "t").render())
+    assert templates.compile(f"{{{{ line('{ids}') }}}}", "t").render() in {"a1", "b2"}
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ randnt(1, 2) }}", "url: 'randnt' is undefined; the functions are randint"),
+    ("{{ randint(1, 2 }}", "url: the template has a syntax error at line 1"),
+    ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt') cannot read"),
+    ("{{ ''.__class__.__mro__ }}", "url: "),
+])  # fmt: skip
+def test_template_errors_surface_at_start(source: str, message: str) -> None:
+    """Template mistakes are caught when compiled, naming the field."""
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        Templates().compile(source, "url")
+
+
+def test_compile_targets_finds_the_endpoint() -> None:
+    """Compiling a target renders its URL once to learn the host and port."""
+    config, _ = load_config(None, {"targets": [{"http": {"url": "https://example.test/x/{{ 1 + 1 }}"}}]})  # fmt: skip
+    [compiled] = compile_targets(config)
+    assert compiled.http is not None
+    assert (compiled.http.host, compiled.http.port, compiled.http.tls) == (
+        "example.test",
+        443,
+        True,
+    )
+
+
+def test_redact_url() -> None:
+    """Passwords in URLs are masked; URLs without one are unchanged."""
+    assert redact_url("postgresql+psycopg://app:s3cret@db:5432/x") == (
+        "postgresql+psycopg://app:***@db:5432/x"
+    )
+    assert redact_url("http://127.0.0.1:8080/a") == "http://127.0.0.1:8080/a"

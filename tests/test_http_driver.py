@@ -1,0 +1,197 @@
+"""The HTTP driver and the load generator against real local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from warmgate.config import HttpTarget, TrafficConfig
+from warmgate.drivers import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
+from warmgate.drivers.http import HttpDriver, HttpPlan, make_client, tcp_probe
+from warmgate.load import Load
+from warmgate.simapp import Behavior, SimApp
+from warmgate.templating import Templates
+from warmgate.window import Sample, Stats
+
+
+def driver_for(url: str, client: httpx.AsyncClient, **fields: object) -> HttpDriver:
+    """An HttpDriver for ``url`` using ``client``."""
+    target = HttpTarget(url=url, **fields)  # type: ignore[arg-type]
+    plan = HttpPlan.compile(target, Templates(), "test")
+    return HttpDriver("app", target, plan, client)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def closed_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_requests_are_marked_and_templated(sim_app: Callable[..., SimApp]) -> None:
+    """Every request carries the warmgate User-Agent and X-Warmgate header, and a fresh URL."""
+    app = sim_app()
+
+    async def scenario() -> list[str]:
+        async with make_client(4, TrafficConfig()) as client:
+            driver = driver_for(
+                f"http://127.0.0.1:{app.port}/items/{{{{ randint(1, 9) }}}}", client
+            )
+            return [(await driver.execute()).outcome for _ in range(20)]
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == [OK] * 20
+    assert app.stats.marked == 20
+    assert {agent for agent in app.stats.user_agents if agent.startswith("warmgate/")}
+
+
+def test_unexpected_status_is_a_failure(sim_app: Callable[..., SimApp]) -> None:
+    """A 404 is a failure that keeps its status, for the drift hint."""
+    app = sim_app()
+
+    async def scenario() -> tuple[str, int | None]:
+        async with make_client(1, TrafficConfig()) as client:
+            outcome = await driver_for(f"http://127.0.0.1:{app.port}/nope", client).execute()
+            return outcome.outcome, outcome.status
+
+    assert asyncio.run(scenario()) == (UNEXPECTED_STATUS, 404)
+
+
+def test_expected_statuses_are_configurable(sim_app: Callable[..., SimApp]) -> None:
+    """expect_status may list a specific status that counts as success."""
+    app = sim_app()
+
+    async def scenario() -> str:
+        async with make_client(1, TrafficConfig()) as client:
+            driver = driver_for(f"http://127.0.0.1:{app.port}/nope", client, expect_status=[404])
+            return (await driver.execute()).outcome
+
+    assert asyncio.run(scenario()) == OK
+
+
+def test_silent_target_times_out(silent_server: int) -> None:
+    """A target that accepts connections but never answers is a timeout, not a hang."""
+
+    async def scenario() -> str:
+        async with make_client(1, TrafficConfig()) as client:
+            driver = driver_for(f"http://127.0.0.1:{silent_server}/", client, timeout="200ms")
+            return (await driver.execute()).outcome
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 5)) == TIMEOUT
+
+
+def test_refused_connection_is_a_connection_error() -> None:
+    """Nothing listening is a connection error with a short reason."""
+    port = closed_port()
+
+    async def scenario() -> tuple[str, str, str | None]:
+        async with make_client(1, TrafficConfig()) as client:
+            driver = driver_for(f"http://127.0.0.1:{port}/", client)
+            outcome = await driver.execute()
+            return outcome.outcome, outcome.detail, await driver.probe()
+
+    outcome, detail, probe = asyncio.run(scenario())
+    assert (outcome, detail) == (CONNECTION_ERROR, "connection refused")
+    assert probe == f"127.0.0.1:{port}: connection refused"
+
+
+def test_probe_sees_a_listening_port(silent_server: int) -> None:
+    """A TCP probe succeeds as soon as the port accepts connections."""
+    assert asyncio.run(tcp_probe("127.0.0.1", silent_server)) is None
+
+
+def test_driver_accepts_an_injected_mock_transport() -> None:
+    """The driver works with any httpx client, such as one over httpx.MockTransport."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503)
+
+    async def scenario() -> tuple[str, int | None]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            outcome = await driver_for("http://app.test/x", client).execute()
+            return outcome.outcome, outcome.status
+
+    assert asyncio.run(scenario()) == (UNEXPECTED_STATUS, 503)
+    assert seen[0].url == "http://app.test/x"
+
+
+def run_load(
+    app: SimApp, level: int, rate: float | None, seconds: float, cap: int = 16
+) -> tuple[list[Sample], int]:
+    """Run the load against ``app`` for ``seconds``; returns the samples and max in flight."""
+    samples: list[Sample] = []
+
+    async def scenario() -> int:
+        async with make_client(cap, TrafficConfig()) as client:
+            driver = driver_for(f"http://127.0.0.1:{app.port}/items/1", client)
+            load = Load([driver], [1.0], cap, samples.append)
+            load.start()
+            load.configure(level, rate)
+            await asyncio.sleep(seconds)  # the measured interval itself, not a synchronisation
+            await load.stop()
+            return app.stats.max_in_flight
+
+    return samples, asyncio.run(scenario())
+
+
+def test_closed_loop_never_exceeds_the_level(sim_app: Callable[..., SimApp]) -> None:
+    """At level 4 of 16 the app never sees more than 4 requests at once."""
+    app = sim_app(Behavior(start_capacity=64, full_capacity=64, base_latency=0.005))
+    samples, max_in_flight = run_load(app, level=4, rate=None, seconds=1.0)
+    assert len(samples) > 50
+    assert max_in_flight == 4
+    assert {sample.level for sample in samples} == {4}
+
+
+def test_paced_load_holds_the_rate(sim_app: Callable[..., SimApp]) -> None:
+    """Paced at 200 req/s for 2s, about 400 requests go out, latency from intended time."""
+    app = sim_app(Behavior(start_capacity=64, full_capacity=64, base_latency=0.002))
+    samples, _ = run_load(app, level=8, rate=200.0, seconds=2.0, cap=8)
+    assert 360 <= len(samples) <= 420
+    stats = Stats.of(samples)
+    assert stats.success_ratio == 1.0
+    assert stats.p50 is not None
+    assert stats.p50 >= 0.002
+
+
+def test_paced_latency_counts_queueing(sim_app: Callable[..., SimApp]) -> None:
+    """When the app cannot keep up, latency includes the wait behind the schedule."""
+    app = sim_app(Behavior(start_capacity=64, full_capacity=64, base_latency=0.05))
+    # 1 worker, 100 req/s wanted, 50ms per answer: the schedule falls further behind.
+    samples, _ = run_load(app, level=1, rate=100.0, seconds=1.0, cap=1)
+    stats = Stats.of(samples)
+    assert stats.p95 is not None
+    assert stats.p95 > 0.3

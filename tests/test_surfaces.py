@@ -1,0 +1,163 @@
+"""The three surfaces: status files, metrics on an injected registry, the HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.helpers import http_get
+from warmgate.errors import ServeError, StatusDirError
+from warmgate.metrics import Metrics
+from warmgate.server import status_server
+from warmgate.status import READY_FILE, STATUS_FILE, Status, StatusDir, is_ready, read_status
+from warmgate.window import Sample
+
+
+def status(ready: bool, reason: str = "why", **fields: Any) -> Status:
+    """A status snapshot."""
+    now = time.time()
+    return Status(
+        state="ready" if ready else "warming",
+        ready=ready,
+        reason=reason,
+        started_at=now - 5,
+        updated_at=now,
+        phase_started_at=now,
+        ready_at=now if ready else None,
+        level=16,
+        target_level=16,
+        window={"requests": 10, "success_ratio": 1.0, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0},
+        **fields,
+    )
+
+
+def test_marker_follows_readiness(tmp_path: Path) -> None:
+    """The ready marker exists exactly while the status says ready."""
+    directory = StatusDir(tmp_path / "wg")
+    directory.prepare()
+    directory.write(status(False))
+    assert not (tmp_path / "wg" / READY_FILE).exists()
+    directory.write(status(True, "warm"))
+    assert (tmp_path / "wg" / READY_FILE).read_text() == "warm\n"
+    data = read_status(tmp_path / "wg")
+    assert data is not None
+    assert data["ready"] is True
+    assert data["concurrency"] == {"level": 16, "target": 16}
+    assert is_ready(tmp_path / "wg", data)
+    directory.write(status(False))
+    assert not (tmp_path / "wg" / READY_FILE).exists()
+
+
+def test_prepare_removes_a_stale_marker(tmp_path: Path) -> None:
+    """A marker left by an earlier run never claims readiness for this one."""
+    (tmp_path / READY_FILE).write_text("old\n")
+    StatusDir(tmp_path).prepare()
+    assert not (tmp_path / READY_FILE).exists()
+
+
+def test_unwritable_status_dir() -> None:
+    """A directory nobody may write (sysfs, even for root) is a clear StatusDirError."""
+    with pytest.raises(StatusDirError, match=r"/sys/kernel is not writable \(Permission denied\)"):
+        StatusDir(Path("/sys/kernel")).prepare()
+
+
+def test_status_dir_that_is_a_file(tmp_path: Path) -> None:
+    """A path that is a regular file cannot be a status directory."""
+    path = tmp_path / "file"
+    path.write_text("")
+    with pytest.raises(StatusDirError, match="is not writable"):
+        StatusDir(path).prepare()
+
+
+def test_readers_never_see_a_torn_file(tmp_path: Path) -> None:
+    """While one thread rewrites status.json, another always reads complete JSON."""
+    directory = StatusDir(tmp_path)
+    directory.prepare()
+    directory.write(status(False))
+    stop = threading.Event()
+    reads = {"ok": 0, "torn": 0}
+
+    def reader() -> None:
+        while not stop.is_set():
+            text = (tmp_path / STATUS_FILE).read_text()
+            try:
+                json.loads(text)
+                reads["ok"] += 1
+            except json.JSONDecodeError:
+                reads["torn"] += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for index in range(300):
+        directory.write(status(index % 2 == 0, "x" * (index % 7) * 500))
+    stop.set()
+    thread.join()
+    assert reads["torn"] == 0
+    assert reads["ok"] > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_metrics_use_the_injected_registry() -> None:
+    """Samples and snapshots show up in the given registry, labelled by target name."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, ("items",))
+    assert registry.get_sample_value("warmgate_ready") == 0
+    assert registry.get_sample_value("warmgate_requests_total", {"target": "items", "outcome": "timeout"}) == 0  # fmt: skip
+    metrics.observe(Sample(0.0, 0.02, 16, "items"))
+    metrics.observe(Sample(0.0, 2.0, 16, "items", "timeout"))
+    metrics.publish(status(True))
+    assert registry.get_sample_value("warmgate_ready") == 1
+    assert registry.get_sample_value("warmgate_state", {"warmgate_state": "ready"}) == 1
+    assert registry.get_sample_value("warmgate_requests_total", {"target": "items", "outcome": "ok"}) == 1  # fmt: skip
+    assert registry.get_sample_value("warmgate_request_duration_seconds_count", {"target": "items"}) == 2  # fmt: skip
+    assert registry.get_sample_value("warmgate_window_latency_seconds", {"quantile": "0.95"}) == 0.002  # fmt: skip
+    assert registry.get_sample_value("warmgate_warmup_seconds") == pytest.approx(5, abs=0.1)
+
+
+def test_endpoint_serves_readiness_status_and_metrics() -> None:
+    """/readyz follows the snapshot (503 then 200, reason as body); /status, /metrics, /livez."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, ("items",))
+    current = {"status": status(False, "ramping up: concurrency 4 of 16")}
+
+    def source() -> tuple[bool, str, dict[str, Any]]:
+        snapshot = current["status"]
+        return snapshot.ready, snapshot.reason, snapshot.to_json()
+
+    server = status_server("127.0.0.1", 0, source, registry)
+    port = server.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert http_get(f"{base}/readyz") == (503, "ramping up: concurrency 4 of 16\n")
+        current["status"] = status(True, "warm")
+        metrics.publish(current["status"])
+        assert http_get(f"{base}/readyz") == (200, "warm\n")
+        code, body = http_get(f"{base}/status")
+        assert code == 200
+        assert json.loads(body)["state"] == "ready"
+        code, body = http_get(f"{base}/metrics")
+        assert code == 200
+        assert "warmgate_ready 1.0" in body
+        assert http_get(f"{base}/livez") == (200, "ok\n")
+        assert http_get(f"{base}/nothing")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_endpoint_port_in_use_is_a_clear_error() -> None:
+    """Binding a taken port raises ServeError saying to pick another port."""
+    registry = CollectorRegistry()
+    first = status_server("127.0.0.1", 0, lambda: (False, "", {}), registry)
+    port = first.start()
+    try:
+        second = status_server("127.0.0.1", port, lambda: (False, "", {}), registry)
+        with pytest.raises(ServeError, match=f"cannot serve on 127.0.0.1:{port}"):
+            second.start()
+    finally:
+        first.stop()
