@@ -311,3 +311,18 @@ def test_schema_is_json_schema() -> None:
     assert document["title"] == "warmgate configuration"
     assert "targets" in document["required"]
     assert "GateConfig" in document["$defs"]
+
+
+@pytest.mark.slow
+def test_human_log_format_shows_live_progress(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """--log-format human redraws one progress line and prints phase changes as sentences."""
+    app = sim_app()
+    result = run_cli("prime", "--url", items_url(app.port), *FAST_GATE, "--log-format", "human")
+    assert result.returncode == 0, result.stderr
+    assert "\r\x1b[K" in result.stdout
+    assert "concurrency 16/16" in result.stdout
+    last_lines = result.stdout.rsplit("\r\x1b[K", 1)[-1]
+    assert " warm: " in last_lines
+    assert "{" not in result.stdout

@@ -101,7 +101,9 @@ class Load:
                     continue
             else:
                 intended = self._clock()
-            level = self.level
+            # Just after the level drops, requests issued at the old level may still be in
+            # flight: label the sample with the concurrency it really met.
+            level = max(self.level, self.in_flight + 1)
             driver = self._pick()
             self.in_flight += 1
             self._idle.clear()
