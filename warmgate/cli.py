@@ -186,14 +186,49 @@ def run(plan: dict[str, Any]) -> None:
 @app.command()
 @reports_errors
 @with_plan_options
-def prime(plan: dict[str, Any]) -> None:
+def prime(
+    plan: dict[str, Any],
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            envvar=_env_name("report"),
+            help="Also write the warm-up report to this .html or .svg file.",
+        ),
+    ] = None,
+) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
     from warmgate.lifecycle import execute
 
     config, secrets = _load(plan)
-    status = execute(config, secrets, mode="prime")
+    status = execute(config, secrets, mode="prime", report=report)
     if not status.ready:
         raise typer.Exit(EXIT_NOT_READY)
+
+
+@app.command("report")
+@reports_errors
+def report_command(
+    status_dir: Annotated[
+        Path,
+        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write an .html page or .svg chart instead."),
+    ] = None,
+) -> None:
+    """Show the report of the last warm-up recorded in a status directory."""
+    from warmgate.lifecycle import load_record, report_format
+    from warmgate.render import render_html, render_svg, render_text
+
+    record = load_record(status_dir)
+    if output is None:
+        typer.echo(render_text(record), nl=False)
+        return
+    text = render_html(record) if report_format(output) == "html" else render_svg(record)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}")
 
 
 @app.command()
@@ -262,6 +297,69 @@ def schema() -> None:
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "warmgate configuration"
     typer.echo(json.dumps(document, indent=2))
+
+
+def _inject_option(name: str, help: str) -> Any:
+    return typer.Option(_option_name(name), envvar=_env_name(name), help=help)
+
+
+@app.command()
+@reports_errors
+def inject(
+    manifest: Annotated[
+        str, typer.Argument(metavar="FILE", help="Kubernetes YAML to read; - for standard input.")
+    ],
+    *,
+    mode: Annotated[
+        str | None,
+        _inject_option("mode", "sidecar (native sidecar, Kubernetes 1.29+; default) or init."),
+    ] = None,
+    image: Annotated[str | None, _inject_option("image", "warmgate image to run.")] = None,
+    port: Annotated[
+        int | None, _inject_option("port", "Port of /readyz and /metrics (default 8099).")
+    ] = None,
+    config_map: Annotated[
+        str | None,
+        _inject_option(
+            "config_map",
+            "ConfigMap with a warmgate.yaml key; {name} is the workload's name "
+            "(default {name}-warmgate).",
+        ),
+    ] = None,
+    cpu_request: Annotated[
+        str | None, _inject_option("cpu_request", "CPU request (default 100m).")
+    ] = None,
+    memory_request: Annotated[
+        str | None, _inject_option("memory_request", "Memory request (default 64Mi).")
+    ] = None,
+    cpu_limit: Annotated[
+        str | None,
+        _inject_option("cpu_limit", "CPU limit (default none: throttling skews latency)."),
+    ] = None,
+    memory_limit: Annotated[
+        str | None, _inject_option("memory_limit", "Memory limit (default 96Mi).")
+    ] = None,
+) -> None:
+    """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject)."""
+    from warmgate.inject import InjectOptions, inject_source
+
+    given: dict[str, Any] = {
+        "mode": mode,
+        "image": image,
+        "port": port,
+        "config_map": config_map,
+        "cpu_request": cpu_request,
+        "memory_request": memory_request,
+        "cpu_limit": cpu_limit,
+        "memory_limit": memory_limit,
+    }
+    options = InjectOptions(**{key: value for key, value in given.items() if value is not None})
+    result = inject_source(manifest, options)
+    for note in result.notes:
+        typer.echo(f"warmgate: {note}", err=True)
+    for name in result.config_maps:
+        typer.echo(f"warmgate: create ConfigMap {name} with a warmgate.yaml key", err=True)
+    typer.echo(result.text, nl=False)
 
 
 def main() -> None:

@@ -19,8 +19,10 @@ from prometheus_client.registry import Collector
 
 from warmgate import __version__
 from warmgate.config import Config, Secrets
+from warmgate.errors import ConfigError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
+from warmgate.report import Record
 from warmgate.runner import Mode, Runner
 from warmgate.server import status_server
 from warmgate.status import STATES, Status, StatusDir, is_ready, read_status
@@ -43,8 +45,16 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
     return received
 
 
-def execute(config: Config, secrets: Secrets, *, mode: Mode) -> Status:
-    """Run ``run`` or ``prime`` to the end; returns the final status."""
+def execute(
+    config: Config, secrets: Secrets, *, mode: Mode, report: Path | None = None
+) -> Status:
+    """Run ``run`` or ``prime`` to the end; returns the final status.
+
+    At the end of a warm-up the report goes to the log (a table and chart for people, one
+    ``report`` event in JSON), and to ``report`` (.html or .svg) when given.
+    """
+    if report is not None:
+        report_format(report)
     compiled = compile_targets(config)
     status_dir = StatusDir(config.status_dir) if config.status_dir is not None else None
     if status_dir is not None:
@@ -70,11 +80,14 @@ def execute(config: Config, secrets: Secrets, *, mode: Mode) -> Status:
         mode=mode,
     )
     try:
-        return asyncio.run(_supervise(runner))
+        status = asyncio.run(_supervise(runner))
     finally:
         log.close()
         if server is not None:
             server.stop()
+    if runner.record is not None and mode == "prime":
+        publish_report(runner.record, log, report)
+    return status
 
 
 async def _supervise(runner: Runner) -> Status:
@@ -94,6 +107,55 @@ async def _supervise(runner: Runner) -> Status:
     elif task.done() and not task.cancelled():
         task.result()  # re-raise anything the runner raised
     return runner.status
+
+
+def report_format(path: Path) -> str:
+    """``html`` or ``svg`` from the file name, or a ConfigError saying what to write."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in ("html", "svg"):
+        raise ConfigError(
+            f"--report: {path} must end in .html (a page with the chart) or .svg (the chart)."
+        )
+    return suffix
+
+
+def publish_report(record: Record, log: Log, path: Path | None) -> None:
+    """Show the report in the log, and write it to ``path`` if given."""
+    from warmgate.render import phase_durations, render_html, render_svg, render_text
+
+    if log.human:
+        log.write_block(render_text(record))
+    else:
+        phases = {
+            name: {phase: histogram.summary() for phase, histogram in by_phase.items()}
+            for name, by_phase in record.targets.items()
+        }
+        durations = {f"{k}_s": round(v, 3) for k, v in phase_durations(record).items()}
+        log.event("report", f"warm-up {record.outcome}", targets=phases, **durations)
+    if path is not None:
+        text = render_html(record) if report_format(path) == "html" else render_svg(record)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StatusDirError(f"--report: cannot write {path} ({exc.strerror}).") from None
+        log.event("report", f"report written to {path}", path=str(path))
+
+
+def load_record(directory: Path) -> Record:
+    """The warm-up record in ``directory``, or a StatusDirError saying why there is none."""
+    import json
+
+    from warmgate.status import REPORT_FILE
+
+    path = directory / REPORT_FILE
+    try:
+        return Record.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise StatusDirError(
+            f"{path} does not exist: no warm-up has finished with this --status-dir yet."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
 
 
 class FileStatusCollector(Collector):
@@ -121,8 +183,6 @@ class FileStatusCollector(Collector):
 
 
 def _safe_read(directory: Path) -> dict[str, Any] | None:
-    from warmgate.errors import StatusDirError
-
     try:
         return read_status(directory)
     except StatusDirError:

@@ -13,9 +13,12 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from warmgate.config import Secrets
+
+if TYPE_CHECKING:
+    from warmgate.live import LiveView
 from warmgate.status import Status
 from warmgate.units import format_duration, format_latency, format_percent
 
@@ -37,20 +40,28 @@ class Log:
         self.interval = interval
         self._last_progress = float("-inf")
         self._live = False
+        self._view: LiveView | None = None
+        if human and _isatty(self.stream):
+            from warmgate.live import LiveView
+
+            self._view = LiveView(self.stream)
 
     @classmethod
     def for_format(cls, fmt: str, secrets: Secrets, stream: TextIO | None = None) -> Log:
         """``auto`` means human on a terminal, JSON lines otherwise."""
         out = stream if stream is not None else sys.stdout
-        human = fmt == "human" or (fmt == "auto" and out.isatty())
+        human = fmt == "human" or (fmt == "auto" and _isatty(out))
         return cls(out, human=human, secrets=secrets)
 
     def event(self, event: str, message: str, **fields: Any) -> None:
         """One line about something that happened."""
         message = self.secrets.redact(message)
         if self.human:
-            self._clear_live()
             stamp = datetime.now().strftime("%H:%M:%S")
+            if self._view is not None:
+                self._view.event(f"{stamp} {message}")
+                return
+            self._clear_live()
             self._write(f"{stamp} {message}\n")
             return
         record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
@@ -60,6 +71,9 @@ class Log:
 
     def progress(self, status: Status, force: bool = False) -> None:
         """Where warming stands; throttled in JSON mode."""
+        if self._view is not None:
+            self._view.update(status)
+            return
         if self.human:
             self._write("\r\x1b[K" + self.secrets.redact(progress_line(status)))
             self._live = True
@@ -78,8 +92,16 @@ class Log:
             hold_passing_s=round(status.hold_passing_s, 3),
         )
 
+    def write_block(self, text: str) -> None:
+        """Print a block of text as it is (a report), after the live view has ended."""
+        self._clear_live()
+        self._write(self.secrets.redact(text))
+
     def close(self) -> None:
-        """End the live line, if any."""
+        """End the live view or line, if any."""
+        if self._view is not None:
+            self._view.close()
+            self._view = None
         self._clear_live()
 
     def _clear_live(self) -> None:
@@ -94,6 +116,13 @@ class Log:
         except (OSError, ValueError):
             # A closed or broken stdout must not stop the gate; the status surfaces still work.
             pass
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def progress_line(status: Status) -> str:

@@ -29,6 +29,7 @@ from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict
 from warmgate.load import Load
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
+from warmgate.report import Point, Record, Recorder
 from warmgate.status import FAILED, READY, WAITING, WARMING, Status, StatusDir
 from warmgate.targets import CompiledTarget, open_drivers
 from warmgate.units import format_duration
@@ -115,6 +116,9 @@ class Runner:
         self._load: Load | None = None
         self._probes: list[Probe] = []
         self._verdict: Verdict | None = None
+        self._warming = False
+        self.recorder = self._new_recorder()
+        self.record: Record | None = None
         self.status = Status(
             state=WAITING,
             ready=False,
@@ -126,6 +130,19 @@ class Runner:
             hold_required_s=config.gate.hold,
             timeout_s=config.gate.timeout,
         )
+
+    def _new_recorder(self) -> Recorder:
+        gate = self.config.gate
+        limits = {"success_rate": f"{gate.success_rate:g}"}
+        for name in ("p50", "p95", "p99"):
+            value = getattr(gate, name)
+            if value is not None:
+                limits[name] = value if isinstance(value, str) else format_duration(value)
+        names = tuple(item.target.name for item in self.compiled)
+        return Recorder(names, self.config.load.concurrency, limits, gate.timeout)
+
+    def _since_start(self) -> float:
+        return self._clock() - self._started
 
     def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
         """``(ready, reason, status JSON)`` for the endpoint thread."""
@@ -191,6 +208,7 @@ class Runner:
         while True:
             down = await self._probe_all()
             if down is None:
+                self.recorder.up(self._since_start())
                 self.log.event(
                     "up",
                     "the target answers; priming starts",
@@ -213,6 +231,7 @@ class Runner:
         """Prime until the gate reaches an outcome; ``None`` if stopped first."""
         controller = self.controller
         controller.start(self._clock())
+        self._warming = True
         load.configure(controller.level, self._rate_at(controller.level))
         await self._publish(WARMING, "priming has started at concurrency 1", phase_start=True)
         try:
@@ -223,12 +242,36 @@ class Runner:
                 if step.changed:
                     load.configure(step.level, self._rate_at(step.level))
                     self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
+                self._remember(verdict)
                 if verdict.done:
                     await self._finish(verdict)
                     return verdict
                 await self._publish(WARMING, verdict.reason, verdict)
         finally:
+            self._warming = False
             load.configure(0)
+
+    def _remember(self, verdict: Verdict) -> None:
+        """Add the last second of requests, at any level, to the warm-up record."""
+        now = self._clock()
+        recent = Stats.of(self.controller.window.select(now, issued_since=now - 1.0))
+        point = Point(
+            round(now - self._started, 3),
+            WARMING,
+            verdict.level,
+            recent.requests,
+            recent.success_ratio,
+            recent.p50,
+            recent.p95,
+            recent.p99,
+        )
+        self.recorder.evaluation(point, verdict.passing)
+
+    async def _save_record(self, outcome: str | None, reason: str) -> None:
+        record = self.recorder.finish(self._since_start(), outcome, self.log.secrets.redact(reason))
+        self.record = record
+        if self.status_dir is not None:
+            await asyncio.to_thread(self.status_dir.write_report, record.to_json())
 
     async def _finish(self, verdict: Verdict) -> None:
         if verdict.outcome == OPENED_ON_TIMEOUT:
@@ -239,6 +282,7 @@ class Runner:
         await self._publish(
             state, verdict.reason, verdict, outcome=verdict.outcome, phase_start=True
         )
+        await self._save_record(verdict.outcome, verdict.reason)
 
     async def _give_up(self, reason: str) -> None:
         """The wait deadline passed: open or fail as ``on_timeout`` says."""
@@ -250,6 +294,7 @@ class Runner:
         await self._publish(
             FAILED if fail else READY, f"{verb}: {reason}", outcome=outcome, phase_start=True
         )
+        await self._save_record(outcome, self.status.reason)
 
     async def _watch(self, stop: asyncio.Event, load: Load) -> bool:
         """After the outcome (``run``): keep warm, and ``True`` when it is time to re-arm."""
@@ -276,6 +321,7 @@ class Runner:
                         "a cold app",
                     )
                     self._ready_at = None
+                    self.recorder = self._new_recorder()
                     return True
             return False
         finally:
@@ -284,6 +330,8 @@ class Runner:
     def _record(self, sample: Sample) -> None:
         self.controller.record(sample)
         self.metrics.observe(sample)
+        if self._warming:
+            self.recorder.sample(sample.target, sample.latency, sample.ok)
 
     async def _publish(
         self,
@@ -325,6 +373,11 @@ class Runner:
             hold_passing_s=verdict.held_for if verdict is not None else 0.0,
             timeout_s=self.config.gate.timeout,
             rearms=self._rearms,
+            elapsed_s=verdict.elapsed if verdict is not None else 0.0,
+            checks=tuple(
+                {"name": c.name, "passed": c.passed, "actual": c.actual, "limit": c.limit}
+                for c in (verdict.checks if verdict is not None else ())
+            ),
         )
         self.status = status
         self.metrics.publish(status)

@@ -4,6 +4,7 @@ Layout of the status directory (a public contract)::
 
     status.json   the latest snapshot (see :meth:`Status.to_json`), replaced atomically
     ready         exists exactly while the gate is open; contains the reason
+    report.json   the record of the last warm-up, for ``warmgate report``
 
 A reader never sees a torn file: each write goes to a temporary file in the same directory, is
 fsynced, then renamed over the old one (as prometheus_client's ``write_to_textfile`` does).
@@ -26,6 +27,7 @@ from warmgate.errors import StatusDirError
 
 STATUS_FILE = "status.json"
 READY_FILE = "ready"
+REPORT_FILE = "report.json"
 
 WAITING = "waiting"
 WARMING = "warming"
@@ -60,6 +62,8 @@ class Status:
     hold_passing_s: float = 0.0
     timeout_s: float = 0.0
     rearms: int = 0
+    elapsed_s: float = 0.0
+    checks: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of ``status.json`` and ``GET /status``."""
@@ -83,6 +87,8 @@ class Status:
                 "passing_s": round(self.hold_passing_s, 3),
             },
             "timeout_s": self.timeout_s,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "checks": list(self.checks),
             "rearms": self.rearms,
             "version": __version__,
         }
@@ -117,6 +123,10 @@ class StatusDir:
         atomic_write(self.path / STATUS_FILE, data)
         if status.ready:
             atomic_write(self.path / READY_FILE, status.reason.encode() + b"\n")
+
+    def write_report(self, record: dict[str, Any]) -> None:
+        """Write the warm-up record (``report.json``) for ``warmgate report``."""
+        atomic_write(self.path / REPORT_FILE, json.dumps(record).encode() + b"\n")
 
     def _remove_marker(self) -> None:
         (self.path / READY_FILE).unlink(missing_ok=True)

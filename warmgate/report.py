@@ -1,0 +1,236 @@
+"""The warm-up record: what happened, phase by phase, kept small enough for a sidecar.
+
+Theory of operation: while warming, the runner feeds every completed request to a
+:class:`Recorder` together with the phase it belongs to, and one :class:`Point` per evaluation
+(downsampled to at most two per second). Latencies go into fixed log-spaced histograms, so a
+five-minute warm-up at thousands of requests per second costs a few kilobytes. Requests belong to
+the *ramp* until the gate starts the passing streak that ends in ``warm``: a streak that breaks
+is folded back into the ramp, so *hold* holds exactly the requests of the final streak.
+
+The record is plain data (``to_json``/``from_json``): ``prime`` writes it to
+``<status-dir>/report.json`` and ``warmgate report`` renders it later. Pure code, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PHASES = ("ramp", "hold")
+_BUCKET_RATIO = 1.05
+_MIN_LATENCY = 0.0001
+_BUCKETS = 400  # 0.1 ms .. ~30 min at 5% resolution
+
+
+def _bucket(latency: float) -> int:
+    if latency <= _MIN_LATENCY:
+        return 0
+    index = int(math.log(latency / _MIN_LATENCY, _BUCKET_RATIO)) + 1
+    return min(index, _BUCKETS - 1)
+
+
+def _bucket_value(index: int) -> float:
+    """The upper edge of a bucket: percentiles never understate latency."""
+    return float(_MIN_LATENCY * _BUCKET_RATIO**index)
+
+
+@dataclass
+class Histogram:
+    """Counts of requests by latency bucket (5% wide), with successes counted apart."""
+
+    requests: int = 0
+    successes: int = 0
+    buckets: dict[int, int] = field(default_factory=dict)
+
+    def add(self, latency: float, ok: bool) -> None:
+        """Count one request."""
+        self.requests += 1
+        self.successes += ok
+        index = _bucket(latency)
+        self.buckets[index] = self.buckets.get(index, 0) + 1
+
+    def merge(self, other: Histogram) -> None:
+        """Add every count of ``other``."""
+        self.requests += other.requests
+        self.successes += other.successes
+        for index, count in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + count
+
+    def percentile(self, q: float) -> float | None:
+        """The latency at quantile ``q``, to within 5%; ``None`` without requests."""
+        if not self.requests:
+            return None
+        rank = max(1, math.ceil(q * self.requests))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                return _bucket_value(index)
+        return _bucket_value(max(self.buckets))
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Requests, success ratio and p50/p95/p99 in milliseconds."""
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "requests": self.requests,
+            "success_ratio": round(self.successes / self.requests, 6) if self.requests else None,
+            "p50_ms": ms(self.percentile(0.50)),
+            "p95_ms": ms(self.percentile(0.95)),
+            "p99_ms": ms(self.percentile(0.99)),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "requests": self.requests,
+            "successes": self.successes,
+            "buckets": {str(k): v for k, v in sorted(self.buckets.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Histogram:
+        """The inverse of :meth:`to_json`."""
+        buckets = {int(k): int(v) for k, v in data.get("buckets", {}).items()}
+        return cls(int(data.get("requests", 0)), int(data.get("successes", 0)), buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """The window at one instant. ``t`` is seconds since start; latencies in seconds."""
+
+    t: float
+    state: str
+    level: int
+    requests: int
+    success_ratio: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+@dataclass
+class Record:
+    """Everything a report needs. Times are seconds since warmgate started."""
+
+    target_level: int
+    thresholds: dict[str, str]
+    timeout: float
+    targets: dict[str, dict[str, Histogram]] = field(default_factory=dict)
+    points: list[Point] = field(default_factory=list)
+    up_at: float | None = None
+    hold_at: float | None = None
+    ended_at: float | None = None
+    outcome: str | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``report.json``."""
+        return {
+            "target_level": self.target_level,
+            "thresholds": self.thresholds,
+            "timeout": self.timeout,
+            "targets": {
+                name: {phase: hist.to_json() for phase, hist in phases.items()}
+                for name, phases in self.targets.items()
+            },
+            "points": [
+                [p.t, p.state, p.level, p.requests, p.success_ratio, p.p50, p.p95, p.p99]
+                for p in self.points
+            ],
+            "up_at": self.up_at,
+            "hold_at": self.hold_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            target_level=int(data["target_level"]),
+            thresholds=dict(data.get("thresholds", {})),
+            timeout=float(data.get("timeout", 0.0)),
+            targets={
+                name: {phase: Histogram.from_json(h) for phase, h in phases.items()}
+                for name, phases in data.get("targets", {}).items()
+            },
+            points=[Point(*row) for row in data.get("points", [])],
+            up_at=data.get("up_at"),
+            hold_at=data.get("hold_at"),
+            ended_at=data.get("ended_at"),
+            outcome=data.get("outcome"),
+            reason=str(data.get("reason", "")),
+        )
+
+    def phase_totals(self, phase: str) -> Histogram:
+        """All targets together, for one phase."""
+        total = Histogram()
+        for phases in self.targets.values():
+            if phase in phases:
+                total.merge(phases[phase])
+        return total
+
+
+class Recorder:
+    """Builds a :class:`Record` from the runner's samples and evaluations."""
+
+    POINT_INTERVAL = 0.5
+
+    def __init__(
+        self,
+        targets: tuple[str, ...],
+        target_level: int,
+        thresholds: dict[str, str],
+        timeout: float,
+    ) -> None:
+        self.record = Record(target_level, thresholds, timeout)
+        for name in targets:
+            self.record.targets[name] = {phase: Histogram() for phase in PHASES}
+        self._streak: dict[str, Histogram] = {name: Histogram() for name in targets}
+        self._in_streak = False
+
+    def up(self, t: float) -> None:
+        """The target started answering at ``t``."""
+        self.record.up_at = t
+
+    def sample(self, target: str, latency: float, ok: bool) -> None:
+        """One completed request of the current phase."""
+        histograms = self._streak if self._in_streak else None
+        if histograms is not None and target in histograms:
+            histograms[target].add(latency, ok)
+        elif target in self.record.targets:
+            self.record.targets[target]["ramp"].add(latency, ok)
+
+    def evaluation(self, point: Point, passing: bool) -> None:
+        """One gate evaluation: keep a point, and track the passing streak."""
+        points = self.record.points
+        if not points or point.t - points[-1].t >= self.POINT_INTERVAL:
+            points.append(point)
+        if passing and not self._in_streak:
+            self._in_streak = True
+            self.record.hold_at = point.t
+        elif not passing and self._in_streak:
+            self._in_streak = False
+            self.record.hold_at = None
+            for name, histogram in self._streak.items():
+                self.record.targets[name]["ramp"].merge(histogram)
+                self._streak[name] = Histogram()
+
+    def finish(self, t: float, outcome: str | None, reason: str) -> Record:
+        """The warm-up ended at ``t``: fold the streak into hold (or ramp) and return the record."""
+        phase = "hold" if outcome == "warm" else "ramp"
+        for name, histogram in self._streak.items():
+            self.record.targets[name][phase].merge(histogram)
+            self._streak[name] = Histogram()
+        if outcome != "warm":
+            self.record.hold_at = None
+        self._in_streak = False
+        self.record.ended_at = t
+        self.record.outcome = outcome
+        self.record.reason = reason
+        return self.record
