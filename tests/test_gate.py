@@ -248,10 +248,8 @@ def test_ramp_never_exceeds_cap(cap: int, steps: list[tuple[bool, int]]) -> None
     for healthy, count in steps:
         issued = now + 0.01
         now += 1.0
-        batch = [
-            Sample(issued, issued + (0.01 if healthy else 0.5), ramp.level, "app")
-            for _ in range(count)
-        ]
+        outcome = "ok" if healthy else "timeout"
+        batch = [Sample(issued, issued + 0.01, ramp.level, "app", outcome) for _ in range(count)]
         step = ramp.decide(now, batch)
         assert 1 <= step.level <= cap
         assert ramp.level == step.level
@@ -273,6 +271,14 @@ def test_ramp_doubles_then_halves() -> None:
     step = ramp.decide(now, bad)
     assert step.level == 8
     assert step.reason.startswith("backing off to 8: success 0% < 99% at concurrency 16")
+
+
+def test_ramp_is_not_held_back_by_latency() -> None:
+    """Slow but successful answers still raise the level: a cold app warms through traffic."""
+    ramp = Ramp(16, Thresholds(p95=0.1), step=1.0)
+    ramp.start(0.0)
+    slow = [Sample(0.5, 1.0, 1, "app") for _ in range(10)]
+    assert ramp.decide(1.0, slow).level == 2
 
 
 def test_ramp_waits_for_enough_samples() -> None:

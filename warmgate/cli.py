@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from warmgate import __version__
-from warmgate.errors import EXIT_NOT_READY, EXIT_OK, EXIT_USAGE, WarmgateError
+from warmgate.errors import EXIT_NOT_READY, EXIT_OK, EXIT_USAGE, ConfigError, WarmgateError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -286,6 +286,58 @@ def check(
         reason = "no status yet" if status is None else str(status.get("reason", ""))
         typer.echo(f"{'ready' if ready else 'not ready'}: {reason}")
     raise typer.Exit(EXIT_OK if ready else EXIT_NOT_READY)
+
+
+@app.command()
+@reports_errors
+def demo(  # noqa: PLR0917 - typer maps each parameter to one option
+    app_capacity: Annotated[
+        int, typer.Option(help="Concurrent requests the simulated app copes with once warm.")
+    ] = 32,
+    app_warm_requests: Annotated[
+        int, typer.Option(help="Requests it must serve before its pool is full (0: warm).")
+    ] = 500,
+    app_cold_latency: Annotated[
+        str, typer.Option(help="Extra latency when cold, decaying with use (a JIT).")
+    ] = "150ms",
+    app_compile_delay: Annotated[
+        str, typer.Option(help="Delay of the first hit of each page (JSPs compiling).")
+    ] = "300ms",
+    concurrency: Annotated[int, typer.Option(help="Target concurrency of the gate.")] = 16,
+    p95: Annotated[str, typer.Option(help="p95 limit, or 'auto'.")] = "100ms",
+    hold: Annotated[str, typer.Option(help="How long the thresholds must keep passing.")] = "3s",
+    timeout: Annotated[str, typer.Option(help="Deadline for warming.")] = "2m",
+    sql: Annotated[bool, typer.Option(help="Also prime the demo's SQLite database.")] = True,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the report to this .html or .svg file.")
+    ] = None,
+    log_format: Annotated[str, typer.Option(help="auto, json or human.")] = "auto",
+) -> None:
+    """Watch a simulated cold app server warm up and the gate open (nothing to install)."""
+    from warmgate.demo import run_demo, summary
+    from warmgate.simapp import Behavior
+    from warmgate.units import parse_duration
+
+    try:
+        behavior = Behavior(
+            start_capacity=1,
+            full_capacity=app_capacity,
+            warm_requests=app_warm_requests,
+            cold_latency=parse_duration(app_cold_latency),
+            compile_delay=parse_duration(app_compile_delay),
+            jit_half_life=400,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--app-cold-latency/--app-compile-delay: {exc}.") from None
+    overrides = {
+        "load": {"concurrency": concurrency},
+        "gate": {"p95": p95, "hold": hold, "timeout": timeout},
+        "log_format": log_format,
+    }
+    result = run_demo(behavior, overrides, report, sql=sql)
+    typer.echo(summary(result, concurrency, parse_duration(hold), result.window))
+    if not result.status.ready:
+        raise typer.Exit(EXIT_NOT_READY)
 
 
 @app.command()

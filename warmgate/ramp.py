@@ -2,10 +2,13 @@
 
 Theory of operation: like TCP slow start for a fragile cold app. The level starts at 1. Every
 ``step`` seconds (and once the current level has produced enough samples to judge) the ramp looks
-at the requests issued since the level last changed. If they were healthy — success rate and the
-numeric latency thresholds met — the level doubles, capped at the target. If not, it halves,
-never below 1. At the target it stays while healthy. The level never exceeds the cap, so a paced
-(open-model) load scales its rate with it: ``rate * level / target``.
+at the requests issued since the level last changed. If they were healthy — the success rate
+met — the level doubles, capped at the target. If not, it halves, never below 1. Latency does
+not hold the ramp back: a cold app is slow by definition and often warms *through* traffic (its
+pools and JIT need requests), so high latency is the gate's business, not the ramp's; overload
+shows up as errors and timeouts, which are. At the target it stays while healthy. The level
+never exceeds the cap, so a paced (open-model) load scales its rate with it:
+``rate * level / target``.
 
 Pure code: callers pass ``now`` and the samples; no I/O.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from warmgate.gate import Thresholds, latency_checks, success_check
+from warmgate.gate import Thresholds, success_check
 from warmgate.window import Sample, Stats
 
 
@@ -71,12 +74,10 @@ class Ramp:
         if relevant.requests < min(self.min_samples, previous * 2):
             return Step(previous, previous, "")
         where = f"at concurrency {previous}"
-        checks = [success_check(relevant, self.thresholds.success_rate, where)]
-        checks += latency_checks(relevant, self.thresholds.latency_limits(), where)
-        failing = [check for check in checks if not check.passed]
-        if failing:
+        health = success_check(relevant, self.thresholds.success_rate, where)
+        if not health.passed:
             level = max(1, previous // 2)
-            reason = f"backing off to {level}: {failing[0].reason}"
+            reason = f"backing off to {level}: {health.reason}"
         elif previous < self.target:
             level = min(self.target, previous * 2)
             reason = f"raising to {level}: healthy {where}"

@@ -51,6 +51,7 @@ class SimStats:
     in_flight: int = 0
     max_in_flight: int = 0
     warm_at: float | None = None
+    capacity_reached: dict[int, float] = field(default_factory=dict)
     marked: int = 0
     user_agents: set[str] = field(default_factory=set)
 
@@ -75,9 +76,16 @@ class SimApp:
         if b.warm_seconds:
             progress = min(progress, (time.monotonic() - self._started) / b.warm_seconds)
         capacity = b.start_capacity + int((b.full_capacity - b.start_capacity) * progress)
+        if capacity not in self.stats.capacity_reached:
+            self.stats.capacity_reached[capacity] = time.monotonic()
         if capacity >= b.full_capacity and self.stats.warm_at is None:
             self.stats.warm_at = time.monotonic()
         return capacity
+
+    def capable_since(self, concurrency: int) -> float | None:
+        """When (``time.monotonic``) the app first coped with ``concurrency`` at once."""
+        times = [t for level, t in self.stats.capacity_reached.items() if level >= concurrency]
+        return min(times, default=None)
 
     def latency(self, path: str) -> float:
         """How long the next answer for ``path`` takes."""

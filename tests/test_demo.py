@@ -1,0 +1,48 @@
+"""`warmgate demo`: a simulated cold app and a SQLite database, gated end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+from warmgate.demo import run_demo, summary
+from warmgate.simapp import Behavior
+
+
+@pytest.mark.slow
+def test_demo_gate_opens_only_after_the_app_copes(tmp_path: Path) -> None:
+    """The gate opens after the simulated app first copes with the target concurrency."""
+    behavior = Behavior(start_capacity=1, full_capacity=32, warm_requests=300, cold_latency=0.05)
+    overrides = {"gate": {"hold": "1s", "window": "3s"}, "log_format": "json"}
+    result = run_demo(behavior, overrides, tmp_path / "demo.html")
+    assert result.status.ready
+    assert result.status.outcome == "warm"
+    assert result.capable_after is not None
+    assert result.ready_after is not None
+    assert result.ready_after >= result.capable_after + 1.0
+    assert set(result.status.targets) == {"catalog", "orders-db"}
+    assert result.status.targets["orders-db"]["requests"] > 0
+    assert "<svg" in (tmp_path / "demo.html").read_text()
+    text = summary(result, 16, 1.0, 3.0)
+    assert text.startswith("the app first coped with 16 concurrent requests ")
+
+
+@pytest.mark.slow
+def test_demo_command_runs_as_documented() -> None:
+    """The CLI demo exits 0 with the report and the punchline."""
+    result = run_cli(
+        "demo", "--app-warm-requests", "200", "--hold", "1s", "--log-format", "human", timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warm-up report: warm after" in result.stdout
+    assert "orders-db / hold" in result.stdout
+    assert "the gate opened" in result.stdout
+
+
+def test_demo_rejects_a_bad_duration() -> None:
+    """A demo option without a unit is a one-sentence error, exit 2."""
+    result = run_cli("demo", "--app-cold-latency", "150")
+    assert result.returncode == 2
+    assert "'150' has no unit" in result.stderr
