@@ -15,6 +15,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -145,6 +146,98 @@ class HttpTarget(_Model):
         return False
 
 
+_SQL_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+aiosqlite")
+
+
+def _sql_param(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class SqlRows(_Model):
+    """How many rows a successful query returns, both ends included."""
+
+    min: int = Field(0, ge=0, description="Fewest rows; fewer is a failure.")
+    max: int | None = Field(None, ge=0, description="Most rows; more is a failure. Unset: any.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SqlRows:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}; swap them")
+        return self
+
+    def accepts(self, count: int) -> bool:
+        """Whether ``count`` rows is within the range."""
+        return count >= self.min and (self.max is None or count <= self.max)
+
+    def describe(self) -> str:
+        """``1 to 1000 rows``, ``at least 1 row``, ``any number of rows``."""
+        if self.max is None:
+            return f"at least {self.min} {_rows(self.min)}" if self.min else "any number of rows"
+        if self.min == self.max:
+            return f"exactly {self.min} {_rows(self.min)}"
+        return f"{self.min} to {self.max} rows"
+
+
+def _rows(count: int) -> str:
+    return "row" if count == 1 else "rows"
+
+
+class SqlTarget(_Model):
+    """One read-only query to repeat. ``params`` values are templates; the query is not."""
+
+    url: str = Field(
+        description=(
+            "SQLAlchemy URL: postgresql+psycopg://user@host:5432/db (password from ${VAR} or "
+            "libpq's PGPASSWORD) or sqlite:///path/to/file.db (opened read-only)."
+        )
+    )
+    query: str = Field(
+        description="One read-only statement with bound parameters such as :cid (never a template)."
+    )
+    params: dict[
+        str,
+        Annotated[str, BeforeValidator(_sql_param), WithJsonSchema({"type": ["string", "number"]})],
+    ] = Field(
+        default_factory=dict,
+        description=(
+            "Values of the bound parameters, templates rendered for every request. A value that "
+            "renders as a whole number (no leading zero) is bound as an integer, anything else "
+            "as a string."
+        ),
+    )
+    timeout: Duration = Field(
+        5.0, gt=0, description="Per-query timeout, enforced by the database and the client."
+    )
+    rows: SqlRows | None = Field(
+        None, description="Expected row count, e.g. {min: 1, max: 1000}; outside it is a failure."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, url: str) -> str:
+        url = url.strip()
+        scheme = url.partition("://")[0].lower()
+        if "://" not in url or scheme not in _SQL_SCHEMES:
+            raise ValueError(
+                f"'{redact_url(url)}' is not a supported database URL; write "
+                "postgresql+psycopg://user@host:5432/dbname or sqlite:///path/to/file.db"
+            )
+        if scheme.startswith("sqlite") and not url.partition("://")[2].lstrip("/"):
+            raise ValueError(
+                "a sqlite URL needs a file: sqlite:///relative.db or sqlite:////abs.db"
+            )
+        return url
+
+    @field_validator("query")
+    @classmethod
+    def _has_query(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("write the query to run, such as SELECT 1")
+        return query.strip()
+
+
 class Target(_Model):
     """A named thing to warm, with a share of the load."""
 
@@ -154,11 +247,17 @@ class Target(_Model):
     )
     weight: float = Field(1.0, gt=0, description="Relative share of requests.")
     http: HttpTarget | None = Field(None, description="An HTTP target.")
+    sql: SqlTarget | None = Field(None, description="A SQL target (read-only queries).")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Target:
-        if self.http is None:
-            raise ValueError(f"target '{self.name}' needs a kind; add an http: section")
+        if self.http is None and self.sql is None:
+            raise ValueError(f"target '{self.name}' needs a kind; add an http: or sql: section")
+        if self.http is not None and self.sql is not None:
+            raise ValueError(
+                f"target '{self.name}' has both http: and sql:; a target has one kind, so make "
+                "them two targets"
+            )
         return self
 
 
@@ -392,7 +491,17 @@ def load_config(
     for target in config.targets:
         if target.http is not None:
             secrets.values.update(_url_passwords(target.http.url))
+        if target.sql is not None:
+            secrets.values.update(_sql_url_secrets(target.sql.url))
     return config, secrets
+
+
+def _sql_url_secrets(url: str) -> set[str]:
+    """The password of a database URL as written and percent-decoded, and ``password=`` values."""
+    found = _url_passwords(url)
+    found.update(re.findall(r"[?&]password=([^&#\s]+)", url, re.IGNORECASE))
+    found.update({unquote(value) for value in found})
+    return {value for value in found if len(value) >= 3}
 
 
 def _url_passwords(url: str) -> set[str]:
@@ -407,6 +516,7 @@ def format_validation_error(exc: ValidationError) -> str:
         location = _location(error["loc"])
         if error["type"] == "extra_forbidden":
             key = str(error["loc"][-1])
+            location = _location(error["loc"][:-1])
             known = _known_fields(error["loc"][:-1])
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}."
@@ -475,6 +585,14 @@ def describe(config: Config, secrets: Secrets) -> str:
             statuses = ", ".join(map(str, http.expect_status))
             what = f"HTTP {http.method} {http.url} (expect {statuses}"
             what += f", timeout {format_duration(http.timeout)})"
+        elif target.sql is not None:
+            sql = target.sql
+            query = " ".join(sql.query.split())
+            what = f"SQL {redact_url(sql.url)} read-only: {query}"
+            if sql.params:
+                what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
+            expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
+            what += f" ({expect}timeout {format_duration(sql.timeout)})"
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}")
     pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
     lines.append(

@@ -1,7 +1,8 @@
 """Turn the configured targets into compiled plans and live drivers.
 
-Compiling (templates, endpoints) needs no network, so ``validate`` runs it too and template
-mistakes surface before any traffic. Opening drivers creates the shared clients and pools.
+Compiling (templates, endpoints, the read-only check of SQL queries) needs no network, so
+``validate`` runs it too and mistakes surface before any traffic. Opening drivers creates the
+shared clients and pools. SQLAlchemy is imported only when a config has SQL targets.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from warmgate.config import Config, Target
 from warmgate.drivers import Driver
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
 from warmgate.templating import Templates
+
+if TYPE_CHECKING:
+    from warmgate.drivers.sql import SqlPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,7 @@ class CompiledTarget:
 
     target: Target
     http: HttpPlan | None = None
+    sql: SqlPlan | None = None
 
 
 def compile_targets(config: Config) -> list[CompiledTarget]:
@@ -33,22 +39,33 @@ def compile_targets(config: Config) -> list[CompiledTarget]:
         if target.http is not None:
             plan = HttpPlan.compile(target.http, templates, f"{where}.http")
             compiled.append(CompiledTarget(target, http=plan))
+        elif target.sql is not None:
+            from warmgate.drivers.sql import SqlPlan
+
+            sql = SqlPlan.compile(target.sql, templates, f"{where}.sql", target.name)
+            compiled.append(CompiledTarget(target, sql=sql))
     return compiled
 
 
 async def open_drivers(
     config: Config, compiled: Sequence[CompiledTarget], stack: AsyncExitStack
 ) -> list[Driver]:
-    """Create the drivers; everything they hold is closed when ``stack`` closes."""
+    """Create the drivers in the order of ``compiled`` (the load pairs them with the weights);
+    everything they hold is closed when ``stack`` closes."""
     drivers: list[Driver] = []
-    http = [(item.target, item.http) for item in compiled if item.http is not None]
-    if http:
-        tls = any(plan.tls for _, plan in http)
+    client = None
+    if any(item.http is not None for item in compiled):
+        tls = any(item.http.tls for item in compiled if item.http is not None)
         client = make_client(config.load.concurrency, config.traffic, tls=tls)
         stack.push_async_callback(client.aclose)
-        for target, plan in http:
-            if target.http is not None:
-                drivers.append(HttpDriver(target.name, target.http, plan, client))
+    for item in compiled:
+        target = item.target
+        if item.http is not None and target.http is not None and client is not None:
+            drivers.append(HttpDriver(target.name, target.http, item.http, client))
+        elif item.sql is not None:
+            from warmgate.drivers.sql import SqlDriver
+
+            drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers

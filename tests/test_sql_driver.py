@@ -1,0 +1,424 @@
+"""The SQL driver against real databases: SQLite files and the PostgreSQL on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import pg
+from tests.helpers import poll
+from warmgate.config import SqlTarget
+from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, WRITE_REJECTED
+from warmgate.drivers.sql import CLIENT_GRACE, SqlDriver, SqlPlan, make_engine
+from warmgate.templating import Templates
+
+SLOW_SQLITE = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100000000) "
+    "SELECT count(*) FROM c"
+)
+"""A read that keeps SQLite busy for many seconds."""
+
+
+def plan_for(url: str, query: str, params: dict[str, str] | None = None, **fields: Any) -> SqlPlan:
+    """The checked plan of one SQL target."""
+    target = SqlTarget(url=url, query=query, params=params or {}, **fields)
+    return SqlPlan.compile(target, Templates(), "targets[0].sql", "db")
+
+
+def unchecked(url: str, query: str) -> SqlPlan:
+    """A plan whose write slipped past the start-up check: only the database stands guard."""
+    return dataclasses.replace(plan_for(url, "SELECT 1"), query=query)
+
+
+def execute_many(plan: SqlPlan, count: int, concurrency: int = 4) -> tuple[list[Any], str | None]:
+    """Open a driver, run ``count`` queries ``concurrency`` at a time, close; outcomes, probe."""
+
+    async def scenario() -> tuple[list[Any], str | None]:
+        driver = SqlDriver.open("db", plan, concurrency)
+        try:
+            probe = await driver.probe()
+            remaining = list(range(count))
+            outcomes = []
+
+            async def worker() -> None:
+                while remaining:
+                    remaining.pop()
+                    outcomes.append(await driver.execute())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return outcomes, probe
+        finally:
+            await driver.aclose()
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture
+def orders_db(tmp_path: Path) -> Path:
+    """A SQLite file with 1000 orders."""
+    path = tmp_path / "orders.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INT, note TEXT)"
+        )
+        connection.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?)", [(i, i % 100, f"n{i}") for i in range(1, 1001)]
+        )
+    connection.close()
+    return path
+
+
+def sqlite_fingerprint(path: Path) -> tuple[int, int]:
+    """``(rows, sum of ids)`` of the orders table."""
+    connection = sqlite3.connect(path)
+    try:
+        count, total = connection.execute("SELECT count(*), sum(id) FROM orders").fetchone()
+    finally:
+        connection.close()
+    return int(count), int(total or 0)
+
+
+def test_sqlite_queries_with_rendered_params(orders_db: Path) -> None:
+    """Each request renders its params; rows within the expected range are a success."""
+    plan = plan_for(
+        f"sqlite:///{orders_db}",
+        "SELECT * FROM orders WHERE customer_id = :cid LIMIT :n",
+        {"cid": "{{ randint(0, 99) }}", "n": "5"},
+        rows={"min": 5, "max": 5},
+    )
+    outcomes, probe = execute_many(plan, 40)
+    assert probe is None
+    assert [outcome.outcome for outcome in outcomes] == [OK] * 40
+
+
+def test_rows_outside_the_range_fail(orders_db: Path) -> None:
+    """Too few or too many rows is a failure with a clear detail."""
+    few = plan_for(f"sqlite:///{orders_db}", "SELECT * FROM orders WHERE id < 0", rows={"min": 1})
+    (outcome,), _ = execute_many(few, 1, 1)
+    assert (outcome.outcome, outcome.detail) == (
+        UNEXPECTED_STATUS, "returned 0 rows; expected at least 1 row"
+    )  # fmt: skip
+    many = plan_for(f"sqlite:///{orders_db}", "SELECT * FROM orders", rows={"min": 1, "max": 10})
+    (outcome,), _ = execute_many(many, 1, 1)
+    assert (outcome.outcome, outcome.detail) == (
+        UNEXPECTED_STATUS, "returned 1000 rows; expected 1 to 10 rows"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DELETE FROM orders",
+        "UPDATE orders SET note = 'x'",
+        "INSERT INTO orders VALUES (5000, 1, 'x')",
+        "DROP TABLE orders",
+        "CREATE TABLE other (x INT)",
+    ],
+)
+def test_sqlite_refuses_writes(orders_db: Path, query: str) -> None:
+    """A write that slipped past the check is refused by SQLite; the data is untouched."""
+    before = sqlite_fingerprint(orders_db)
+    outcomes, _ = execute_many(unchecked(f"sqlite:///{orders_db}", query), 3, 1)
+    assert {outcome.outcome for outcome in outcomes} == {WRITE_REJECTED}
+    assert (
+        outcomes[0].detail == "the database refused a write: attempt to write a readonly database"
+    )
+    assert sqlite_fingerprint(orders_db) == before
+
+
+def run_in_order(plans: list[SqlPlan]) -> list[Any]:
+    """Run one query of each plan in turn over a single pooled connection."""
+
+    async def scenario() -> list[Any]:
+        engine = make_engine(plans[0], 1)
+        try:
+            return [await SqlDriver("db", plan, engine).execute() for plan in plans]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(scenario())
+
+
+def test_sqlite_stays_read_only_when_a_query_turns_query_only_off(orders_db: Path) -> None:
+    """The file is opened read-only: lifting PRAGMA query_only on the connection changes nothing."""
+    url = f"sqlite:///{orders_db}"
+    before = sqlite_fingerprint(orders_db)
+    lifted, deleted = run_in_order(
+        [unchecked(url, "PRAGMA query_only = OFF"), unchecked(url, "DELETE FROM orders")]
+    )
+    assert lifted.outcome == OK
+    assert deleted.outcome == WRITE_REJECTED
+    assert sqlite_fingerprint(orders_db) == before
+
+
+def test_sqlite_is_interrupted_at_the_deadline_without_blocking_the_loop(
+    orders_db: Path,
+) -> None:
+    """A slow SQLite query stops at the timeout, and the event loop keeps ticking meanwhile."""
+
+    async def scenario() -> tuple[Any, float, float, Any]:
+        driver = SqlDriver.open(
+            "db", plan_for(f"sqlite:///{orders_db}", SLOW_SQLITE, timeout="300ms"), 2
+        )
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.005)  # the measured interval itself, not a synchronisation
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        tick = asyncio.create_task(ticker())
+        started = time.monotonic()
+        outcome = await driver.execute()
+        elapsed = time.monotonic() - started
+        done.set()
+        await tick
+        after = await driver.probe()
+        await driver.aclose()
+        return outcome, elapsed, max(gaps), after
+
+    outcome, elapsed, worst_gap, probe = asyncio.run(scenario())
+    assert (outcome.outcome, outcome.detail) == (TIMEOUT, "statement timeout")
+    assert 0.25 <= elapsed < 0.3 + CLIENT_GRACE
+    assert worst_gap < 0.1
+    assert probe is None
+
+
+def test_missing_sqlite_file_is_the_wait_phase(tmp_path: Path) -> None:
+    """Until the file exists the probe says why and queries fail softly; then all is well."""
+    path = tmp_path / "later.db"
+    plan = plan_for(f"sqlite:///{path}", "SELECT count(*) FROM t", rows={"min": 1, "max": 1})
+
+    async def scenario() -> tuple[str | None, Any, str | None, Any]:
+        driver = SqlDriver.open("db", plan, 2)
+        try:
+            down, failed = await driver.probe(), await driver.execute()
+            with sqlite3.connect(path) as connection:
+                connection.execute("CREATE TABLE t (x INT)")
+            connection.close()
+            return down, failed, await driver.probe(), await driver.execute()
+        finally:
+            await driver.aclose()
+
+    down, failed, up, ok = asyncio.run(scenario())
+    assert down == f"{path}: cannot open the database file"
+    assert (failed.outcome, failed.detail) == (CONNECTION_ERROR, "cannot open the database file")
+    assert up is None
+    assert ok.outcome == OK
+
+
+@pytest.fixture(scope="module")
+def orders() -> Iterator[pg.Scratch]:
+    """A scratch schema with 200k orders in the real PostgreSQL; dropped after the module."""
+    pg.require_postgres()
+    with pg.scratch_schema() as scratch:
+        yield scratch
+
+
+@pytest.mark.postgres
+def test_priming_does_real_work_in_postgres(orders: pg.Scratch) -> None:
+    """Queries by key at concurrency 8 succeed and move the server's own counters."""
+    reads, transactions = orders.reads(), orders.transactions()
+    plan = plan_for(
+        pg.URL,
+        orders.select("WHERE customer_id = :cid"),
+        {"cid": f"{{{{ randint(1, {pg.CUSTOMERS}) }}}}"},
+        rows={"min": 1, "max": 100},
+    )
+    outcomes, probe = execute_many(plan, 400, concurrency=8)
+    assert probe is None
+    assert {outcome.outcome for outcome in outcomes} == {OK}
+    # Backends report their statistics shortly after going idle; poll for them.
+    poll(lambda: orders.reads() >= reads + 400, timeout=10, what="pg_statio_user_tables to move")
+    poll(
+        lambda: orders.transactions() >= transactions + 400,
+        timeout=10,
+        what="pg_stat_database.xact_rollback to move",
+    )
+
+
+@pytest.mark.postgres
+def test_each_query_runs_read_only_with_a_server_side_timeout(orders: pg.Scratch) -> None:
+    """Inside the query's transaction: read only, statement_timeout set, marked as warmgate."""
+    plan = plan_for(
+        pg.URL,
+        "SELECT 1 WHERE current_setting('transaction_read_only') = 'on'"
+        " AND current_setting('statement_timeout') = '1500ms'"
+        " AND current_setting('application_name') = 'warmgate'",
+        timeout="1500ms",
+        rows={"min": 1, "max": 1},
+    )
+    outcomes, _ = execute_many(plan, 3, 1)
+    assert [outcome.outcome for outcome in outcomes] == [OK] * 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        ("DELETE FROM {orders}", "cannot execute DELETE in a read-only transaction"),
+        ("UPDATE {orders} SET note = 'x'", "cannot execute UPDATE in a read-only transaction"),
+        ("TRUNCATE {orders}", "cannot execute TRUNCATE TABLE in a read-only transaction"),
+        ("DROP TABLE {orders}", "cannot execute DROP TABLE in a read-only transaction"),
+        ("SELECT {purge}()", "cannot execute DELETE in a read-only transaction"),
+        ("SELECT * FROM {orders} WHERE id = 1 FOR UPDATE", "cannot execute SELECT FOR UPDATE"),
+    ],
+)
+def test_postgres_refuses_writes(orders: pg.Scratch, query: str, refused: str) -> None:
+    """A write that slipped past the check is refused by PostgreSQL; the table is untouched."""
+    before = orders.fingerprint()
+    sql = query.format(orders=orders.orders, purge=orders.purge)
+    outcomes, _ = execute_many(unchecked(pg.URL, sql), 4, 2)
+    assert {outcome.outcome for outcome in outcomes} == {WRITE_REJECTED}
+    assert outcomes[0].detail.startswith(f"the database refused a write: {refused}")
+    assert orders.fingerprint() == before == (pg.ROWS, before[1])
+
+
+@pytest.mark.postgres
+def test_postgres_stays_read_only_when_a_query_changes_the_session(orders: pg.Scratch) -> None:
+    """Every transaction begins READ ONLY, whatever an earlier query did to session defaults."""
+    before = orders.fingerprint()
+    tamper = unchecked(
+        pg.URL,
+        "SELECT set_config('default_transaction_read_only', 'off', false),"
+        " set_config('statement_timeout', '0', false)",
+    )
+    delete = unchecked(pg.URL, f"DELETE FROM {orders.orders}")  # noqa: S608 - scratch schema
+    tampered, deleted = run_in_order([tamper, delete])
+    assert tampered.outcome == OK
+    assert (deleted.outcome, deleted.detail) == (
+        WRITE_REJECTED,
+        "the database refused a write: cannot execute DELETE in a read-only transaction",
+    )
+    assert orders.fingerprint() == before
+
+
+@pytest.mark.postgres
+def test_postgres_cancels_a_slow_statement_itself(orders: pg.Scratch) -> None:
+    """statement_timeout cancels on the server; the pooled connection stays usable."""
+    slow = plan_for(pg.URL, "SELECT pg_sleep(5)", timeout="200ms")
+
+    async def scenario() -> tuple[Any, float, Any]:
+        driver = SqlDriver.open("db", slow, 1)
+        try:
+            started = time.monotonic()
+            outcome = await driver.execute()
+            elapsed = time.monotonic() - started
+            return outcome, elapsed, await driver.probe()
+        finally:
+            await driver.aclose()
+
+    outcome, elapsed, probe = asyncio.run(scenario())
+    assert (outcome.outcome, outcome.detail) == (TIMEOUT, "statement timeout")
+    assert elapsed < 0.2 + CLIENT_GRACE
+    assert probe is None
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener completes TCP handshakes and never says a word."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield int(listener.getsockname()[1])
+
+
+def test_client_timeout_when_the_server_never_answers(silent_port: int) -> None:
+    """A server that accepts and then says nothing is a timeout on the client's clock."""
+    plan = plan_for(
+        f"postgresql+psycopg://app@127.0.0.1:{silent_port}/x", "SELECT 1", timeout="200ms"
+    )
+    started = time.monotonic()
+    (outcome,), _ = asyncio.run(_execute_without_probe(plan))
+    assert (outcome.outcome, outcome.detail) == (TIMEOUT, "timed out")
+    assert time.monotonic() - started < 0.2 + CLIENT_GRACE + 1.0
+
+
+async def _execute_without_probe(plan: SqlPlan) -> tuple[list[Any], None]:
+    driver = SqlDriver.open("db", plan, 1)
+    try:
+        return [await driver.execute()], None
+    finally:
+        await driver.aclose()
+
+
+def free_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_connection_failures_are_short_reasons_without_secrets(orders: pg.Scratch) -> None:
+    """Refused ports and missing databases are reasons in the wait phase, never crashes."""
+    planted = "planted-Pw-4417"
+    port = free_port()
+    refused = plan_for(f"postgresql+psycopg://app:{planted}@127.0.0.1:{port}/test", "SELECT 1")
+    (outcome,), probe = execute_many(refused, 1, 1)
+    assert probe == f"127.0.0.1:{port}: connection refused"
+    assert (outcome.outcome, outcome.detail) == (CONNECTION_ERROR, "connection refused")
+
+    missing = plan_for(
+        f"postgresql+psycopg://postgres:{planted}@127.0.0.1:5432/no_such_db_{orders.schema}",
+        "SELECT 1",
+    )
+    (outcome,), probe = execute_many(missing, 1, 1)
+    reason = f"database no_such_db_{orders.schema} does not exist"
+    assert probe == f"127.0.0.1:5432: {reason}"
+    assert (outcome.outcome, outcome.detail) == (CONNECTION_ERROR, reason)
+    assert planted not in repr(refused) + repr(missing)
+
+
+@pytest.mark.postgres
+def test_pool_is_sized_to_the_concurrency(orders: pg.Scratch) -> None:
+    """At concurrency 6 the driver holds at most 6 connections, and closes them all."""
+    name = f"wg_{orders.schema}"
+    plan = plan_for(
+        f"{pg.URL}?application_name={name}",
+        orders.select("WHERE id = :id"),
+        {"id": f"{{{{ randint(1, {pg.ROWS}) }}}}"},
+    )
+
+    async def scenario() -> tuple[int, int]:
+        driver = SqlDriver.open("db", plan, 6)
+        try:
+            await asyncio.gather(*(driver.execute() for _ in range(60)))
+            held = await asyncio.to_thread(pg.connections_named, name)
+        finally:
+            await driver.aclose()
+        return held, 0
+
+    held, _ = asyncio.run(scenario())
+    assert 1 <= held <= 6
+    poll(lambda: pg.connections_named(name) == 0, timeout=5, what="the pool to close")
+
+
+@pytest.mark.postgres
+def test_params_bind_as_integers_or_typed_strings(orders: pg.Scratch) -> None:
+    """A rendered number binds as an integer, a date string is typed by its column; a
+    number meant as text needs a CAST, else the database's own message is the detail."""
+    plan = plan_for(
+        pg.URL,
+        orders.select(
+            "WHERE id = :id AND placed = :day AND CAST(customer_id AS text) = CAST(:code AS text)"
+        ),
+        {"id": "{{ 300 + 66 }}", "day": "2024-01-02", "code": "367"},
+        rows={"min": 1, "max": 1},
+    )
+    outcomes, _ = execute_many(plan, 2, 1)
+    assert [outcome.outcome for outcome in outcomes] == [OK, OK]
+
+    no_cast = plan_for(pg.URL, orders.select("WHERE note = :code"), {"code": "367"})
+    (outcome,), _ = execute_many(no_cast, 1, 1)
+    assert (outcome.outcome, outcome.detail) == (ERROR, "operator does not exist: text = smallint")
