@@ -7,7 +7,6 @@ plan flag maps one-to-one onto a config field (:data:`PLAN_FLAGS`).
 
 import functools
 import inspect
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -341,14 +340,15 @@ def demo(  # noqa: PLR0917 - typer maps each parameter to one option
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the config file."""
-    from warmgate.config import Config
+def schema(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the config reference in Markdown instead.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the config file (or its reference, with --markdown)."""
+    from warmgate.reference import json_schema_text, markdown_reference
 
-    document = Config.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "warmgate configuration"
-    typer.echo(json.dumps(document, indent=2))
+    typer.echo(markdown_reference() if markdown else json_schema_text(), nl=False)
 
 
 def _inject_option(name: str, help: str) -> Any:

@@ -45,9 +45,7 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
     return received
 
 
-def execute(
-    config: Config, secrets: Secrets, *, mode: Mode, report: Path | None = None
-) -> Status:
+def execute(config: Config, secrets: Secrets, *, mode: Mode, report: Path | None = None) -> Status:
     """Run ``run`` or ``prime`` to the end; returns the final status.
 
     At the end of a warm-up the report goes to the log (a table and chart for people, one

@@ -152,7 +152,7 @@ def main() -> None:
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
     behavior = Behavior(
-        start_capacity=1, full_capacity=32, warm_requests=3000, cold_latency=0.2, compile_delay=0.5
+        start_capacity=1, full_capacity=32, warm_requests=500, cold_latency=0.15, compile_delay=0.3
     )
     app = SimApp(behavior)
     bound = app.start(port=port)

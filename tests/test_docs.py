@@ -1,0 +1,89 @@
+"""The docs work as written: generated references are current, examples and README run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, cli_env
+from warmgate.config import load_config
+from warmgate.reference import json_schema_text, markdown_reference
+from warmgate.targets import compile_targets
+
+README = REPO / "README.md"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../docs/warmgate.schema.json"
+EXAMPLE_ENV = {
+    "PGPASSWORD": "example-only",
+    "DEMO_URL": "http://127.0.0.1:9",
+    "DEMO_DB": "demo.db",
+}
+
+
+def test_config_reference_is_generated_from_the_model() -> None:
+    """docs/config.md is exactly what `warmgate schema --markdown` prints (regenerate if not)."""
+    assert (REPO / "docs" / "config.md").read_text() == markdown_reference()
+
+
+def test_json_schema_file_is_current() -> None:
+    """docs/warmgate.schema.json is exactly what `warmgate schema` prints (regenerate if not)."""
+    assert (REPO / "docs" / "warmgate.schema.json").read_text() == json_schema_text()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*sorted((REPO / "examples").glob("*.yaml")), REPO / "warmgate" / "demo.yaml"],
+    ids=lambda p: p.name,
+)
+def test_example_configs_validate_and_carry_the_schema(path: Path) -> None:
+    """Every shipped config names the schema for editors and passes validation."""
+    assert path.read_text().splitlines()[0] == SCHEMA_COMMENT
+    config, _ = load_config(path, environ=EXAMPLE_ENV)
+    assert compile_targets(config)
+
+
+def runnable_blocks() -> list[str]:
+    """The README's shell blocks marked `<!-- runnable -->`."""
+    text = README.read_text()
+    return re.findall(r"<!-- runnable -->\n```sh\n(.*?)```", text, re.DOTALL)
+
+
+def test_readme_marks_runnable_blocks() -> None:
+    """The README keeps its runnable examples (the demo, a prime, a validate)."""
+    blocks = runnable_blocks()
+    assert len(blocks) >= 3
+    assert any("warmgate demo" in block for block in blocks)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("index", range(len(runnable_blocks())))
+def test_readme_block_runs_as_written(index: int) -> None:
+    """Each runnable README block exits 0 when run from the repository root."""
+    block = runnable_blocks()[index]
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=cli_env({"WARMGATE_LOG_FORMAT": "json"}),
+        check=False,
+    )
+    assert result.returncode == 0, f"{block}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    """.ci/run installs and tests with the very commands the README gives a newcomer."""
+    readme = README.read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    install = re.search(
+        r"python3 -m venv \.venv && (\.venv/bin/pip install -e '\.\[dev\]')", readme
+    )
+    assert install is not None
+    assert "python3 -m venv .venv" in ci
+    assert ".venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'" in ci
+    assert "\n.venv/bin/python -m pytest\n" in readme
+    assert ci.rstrip().endswith(".venv/bin/python -m pytest")

@@ -1,0 +1,112 @@
+"""The config reference and JSON Schema, generated from the model so they cannot drift.
+
+``warmgate schema`` prints the JSON Schema; ``warmgate schema --markdown`` prints the reference
+that lives in ``docs/config.md``. A test keeps both files in the repository equal to what these
+functions produce.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from warmgate.config import DURATION_PATTERN, Config
+from warmgate.units import format_duration
+
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file."""
+    document = Config.model_json_schema()
+    document["$schema"] = SCHEMA_URL
+    document["title"] = "warmgate configuration"
+    return document
+
+
+def json_schema_text() -> str:
+    """The JSON Schema as the text of ``docs/warmgate.schema.json``."""
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
+def _ref_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1]
+
+
+def _type(prop: dict[str, Any]) -> str:  # noqa: PLR0911 - one return per schema shape
+    """A short human type for a JSON Schema property."""
+    if "$ref" in prop:
+        return _ref_name(prop["$ref"])
+    if "anyOf" in prop:
+        kinds = [_type(option) for option in prop["anyOf"] if option.get("type") != "null"]
+        return " or ".join(dict.fromkeys(kinds))
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "enum" in prop:
+        return " \\| ".join(f"`{value}`" for value in prop["enum"])
+    kind = prop.get("type", "any")
+    if isinstance(kind, list):
+        return " or ".join(_type({**prop, "type": k}) for k in kind if k != "null")
+    if kind == "string" and prop.get("pattern") == DURATION_PATTERN:
+        return "duration"
+    if kind == "array":
+        return f"list of {_type(prop.get('items', {}))}"
+    if kind == "object":
+        return f"map of {_type(prop.get('additionalProperties', {}))}"
+    return {"integer": "int", "number": "float", "boolean": "bool"}.get(str(kind), str(kind))
+
+
+def _default(prop: dict[str, Any], kind: str, required: bool) -> str:
+    if required:
+        return "required"
+    if "default" not in prop:
+        return "empty" if kind.startswith(("map", "list")) else "-"
+    value = prop["default"]
+    if isinstance(value, dict) and "$ref" in prop:
+        return "(section)"
+    if value is None:
+        return "none"
+    if kind.startswith("duration") and isinstance(value, int | float):
+        return format_duration(float(value))
+    return f"`{json.dumps(value)}`"
+
+
+def markdown_reference() -> str:
+    """The config reference in Markdown, one table per section."""
+    schema = json_schema()
+    definitions = schema.get("$defs", {})
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from the config model by `warmgate schema --markdown`; do not edit by hand.",
+        "Durations are strings with a unit: `500ms`, `10s`, `5m`, `1h`. Unknown keys are",
+        "rejected. `${VAR}` and `${VAR:-default}` expand from the environment.",
+        "",
+    ]
+    queue: list[tuple[str, str, dict[str, Any]]] = [("", "Top level", schema)]
+    seen: set[str] = set()
+    while queue:
+        prefix, title, model = queue.pop(0)
+        out += [f"## {title}", ""]
+        if prefix and model.get("description"):
+            out += [model["description"].strip().splitlines()[0], ""]
+        out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        required = set(model.get("required", []))
+        for name, prop in model.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            kind = _type(prop)
+            options = [prop, prop.get("items", {}), *prop.get("anyOf", [])]
+            refs = [option["$ref"] for option in options if "$ref" in option]
+            description = prop.get("description", "")
+            if refs:
+                child = _ref_name(refs[0])
+                inner = f"{path}[]" if prop.get("type") == "array" else path
+                if child not in seen:
+                    seen.add(child)
+                    queue.append((f"{inner}.", f"`{inner}`", definitions[child]))
+                description = description or definitions[child].get("description", "").strip()
+            cell = description.replace("|", "\\|").replace("\n", " ")
+            default = _default(prop, kind, name in required)
+            out.append(f"| `{path}` | {kind} | {default} | {cell} |")
+        out.append("")
+    return "\n".join(out)
