@@ -321,3 +321,19 @@ def test_stats_as_dict_uses_milliseconds() -> None:
         "p95_ms": 500.0,
         "p99_ms": 500.0,
     }
+
+
+def test_failure_details_reach_the_reason() -> None:
+    """Failures without a status carry the driver's detail, with readable plurals."""
+    gate = make_gate()
+    feed(gate, 0.0, 5.0, 10)
+    for index in range(30):
+        at = 5.0 + index / 30
+        gate.record(Sample(at - 0.01, at, TARGET, "app", "error", None, 'relation "orders" does not exist'))  # fmt: skip
+    for index in range(4):
+        at = 6.0 + index / 10
+        gate.record(Sample(at - 0.01, at, TARGET, "app", "write_rejected", None, "read-only"))
+    reason = gate.evaluate(6.5, TARGET).reason
+    assert reason.endswith(
+        ': 30 errors (relation "orders" does not exist), 4 rejected writes (read-only)'
+    )

@@ -82,16 +82,37 @@ class Verdict:
         return self.outcome is not None
 
 
+_NOUNS = {
+    "timeout": ("timeout", "timeouts"),
+    "connection_error": ("connection error", "connection errors"),
+    "error": ("error", "errors"),
+    "write_rejected": ("rejected write", "rejected writes"),
+    "unexpected_status": ("unexpected result", "unexpected results"),
+}
+_OBVIOUS_DETAILS = frozenset({"", "timed out"})
+
+
 def describe_failures(stats: Stats) -> str:
-    """Why requests failed, most common first: ``"12 timeouts, 3 answers 503"``."""
+    """Why requests failed, most common first: ``"12 timeouts, 3 answers 503"``.
+
+    Failures without an HTTP status carry the driver's most common detail, so a reason can say
+    ``"120 errors (relation "orders" does not exist)"``.
+    """
     parts: list[tuple[int, str]] = []
     for status, count in stats.failed_statuses.items():
         parts.append((count, f"{count} {'answer' if count == 1 else 'answers'} {status}"))
-    for outcome, count in stats.outcomes.items():
-        if outcome in ("ok", "unexpected_status"):
+    with_status = sum(stats.failed_statuses.values())
+    for outcome, total in stats.outcomes.items():
+        # Unexpected statuses were counted above; what is left failed without one (SQL rows).
+        count = total - with_status if outcome == "unexpected_status" else total
+        if outcome == "ok" or count <= 0:
             continue
-        noun = outcome.replace("_", " ")
-        parts.append((count, f"{count} {noun}{'' if count == 1 else 's'}"))
+        singular, plural = _NOUNS.get(outcome, (outcome.replace("_", " "),) * 2)
+        text = f"{count} {singular if count == 1 else plural}"
+        detail = stats.details.get(outcome, "")
+        if detail not in _OBVIOUS_DETAILS:
+            text += f" ({detail})"
+        parts.append((count, text))
     parts.sort(key=lambda part: -part[0])
     return ", ".join(text for _, text in parts[:3])
 

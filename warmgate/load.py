@@ -113,6 +113,15 @@ class Load:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self._idle.set()
+            completed = self._clock()
             self._record(
-                Sample(intended, self._clock(), level, driver.name, outcome.outcome, outcome.status)
+                Sample(
+                    intended,
+                    completed,
+                    level,
+                    driver.name,
+                    outcome.outcome,
+                    outcome.status,
+                    outcome.detail,
+                )
             )

@@ -34,6 +34,7 @@ class Sample:
     target: str
     outcome: str = OK
     status: int | None = None
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +66,8 @@ class Stats:
     p99: float | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     failed_statuses: dict[int, int] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+    """The most common detail of each failing outcome (``"connection refused"``)."""
 
     @property
     def success_ratio(self) -> float | None:
@@ -82,11 +85,15 @@ class Stats:
         latencies: list[float] = []
         outcomes: Counter[str] = Counter()
         statuses: Counter[int] = Counter()
+        details: Counter[tuple[str, str]] = Counter()
         for sample in samples:
             latencies.append(sample.latency)
             outcomes[sample.outcome] += 1
-            if sample.status is not None and not sample.ok:
-                statuses[sample.status] += 1
+            if not sample.ok:
+                if sample.status is not None:
+                    statuses[sample.status] += 1
+                elif sample.detail:
+                    details[sample.outcome, sample.detail] += 1
         latencies.sort()
         return cls(
             requests=len(latencies),
@@ -96,6 +103,7 @@ class Stats:
             p99=percentile(latencies, 0.99),
             outcomes=dict(outcomes),
             failed_statuses=dict(statuses),
+            details=_most_common_detail(details),
         )
 
     def as_dict(self) -> dict[str, float | int | None]:
@@ -112,6 +120,13 @@ class Stats:
             "p95_ms": ms(self.p95),
             "p99_ms": ms(self.p99),
         }
+
+
+def _most_common_detail(details: Counter[tuple[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for (outcome, detail), _ in details.most_common():
+        found.setdefault(outcome, detail)
+    return found
 
 
 class Window:
