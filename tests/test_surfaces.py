@@ -116,7 +116,7 @@ def test_metrics_use_the_injected_registry() -> None:
     assert registry.get_sample_value("warmgate_state", {"warmgate_state": "ready"}) == 1
     assert registry.get_sample_value("warmgate_requests_total", {"target": "items", "outcome": "ok"}) == 1  # fmt: skip
     assert registry.get_sample_value("warmgate_request_duration_seconds_count", {"target": "items"}) == 2  # fmt: skip
-    assert registry.get_sample_value("warmgate_window_latency_seconds", {"quantile": "0.95"}) == 0.002  # fmt: skip
+    assert registry.get_sample_value("warmgate_window_latency_seconds", {"percentile": "95"}) == 0.002  # fmt: skip
     assert registry.get_sample_value("warmgate_warmup_seconds") == pytest.approx(5, abs=0.1)
 
 

@@ -1,4 +1,5 @@
-"""The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``schema``.
+"""The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
+``schema`` and ``inject``.
 
 This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
 reads a ``WARMGATE_<NAME>`` environment variable, and flags override the config file: each

@@ -67,8 +67,9 @@ class Metrics:
         )
         self.window_latency = Gauge(
             "warmgate_window_latency_seconds",
-            "Latency quantiles in the window at the target concurrency.",
-            ["quantile"],
+            "Latency percentiles (50, 95, 99) in the window at the target concurrency.",
+            # Not "quantile": that label is reserved for summaries (promtool rejects it here).
+            ["percentile"],
             registry=registry,
         )
         self.opened_on_timeout = Gauge(
@@ -112,8 +113,6 @@ class Metrics:
         window = status.window
         self.window_requests.set(window.get("requests") or 0)
         self.window_success_ratio.set(window.get("success_ratio") or 0)
-        for quantile in ("p50", "p95", "p99"):
-            value = window.get(f"{quantile}_ms")
-            self.window_latency.labels(quantile.replace("p", "0.")).set(
-                0 if value is None else value / 1000
-            )
+        for percentile in ("50", "95", "99"):
+            value = window.get(f"p{percentile}_ms")
+            self.window_latency.labels(percentile).set(0 if value is None else value / 1000)

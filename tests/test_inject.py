@@ -1,0 +1,256 @@
+"""`warmgate inject`: the real CLI on sample manifests, and the pure functions beneath it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import REPO, run_cli
+from warmgate.errors import ConfigError
+from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_object, inject_text
+
+SAMPLES = REPO / "tests" / "samples"
+HERITAGE = SAMPLES / "heritage-app.yaml"
+WORKLOADS = SAMPLES / "workloads.yaml"
+
+
+def documents(text: str) -> list[Any]:
+    """The non-empty documents of a YAML stream."""
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec inside any workload object."""
+    kind = obj["kind"]
+    if kind == "Pod":
+        return dict(obj["spec"])
+    if kind == "CronJob":
+        return dict(obj["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return dict(obj["spec"]["template"]["spec"])
+
+
+def warmgate_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The warmgate init container of a workload."""
+    [container] = [c for c in pod_spec(obj).get("initContainers", []) if c["name"] == "warmgate"]
+    return dict(container)
+
+
+def inject_cli(*args: str, stdin: str | None = None) -> tuple[str, str]:
+    """Run ``warmgate inject ARGS``; (stdout, stderr) of a successful run."""
+    result = run_cli("inject", *args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr
+
+
+def test_inject_adds_a_native_sidecar_and_leaves_the_app_container_alone() -> None:
+    """The Deployment gets the sidecar, both volumes and --config; the app container is as it was."""
+    out, err = inject_cli(str(HERITAGE))
+    before = documents(HERITAGE.read_text())[1]
+    after = documents(out)[1]
+    sidecar = warmgate_of(after)
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["image"] == DEFAULT_IMAGE
+    assert sidecar["args"][:3] == ["run", "--config", "/etc/warmgate/warmgate.yaml"]
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "warmgate"}
+    assert "startupProbe" not in sidecar
+    assert "livenessProbe" not in sidecar
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sidecar["resources"]["limits"] == {"memory": "96Mi"}
+    spec = pod_spec(after)
+    assert spec["containers"] == pod_spec(before)["containers"]
+    assert list(spec)[: list(spec).index("containers")][-1] == "initContainers"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["warmgate-status"]["emptyDir"]["sizeLimit"] == "1Mi"
+    assert volumes["warmgate-config"]["configMap"]["name"] == "heritage-app-warmgate"
+    assert "deployment/heritage-app: warmgate added as a native sidecar" in err
+    assert "create ConfigMap heritage-app-warmgate" in err
+
+
+def test_inject_keeps_every_other_document_as_the_same_text() -> None:
+    """The Service and ConfigMap come out byte for byte, comments and quoting included."""
+    text = HERITAGE.read_text()
+    service, _, rest = text.partition("\n---\n")
+    config_map = rest.rpartition("\n---\n")[2]
+    out, _ = inject_cli(str(HERITAGE))
+    assert out.startswith(service + "\n---\n")
+    assert out.endswith("\n---\n" + config_map)
+    assert [doc["kind"] for doc in documents(out)] == ["Service", "Deployment", "ConfigMap"]
+
+
+def test_injecting_twice_changes_nothing() -> None:
+    """The second pass over injected output, read from stdin, prints exactly its input."""
+    once, _ = inject_cli(str(WORKLOADS))
+    twice, err = inject_cli("-", stdin=once)
+    assert twice == once
+    assert "deployment/listed already has warmgate; left as it is" in err
+
+
+def test_every_workload_kind_gets_warmgate_and_other_kinds_do_not() -> None:
+    """Pod, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and List items; Ingress untouched."""
+    out, _ = inject_cli(str(WORKLOADS))
+    docs = documents(out)
+    kinds = [doc["kind"] for doc in docs]
+    assert kinds == [
+        "Pod", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "List", "Ingress",
+    ]  # fmt: skip
+    for doc in docs[:6]:
+        assert warmgate_of(doc)["restartPolicy"] == "Always"
+    assert warmgate_of(docs[6]["items"][0])["args"][0] == "run"
+    assert docs[7] == documents(WORKLOADS.read_text())[7]
+    statefulset = pod_spec(docs[1])
+    assert [c["name"] for c in statefulset["initContainers"]] == ["migrate", "warmgate"]
+    assert docs[1]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+
+
+def test_init_mode_adds_a_prime_init_container_after_the_existing_ones() -> None:
+    """--mode init: `prime` runs to completion last among the init containers; no port, no probe."""
+    out, err = inject_cli(str(WORKLOADS), "--mode", "init")
+    statefulset = documents(out)[1]
+    containers = pod_spec(statefulset)["initContainers"]
+    assert [c["name"] for c in containers] == ["migrate", "warmgate"]
+    prime = containers[-1]
+    assert prime["args"] == [
+        "prime", "--config", "/etc/warmgate/warmgate.yaml", "--status-dir", "/warmgate",
+    ]  # fmt: skip
+    for key in ("restartPolicy", "ports", "readinessProbe", "startupProbe"):
+        assert key not in prime
+    assert "statefulset/ledger: warmgate added as an init container" in err
+
+
+def test_options_shape_the_injected_container() -> None:
+    """Image, port, config map and resources come from the flags; 'none' drops a value."""
+    out, err = inject_cli(
+        str(HERITAGE), "--image", "registry.example.com/warmgate:9", "--port", "9100",
+        "--config-map", "shared-warmup", "--cpu-limit", "500m", "--memory-limit", "none",
+    )  # fmt: skip
+    deployment = documents(out)[1]
+    sidecar = warmgate_of(deployment)
+    assert sidecar["image"] == "registry.example.com/warmgate:9"
+    assert sidecar["args"][-2:] == ["--port", "9100"]
+    assert sidecar["ports"] == [{"name": "warmgate", "containerPort": 9100, "protocol": "TCP"}]
+    assert sidecar["resources"] == {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "500m"},
+    }
+    config = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "warmgate-config"]
+    assert config[0]["configMap"]["name"] == "shared-warmup"
+    assert "create ConfigMap shared-warmup" in err
+
+
+def test_options_also_come_from_warmgate_environment_variables() -> None:
+    """WARMGATE_IMAGE and WARMGATE_MODE work like --image and --mode."""
+    result = run_cli(
+        "inject", str(HERITAGE), env={"WARMGATE_IMAGE": "example/wg:1", "WARMGATE_MODE": "init"}
+    )
+    assert result.returncode == 0, result.stderr
+    container = warmgate_of(documents(result.stdout)[1])
+    assert container["image"] == "example/wg:1"
+    assert container["args"][0] == "prime"
+
+
+@pytest.mark.parametrize(
+    ("stdin", "expected"),
+    [
+        ("just a sentence\n", "is a string, not a Kubernetes object"),
+        ("- a\n- b\n", "is a list, not a Kubernetes object"),
+        ("name: web\nimage: nginx\n", "has no apiVersion or kind"),
+        ("apiVersion: v1\nmetadata: {}\n", "has no kind"),
+        ("targets:\n  - http: {url: 'http://x'}\n", "It looks like a warmgate config"),
+        ("kind: Deployment\nspec: [unclosed\n", "is not valid YAML at line 3"),
+        ("key: value\n\tbad: tab\n", "is not valid YAML"),
+        ("apiVersion: v1\x00\n", "is not valid YAML: special characters are not allowed"),
+    ],
+)
+def test_input_that_is_not_kubernetes_yaml_exits_2_with_a_sentence(
+    stdin: str, expected: str
+) -> None:
+    """Not YAML, or YAML that is not Kubernetes objects: exit 2, one sentence, nothing on stdout."""
+    result = run_cli("inject", "-", stdin=stdin)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("warmgate: ")
+    assert expected in result.stderr
+    assert result.stderr.rstrip().endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--mode", "sidecars"], "--mode: 'sidecars' is not a mode; write sidecar or init."),
+        (["--memory-limit", "64MB"], "--memory-limit: '64MB' is not a Kubernetes quantity"),
+        (["--port", "0"], "--port: 0 is not a port"),
+        (["--config-map", "Not_Valid"], "is not a valid ConfigMap name"),
+        (["--port", "8080"], "container 'app' already uses port 8080"),
+    ],
+)
+def test_bad_options_exit_2_with_a_sentence(args: list[str], expected: str) -> None:
+    """A wrong flag, or a port the app already uses, is refused before anything is printed."""
+    result = run_cli("inject", str(HERITAGE), *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert expected in result.stderr
+
+
+def test_a_missing_file_exits_2() -> None:
+    """A path that does not exist is a usage error naming the path."""
+    result = run_cli("inject", str(SAMPLES / "missing.yaml"))
+    assert result.returncode == 2
+    assert "missing.yaml does not exist" in result.stderr
+
+
+def test_a_workload_without_a_pod_template_is_refused() -> None:
+    """A Deployment patch without spec.template.spec.containers cannot be injected."""
+    patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    with pytest.raises(ConfigError, match=r"has no spec\.template\.spec\.containers list"):
+        inject_object(patch, InjectOptions())
+
+
+def test_inject_object_never_mutates_its_input() -> None:
+    """The parsed input stays as it was; the result is a new object."""
+    [deployment] = [d for d in documents(HERITAGE.read_text()) if d["kind"] == "Deployment"]
+    pristine = copy.deepcopy(deployment)
+    done = inject_object(deployment, InjectOptions())
+    assert done.changed
+    assert deployment == pristine
+    assert done.obj is not deployment
+
+
+def test_existing_volume_names_are_a_conflict() -> None:
+    """A pod that already has a warmgate-status volume is refused rather than merged."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a", "image": "x"}],
+                 "volumes": [{"name": "warmgate-status", "emptyDir": {}}]},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="already has a volume named 'warmgate-status'"):
+        inject_object(pod, InjectOptions())
+
+
+def test_unnamed_workloads_need_an_explicit_config_map() -> None:
+    """Without metadata.name, '{name}-warmgate' cannot be built; --config-map fixes it."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "job-"},
+           "spec": {"containers": [{"name": "a", "image": "x"}]}}  # fmt: skip
+    with pytest.raises(ConfigError, match="pass --config-map NAME"):
+        inject_object(pod, InjectOptions())
+    done = inject_object(pod, InjectOptions(config_map="warmup"))
+    assert done.config_maps == ("warmup",)
+
+
+def test_stream_edge_cases_round_trip() -> None:
+    """Empty input, comments only, '=' scalars and a flow mapping on the --- line all work."""
+    options = InjectOptions()
+    assert inject_text("", options).text == ""
+    assert inject_text("# nothing here\n", options).text == "# nothing here\n"
+    odd = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {op: =}\n"
+    assert inject_text(odd, options).text == odd
+    flow = (
+        '--- {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, '
+        '"spec": {"containers": [{"name": "a", "image": "x"}]}}\n'
+    )
+    out = inject_text(flow, options).text
+    assert out.startswith("---\napiVersion: v1\n")
+    [pod] = documents(out)
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["warmgate"]

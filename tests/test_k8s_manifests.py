@@ -1,0 +1,265 @@
+"""k8s/ and `warmgate inject` output against the Kubernetes JSON schemas, offline.
+
+The schemas ship inside the kubernetes-validate package (no network needed). Validation is
+strict (unknown fields are errors) for the oldest Kubernetes with native sidecars on by default
+(1.29) and for the newest the package knows. Custom resources such as the Prometheus Operator's
+PodMonitor have no schema there: they are checked by hand against the pods they select.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.helpers import REPO, run_cli
+from warmgate.config import Target
+from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_text
+
+K8S = REPO / "k8s"
+SAMPLES = REPO / "tests" / "samples"
+VERSIONS = (
+    "1.29",
+    kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
+)
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+"""Kinds whose schemas are not Kubernetes' own (CRDs): checked by hand below."""
+HARDENED = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def kustomize_dirs() -> list[Path]:
+    """Every directory under k8s/ with a kustomization.yaml."""
+    return sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
+
+
+def kustomize_resources(directory: Path) -> list[Path]:
+    """The files a kustomization lists, following directory entries, without kustomize."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    found: list[Path] = []
+    for entry in kustomization.get("resources", []):
+        path = (directory / entry).resolve()
+        found.extend(kustomize_resources(path) if path.is_dir() else [path])
+    return found
+
+
+def objects(path: Path) -> list[dict[str, Any]]:
+    """The objects in a YAML file."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def manifest_objects() -> list[tuple[str, dict[str, Any]]]:
+    """(file:index, object) for every object in every listed manifest under k8s/."""
+    seen: dict[Path, None] = {}
+    for directory in kustomize_dirs():
+        seen.update(dict.fromkeys(kustomize_resources(directory)))
+    return [
+        (f"{path.relative_to(REPO)}:{index}", obj)
+        for path in seen
+        for index, obj in enumerate(objects(path))
+    ]
+
+
+def validate(obj: dict[str, Any], where: str) -> None:
+    """Validate ``obj`` strictly against every version in :data:`VERSIONS`.
+
+    A ``List`` (as ``kubectl get -o yaml`` writes) has no schema of its own; its items do.
+    """
+    if obj["apiVersion"] == "v1" and obj["kind"] == "List":
+        for index, item in enumerate(obj["items"]):
+            validate(item, f"{where}, item {index}")
+        return
+    for version in VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(part) for part in exc.path)
+            pytest.fail(f"{where} is not valid Kubernetes {version}: {path}: {exc.message}")
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a Deployment."""
+    return dict(obj["spec"]["template"]["spec"])
+
+
+def test_the_schemas_ship_inside_the_package() -> None:
+    """Validation needs no network: the JSON schemas for 1.29 onward are package data."""
+    schemas = files("kubernetes_validate") / "kubernetes-json-schema"
+    for version in VERSIONS:
+        strict = schemas / f"v{version}.0-local-strict"
+        assert (strict / "deployment-apps-v1.json").is_file(), strict
+        assert (strict / "_definitions.json").is_file(), strict
+
+
+def test_every_manifest_file_is_listed_in_its_kustomization() -> None:
+    """No YAML file under k8s/ is left out of the kustomization next to it, and none is missing."""
+    for directory in kustomize_dirs():
+        listed = set(kustomize_resources(directory))
+        assert all(path.is_file() for path in listed), listed
+        here = {p.resolve() for p in directory.glob("*.yaml") if p.name != "kustomization.yaml"}
+        assert here <= listed, f"{directory} has files its kustomization.yaml omits"
+
+
+def core_objects() -> list[tuple[str, dict[str, Any]]]:
+    """Objects whose kinds Kubernetes itself defines (everything but :data:`CUSTOM_KINDS`)."""
+    return [
+        (where, obj)
+        for where, obj in manifest_objects()
+        if (obj["apiVersion"], obj["kind"]) not in CUSTOM_KINDS
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "obj"), [pytest.param(*item, id=item[0]) for item in core_objects()]
+)
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    where: str, obj: dict[str, Any]
+) -> None:
+    """Each Kubernetes object in k8s/ is valid for Kubernetes 1.29 and the newest, strictly."""
+    validate(obj, where)
+
+
+def test_the_validator_rejects_what_kubernetes_would() -> None:
+    """A misspelt field in a sidecar fails strict validation, so the checks above can fail."""
+    [deployment] = objects(K8S / "deployment.yaml")
+    pod_spec(deployment)["initContainers"][0]["restartPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError, match="restartPolicyy"):
+        kubernetes_validate.validate(deployment, VERSIONS[0], strict=True)
+
+
+def test_the_only_custom_resource_is_the_pod_monitor() -> None:
+    """CRDs have no schema in the package; each one present must be checked by hand below."""
+    custom = [
+        (obj["kind"], obj["metadata"]["name"])
+        for _, obj in manifest_objects()
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS
+    ]
+    assert custom == [("PodMonitor", "heritage-app-warmgate")]
+
+
+def test_the_pod_monitor_scrapes_the_sidecar() -> None:
+    """The PodMonitor selects the app's pods and names the sidecar's port and /metrics."""
+    [monitor] = objects(K8S / "podmonitor.yaml")
+    [deployment] = objects(K8S / "deployment.yaml")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    ports = {
+        port["name"]
+        for container in pod_spec(deployment)["initContainers"]
+        for port in container.get("ports", [])
+    }
+    assert endpoint["port"] in ports
+    assert endpoint["path"] == "/metrics"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8099"
+
+
+def warmgate_containers() -> list[tuple[str, dict[str, Any]]]:
+    """(file/name, container) for every warmgate container in k8s/."""
+    return [
+        (f"{where}/{container['name']}", container)
+        for where, obj in manifest_objects()
+        if obj["kind"] == "Deployment"
+        for container in pod_spec(obj).get("initContainers", [])
+        if container["name"].startswith("warmgate")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "container"), [pytest.param(*item, id=item[0]) for item in warmgate_containers()]
+)
+def test_every_warmgate_container_is_hardened_and_bounded(
+    where: str, container: dict[str, Any]
+) -> None:
+    """Non-root numeric user, read-only root, no privileges, a memory limit, no startupProbe."""
+    context = container["securityContext"]
+    assert HARDENED.items() <= context.items(), where
+    assert isinstance(context["runAsUser"], int), where
+    assert context["runAsUser"] > 0, where
+    assert "memory" in container["resources"]["limits"], where
+    assert "cpu" not in container["resources"]["limits"], where
+    assert "startupProbe" not in container, where
+    assert container["image"] == DEFAULT_IMAGE, where
+    if container["args"][0] in {"run", "serve"}:
+        assert container["restartPolicy"] == "Always", where
+
+
+def test_the_example_deployment_is_what_inject_writes() -> None:
+    """k8s/deployment.yaml's sidecar and volumes equal inject's output for the bare app."""
+    injected = yaml.safe_load_all(inject_text((SAMPLES / "heritage-app.yaml").read_text(),
+                                              InjectOptions()).text)  # fmt: skip
+    [from_inject] = [doc for doc in injected if doc and doc["kind"] == "Deployment"]
+    [example] = objects(K8S / "deployment.yaml")
+    assert pod_spec(example)["initContainers"] == pod_spec(from_inject)["initContainers"]
+    assert pod_spec(example)["volumes"] == pod_spec(from_inject)["volumes"]
+    assert pod_spec(example)["containers"] == pod_spec(from_inject)["containers"]
+
+
+def warmup_configs() -> list[tuple[str, str]]:
+    """(where, text) of every warmgate.yaml held in a ConfigMap under k8s/."""
+    return [
+        (where, obj["data"]["warmgate.yaml"])
+        for where, obj in manifest_objects()
+        if obj["kind"] == "ConfigMap" and "warmgate.yaml" in obj.get("data", {})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "text"), [pytest.param(*item, id=item[0]) for item in warmup_configs()]
+)
+def test_every_warmup_config_passes_warmgate_validate(
+    where: str, text: str, tmp_path: Path
+) -> None:
+    """The configs in the ConfigMaps are valid warmgate configs (`warmgate validate` exits 0)."""
+    config = yaml.safe_load(text)
+    if any("sql" in target for target in config["targets"]) and "sql" not in Target.model_fields:
+        pytest.skip(f"{where} uses SQL targets, which this warmgate does not support yet")
+    path = tmp_path / "warmgate.yaml"
+    path.write_text(text)
+    result = run_cli("validate", "--config", str(path))
+    assert result.returncode == 0, f"{where}: {result.stderr}"
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "init"])
+@pytest.mark.parametrize("sample", ["heritage-app.yaml", "workloads.yaml"])
+def test_inject_output_validates_against_the_kubernetes_schemas(sample: str, mode: str) -> None:
+    """Every object `warmgate inject` writes, in both modes, is valid for 1.29 and the newest."""
+    result = run_cli("inject", str(SAMPLES / sample), "--mode", mode)
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+    assert docs
+    for index, obj in enumerate(docs):
+        validate(obj, f"inject --mode {mode} {sample}:{index}")
+
+
+@pytest.mark.parametrize("directory", kustomize_dirs(), ids=lambda p: str(p.relative_to(K8S)))
+def test_kustomize_builds_every_directory(directory: Path) -> None:
+    """`kubectl kustomize` (when kubectl is installed) builds the same objects as the listed files."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the kustomize-free checks above still ran")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    names = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(built.stdout))
+    listed = sorted(
+        (obj["kind"], obj["metadata"]["name"])
+        for path in kustomize_resources(directory)
+        for obj in objects(path)
+    )
+    assert names == listed

@@ -1,0 +1,224 @@
+"""warmgate's /metrics against Prometheus's own tools: promtool's linter and a real server.
+
+promtool and prometheus come from Debian's ``prometheus`` package. Without them these tests skip,
+unless ``REQUIRE_TOOLS=1`` (set by CI) makes them mandatory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, WarmgateProcess, http_get, poll, run_cli
+from warmgate.simapp import Behavior, SimApp
+
+COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_latency=0.002)
+"""Copes with one request at a time at first, with 16 only after 1500 answers."""
+FAST_GATE = ["--concurrency", "8", "--window", "3s", "--hold", "2s", "--min-requests", "20"]
+GUIDE = REPO / "docs" / "kubernetes.md"
+
+
+def code_blocks(language: str) -> list[str]:
+    """The fenced code blocks of one language in the Kubernetes guide."""
+    return re.findall(rf"^```{language}\n(.*?)^```$", GUIDE.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def tool(name: str) -> str:
+    """The path of a Prometheus tool; skip (or fail under REQUIRE_TOOLS=1) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install prometheus)"
+        if os.environ.get("REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{message}, and REQUIRE_TOOLS=1 makes it mandatory")
+        pytest.skip(message)
+    return path
+
+
+def items_url(port: int) -> str:
+    """The templated warm-up URL of a simulated app."""
+    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def promtool_check(text: str) -> None:
+    """Fail with promtool's own words unless ``promtool check metrics`` finds nothing."""
+    checked = subprocess.run(
+        [tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
+        timeout=30, check=False,
+    )  # fmt: skip
+    problems = (checked.stdout + checked.stderr).strip()
+    assert checked.returncode == 0, problems
+    assert problems == ""
+
+
+@pytest.mark.slow
+def test_run_metrics_pass_promtool_while_warming_and_when_ready(
+    sim_app: Callable[..., SimApp],
+) -> None:
+    """/metrics of `warmgate run` is lint-clean before the gate opens and after."""
+    tool("promtool")
+    app = sim_app()
+    with WarmgateProcess("run", "--url", items_url(app.port), *FAST_GATE, "--port", "0") as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        code, early = http_get(f"{base}/metrics")
+        assert code == 200
+        assert "warmgate_ready 0.0" in early
+        promtool_check(early)
+        poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=60, what="the gate to open")
+        code, ready = http_get(f"{base}/metrics")
+        assert "warmgate_ready 1.0" in ready
+        promtool_check(ready)
+
+
+@pytest.mark.slow
+def test_serve_metrics_pass_promtool(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """/metrics of `warmgate serve`, on a status directory written by `prime`, is lint-clean."""
+    tool("promtool")
+    app = sim_app()
+    status_dir = tmp_path / "status"
+    primed = run_cli("prime", "--url", items_url(app.port), *FAST_GATE, "--timeout", "60s",
+                     "--status-dir", str(status_dir))  # fmt: skip
+    assert primed.returncode == 0, primed.stderr
+    with WarmgateProcess("serve", "--status-dir", str(status_dir), "--port", "0") as served:
+        code, text = http_get(f"http://127.0.0.1:{served.port()}/metrics")
+        assert code == 200
+        assert "warmgate_ready 1.0" in text
+        promtool_check(text)
+
+
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1, with its own config and storage in a temp dir."""
+
+    def __init__(self, directory: Path, target: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = directory / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: warmgate\n    scrape_interval: 1s\n"
+            f"    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
+        )
+        self.log = directory / "prometheus.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [tool("prometheus"), f"--config.file={config}",
+                 f"--storage.tsdb.path={directory / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def ready(self) -> bool:
+        """Whether the server answers /-/ready (fails at once if it exited)."""
+        assert self.process.poll() is None, self.log.read_text()
+        try:
+            return http_get(f"{self.base}/-/ready", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """The result of an instant query."""
+        code, body = http_get(
+            f"{self.base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        )
+        assert code == 200, body
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def value(self, promql: str) -> str | None:
+        """The single sample value of an instant query, or None while there is none."""
+        result = self.query(promql)
+        return str(result[0]["value"][1]) if result else None
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
+    """Start Prometheus servers scraping a target; all stop after the test."""
+    tool("prometheus")
+    started: list[Prometheus] = []
+
+    def start(target: str) -> Prometheus:
+        server = Prometheus(tmp_path, target)
+        started.append(server)
+        poll(server.ready, timeout=30, interval=0.1, what="Prometheus to be ready")
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_prometheus_sees_warmgate_ready_go_from_0_to_1(
+    sim_app: Callable[..., SimApp], prometheus: Callable[[str], Prometheus]
+) -> None:
+    """A real Prometheus scrapes warmgate_ready 0 while the app is down or cold, then 1."""
+    app_port = free_port()
+    args = ["run", "--url", items_url(app_port), *FAST_GATE, "--p95", "200ms",
+            "--timeout", "2m", "--wait-timeout", "2m", "--port", "0"]  # fmt: skip
+    with WarmgateProcess(*args) as gate:
+        server = prometheus(f"127.0.0.1:{gate.port()}")
+        # The app is not even up yet, so the gate is closed until Prometheus has seen it closed.
+        poll(lambda: server.value('up{job="warmgate"}') == "1", timeout=30, what="a scrape")
+        poll(lambda: server.value("warmgate_ready") == "0", timeout=30, what="warmgate_ready 0")
+        assert server.value('warmgate_state{warmgate_state="waiting"}') == "1"
+        app = sim_app(COLD, port=app_port)
+        poll(lambda: server.value("warmgate_ready") == "1", timeout=90, interval=0.5,
+             what="warmgate_ready 1 in Prometheus")  # fmt: skip
+        [series] = server.query("warmgate_ready[5m]")
+        values = [sample[1] for sample in series["values"]]
+        assert values[0] == "0"
+        assert values[-1] == "1"
+        assert values == sorted(values), "readiness went back to 0 after it had opened"
+        warmup = server.value("warmgate_warmup_seconds")
+        assert warmup is not None
+        assert float(warmup) > 0
+        served = server.value('sum(warmgate_requests_total{outcome="ok"})')
+        assert served is not None
+        assert float(served) > 0
+        assert app.stats.marked > 0
+        queries = code_blocks("promql")
+        assert len(queries) >= 5
+        for query in queries:
+            server.query(query.strip())
+
+
+def test_the_alerting_rules_in_the_guide_pass_promtool(tmp_path: Path) -> None:
+    """The rules in docs/kubernetes.md are valid (`promtool check rules`)."""
+    promtool = tool("promtool")
+    [rules] = [block for block in code_blocks("yaml") if block.startswith("groups:")]
+    path = tmp_path / "rules.yml"
+    path.write_text(rules)
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 3 rules found" in checked.stdout
