@@ -227,6 +227,11 @@ def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: P
         assert "warmgate_rearms_total 1.0" in metrics
         assert read_json(tmp_path / "status.json")["rearms"] == 1
         assert gate.stop() == 0
+    final = read_json(tmp_path / "status.json")
+    assert str(final["reason"]).endswith("(warmgate stopped by SIGTERM)")
+    targets = final["targets"]
+    assert isinstance(targets, dict)
+    assert targets["target-1"]["requests"] > 0  # the warm window survives the stop
     assert any(e.get("event") == "rearm" for e in gate.events)
 
 

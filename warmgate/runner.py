@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from warmgate.config import Config
@@ -115,7 +116,6 @@ class Runner:
         self._rearms = 0
         self._load: Load | None = None
         self._probes: list[Probe] = []
-        self._verdict: Verdict | None = None
         self._warming = False
         self.recorder = self._new_recorder()
         self.record: Record | None = None
@@ -345,8 +345,6 @@ class Runner:
     ) -> None:
         """Make a new snapshot and push it to every surface (endpoint, metrics, file, log)."""
         now = self._clock()
-        if verdict is not None:
-            self._verdict = verdict
         if phase_start:
             self._phase_started = now
         previous = self.status
@@ -379,6 +377,12 @@ class Runner:
                 for c in (verdict.checks if verdict is not None else ())
             ),
         )
+        await self._push(status, force_write=force_write)
+
+    async def _push(self, status: Status, *, force_write: bool = False) -> None:
+        """Make ``status`` current on every surface: endpoint, metrics, log, status file."""
+        now = self._clock()
+        previous = self.status
         self.status = status
         self.metrics.publish(status)
         changed = status.state != previous.state or status.ready != previous.ready
@@ -408,12 +412,11 @@ class Runner:
                 phase_start=True,
             )
         else:
-            verdict = self._verdict if status.state == WARMING else None
-            await self._publish(
-                status.state,
-                f"{status.reason} (warmgate stopped by {why})",
-                verdict,
-                outcome=status.outcome,
-                force_write=True,
+            # Everything else stays as it was (window, per-target stats); only the reason says so.
+            final = replace(
+                status,
+                reason=f"{status.reason} (warmgate stopped by {why})",
+                updated_at=self._wall(self._clock()),
             )
+            await self._push(final, force_write=True)
         self.log.event("stop", f"stopped by {why}", state=self.status.state)
