@@ -189,5 +189,5 @@ def test_a_write_hidden_in_a_function_is_refused_and_the_table_untouched(
     result = run_cli("prime", "--config", str(config), "--log-format", "json")
     assert result.returncode == 1
     status = status_of(tmp_path)
-    assert "write rejected" in status["reason"]
+    assert "rejected write" in status["reason"]
     assert orders.fingerprint() == before

@@ -4,7 +4,8 @@ It is a real HTTP server (aiohttp, on a port of its own) that behaves like a col
 
 - **a pool that fills with use**: it handles ``start_capacity`` concurrent requests from the
   start; the capacity grows toward ``full_capacity`` as it serves requests (``warm_requests``) or
-  as time passes (``warm_seconds``). Requests above the capacity get a 503 after a short stall.
+  as time passes from its first request (``warm_seconds``). Requests above the capacity get a
+  503 after a short stall.
 - **pages that compile on first hit** (like JSPs): the first request for each distinct path
   waits ``compile_delay``.
 - **a JIT**: every answer takes ``base_latency`` plus ``cold_latency`` that decays as it serves
@@ -62,7 +63,7 @@ class SimApp:
     def __init__(self, behavior: Behavior | None = None) -> None:
         self.behavior = behavior or Behavior()
         self.stats = SimStats()
-        self._started = time.monotonic()
+        self._first_request: float | None = None
         self._compiled: set[str] = set()
         self._server: BackgroundServer | None = None
         self.port = 0
@@ -74,7 +75,11 @@ class SimApp:
         if b.warm_requests:
             progress = min(progress, self.stats.served / b.warm_requests)
         if b.warm_seconds:
-            progress = min(progress, (time.monotonic() - self._started) / b.warm_seconds)
+            # The clock starts with the first request: an app nobody talks to stays cold.
+            now = time.monotonic()
+            if self._first_request is None:
+                self._first_request = now
+            progress = min(progress, (now - self._first_request) / b.warm_seconds)
         capacity = b.start_capacity + int((b.full_capacity - b.start_capacity) * progress)
         if capacity not in self.stats.capacity_reached:
             self.stats.capacity_reached[capacity] = time.monotonic()
@@ -129,7 +134,6 @@ class SimApp:
         """Serve from a background thread; returns the bound port."""
         self._server = BackgroundServer(self.app(), host, port)
         self.port = self._server.start()
-        self._started = time.monotonic()
         return self.port
 
     def stop(self) -> None:
