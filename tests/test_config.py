@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from warmgate.cli import overrides_from_flags
-from warmgate.config import describe, load_config, redact_url
 from warmgate.errors import ConfigError, TemplateError
+from warmgate.loading import describe, load_config
+from warmgate.secrets import redact_url
 from warmgate.targets import compile_targets
 from warmgate.templating import Templates
 from warmgate.units import format_duration, parse_duration

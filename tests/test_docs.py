@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, cli_env
-from warmgate.config import load_config
+from warmgate.loading import load_config
 from warmgate.reference import json_schema_text, markdown_reference
 from warmgate.targets import compile_targets
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli_env, run_cli
-from warmgate.config import Config, describe, load_config
+from warmgate.config import Config
 from warmgate.drivers.sql import bind_value, connect_phrase, write_problem
 from warmgate.errors import ConfigError
+from warmgate.loading import describe, load_config
 from warmgate.targets import compile_targets, open_drivers
 
 PG = "postgresql+psycopg://app@db.internal:5432/orders"

@@ -148,7 +148,7 @@ def reports_errors(command: F) -> F:
 
 
 def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
-    from warmgate.config import load_config
+    from warmgate.loading import load_config
 
     config_path = plan.pop("config", None)
     return load_config(config_path, overrides_from_flags(plan))
@@ -236,7 +236,7 @@ def report_command(
 @with_plan_options
 def validate(plan: dict[str, Any]) -> None:
     """Check the config (and templates) and print the effective plan; exit 2 if it is wrong."""
-    from warmgate.config import describe
+    from warmgate.loading import describe
     from warmgate.targets import compile_targets
 
     config, secrets = _load(plan)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from warmgate.config import expand_env, load_config, merge, read_yaml
+from warmgate.loading import expand_env, load_config, merge, read_yaml
 from warmgate.simapp import Behavior, SimApp
 from warmgate.status import Status
 from warmgate.units import format_duration

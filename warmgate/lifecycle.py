@@ -18,12 +18,13 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from warmgate import __version__
-from warmgate.config import Config, Secrets
+from warmgate.config import Config
 from warmgate.errors import ConfigError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
 from warmgate.report import Record
 from warmgate.runner import Mode, Runner
+from warmgate.secrets import Secrets
 from warmgate.server import status_server
 from warmgate.status import STATES, Status, StatusDir, is_ready, read_status
 from warmgate.targets import compile_targets

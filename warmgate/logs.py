@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from warmgate.config import Secrets
+from warmgate.secrets import Secrets
 
 if TYPE_CHECKING:
     from warmgate.live import LiveView

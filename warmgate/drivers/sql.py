@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from warmgate.config import SqlRows, SqlTarget, redact_url
+from warmgate.config import SqlRows, SqlTarget
 from warmgate.drivers import (
     CONNECTION_ERROR,
     ERROR,
@@ -51,6 +51,7 @@ from warmgate.drivers import (
     Outcome,
 )
 from warmgate.errors import ConfigError
+from warmgate.secrets import redact_url
 from warmgate.templating import Template, Templates
 
 PROBE_TIMEOUT = 2.0
