@@ -215,7 +215,12 @@ def report_command(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write an .html page or .svg chart instead."),
+        typer.Option(
+            "--output",
+            "-o",
+            envvar=_env_name("output"),
+            help="Write an .html page or .svg chart instead.",
+        ),
     ] = None,
 ) -> None:
     """Show the report of the last warm-up recorded in a status directory."""
@@ -275,7 +280,9 @@ def check(
         Path,
         typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
     ],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", envvar=_env_name("quiet"), help="Print nothing.")
+    ] = False,
 ) -> None:
     """Exit 0 if the status directory says ready, 1 if not (an exec probe)."""
     from warmgate.status import is_ready, read_status
@@ -292,26 +299,58 @@ def check(
 @reports_errors
 def demo(  # noqa: PLR0917 - typer maps each parameter to one option
     app_capacity: Annotated[
-        int, typer.Option(help="Concurrent requests the simulated app copes with once warm.")
+        int,
+        typer.Option(
+            envvar=_env_name("app_capacity"),
+            help="Concurrent requests the simulated app copes with once warm.",
+        ),
     ] = 32,
     app_warm_requests: Annotated[
-        int, typer.Option(help="Requests it must serve before its pool is full (0: warm).")
+        int,
+        typer.Option(
+            envvar=_env_name("app_warm_requests"),
+            help="Requests it must serve before its pool is full (0: warm).",
+        ),
     ] = 500,
     app_cold_latency: Annotated[
-        str, typer.Option(help="Extra latency when cold, decaying with use (a JIT).")
+        str,
+        typer.Option(
+            envvar=_env_name("app_cold_latency"),
+            help="Extra latency when cold, decaying with use (a JIT).",
+        ),
     ] = "150ms",
     app_compile_delay: Annotated[
-        str, typer.Option(help="Delay of the first hit of each page (JSPs compiling).")
+        str,
+        typer.Option(
+            envvar=_env_name("app_compile_delay"),
+            help="Delay of the first hit of each page (JSPs compiling).",
+        ),
     ] = "300ms",
-    concurrency: Annotated[int, typer.Option(help="Target concurrency of the gate.")] = 16,
-    p95: Annotated[str, typer.Option(help="p95 limit, or 'auto'.")] = "100ms",
-    hold: Annotated[str, typer.Option(help="How long the thresholds must keep passing.")] = "3s",
-    timeout: Annotated[str, typer.Option(help="Deadline for warming.")] = "2m",
-    sql: Annotated[bool, typer.Option(help="Also prime the demo's SQLite database.")] = True,
+    concurrency: Annotated[
+        int, typer.Option(envvar=_env_name("concurrency"), help="Target concurrency of the gate.")
+    ] = 16,
+    p95: Annotated[
+        str, typer.Option(envvar=_env_name("p95"), help="p95 limit, or 'auto'.")
+    ] = "100ms",
+    hold: Annotated[
+        str,
+        typer.Option(envvar=_env_name("hold"), help="How long the thresholds must keep passing."),
+    ] = "3s",
+    timeout: Annotated[
+        str, typer.Option(envvar=_env_name("timeout"), help="Deadline for warming.")
+    ] = "2m",
+    sql: Annotated[
+        bool, typer.Option(envvar=_env_name("sql"), help="Also prime the demo's SQLite database.")
+    ] = True,
     report: Annotated[
-        Path | None, typer.Option(help="Also write the report to this .html or .svg file.")
+        Path | None,
+        typer.Option(
+            envvar=_env_name("report"), help="Also write the report to this .html or .svg file."
+        ),
     ] = None,
-    log_format: Annotated[str, typer.Option(help="auto, json or human.")] = "auto",
+    log_format: Annotated[
+        str, typer.Option(envvar=_env_name("log_format"), help="auto, json or human.")
+    ] = "auto",
 ) -> None:
     """Watch a simulated cold app server warm up and the gate open (nothing to install)."""
     from warmgate.demo import run_demo, summary
