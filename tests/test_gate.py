@@ -54,13 +54,28 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_window_forgets_old_samples() -> None:
-    """Samples that completed more than one window ago are gone."""
+    """Samples that completed a window ago or more are gone; filters pick level and target."""
     window = Window(10.0)
-    window.add(sample(1.0))
-    window.add(sample(5.0))
-    assert len(list(window.select(10.5))) == 2
-    assert len(list(window.select(11.0))) == 1
-    assert list(window.select(16.0)) == []
+    window.add(sample(1.05))
+    window.add(sample(5.05))
+    window.add(sample(5.05, level=8, target="other"))
+    assert window.stats(10.5).requests == 3
+    assert window.stats(11.1).requests == 2
+    assert window.stats(11.1, level=16).requests == 1
+    assert window.stats(11.1, target="other").requests == 1
+    assert window.stats(16.0).requests == 0
+
+
+def test_window_percentiles_are_within_one_percent() -> None:
+    """Window percentiles come from 1% buckets: never below the exact value."""
+    window = Window(10.0)
+    samples = [sample(1.0 + i / 1000, latency=(i + 1) / 1000) for i in range(1000)]
+    for each in samples:
+        window.add(each)
+    exact = Stats.of(samples)
+    approx = window.stats(2.0)
+    for name in ("p50", "p95", "p99"):
+        assert getattr(exact, name) <= getattr(approx, name) <= getattr(exact, name) * 1.0101
 
 
 def test_gate_opens_after_hold() -> None:
@@ -185,7 +200,7 @@ def test_plateau_waits_for_flat_latency() -> None:
     assert verdicts[0].reason.startswith("measuring the latency plateau")
     assert any(v.reason.startswith("p95 still changing") for v in verdicts)
     assert verdicts[-1].outcome == WARM
-    assert verdicts[-1].window.p95 == pytest.approx(0.05)
+    assert verdicts[-1].window.p95 == pytest.approx(0.05, rel=0.011)
 
 
 latencies = st.floats(min_value=0.0, max_value=2.0, allow_nan=False)
@@ -223,16 +238,22 @@ def test_never_ready_below_success_rate(data: list[tuple[float, str, int]], rate
         assert verdict.ready
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=200))
-def test_old_samples_never_count(times: list[float]) -> None:
-    """Property: samples that completed a window or more ago are never in the stats."""
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=200),
+    st.floats(min_value=0.0, max_value=20.0),
+)
+def test_old_samples_never_count(times: list[float], after: float) -> None:
+    """Property: samples that completed a window or more ago never count; recent ones do."""
     gate = make_gate(p95=None, hold=0.0, min_requests=1)
     for at in sorted(times):
         gate.record(sample(at))
-    now = max(times) + 0.5
-    verdict = gate.evaluate(now, TARGET)
-    assert verdict.window.requests == sum(1 for at in times if at > now - 10.0)
+    now = max(times) + after
+    counted = gate.evaluate(now, TARGET).window.requests
+    inside = sum(1 for at in times if at > now - 10.0)
+    # The window counts whole 100 ms slices: only the oldest, partly covered one is left out.
+    surely_inside = sum(1 for at in times if at >= now - 10.0 + 0.1 + 1e-9)
+    assert surely_inside <= counted <= inside
 
 
 @settings(max_examples=100, deadline=None)
@@ -250,7 +271,7 @@ def test_ramp_never_exceeds_cap(cap: int, steps: list[tuple[bool, int]]) -> None
         now += 1.0
         outcome = "ok" if healthy else "timeout"
         batch = [Sample(issued, issued + 0.01, ramp.level, "app", outcome) for _ in range(count)]
-        step = ramp.decide(now, batch)
+        step = ramp.decide(now, Stats.of(batch))
         assert 1 <= step.level <= cap
         assert ramp.level == step.level
 
@@ -264,11 +285,11 @@ def test_ramp_doubles_then_halves() -> None:
     for _ in range(5):
         now += 1.0
         batch = [Sample(now - 0.5, now - 0.4, ramp.level, "app") for _ in range(40)]
-        levels.append(ramp.decide(now, batch).level)
+        levels.append(ramp.decide(now, Stats.of(batch)).level)
     assert levels == [2, 4, 8, 16, 16]
     now += 1.0
     bad = [Sample(now - 0.5, now - 0.4, 16, "app", "timeout") for _ in range(40)]
-    step = ramp.decide(now, bad)
+    step = ramp.decide(now, Stats.of(bad))
     assert step.level == 8
     assert step.reason.startswith("backing off to 8: success 0% < 99% at concurrency 16")
 
@@ -278,14 +299,14 @@ def test_ramp_is_not_held_back_by_latency() -> None:
     ramp = Ramp(16, Thresholds(p95=0.1), step=1.0)
     ramp.start(0.0)
     slow = [Sample(0.5, 1.0, 1, "app") for _ in range(10)]
-    assert ramp.decide(1.0, slow).level == 2
+    assert ramp.decide(1.0, Stats.of(slow)).level == 2
 
 
 def test_ramp_waits_for_enough_samples() -> None:
     """A step with too few answers is not judged yet."""
     ramp = Ramp(16, Thresholds(), step=1.0, min_samples=5)
     ramp.start(0.0)
-    assert not ramp.decide(2.0, [Sample(0.5, 0.6, 1, "app")]).changed
+    assert not ramp.decide(2.0, Stats.of([Sample(0.5, 0.6, 1, "app")])).changed
     assert ramp.level == 1
 
 

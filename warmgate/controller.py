@@ -44,7 +44,5 @@ class Controller:
     def tick(self, now: float) -> tuple[Step, Verdict]:
         """Let the ramp move the level, then let the gate judge the window."""
         ramp = self.ramp
-        step = ramp.decide(
-            now, self.window.select(now, level=ramp.level, issued_since=ramp.changed_at)
-        )
+        step = ramp.decide(now, self.window.stats(now, level=ramp.level, since=ramp.changed_at))
         return step, self.gate.evaluate(now, ramp.level)

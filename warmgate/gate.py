@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from warmgate.units import format_duration, format_latency, format_percent
-from warmgate.window import Sample, Stats, Window
+from warmgate.window import Sample, Stats, Tally, Window
 
 WARM = "warm"
 OPENED_ON_TIMEOUT = "opened_on_timeout"
@@ -211,10 +211,19 @@ class Gate:
         started_at = self._started_at if self._started_at is not None else now
         elapsed = now - started_at
         where = f"at concurrency {self.target_level}"
-        stats = Stats.of(self.window.select(now, level=self.target_level))
-        per_target = {
-            name: Stats.of(self.window.select(now, level=self.target_level, target=name))
+        level_tallies = {
+            name: self.window.tally(now, level=self.target_level, target=name)
             for name in self.targets
+        }
+        if level_tallies:
+            overall = Tally()
+            for tally in level_tallies.values():
+                overall.merge(tally)
+        else:
+            overall = self.window.tally(now, level=self.target_level)
+        stats = overall.stats(from_histogram=True)
+        per_target = {
+            name: tally.stats(from_histogram=True) for name, tally in level_tallies.items()
         }
         checks = self._checks(now, level, stats, per_target, where)
         failing = [check for check in checks if not check.passed]
@@ -275,7 +284,7 @@ class Gate:
                     f"no requests {where} yet"
                 )
                 # Say why the ramp is stuck, if the current level is failing too.
-                current = Stats.of(self.window.select(now, level=level))
+                current = self.window.stats(now, level=level)
                 if current.requests:
                     check = success_check(
                         current, thresholds.success_rate, f"at concurrency {level}"

@@ -15,11 +15,10 @@ Pure code: callers pass ``now`` and the samples; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from warmgate.gate import Thresholds, success_check
-from warmgate.window import Sample, Stats
+from warmgate.window import Stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +55,15 @@ class Ramp:
         self.level = max(1, min(self.target, level))
         self.changed_at = now
 
-    def decide(self, now: float, samples: Iterable[Sample]) -> Step:
-        """Judge the samples issued at the current level during the last step; maybe move.
+    def decide(self, now: float, relevant: Stats) -> Step:
+        """Judge the requests at the current level since the last judgement; maybe move.
 
-        ``samples`` may contain anything: only those issued at the current level since the last
-        judgement count.
+        ``relevant`` summarises the requests at ``self.level`` that completed after
+        ``self.changed_at``.
         """
         previous = self.level
         if now - self.changed_at < self.step:
             return Step(previous, previous, "")
-        relevant = Stats.of(
-            sample
-            for sample in samples
-            if sample.level == previous and sample.issued_at >= self.changed_at
-        )
         # A slow app may not answer enough within one step; judge only once it has.
         if relevant.requests < min(self.min_samples, previous * 2):
             return Step(previous, previous, "")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 import math
 
-from warmgate.report import PHASES, Histogram, Point, Record
+from warmgate.histogram import Histogram
+from warmgate.report import PHASES, Point, Record
 from warmgate.units import format_duration, format_latency, format_percent
 
 _BLOCKS = "▁▂▃▄▅▆▇█"

@@ -254,7 +254,7 @@ class Runner:
     def _remember(self, verdict: Verdict) -> None:
         """Add the last second of requests, at any level, to the warm-up record."""
         now = self._clock()
-        recent = Stats.of(self.controller.window.select(now, issued_since=now - 1.0))
+        recent = self.controller.window.stats(now, since=now - 1.0)
         point = Point(
             round(now - self._started, 3),
             WARMING,

@@ -2,9 +2,16 @@
 
 Theory of operation: every synthetic request becomes one :class:`Sample` when it completes —
 when it was meant to be sent, when it finished, the concurrency level it was issued at, and how
-it ended. The :class:`Window` keeps the samples that completed in the last ``span`` seconds and
-summarises any slice of them (by level, by target, by issue time) into :class:`Stats`: counts,
-success ratio and nearest-rank latency percentiles.
+it ended. The :class:`Window` does not keep samples: it counts them into *slices* of
+``slice_width`` seconds (by completion time), one :class:`Tally` per (level, target) in each
+slice — a latency histogram plus outcome counts. A query merges the tallies of the slices that
+lie wholly inside the window, so a sample that completed ``span`` or more seconds ago never
+counts, and the cost of a query depends on the number of slices and occupied latency buckets,
+not on the request rate. Memory stays flat at any throughput, and the event loop that measures
+latency is not kept busy judging it.
+
+Percentiles come from the histogram (never below the exact value, at most 1% above);
+:meth:`Stats.of` computes exact nearest-rank statistics for a list of samples.
 
 Pure code: no clock of its own (callers pass ``now``), no I/O.
 """
@@ -13,8 +20,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from warmgate.histogram import Histogram
 
 OK = "ok"
 """The outcome of a request that succeeded."""
@@ -57,7 +66,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """A summary of a set of samples. Latencies are in seconds."""
+    """A summary of a set of requests. Latencies are in seconds."""
 
     requests: int = 0
     successes: int = 0
@@ -81,29 +90,15 @@ class Stats:
 
     @classmethod
     def of(cls, samples: Iterable[Sample]) -> Stats:
-        """Summarise ``samples``. Percentiles cover every request, failed ones included."""
+        """Exact statistics of ``samples``. Percentiles cover every request, failed included."""
+        tally = Tally()
         latencies: list[float] = []
-        outcomes: Counter[str] = Counter()
-        statuses: Counter[int] = Counter()
-        details: Counter[tuple[str, str]] = Counter()
         for sample in samples:
+            tally.add(sample)
             latencies.append(sample.latency)
-            outcomes[sample.outcome] += 1
-            if not sample.ok:
-                if sample.status is not None:
-                    statuses[sample.status] += 1
-                elif sample.detail:
-                    details[sample.outcome, sample.detail] += 1
         latencies.sort()
-        return cls(
-            requests=len(latencies),
-            successes=outcomes[OK],
-            p50=percentile(latencies, 0.50),
-            p95=percentile(latencies, 0.95),
-            p99=percentile(latencies, 0.99),
-            outcomes=dict(outcomes),
-            failed_statuses=dict(statuses),
-            details=_most_common_detail(details),
+        return tally.stats(
+            percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
         )
 
     def as_dict(self) -> dict[str, float | int | None]:
@@ -122,56 +117,136 @@ class Stats:
         }
 
 
-def _most_common_detail(details: Counter[tuple[str, str]]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for (outcome, detail), _ in details.most_common():
-        found.setdefault(outcome, detail)
-    return found
+@dataclass
+class Tally:
+    """Counts of a set of requests: latency histogram, outcomes, failed statuses, details."""
+
+    latencies: Histogram = field(default_factory=Histogram)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failed_statuses: Counter[int] = field(default_factory=Counter)
+    details: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, sample: Sample) -> None:
+        """Count one request."""
+        ok = sample.outcome == OK
+        self.latencies.add(sample.completed_at - sample.issued_at, ok)
+        self.outcomes[sample.outcome] += 1
+        if not ok:
+            if sample.status is not None:
+                self.failed_statuses[sample.status] += 1
+            elif sample.detail:
+                self.details[sample.outcome, sample.detail] += 1
+
+    def merge(self, other: Tally) -> None:
+        """Add every count of ``other``."""
+        self.latencies.merge(other.latencies)
+        self.outcomes.update(other.outcomes)
+        if other.failed_statuses:
+            self.failed_statuses.update(other.failed_statuses)
+        if other.details:
+            self.details.update(other.details)
+
+    def stats(
+        self,
+        p50: float | None = None,
+        p95: float | None = None,
+        p99: float | None = None,
+        *,
+        from_histogram: bool = False,
+    ) -> Stats:
+        """The summary; percentiles as given, or read from the histogram."""
+        if from_histogram:
+            histogram = self.latencies
+            p50, p95, p99 = (histogram.percentile(q) for q in (0.50, 0.95, 0.99))
+        found: dict[str, str] = {}
+        for (outcome, detail), _ in self.details.most_common():
+            found.setdefault(outcome, detail)
+        return Stats(
+            requests=self.latencies.requests,
+            successes=self.latencies.successes,
+            p50=p50,
+            p95=p95,
+            p99=p99,
+            outcomes=dict(self.outcomes),
+            failed_statuses=dict(self.failed_statuses),
+            details=found,
+        )
 
 
 class Window:
-    """The samples that completed within the last ``span`` seconds."""
+    """Counts of the requests that completed within the last ``span`` seconds."""
 
-    def __init__(self, span: float) -> None:
-        if span <= 0:
-            raise ValueError("the window span must be positive")
+    def __init__(self, span: float, slice_width: float = 0.1) -> None:
+        if span <= 0 or slice_width <= 0:
+            raise ValueError("the window span and slice width must be positive")
         self.span = span
-        self._samples: deque[Sample] = deque()
-
-    def __len__(self) -> int:
-        return len(self._samples)
+        self.slice_width = slice_width
+        self._slices: dict[int, dict[tuple[int, str], Tally]] = {}
+        self._order: deque[int] = deque()
 
     def add(self, sample: Sample) -> None:
-        """Record a completed sample."""
-        self._samples.append(sample)
+        """Count a completed sample in the slice of its completion time."""
+        index = math.floor(sample.completed_at / self.slice_width)
+        cells = self._slices.get(index)
+        if cells is None:
+            cells = self._slices[index] = {}
+            self._order.append(index)
+            if len(self._order) > 1 and self._order[-2] > index:
+                # A sample finished "before" the newest slice (clocks are monotonic, but be safe).
+                self._order = deque(sorted(self._order))
+        key = (sample.level, sample.target)
+        tally = cells.get(key)
+        if tally is None:
+            tally = cells[key] = Tally()
+        tally.add(sample)
 
     def expire(self, now: float) -> None:
-        """Forget samples that completed at or before ``now - span``."""
-        cutoff = now - self.span
-        samples = self._samples
-        # Samples arrive in completion order, so the oldest are on the left.
-        while samples and samples[0].completed_at <= cutoff:
-            samples.popleft()
+        """Forget slices that start at or before ``now - span``."""
+        first = self._first_index(now - self.span)
+        while self._order and self._order[0] < first:
+            del self._slices[self._order.popleft()]
 
-    def select(
+    def _first_index(self, since: float) -> int:
+        """The first slice that starts strictly after ``since``."""
+        return math.floor(since / self.slice_width) + 1
+
+    def tally(
         self,
         now: float,
         *,
         level: int | None = None,
         target: str | None = None,
-        issued_since: float | None = None,
-    ) -> Iterator[Sample]:
-        """Samples in the window at ``now``, optionally only those matching every filter."""
+        since: float | None = None,
+    ) -> Tally:
+        """Merged counts of the slices inside the window (and after ``since``), filtered."""
         self.expire(now)
-        for sample in self._samples:
-            if level is not None and sample.level != level:
-                continue
-            if target is not None and sample.target != target:
-                continue
-            if issued_since is not None and sample.issued_at < issued_since:
-                continue
-            yield sample
+        first = self._first_index(now - self.span)
+        if since is not None:
+            first = max(first, self._first_index(since))
+        merged = Tally()
+        for index in reversed(self._order):
+            if index < first:
+                break
+            for (cell_level, cell_target), tally in self._slices[index].items():
+                if level is not None and cell_level != level:
+                    continue
+                if target is not None and cell_target != target:
+                    continue
+                merged.merge(tally)
+        return merged
+
+    def stats(
+        self,
+        now: float,
+        *,
+        level: int | None = None,
+        target: str | None = None,
+        since: float | None = None,
+    ) -> Stats:
+        """:class:`Stats` of :meth:`tally`, percentiles from the histogram."""
+        return self.tally(now, level=level, target=target, since=since).stats(from_histogram=True)
 
     def clear(self) -> None:
-        """Forget every sample (a re-armed gate starts from nothing)."""
-        self._samples.clear()
+        """Forget everything (a re-armed gate starts from nothing)."""
+        self._slices.clear()
+        self._order.clear()
