@@ -12,7 +12,7 @@ import pytest
 
 from warmgate.config import HttpTarget, TrafficConfig
 from warmgate.drivers import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
-from warmgate.drivers.http import HttpDriver, HttpPlan, make_client, tcp_probe
+from warmgate.drivers.http import HttpDriver, HttpPlan, StatelessClient, make_client, tcp_probe
 from warmgate.load import Load
 from warmgate.simapp import Behavior, SimApp
 from warmgate.templating import Templates
@@ -195,3 +195,21 @@ def test_paced_latency_counts_queueing(sim_app: Callable[..., SimApp]) -> None:
     stats = Stats.of(samples)
     assert stats.p95 is not None
     assert stats.p95 > 0.3
+
+
+def test_no_cookies_are_kept_between_synthetic_requests() -> None:
+    """A Set-Cookie answer does not make the next synthetic request carry a cookie."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "JSESSIONID=abc; Path=/"})
+
+    async def scenario() -> None:
+        async with StatelessClient(transport=httpx.MockTransport(handler)) as client:
+            driver = driver_for("http://app.test/x", client)
+            await driver.execute()
+            await driver.execute()
+
+    asyncio.run(scenario())
+    assert seen == [None, None]
