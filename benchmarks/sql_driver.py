@@ -9,10 +9,13 @@ Creates a scratch database, fills it with ``pgbench -i``, then measures in one r
    aid = :aid`` per transaction (simple protocol, autocommit, a C client);
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same query
    by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``,
-   ``SET LOCAL statement_timeout``, the query, ``ROLLBACK``) through SQLAlchemy's asyncio
-   engine over psycopg's async driver, its rows fetched and counted;
-3. with ``--breakdown``: the same four statements per transaction straight through psycopg's
-   async API, without SQLAlchemy, to show where the gap comes from;
+   ``SET LOCAL statement_timeout``, the query, ``ROLLBACK``), pipelined in one round trip over
+   psycopg's async connections, its rows counted;
+3. with ``--breakdown``, to show where the gap comes from: pgbench sending warmgate's pipelined
+   transaction (the server's share); the driver's pool alone, without the load generator, the
+   parameter templates and the client timeout; the same transaction over connections checked
+   out of SQLAlchemy's asyncio pool; and the four statements one round trip each through
+   psycopg's cursors;
 4. with ``--paced RATE``: warmgate paced below its own saturation, where its latency figures
    reflect the database rather than the client's queue.
 
@@ -33,13 +36,17 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
 import sqlalchemy
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from warmgate.config import SqlTarget
+from warmgate.drivers.postgres import PostgresPool, read_only
 from warmgate.drivers.sql import SqlDriver, SqlPlan
 from warmgate.load import Load
 from warmgate.templating import Templates
@@ -47,6 +54,17 @@ from warmgate.window import Sample, percentile
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 QUERY = "SELECT abalance FROM pgbench_accounts WHERE aid = :aid"
+TIMEOUT = 5.0
+"""warmgate's default ``sql.timeout``, in seconds."""
+PIPELINED = """\\set aid random(1, {accounts})
+\\startpipeline
+BEGIN READ ONLY;
+SET LOCAL statement_timeout = 5000;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+ROLLBACK;
+\\endpipeline
+"""
+"""A pgbench script sending the transaction warmgate sends, the way it sends it."""
 
 
 def pgbench_binary() -> str:
@@ -65,13 +83,21 @@ def admin(statement: str) -> None:
         c.execute(statement)
 
 
-def run_pgbench(binary: str, database: str, concurrency: int, seconds: int) -> tuple[float, float]:
-    """``(tps, average latency ms)`` of ``pgbench -S``."""
-    result = subprocess.run(
-        [binary, "-h", HOST, "-p", str(PORT), "-U", USER, "-S", "-c", str(concurrency),
-         "-T", str(seconds), database],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+def run_pgbench(
+    binary: str, database: str, concurrency: int, seconds: int, script: str | None = None
+) -> tuple[float, float]:
+    """``(tps, average latency ms)`` of ``pgbench -S``, or of ``script`` (extended protocol)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
+        workload = ["-S"]
+        if script is not None:
+            file.write(script)
+            file.flush()
+            workload = ["-n", "-M", "extended", "-f", file.name]
+        result = subprocess.run(
+            [binary, "-h", HOST, "-p", str(PORT), "-U", USER, *workload, "-c", str(concurrency),
+             "-T", str(seconds), database],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
     if tps is None or latency is None:
@@ -79,25 +105,29 @@ def run_pgbench(binary: str, database: str, concurrency: int, seconds: int) -> t
     return float(tps.group(1)), float(latency.group(1))
 
 
-async def run_warmgate(
-    database: str, accounts: int, concurrency: int, seconds: float, rate: float | None = None
-) -> tuple[float, float, float, int]:
-    """``(queries/s, p50 ms, p99 ms, failures)`` of warmgate's Load + SqlDriver; closed loop,
-    or paced at ``rate`` queries/s (latency then counts from the intended send time)."""
+def warmgate_plan(database: str, accounts: int) -> SqlPlan:
+    """The SQL target warmgate primes: the select by primary key, one row expected."""
     target = SqlTarget(
         url=f"postgresql+psycopg://{USER}@{HOST}:{PORT}/{database}",
         query=QUERY,
         params={"aid": f"{{{{ randint(1, {accounts}) }}}}"},
         rows={"min": 1, "max": 1},  # type: ignore[arg-type]
     )
-    plan = SqlPlan.compile(target, Templates(), "benchmark", "pgbench")
-    driver = SqlDriver.open("pgbench", plan, concurrency)
+    return SqlPlan.compile(target, Templates(), "benchmark", "pgbench")
+
+
+async def run_warmgate(
+    database: str, accounts: int, concurrency: int, seconds: float, rate: float | None = None
+) -> tuple[float, float, float, int]:
+    """``(queries/s, p50 ms, p99 ms, failures)`` of warmgate's Load + SqlDriver; closed loop,
+    or paced at ``rate`` queries/s (latency then counts from the intended send time)."""
+    driver = SqlDriver.open("pgbench", warmgate_plan(database, accounts), concurrency)
     samples: list[Sample] = []
     load = Load([driver], [1.0], concurrency, samples.append)
     load.start()
     try:
         load.configure(concurrency, rate)
-        await asyncio.sleep(2)  # fill the pool and let psycopg prepare the statement
+        await asyncio.sleep(2)  # fill the pool and warm the caches
         samples.clear()
         started = time.monotonic()
         await asyncio.sleep(seconds)
@@ -116,36 +146,93 @@ async def run_warmgate(
     )
 
 
+async def closed_loop(
+    concurrency: int, seconds: float, query: Callable[[int], Awaitable[object]], accounts: int
+) -> float:
+    """Queries/s of ``concurrency`` tasks each awaiting ``query(aid)`` back to back, measured
+    after a second of warming up."""
+    done = 0
+
+    async def worker(until: float, counting: bool) -> None:
+        nonlocal done
+        while time.monotonic() < until:
+            await query(random.randint(1, accounts))
+            done += counting
+
+    warm = time.monotonic() + 1
+    await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+    started = time.monotonic()
+    await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
+    return done / (time.monotonic() - started)
+
+
+async def run_pool(database: str, accounts: int, concurrency: int, seconds: float) -> float:
+    """Queries/s of the driver's PostgreSQL pool alone: the same transaction, no load
+    generator, no parameter templates, no client timeout."""
+    plan = warmgate_plan(database, accounts)
+    pool = PostgresPool(plan.url, concurrency, TIMEOUT)
+
+    async def query(aid: int) -> object:
+        return await pool.rows(QUERY, {"aid": aid}, TIMEOUT)
+
+    try:
+        return await closed_loop(concurrency, seconds, query, accounts)
+    finally:
+        await pool.aclose()
+
+
+async def run_sqlalchemy_pool(
+    database: str, accounts: int, concurrency: int, seconds: float
+) -> float:
+    """Queries/s of the same pipelined transaction over connections checked out of
+    SQLAlchemy's asyncio pool (what the driver's own pool saves)."""
+    engine = create_async_engine(
+        warmgate_plan(database, accounts).url,
+        pool_size=concurrency,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+    )
+    statement = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+
+    async def query(aid: int) -> object:
+        async with engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            return await read_only(raw, statement, [aid], TIMEOUT)
+
+    try:
+        return await closed_loop(concurrency, seconds, query, accounts)
+    finally:
+        await engine.dispose()
+
+
 async def run_psycopg(database: str, accounts: int, concurrency: int, seconds: float) -> float:
-    """Transactions/s of the same transaction shape straight through psycopg's async API."""
+    """Transactions/s of the four statements one round trip each through psycopg's cursors."""
     connections = [
         await psycopg.AsyncConnection.connect(host=HOST, port=PORT, user=USER, dbname=database)
         for _ in range(concurrency)
     ]
     for connection in connections:
         await connection.set_read_only(True)
-    deadline = time.monotonic() + seconds
-    done = 0
+    idle = list(connections)
 
-    async def worker(connection: psycopg.AsyncConnection[tuple[int]]) -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
+    async def query(aid: int) -> object:
+        connection = idle.pop()
+        try:
             async with connection.cursor() as cursor:
                 await cursor.execute("SET LOCAL statement_timeout = 5000")
-                await cursor.execute(
-                    "SELECT abalance FROM pgbench_accounts WHERE aid = %s",
-                    (random.randint(1, accounts),),
-                )
-                await cursor.fetchall()
+                await cursor.execute("SELECT abalance FROM pgbench_accounts WHERE aid = %s", (aid,))
+                rows = await cursor.fetchall()
             await connection.rollback()
-            done += 1
+        finally:
+            idle.append(connection)
+        return rows
 
     try:
-        await asyncio.gather(*(worker(connection) for connection in connections))
+        return await closed_loop(concurrency, seconds, query, accounts)
     finally:
         for connection in connections:
             await connection.close()
-    return done / seconds
 
 
 def cpu_model() -> str:
@@ -199,9 +286,17 @@ def main() -> None:
         print(f"warmgate SqlDriver, concurrency {args.concurrency}: {rate:9.0f} queries/s, "
               f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, {failures} failures")  # fmt: skip
         if args.breakdown:
-            raw = asyncio.run(run_psycopg(database, accounts, args.concurrency, args.seconds))
-            print(f"psycopg alone, same 4-statement transaction: {raw:9.0f} tps "
-                  f"({raw / tps:.2f}x pgbench)")  # fmt: skip
+            script = PIPELINED.format(accounts=accounts)
+            shape, _ = run_pgbench(binary, database, args.concurrency, args.seconds, script)
+            print(f"pgbench, warmgate's pipelined transaction: {shape:9.0f} tps "
+                  f"({shape / tps:.2f}x pgbench -S)")  # fmt: skip
+            for label, measure in (
+                ("warmgate's pool alone, same transaction", run_pool),
+                ("same transaction over SQLAlchemy's pool", run_sqlalchemy_pool),
+                ("psycopg cursors, 4 round trips", run_psycopg),
+            ):
+                alone = asyncio.run(measure(database, accounts, args.concurrency, args.seconds))
+                print(f"{label}: {alone:9.0f} queries/s ({alone / tps:.2f}x pgbench -S)")
         if args.paced:
             paced, p50, p99, failures = asyncio.run(
                 run_warmgate(database, accounts, args.concurrency, args.seconds, args.paced)

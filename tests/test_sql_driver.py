@@ -7,7 +7,7 @@ import dataclasses
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from tests import pg
 from tests.helpers import poll
 from warmgate.config import SqlTarget
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, WRITE_REJECTED
-from warmgate.drivers.sql import CLIENT_GRACE, SqlDriver, SqlPlan, make_engine
+from warmgate.drivers.sql import CLIENT_GRACE, SqlDriver, SqlPlan, open_pool
 from warmgate.templating import Templates
 
 SLOW_SQLITE = (
@@ -138,11 +138,11 @@ def run_in_order(plans: list[SqlPlan]) -> list[Any]:
     """Run one query of each plan in turn over a single pooled connection."""
 
     async def scenario() -> list[Any]:
-        engine = make_engine(plans[0], 1)
+        pool = open_pool(plans[0], 1)
         try:
-            return [await SqlDriver("db", plan, engine).execute() for plan in plans]
+            return [await SqlDriver("db", plan, pool).execute() for plan in plans]
         finally:
-            await engine.dispose()
+            await pool.aclose()
 
     return asyncio.run(scenario())
 
@@ -159,6 +159,29 @@ def test_sqlite_stays_read_only_when_a_query_turns_query_only_off(orders_db: Pat
     assert sqlite_fingerprint(orders_db) == before
 
 
+async def while_ticking(work: Coroutine[Any, Any, Any]) -> tuple[Any, float, float]:
+    """``(result, seconds, worst gap)``: await ``work`` while a task ticks every 5 ms; the worst
+    gap between ticks shows whether anything blocked the event loop meanwhile."""
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = loop.time()
+        while not done.is_set():
+            await asyncio.sleep(0.005)  # the measured interval itself, not a synchronisation
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    tick = asyncio.create_task(ticker())
+    started = time.monotonic()
+    result = await work
+    elapsed = time.monotonic() - started
+    done.set()
+    await tick
+    return result, elapsed, max(gaps)
+
+
 def test_sqlite_is_interrupted_at_the_deadline_without_blocking_the_loop(
     orders_db: Path,
 ) -> None:
@@ -168,26 +191,10 @@ def test_sqlite_is_interrupted_at_the_deadline_without_blocking_the_loop(
         driver = SqlDriver.open(
             "db", plan_for(f"sqlite:///{orders_db}", SLOW_SQLITE, timeout="300ms"), 2
         )
-        loop = asyncio.get_running_loop()
-        gaps: list[float] = []
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            last = loop.time()
-            while not done.is_set():
-                await asyncio.sleep(0.005)  # the measured interval itself, not a synchronisation
-                gaps.append(loop.time() - last)
-                last = loop.time()
-
-        tick = asyncio.create_task(ticker())
-        started = time.monotonic()
-        outcome = await driver.execute()
-        elapsed = time.monotonic() - started
-        done.set()
-        await tick
+        outcome, elapsed, worst_gap = await while_ticking(driver.execute())
         after = await driver.probe()
         await driver.aclose()
-        return outcome, elapsed, max(gaps), after
+        return outcome, elapsed, worst_gap, after
 
     outcome, elapsed, worst_gap, probe = asyncio.run(scenario())
     assert (outcome.outcome, outcome.detail) == (TIMEOUT, "statement timeout")
@@ -303,6 +310,199 @@ def test_postgres_stays_read_only_when_a_query_changes_the_session(orders: pg.Sc
         "the database refused a write: cannot execute DELETE in a read-only transaction",
     )
     assert orders.fingerprint() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "SET default_transaction_read_only = off",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SET transaction_read_only = off",
+        "BEGIN READ WRITE",
+        "COMMIT",
+        "COMMIT AND CHAIN",
+    ],
+)
+def test_postgres_stays_read_only_whatever_a_query_did_before(
+    orders: pg.Scratch, tamper: str
+) -> None:
+    """A query that changes session defaults or ends its transaction cannot make the next
+    query on the same connection writable."""
+    before = orders.fingerprint()
+    delete = unchecked(pg.URL, f"DELETE FROM {orders.orders}")  # noqa: S608 - scratch schema
+    tampered, deleted = run_in_order([unchecked(pg.URL, tamper), delete])
+    assert tampered.outcome == OK
+    assert (deleted.outcome, deleted.detail) == (
+        WRITE_REJECTED,
+        "the database refused a write: cannot execute DELETE in a read-only transaction",
+    )
+    assert orders.fingerprint() == before
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_second_statement_before_running_any(orders: pg.Scratch) -> None:
+    """A query carrying a second statement is refused whole: neither statement runs."""
+    before = orders.fingerprint()
+    smuggled = unchecked(pg.URL, f"SELECT 1; COMMIT; DELETE FROM {orders.orders}")  # noqa: S608
+    (outcome,), _ = execute_many(smuggled, 1, 1)
+    assert (outcome.outcome, outcome.detail) == (
+        ERROR,
+        "cannot insert multiple commands into a prepared statement",
+    )
+    assert orders.fingerprint() == before
+
+
+@pytest.mark.postgres
+def test_postgres_timeout_holds_when_a_query_lifts_the_session_timeout(
+    orders: pg.Scratch,
+) -> None:
+    """Each transaction sets its own statement_timeout, so the server still cancels a slow
+    query after an earlier one set the session's timeout to 0."""
+    lift = unchecked(pg.URL, "SET statement_timeout = 0")
+    slow = plan_for(pg.URL, "SELECT pg_sleep(5)", timeout="200ms")
+    lifted, cancelled = run_in_order([lift, slow])
+    assert lifted.outcome == OK
+    assert (cancelled.outcome, cancelled.detail) == (TIMEOUT, "statement timeout")
+
+
+def backends(application_name: str) -> list[tuple[int, str]]:
+    """``(pid, state)`` of the server's connections with this ``application_name``."""
+    with pg.connect() as connection:
+        rows = connection.execute(
+            "SELECT pid, state FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return [(int(str(pid)), str(state)) for pid, state in rows]
+
+
+@pytest.mark.postgres
+def test_postgres_connection_is_rolled_back_and_reused_after_failures(
+    orders: pg.Scratch,
+) -> None:
+    """After a refused write and a statement timeout the pooled connection is idle (rolled
+    back, not left in an aborted transaction) and serves the next query itself."""
+    name = f"wg_reuse_{orders.schema}"
+    url = f"{pg.URL}?application_name={name}"
+
+    async def scenario() -> tuple[list[Any], list[tuple[int, str]], list[tuple[int, str]]]:
+        pool = open_pool(plan_for(url, "SELECT 1"), 1)
+        try:
+            outcomes = [await SqlDriver("db", plan_for(url, "SELECT 1"), pool).execute()]
+            first = await asyncio.to_thread(backends, name)
+            pid = first[0][0]
+            plans = [
+                unchecked(url, f"DELETE FROM {orders.orders}"),  # noqa: S608 - scratch schema
+                plan_for(url, "SELECT pg_sleep(5)", timeout="200ms"),
+                plan_for(url, f"SELECT 1 WHERE pg_backend_pid() = {pid}", rows={"min": 1}),
+            ]
+            outcomes += [await SqlDriver("db", plan, pool).execute() for plan in plans]
+            return outcomes, first, await asyncio.to_thread(backends, name)
+        finally:
+            await pool.aclose()
+
+    outcomes, first, last = asyncio.run(scenario())
+    assert [outcome.outcome for outcome in outcomes] == [OK, WRITE_REJECTED, TIMEOUT, OK]
+    assert len(first) == 1
+    assert last == [(first[0][0], "idle")]
+
+
+@pytest.mark.postgres
+def test_postgres_replaces_a_connection_the_server_closed(orders: pg.Scratch) -> None:
+    """A pooled connection the server terminated fails one query as a connection error; the
+    next query opens a new connection and succeeds."""
+    name = f"wg_closed_{orders.schema}"
+    plan = plan_for(f"{pg.URL}?application_name={name}", "SELECT 1", rows={"min": 1, "max": 1})
+
+    def terminate() -> None:
+        with pg.connect() as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (name,),
+            )
+        poll(lambda: not backends(name), timeout=5, what="the backend to exit")
+
+    async def scenario() -> list[Any]:
+        driver = SqlDriver.open("db", plan, 1)
+        try:
+            outcomes = [await driver.execute()]
+            await asyncio.to_thread(terminate)
+            outcomes.append(await driver.execute())
+            outcomes.append(await driver.execute())
+            return outcomes
+        finally:
+            await driver.aclose()
+
+    ok, lost, again = asyncio.run(scenario())
+    assert ok.outcome == OK
+    assert (lost.outcome, lost.detail) == (CONNECTION_ERROR, "the server closed the connection")
+    assert again.outcome == OK
+
+
+@pytest.mark.postgres
+def test_postgres_closes_a_connection_whose_query_was_abandoned(orders: pg.Scratch) -> None:
+    """A query the client gives up on mid-way takes its connection with it: the pool never
+    reuses a connection in an unknown state, and the next query opens a new one."""
+    name = f"wg_abandoned_{orders.schema}"
+    url = f"{pg.URL}?application_name={name}"
+
+    def active() -> list[tuple[int, str]]:
+        return [backend for backend in backends(name) if backend[1] == "active"]
+
+    async def scenario() -> tuple[int, int, list[tuple[int, str]]]:
+        pool = open_pool(plan_for(url, "SELECT 1"), 1)
+        try:
+            slow = asyncio.create_task(pool.rows("SELECT pg_sleep(1)", {}, 5.0))
+            ((pid, _),) = await asyncio.to_thread(poll, active, 5, what="the query to start")
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            await asyncio.to_thread(
+                poll, lambda: pid not in dict(backends(name)), 5, what="the backend to exit"
+            )
+            rows = await pool.rows("SELECT 1", {}, 5.0)
+            return pid, rows, await asyncio.to_thread(backends, name)
+        finally:
+            await pool.aclose()
+
+    pid, rows, now = asyncio.run(scenario())
+    assert rows == 1
+    assert len(now) == 1
+    assert now[0][0] != pid
+
+
+@pytest.mark.postgres
+def test_postgres_queries_never_block_the_event_loop(orders: pg.Scratch) -> None:
+    """While PostgreSQL works on a query, the event loop keeps ticking."""
+    plan = plan_for(pg.URL, "SELECT pg_sleep(0.3)", rows={"min": 1, "max": 1})
+
+    async def scenario() -> tuple[Any, float, float]:
+        driver = SqlDriver.open("db", plan, 1)
+        try:
+            return await while_ticking(driver.execute())
+        finally:
+            await driver.aclose()
+
+    outcome, elapsed, worst_gap = asyncio.run(scenario())
+    assert outcome.outcome == OK
+    assert elapsed >= 0.3
+    assert worst_gap < 0.1
+
+
+@pytest.mark.postgres
+def test_integers_bind_as_the_smallest_integer_type(orders: pg.Scratch) -> None:
+    """A rendered integer binds as smallint, integer or bigint by its size, as psycopg binds a
+    Python int, so a query types its parameters as it does in an app using psycopg."""
+    plan = plan_for(
+        pg.URL,
+        "SELECT 1 WHERE pg_typeof(:small)::text = 'smallint'"
+        " AND pg_typeof(:medium)::text = 'integer' AND pg_typeof(:large)::text = 'bigint'",
+        {"small": "-32768", "medium": "32768", "large": "2147483648"},
+        rows={"min": 1, "max": 1},
+    )
+    outcomes, _ = execute_many(plan, 1, 1)
+    assert [outcome.outcome for outcome in outcomes] == [OK]
 
 
 @pytest.mark.postgres

@@ -1,19 +1,22 @@
-"""The SQL driver: read-only queries through SQLAlchemy's asyncio engine.
+"""The SQL driver: read-only queries against PostgreSQL and SQLite.
 
-PostgreSQL goes through psycopg 3's async driver (``postgresql+psycopg``) and SQLite through
-aiosqlite (a thread per connection), so no query blocks the event loop that also serves
-``/readyz``. This module imports SQLAlchemy, so ``targets.py`` imports it only for configs with
-SQL targets (sidecar memory).
+PostgreSQL goes through psycopg 3's async connections, each query one pipelined round trip
+(``postgres.py``); SQLite through SQLAlchemy's asyncio engine over aiosqlite, a thread per
+connection (``sqlite.py``). No query blocks the event loop that also serves ``/readyz``. This
+module imports SQLAlchemy, so ``targets.py`` imports it only for configs with SQL targets, and it
+imports psycopg or aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes. Three layers see to it:
 
 1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
    SELECT INTO, a locking read, several statements) is a :class:`ConfigError` naming the target;
-2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` (psycopg's
-   ``read_only``), SQLite a connection opened with ``mode=ro`` plus ``PRAGMA query_only``, so
-   the database itself refuses a write that slipped past (1): outcome ``write_rejected``;
-3. nothing ever commits: each transaction is rolled back, and returning a connection to the
-   pool rolls back again.
+2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
+   query, whatever the session defaults say; SQLite a connection opened with ``mode=ro`` plus
+   ``PRAGMA query_only``; so the database itself refuses a write that slipped past (1): outcome
+   ``write_rejected``;
+3. nothing ever commits: each transaction is rolled back (PostgreSQL: a ROLLBACK in the same
+   round trip, and one more if the query failed; SQLite: returning a connection to the pool
+   rolls back again).
 
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
 transaction; SQLite an interrupt at the deadline) and always by the client too, a little later,
@@ -29,16 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 from urllib.parse import quote
 
 import sqlalchemy
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from warmgate.config import SqlRows, SqlTarget
 from warmgate.drivers import (
@@ -58,8 +59,6 @@ PROBE_TIMEOUT = 2.0
 """Seconds a probe may take to connect and run ``SELECT 1``."""
 CLIENT_GRACE = 0.5
 """The client gives up this long after the database should have cancelled the statement."""
-APPLICATION_NAME = "warmgate"
-"""What PostgreSQL shows in ``pg_stat_activity.application_name`` for warm-up connections."""
 
 _READ_STARTS = ("SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN")
 _WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "TRUNCATE"})
@@ -218,109 +217,70 @@ def _connect_url(text: str, where: str) -> tuple[URL, bool, str]:
     return readonly, False, path
 
 
-def make_engine(plan: SqlPlan, pool_size: int) -> AsyncEngine:
-    """An engine whose every transaction is read-only, pooled for ``pool_size`` connections."""
-    options: dict[str, Any] = {
-        "pool_size": pool_size,
-        "max_overflow": 0,
-        "pool_timeout": plan.timeout,
-        "pool_reset_on_return": "rollback",
-        "hide_parameters": True,
-    }
+class SqlPool(Protocol):
+    """Connections to one database, at most as many as the concurrency, that run queries
+    read-only (``postgres.PostgresPool``, ``sqlite.SqlitePool``)."""
+
+    errors: tuple[type[Exception], ...]
+    """What :meth:`rows` raises when the database or the connection fails (see :func:`classify`)."""
+
+    async def rows(
+        self, query: str, params: Mapping[str, int | str], statement_timeout: float
+    ) -> int:
+        """Run ``query`` once in a read-only transaction, rolled back; the rows it returned.
+
+        The database stops the query after ``statement_timeout`` seconds.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        ...
+
+
+def open_pool(plan: SqlPlan, size: int) -> SqlPool:
+    """The pool of ``size`` connections for ``plan``'s database (none is opened yet)."""
     if plan.postgres:
-        connect_args = (
-            {} if "application_name" in plan.url.query else {"application_name": APPLICATION_NAME}
-        )
-        # psycopg then opens every transaction with BEGIN READ ONLY.
-        return create_async_engine(
-            plan.url,
-            execution_options={"postgresql_readonly": True},
-            connect_args=connect_args,
-            **options,
-        )
-    engine = create_async_engine(plan.url, **options)
-    event.listen(engine.sync_engine, "connect", _sqlite_query_only)
-    return engine
+        from warmgate.drivers.postgres import PostgresPool
 
+        return PostgresPool(plan.url, size, wait=plan.timeout)
+    from warmgate.drivers.sqlite import SqlitePool
 
-def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA query_only = ON")
-    finally:
-        cursor.close()
+    return SqlitePool(plan.url, size, wait=plan.timeout)
 
 
 class SqlDriver:
     """Runs one SQL target's query, read-only, through a pool sized to the concurrency."""
 
-    def __init__(self, name: str, plan: SqlPlan, engine: AsyncEngine) -> None:
+    def __init__(self, name: str, plan: SqlPlan, pool: SqlPool) -> None:
         self.name = name
         self._plan = plan
-        self._engine = engine
-        self._statement = sqlalchemy.text(plan.query)
-        self._set_timeout = f"SET LOCAL statement_timeout = {max(1, round(plan.timeout * 1000))}"
+        self._pool = pool
         self._password = plan.url.password
 
     @classmethod
     def open(cls, name: str, plan: SqlPlan, concurrency: int) -> SqlDriver:
-        """A driver with an engine of its own (no connection is made until the first use)."""
-        return cls(name, plan, make_engine(plan, concurrency))
+        """A driver with a pool of its own (no connection is made until the first use)."""
+        return cls(name, plan, open_pool(plan, concurrency))
 
     async def execute(self) -> Outcome:
         """Render the parameters, run the query read-only, count the rows, classify."""
-        params = self._plan.render_params()
+        plan = self._plan
+        params = plan.render_params()
         try:
-            async with asyncio.timeout(self._plan.timeout + CLIENT_GRACE):
-                count = await self._run(params)
+            async with asyncio.timeout(plan.timeout + CLIENT_GRACE):
+                count = await self._pool.rows(plan.query, params, plan.timeout)
         except TimeoutError:
             return Outcome(TIMEOUT, detail="timed out")
-        except (SQLAlchemyError, OSError) as exc:
+        except self._pool.errors as exc:
             return self._classify(exc)
-        rows = self._plan.rows
+        rows = plan.rows
         if rows is not None and not rows.accepts(count):
             noun = "row" if count == 1 else "rows"
             return Outcome(
                 UNEXPECTED_STATUS, detail=f"returned {count} {noun}; expected {rows.describe()}"
             )
         return Outcome(OK)
-
-    async def _run(self, params: Mapping[str, int | str]) -> int:
-        async with self._engine.connect() as connection:
-            query = connection.run_sync(self._transaction, params)
-            if self._plan.postgres:
-                return await query
-            return await self._interrupt_at_deadline(connection, query)
-
-    def _transaction(self, connection: Connection, params: Mapping[str, int | str]) -> int:
-        """One read-only transaction, rolled back; the row count.
-
-        Runs as one unit in SQLAlchemy's synchronous API (one greenlet switch instead of one per
-        statement), still on the event loop: every driver call inside yields to it.
-        """
-        if self._plan.postgres:
-            connection.exec_driver_sql(self._set_timeout)
-        result = connection.execute(self._statement, params)
-        count = len(result.all()) if result.returns_rows else 0
-        connection.rollback()
-        return count
-
-    async def _interrupt_at_deadline(
-        self, connection: AsyncConnection, work: Coroutine[Any, Any, int]
-    ) -> int:
-        """Await ``work``; interrupt SQLite at the deadline (it has no statement timeout)."""
-        raw = await connection.get_raw_connection()
-        task = asyncio.ensure_future(work)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self._plan.timeout)
-            driver = raw.driver_connection
-            if not done and driver is not None:
-                # Safe while this connection is ours: it stops this query and nothing else.
-                await driver.interrupt()
-            return await task
-        finally:
-            if not task.done():
-                task.cancel()
 
     def _classify(self, exc: BaseException) -> Outcome:
         outcome = classify(exc, postgres=self._plan.postgres)
@@ -332,21 +292,21 @@ class SqlDriver:
         """``None`` when the database accepts a connection and answers ``SELECT 1``."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
-                async with self._engine.connect() as connection:
-                    await connection.exec_driver_sql("SELECT 1")
+                await self._pool.rows("SELECT 1", {}, PROBE_TIMEOUT)
         except TimeoutError:
             return f"{self._plan.place}: connect timed out"
-        except (SQLAlchemyError, OSError) as exc:
+        except self._pool.errors as exc:
             return f"{self._plan.place}: {self._classify(exc).detail}"
         return None
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._engine.dispose()
+        await self._pool.aclose()
 
 
 def classify(exc: BaseException, *, postgres: bool) -> Outcome:
-    """The outcome of a query that raised ``exc`` (a SQLAlchemy error wrapping the driver's)."""
+    """The outcome of a query that raised ``exc``: a psycopg error, or a SQLAlchemy error
+    wrapping the database driver's."""
     if isinstance(exc, sqlalchemy.exc.TimeoutError):
         return Outcome(TIMEOUT, detail="no free connection in the pool")
     original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
@@ -359,7 +319,7 @@ def classify(exc: BaseException, *, postgres: bool) -> Outcome:
         return Outcome(TIMEOUT, detail="statement timeout")
     connection_lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
     refused = sqlstate[:2] in {"08", "28", "3D", "53"} or sqlstate.startswith("57P")
-    unreachable = postgres and not sqlstate and isinstance(exc, sqlalchemy.exc.OperationalError)
+    unreachable = postgres and not sqlstate and _psycopg_operational(original)
     if (
         connection_lost
         or refused
@@ -370,6 +330,14 @@ def classify(exc: BaseException, *, postgres: bool) -> Outcome:
     if isinstance(exc, OSError):
         return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(exc)))
     return Outcome(ERROR, detail=message or type(original).__name__)
+
+
+def _psycopg_operational(error: BaseException) -> bool:
+    """Whether ``error`` is psycopg's OperationalError; without a SQLSTATE it comes from the
+    client side: connecting failed, or the connection broke."""
+    import psycopg  # loaded already: only PostgreSQL targets ask
+
+    return isinstance(error, psycopg.OperationalError)
 
 
 def _message(error: BaseException) -> str:

@@ -1,0 +1,99 @@
+"""SQLite for the SQL driver: SQLAlchemy's asyncio engine over aiosqlite.
+
+aiosqlite runs each connection on a thread of its own, so a query never blocks the event loop.
+The file is opened read-only (a ``file:...?mode=ro`` URI, see ``sql.py``) and each connection
+also gets ``PRAGMA query_only``; every query runs in a transaction that is rolled back, and
+returning a connection to the pool rolls back again. SQLite has no statement timeout: at the
+deadline the query is interrupted on its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+
+class SqlitePool:
+    """SQLAlchemy's pool of read-only SQLite connections, at most ``size`` of them."""
+
+    errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+    """What :meth:`rows` raises when the database or the connection fails."""
+
+    def __init__(self, url: URL, size: int, wait: float) -> None:
+        self._engine = create_async_engine(
+            url,
+            pool_size=size,
+            max_overflow=0,
+            pool_timeout=wait,
+            pool_reset_on_return="rollback",
+            hide_parameters=True,
+        )
+        event.listen(self._engine.sync_engine, "connect", _query_only)
+
+    async def rows(
+        self, query: str, params: Mapping[str, int | str], statement_timeout: float
+    ) -> int:
+        """Run ``query`` once in a transaction, rolled back; the rows it returned.
+
+        The query is interrupted after ``statement_timeout`` seconds.
+        """
+        async with self._engine.connect() as connection:
+            work = connection.run_sync(_transaction, _statement(query), params)
+            return await _interrupt_at_deadline(connection, work, statement_timeout)
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+
+def _query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA query_only = ON")
+    finally:
+        cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(query: str) -> sqlalchemy.TextClause:
+    return sqlalchemy.text(query)
+
+
+def _transaction(
+    connection: Connection, statement: sqlalchemy.TextClause, params: Mapping[str, int | str]
+) -> int:
+    """One transaction, rolled back; the row count.
+
+    Runs as one unit in SQLAlchemy's synchronous API (one greenlet switch instead of one per
+    statement), still on the event loop: every driver call inside yields to it.
+    """
+    result = connection.execute(statement, params)
+    count = len(result.all()) if result.returns_rows else 0
+    connection.rollback()
+    return count
+
+
+async def _interrupt_at_deadline(
+    connection: AsyncConnection, work: Coroutine[Any, Any, int], seconds: float
+) -> int:
+    """Await ``work``; interrupt SQLite after ``seconds`` (it has no statement timeout)."""
+    raw = await connection.get_raw_connection()
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        driver = raw.driver_connection
+        if not done and driver is not None:
+            # Safe while this connection is ours: it stops this query and nothing else.
+            await driver.interrupt()
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
