@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import signal
 import socket
+import subprocess
+import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import WarmgateProcess, http_get, poll, run_cli
+from tests.helpers import REPO, WarmgateProcess, cli_env, http_get, poll, run_cli
 from warmgate.simapp import Behavior, SimApp
 
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_seconds=6.0, base_latency=0.02)
@@ -88,8 +93,10 @@ def test_run_opens_only_when_the_app_copes_at_target_concurrency(
         assert checked.returncode == 0
         assert checked.stdout.startswith("ready: warm:")
         assert gate.stop() == 0
-    phases = [e["state"] for e in gate.events if e.get("event") == "phase"]
-    assert phases[-2:] == ["warming", "ready"]
+    phases = [(e["state"], e["ready"]) for e in gate.events if e.get("event") == "phase"]
+    # A stopped sidecar no longer vouches for the app: it withdraws readiness and the marker.
+    assert phases[-3:] == [("warming", False), ("ready", True), ("ready", False)]
+    assert not (status_dir / "ready").exists()
 
 
 @pytest.mark.slow
@@ -262,7 +269,7 @@ def test_check_without_status_is_not_ready(tmp_path: Path) -> None:
 
 def test_validate_prints_the_plan_from_env_vars() -> None:
     """Every flag also comes from WARMGATE_*; validate prints the effective plan."""
-    env = {"WARMGATE_URL": "http://127.0.0.1:9/a http://127.0.0.1:9/b", "WARMGATE_CONCURRENCY": "4",
+    env = {"WARMGATE_URL": "http://127.0.0.1:9/a\nhttp://127.0.0.1:9/b\n", "WARMGATE_CONCURRENCY": "4",
            "WARMGATE_P95": "auto", "WARMGATE_ON_TIMEOUT": "fail"}  # fmt: skip
     result = run_cli("validate", env=env)
     assert result.returncode == 0, result.stderr
@@ -273,8 +280,41 @@ def test_validate_prints_the_plan_from_env_vars() -> None:
     assert "then fail closed (exit 1)" in result.stdout
 
 
+def test_url_env_var_is_split_on_lines_not_spaces() -> None:
+    """WARMGATE_URL holds a template with spaces as one URL; blank and CRLF lines are skipped."""
+    template = "http://127.0.0.1:9/items/{{ randint(1, 1000) }}"
+    one = run_cli("validate", env={"WARMGATE_URL": template})
+    assert one.returncode == 0, one.stderr
+    assert f"target-1: 100% of requests, HTTP GET {template} " in one.stdout
+    assert "target-2" not in one.stdout
+    two = run_cli("validate", env={"WARMGATE_URL": f"\n{template}\r\n  \nhttp://127.0.0.1:9/b\r\n"})
+    assert two.returncode == 0, two.stderr
+    assert f"target-1: 50% of requests, HTTP GET {template} " in two.stdout
+    assert "target-2: 50% of requests, HTTP GET http://127.0.0.1:9/b " in two.stdout
+
+
+def test_url_flag_is_repeatable_and_wins_over_the_env_var() -> None:
+    """Each --url is one target, and --url on the command line replaces WARMGATE_URL."""
+    result = run_cli("validate", "--url", "http://127.0.0.1:9/{{ randint(1, 2) }}", "--url",
+                     "http://127.0.0.1:9/b", env={"WARMGATE_URL": "http://127.0.0.1:9/env"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "target-1: 50% of requests, HTTP GET http://127.0.0.1:9/{{ randint(1, 2) }} "
+        in result.stdout
+    )
+    assert "target-2: 50% of requests, HTTP GET http://127.0.0.1:9/b " in result.stdout
+    assert "/env" not in result.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["validate", "--url", "http://x/{{ randnt(1) }}"], "targets[0].http.url: 'randnt' is undefined"),
+    (["validate", "--url", "http://[::1/"], "targets[0].http.url: 'http://[::1/' is not a valid URL"),
+    (["validate", "--url", "http://127.0.0.1:99999/"], "targets[0].http.url: 'http://127.0.0.1:99999/' has port '99999'"),
+    (["validate", "--url", "http://x/{{ 1 // 0 }}"], "targets[0].http.url: the template failed to render (ZeroDivisionError"),
+    (["validate", "--url", "http://x/{{ range(10**9) | list }}"], "targets[0].http.url: the template failed to render (OverflowError"),
+    (["validate", "--url", "http://x/", "--rate", "1"], "so the gate could never pass; raise load.rate to at least 2"),
+    (["prime", "--url", "http://127.0.0.1:9/", "--report", "/nonexistent/dir/r.html"], "--report: /nonexistent/dir does not exist; create it or write the report elsewhere."),
+    (["prime", "--url", "http://127.0.0.1:9/", "--report", "/sys/kernel/r.html"], "--report: /sys/kernel is not writable"),
     (["validate", "--url", "http://x/", "--p95", "200"], "gate.p95: '200' has no unit; write '200ms'"),
     (["validate", "--url", "http://x/", "--on-timeout", "maybe"], "gate.on_timeout: 'maybe' is not allowed"),
     (["validate"], "no targets: give at least one --url"),
@@ -288,6 +328,80 @@ def test_bad_input_exits_2_with_one_sentence(args: list[str], message: str) -> N
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_file_that_is_not_utf8_exits_2(tmp_path: Path) -> None:
+    """A config file in another encoding exits 2 with one sentence, not a traceback."""
+    config = tmp_path / "warmup.yaml"
+    config.write_bytes(
+        "targets:\n  - http: {url: 'http://127.0.0.1:9/'}  # café\n".encode("latin-1")
+    )
+    result = run_cli("validate", "--config", str(config))
+    assert result.returncode == 2
+    assert f"--config: {config} is not UTF-8 text (byte 0xe9 at offset" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_path_is_checked_before_any_traffic(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """prime --report into a missing directory exits 2 at once: the app never sees a request."""
+    app = sim_app()
+    result = run_cli("prime", "--url", items_url(app.port), *FAST_GATE,
+                     "--report", str(tmp_path / "missing" / "report.html"))  # fmt: skip
+    assert result.returncode == 2
+    assert f"--report: {tmp_path / 'missing'} does not exist" in result.stderr
+    assert app.stats.served == app.stats.rejected == 0
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("{not json", "is not valid JSON; was it written by warmgate?"),
+    ("[]", "does not hold a status object"),
+    (None, "cannot be read"),
+])  # fmt: skip
+def test_check_answers_1_for_a_status_it_cannot_read(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    """As an exec probe, check says not ready (exit 1, with why) when status.json is damaged."""
+    if content is None:
+        (tmp_path / "status.json").mkdir()
+    else:
+        (tmp_path / "status.json").write_text(content)
+    (tmp_path / "ready").write_text("warm\n")
+    result = run_cli("check", "--status-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"not ready: {tmp_path / 'status.json'} ")
+    assert reason in result.stdout
+    assert result.stderr == ""
+
+
+def test_ctrl_c_exits_130() -> None:
+    """Ctrl-C outside a warm-up exits 128 + SIGINT, as shells do, without a traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "warmgate", "inject", "-"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    assert process.stdin is not None
+    process.stdin.write("kind: Pod\n")
+    process.stdin.flush()
+    pipe = process.stdin.fileno()
+
+    def unread() -> int:
+        count = array.array("i", [0])
+        fcntl.ioctl(pipe, termios.FIONREAD, count)
+        return count[0]
+
+    # Once the pipe is drained, inject is blocked reading the rest of standard input.
+    poll(lambda: unread() == 0, timeout=30, interval=0.01, what="inject to read standard input")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+
+
+def test_cli_module_stays_a_thin_layer() -> None:
+    """cli.py maps options onto the modules that do the work, and stays under 400 lines."""
+    assert len((REPO / "warmgate" / "cli.py").read_text().splitlines()) < 400
 
 
 def test_port_in_use_exits_2(tmp_path: Path) -> None:

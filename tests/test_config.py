@@ -58,7 +58,7 @@ def test_yaml_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.gate.p95 == pytest.approx(0.2)
     assert config.gate.success_rate == 0.99
     assert config.gate.window == 10.0
-    assert config.traffic.headers == {"X-Warmgate": "1"}
+    assert config.traffic.headers == {}
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
@@ -179,6 +179,81 @@ def test_missing_config_file() -> None:
         load_config(Path("/nonexistent/warmup.yaml"))
 
 
+def test_config_file_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    """A config saved in another encoding is a sentence saying to save it as UTF-8."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(f"targets:\n  - http: {{url: '{URL}'}}  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(
+        ConfigError, match=r"is not UTF-8 text \(byte 0xe9 at offset \d+\); save it as UTF-8"
+    ):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://[::1/", "targets[0].http.url: 'http://[::1/' is not a valid URL (invalid IPv6 URL); write http://host:port/path"),
+    ("http://127.0.0.1:99999/", "targets[0].http.url: 'http://127.0.0.1:99999/' has port '99999'; write a port from 1 to 65535"),
+    ("http://127.0.0.1:0/", "has port '0'; write a port from 1 to 65535"),
+    ("http://127.0.0.1:80x/", "has port '80x'"),
+    ("http:///items", "targets[0].http.url: 'http:///items' has no host"),
+    ("http://app:s3cret@[::1/", "'http://app:***@[::1/' is not a valid URL"),
+])  # fmt: skip
+def test_http_urls_need_a_host_and_a_valid_port(url: str, message: str) -> None:
+    """A URL that cannot be parsed, or whose port is outside 1..65535, is refused naming the field."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"targets": [{"http": {"url": url}}]})
+    assert message in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_valid_http_urls_keep_their_port() -> None:
+    """IPv6 hosts, explicit ports and templated paths pass, and the port is the one written."""
+    for url, port in [("http://[::1]:8080/x", 8080), ("https://app.test/x", 443),
+                      ("http://127.0.0.1:65535/{{ randint(1, 9) }}", 65535)]:  # fmt: skip
+        config, _ = load_config(None, {"targets": [{"http": {"url": url}}]})
+        [compiled] = compile_targets(config)
+        assert compiled.http is not None
+        assert compiled.http.port == port
+
+
+def test_a_templated_host_is_checked_once_rendered() -> None:
+    """A host or port that is a template is checked after its first render, naming the field."""
+    config, _ = load_config(None, {"targets": [{"http": {"url": "http://{{ choice(['h:99999']) }}/x"}}]})  # fmt: skip
+    with pytest.raises(TemplateError, match=re.escape("targets[0].http.url: once rendered, 'http://h:99999/x' has port '99999'")):  # fmt: skip
+        compile_targets(config)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"targets": [{"http": {"url": URL, "timeout": "0s"}}]}, "targets[0].http.timeout: must be longer than 0s; write a duration such as '5s'"),
+    ({"load": {"ramp_step": "0ms"}}, "load.ramp_step: must be longer than 0s; write a duration such as '1s'"),
+    ({"wait": {"initial_backoff": "2s", "max_backoff": "1s"}}, "wait.max_backoff: 1s is shorter than wait.initial_backoff 2s; raise max_backoff or lower initial_backoff"),
+    ({"after_ready": {"rearm_after": "50ms"}}, "after_ready.rearm_after: 50ms is too short to tell a restart from one slow answer; write 0s (never re-arm) or at least 100ms"),
+    ({"wait": {"url": "127.0.0.1:8080/ready"}}, "wait.url: '127.0.0.1:8080/ready' must start with http:// or https://"),
+    ({"wait": {"url": "http://127.0.0.1:70000/ready"}}, "wait.url: 'http://127.0.0.1:70000/ready' has port '70000'"),
+    ({"load": {"rate": 1}}, "load.rate 1 req/s sends at most 10 requests in a gate.window of 10s, fewer than gate.min_requests 20, so the gate could never pass; raise load.rate to at least 2, lengthen gate.window to at least 20s or lower gate.min_requests to 10"),
+    ({"load": {"rate": 0.05}}, "raise load.rate to at least 2 or lengthen gate.window to at least 6m40s"),
+    ({"load": {"rate": 3}, "gate": {"window": "7s", "min_requests": 22}}, "raise load.rate to at least 3.15,"),
+])  # fmt: skip
+def test_values_that_cannot_work_are_refused(overrides: dict[str, object], message: str) -> None:
+    """Zero timeouts and steps, inverted backoff, a twitchy re-arm, a bad wait URL and a rate
+    too low to ever fill the window are refused with a sentence saying how to fix them."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"targets": [{"http": {"url": URL}}], **overrides})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"after_ready": {"rearm_after": "0s"}},
+    {"after_ready": {"rearm_after": "100ms"}},
+    {"wait": {"initial_backoff": "1s", "max_backoff": "1s", "url": "https://[::1]/ready"}},
+    {"load": {"rate": 2}},
+    {"load": {"rate": 0.1}, "gate": {"window": "200s"}},
+    {"load": {"rate": 3.15}, "gate": {"window": "7s", "min_requests": 22}},
+])  # fmt: skip
+def test_values_at_the_limits_are_accepted(overrides: dict[str, object]) -> None:
+    """The limits themselves are fine: never re-arm, 100ms, equal backoffs, a rate that just fills the window."""
+    assert load_config(None, {"targets": [{"http": {"url": URL}}], **overrides})
+
+
 def test_templates_render_per_request() -> None:
     """A template renders anew each time; constants never touch Jinja2."""
     templates = Templates()
@@ -204,6 +279,9 @@ def test_template_functions(tmp_path: Path) -> None:
     ("{{ randint(1, 2 }}", "url: the template has a syntax error at line 1"),
     ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt') cannot read"),
     ("{{ ''.__class__.__mro__ }}", "url: "),
+    ("{{ 1 // 0 }}", "url: the template failed to render (ZeroDivisionError: integer division or modulo by zero); fix the expression."),
+    ("{{ range(10**9) | list }}", "url: the template failed to render (OverflowError: "),
+    ("{{ {}['missing'] }}", "url: "),
 ])  # fmt: skip
 def test_template_errors_surface_at_start(source: str, message: str) -> None:
     """Template mistakes are caught when compiled, naming the field."""

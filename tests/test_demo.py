@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import run_cli
-from warmgate.demo import run_demo, summary
+from warmgate.demo import demo_command, run_demo, summary
+from warmgate.errors import ConfigError
 from warmgate.simapp import Behavior
 
 
@@ -46,3 +48,10 @@ def test_demo_rejects_a_bad_duration() -> None:
     result = run_cli("demo", "--app-cold-latency", "150")
     assert result.returncode == 2
     assert "'150' has no unit" in result.stderr
+
+
+def test_demo_command_checks_its_options_before_starting_anything() -> None:
+    """demo_command, behind the CLI's demo, refuses a duration without a unit before any app starts."""
+    with pytest.raises(ConfigError, match=re.escape("--app-cold-latency/--app-compile-delay: '300' has no unit")):  # fmt: skip
+        demo_command(32, 500, "150ms", "300", concurrency=16, p95="100ms", hold="3s",
+                     timeout="2m", sql=False, report=None, log_format="json")  # fmt: skip

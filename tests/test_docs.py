@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, cli_env
+from warmgate.cli import app
 from warmgate.loading import load_config
 from warmgate.reference import json_schema_text, markdown_reference
 from warmgate.targets import compile_targets
@@ -87,3 +88,12 @@ def test_ci_runs_the_readme_commands() -> None:
     assert ".venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'" in ci
     assert "\n.venv/bin/python -m pytest\n" in readme
     assert ci.rstrip().endswith(".venv/bin/python -m pytest")
+
+
+def test_readme_command_table_lists_every_command() -> None:
+    """Each command of the CLI has a row in the README's command table, with its exit codes."""
+    table = README.read_text().split("### Commands", 1)[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| `warmgate (\w+)[^|]*\|[^|]+\|([^|]+)\|$", table, re.MULTILINE)
+    commands = {command.name or command.callback.__name__ for command in app.registered_commands}
+    assert {name for name, _ in rows} == commands
+    assert all(re.search(r"\b[0-2]\b", codes) for _, codes in rows)

@@ -358,3 +358,41 @@ def test_failure_details_reach_the_reason() -> None:
     assert reason.endswith(
         ': 30 errors (relation "orders" does not exist), 4 rejected writes (read-only)'
     )
+
+
+def test_window_memory_is_bounded_without_reads() -> None:
+    """A window that is only written to still forgets old slices (no leak while keeping warm)."""
+    window = Window(10.0)
+    for index in range(100_000):
+        window.add(sample(index * 0.01))
+    assert len(window._order) <= 101
+    assert 990 <= window.stats(1000.0).requests <= 999  # the last 10 s, less a partial slice
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([TARGET, TARGET, 8, 4]), min_size=1, max_size=40))
+def test_never_ready_below_target_level(levels: list[int]) -> None:
+    """Property: whatever the window holds, a tick at a level below the target never passes."""
+    gate = make_gate(p95=None, hold=0.0, min_requests=1)
+    now = 0.0
+    for level in levels:
+        feed(gate, now, now + 0.5, 40)
+        now += 0.5
+        verdict = gate.evaluate(now, level)
+        if level < TARGET:
+            assert not verdict.passing
+            assert not verdict.ready
+            assert verdict.reason.startswith("ramping up: concurrency")
+        if verdict.done:
+            break
+
+
+def test_back_off_restarts_the_hold() -> None:
+    """Good answers at 16 then a back-off to 8: the hold restarts and the gate stays shut."""
+    gate = make_gate(hold=1.0)
+    feed(gate, 0.0, 0.9, 50)
+    assert gate.evaluate(0.9, TARGET).passing
+    verdict = gate.evaluate(1.0, 8)
+    assert not verdict.passing
+    assert verdict.held_for == 0.0
+    assert verdict.reason == "ramping up: concurrency 8 of 16"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from email.message import Message
 
 import httpx
 import pytest
@@ -74,6 +76,54 @@ def test_requests_are_marked_and_templated(sim_app: Callable[..., SimApp]) -> No
     assert outcomes == [OK] * 20
     assert app.stats.marked == 20
     assert {agent for agent in app.stats.user_agents if agent.startswith("warmgate/")}
+
+
+@pytest.fixture
+def header_server() -> Iterator[tuple[int, list[Message]]]:
+    """A real HTTP server on port 0 that answers 200 and keeps the headers of every request."""
+    seen: list[Message] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({}, {"X-Warmgate": ["1"]}),
+    ({"Authorization": "Bearer t0ken", "X-Tenant": "a"}, {"X-Warmgate": ["1"], "Authorization": ["Bearer t0ken"], "X-Tenant": ["a"]}),
+    ({"x-warmgate": "canary"}, {"X-Warmgate": ["canary"]}),
+])  # fmt: skip
+def test_the_marking_header_stays_when_users_add_headers(
+    header_server: tuple[int, list[Message]],
+    headers: dict[str, str],
+    expected: dict[str, list[str]],
+) -> None:
+    """traffic.headers adds to X-Warmgate: 1 rather than replacing it; only an explicit X-Warmgate changes its value."""
+    port, seen = header_server
+
+    async def scenario() -> None:
+        async with make_client(2, TrafficConfig(headers=headers)) as client:
+            assert (await driver_for(f"http://127.0.0.1:{port}/", client).execute()).outcome == OK
+
+    asyncio.run(scenario())
+    [received] = seen
+    for name, values in expected.items():
+        assert received.get_all(name) == values
+    assert received.get_all("User-Agent") == [TrafficConfig().user_agent]
 
 
 def test_unexpected_status_is_a_failure(sim_app: Callable[..., SimApp]) -> None:

@@ -140,15 +140,27 @@ def test_options_shape_the_injected_container() -> None:
     assert "create ConfigMap shared-warmup" in err
 
 
-def test_options_also_come_from_warmgate_environment_variables() -> None:
-    """WARMGATE_IMAGE and WARMGATE_MODE work like --image and --mode."""
-    result = run_cli(
-        "inject", str(HERITAGE), env={"WARMGATE_IMAGE": "example/wg:1", "WARMGATE_MODE": "init"}
-    )
+def test_options_also_come_from_warmgate_inject_environment_variables() -> None:
+    """WARMGATE_INJECT_IMAGE and WARMGATE_INJECT_MODE work like --image and --mode."""
+    env = {"WARMGATE_INJECT_IMAGE": "example/wg:1", "WARMGATE_INJECT_MODE": "init"}
+    result = run_cli("inject", str(HERITAGE), env=env)
     assert result.returncode == 0, result.stderr
     container = warmgate_of(documents(result.stdout)[1])
     assert container["image"] == "example/wg:1"
     assert container["args"][0] == "prime"
+
+
+def test_variables_of_the_other_commands_do_not_change_inject() -> None:
+    """WARMGATE_PORT (the app's own port, for run) is not inject's --port: WARMGATE_INJECT_PORT is."""
+    plain = run_cli("inject", str(HERITAGE))
+    assert plain.returncode == 0, plain.stderr
+    with_run_env = run_cli("inject", str(HERITAGE), env={"WARMGATE_PORT": "8080", "WARMGATE_MODE": "init"})  # fmt: skip
+    assert with_run_env.returncode == 0, with_run_env.stderr
+    assert with_run_env.stdout == plain.stdout
+    own = run_cli("inject", str(HERITAGE), env={"WARMGATE_INJECT_PORT": "9100"})
+    assert own.returncode == 0, own.stderr
+    [port] = warmgate_of(documents(own.stdout)[1])["ports"]
+    assert port["containerPort"] == 9100
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,19 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import REPO, WarmgateProcess, http_get, poll, run_cli
+from warmgate.metrics import FileStatusCollector
 from warmgate.simapp import Behavior, SimApp
+from warmgate.status import Status, StatusDir
 
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_latency=0.002)
 """Copes with one request at a time at first, with 16 only after 1500 answers."""
@@ -86,6 +90,24 @@ def test_run_metrics_pass_promtool_while_warming_and_when_ready(
         promtool_check(ready)
 
 
+def test_serve_metrics_from_a_status_file_pass_promtool(tmp_path: Path) -> None:
+    """The metrics `serve` reads from status.json are lint-clean, before a status exists and after."""
+    tool("promtool")
+    registry = CollectorRegistry()
+    registry.register(FileStatusCollector(tmp_path))
+    promtool_check(generate_latest(registry).decode())
+    now = time.time()
+    StatusDir(tmp_path).write(Status(
+        state="ready", ready=True, reason="warm", started_at=now - 8, updated_at=now,
+        phase_started_at=now, ready_at=now, outcome="warm", level=8, target_level=8,
+        window={"requests": 120, "success_ratio": 1.0, "p50_ms": 1.5, "p95_ms": 4.0, "p99_ms": 9.0},
+    ))  # fmt: skip
+    text = generate_latest(registry).decode()
+    assert 'warmgate_window_latency_seconds{percentile="95"} 0.004' in text
+    assert "warmgate_concurrency_target 8.0" in text
+    promtool_check(text)
+
+
 @pytest.mark.slow
 def test_serve_metrics_pass_promtool(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
     """/metrics of `warmgate serve`, on a status directory written by `prime`, is lint-clean."""
@@ -99,6 +121,9 @@ def test_serve_metrics_pass_promtool(sim_app: Callable[..., SimApp], tmp_path: P
         code, text = http_get(f"http://127.0.0.1:{served.port()}/metrics")
         assert code == 200
         assert "warmgate_ready 1.0" in text
+        # The guide's queries need these from the init-container variant too.
+        assert "warmgate_opened_on_timeout 0.0" in text
+        assert re.search(r"^warmgate_warmup_seconds [1-9]", text, re.MULTILINE)
         promtool_check(text)
 
 

@@ -17,11 +17,13 @@ from rich.console import Console
 
 from tests.helpers import run_cli
 from warmgate.histogram import Histogram
+from warmgate.lifecycle import publish_report
 from warmgate.live import render_status
+from warmgate.logs import Log
 from warmgate.render import render_html, render_svg, render_text, suggestions
 from warmgate.report import Point, Record, Recorder
 from warmgate.simapp import Behavior, SimApp
-from warmgate.status import Status
+from warmgate.status import Status, StatusDir
 from warmgate.window import percentile
 
 
@@ -182,3 +184,34 @@ def test_report_errors_exit_2(tmp_path: Path) -> None:
     missing = run_cli("report", "--status-dir", str(tmp_path))
     assert missing.returncode == 2
     assert "no warm-up has finished with this --status-dir yet" in missing.stderr
+
+
+def test_report_output_errors_name_the_output_option(tmp_path: Path) -> None:
+    """`report -o` to a missing directory or with a wrong suffix exits 2 naming --output."""
+    StatusDir(tmp_path).write_report(sample_record().to_json())
+    for output, message in [
+        ("/nonexistent/dir/x.svg", "--output: cannot write /nonexistent/dir/x.svg (No such file or directory)"),
+        (str(tmp_path / "x.png"), f"--output: {tmp_path / 'x.png'} must end in .html"),
+    ]:  # fmt: skip
+        result = run_cli("report", "--status-dir", str(tmp_path), "-o", output)
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert "--report" not in result.stderr
+        assert "Traceback" not in result.stderr
+    written = run_cli("report", "--status-dir", str(tmp_path), "-o", str(tmp_path / "x.svg"))
+    assert written.returncode == 0, written.stderr
+    ET.fromstring((tmp_path / "x.svg").read_text())
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_logged(tmp_path: Path) -> None:
+    """If the report's directory vanished during the warm-up, the failure is a log event, not an error."""
+    stream = io.StringIO()
+    target = tmp_path / "gone" / "report.html"
+    publish_report(sample_record(), Log(stream), target)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [event["event"] for event in events] == ["report", "report"]
+    assert events[-1]["error"] is True
+    assert events[-1]["message"].startswith(
+        f"the report was not written: --report: cannot write {target} (No such file or directory)"
+    )
+    assert not target.parent.exists()

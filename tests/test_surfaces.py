@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import threading
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.helpers import http_get
+from warmgate import __version__
 from warmgate.errors import ServeError, StatusDirError
-from warmgate.metrics import Metrics
+from warmgate.metrics import FileStatusCollector, Metrics
 from warmgate.server import status_server
 from warmgate.status import READY_FILE, STATUS_FILE, Status, StatusDir, is_ready, read_status
 from warmgate.window import Sample
@@ -118,6 +120,61 @@ def test_metrics_use_the_injected_registry() -> None:
     assert registry.get_sample_value("warmgate_request_duration_seconds_count", {"target": "items"}) == 2  # fmt: skip
     assert registry.get_sample_value("warmgate_window_latency_seconds", {"percentile": "95"}) == 0.002  # fmt: skip
     assert registry.get_sample_value("warmgate_warmup_seconds") == pytest.approx(5, abs=0.1)
+
+
+def test_serve_metrics_come_from_the_status_file(tmp_path: Path) -> None:
+    """`serve` exports the gauges status.json can answer, so dashboards work for init containers too."""
+    StatusDir(tmp_path).write(status(True, outcome="opened_on_timeout"))
+    registry = CollectorRegistry()
+    registry.register(FileStatusCollector(tmp_path))
+    value = registry.get_sample_value
+    assert value("warmgate_ready") == 1
+    assert value("warmgate_state", {"warmgate_state": "ready"}) == 1
+    assert value("warmgate_state", {"warmgate_state": "warming"}) == 0
+    assert value("warmgate_concurrency") == value("warmgate_concurrency_target") == 16
+    assert value("warmgate_warmup_seconds") == pytest.approx(5, abs=0.1)
+    assert value("warmgate_window_requests") == 10
+    assert value("warmgate_window_success_ratio") == 1.0
+    assert value("warmgate_window_latency_seconds", {"percentile": "95"}) == 0.002
+    assert value("warmgate_window_latency_seconds", {"percentile": "99"}) == 0.003
+    assert value("warmgate_opened_on_timeout") == 1
+    build = {"version": __version__, "python": platform.python_version()}
+    assert value("warmgate_build_info", build) == 1
+
+
+def test_serve_metrics_without_a_readable_status_read_as_nothing_yet(tmp_path: Path) -> None:
+    """No status.json, or a damaged one, gives zeros and 'waiting' rather than a failed scrape."""
+    registry = CollectorRegistry()
+    registry.register(FileStatusCollector(tmp_path))
+    assert registry.get_sample_value("warmgate_ready") == 0
+    assert registry.get_sample_value("warmgate_state", {"warmgate_state": "waiting"}) == 1
+    (tmp_path / "status.json").write_text('{"concurrency": "16", "window": []}')
+    assert registry.get_sample_value("warmgate_concurrency") == 0
+    assert registry.get_sample_value("warmgate_window_requests") == 0
+    (tmp_path / "status.json").write_text("{torn")
+    assert registry.get_sample_value("warmgate_window_latency_seconds", {"percentile": "50"}) == 0
+
+
+def test_serve_metrics_match_run_metrics_in_name_help_and_type(tmp_path: Path) -> None:
+    """Every metric `serve` exports is one `run` exports, with the same help, type and labels."""
+    run_registry = CollectorRegistry()
+    Metrics(run_registry, ("items",)).publish(status(True))
+    run_families = {family.name: family for family in run_registry.collect()}
+    serve_registry = CollectorRegistry()
+    serve_registry.register(FileStatusCollector(tmp_path))
+    StatusDir(tmp_path).write(status(True))
+    served = list(serve_registry.collect())
+    assert {family.name for family in served} == {
+        "warmgate_ready", "warmgate_state", "warmgate_concurrency", "warmgate_concurrency_target",
+        "warmgate_warmup_seconds", "warmgate_window_requests", "warmgate_window_success_ratio",
+        "warmgate_window_latency_seconds", "warmgate_opened_on_timeout", "warmgate_build_info",
+    }  # fmt: skip
+    for family in served:
+        twin = run_families[family.name]
+        assert (family.documentation, family.type) == (twin.documentation, twin.type)
+        assert {tuple(sorted(sample.labels)) for sample in family.samples} == {
+            tuple(sorted(sample.labels)) for sample in twin.samples
+        }
 
 
 def test_endpoint_serves_readiness_status_and_metrics() -> None:

@@ -2,12 +2,15 @@
 ``schema`` and ``inject``.
 
 This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
-reads a ``WARMGATE_<NAME>`` environment variable, and flags override the config file: each
-plan flag maps one-to-one onto a config field (:data:`PLAN_FLAGS`).
+reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read ``WARMGATE_INJECT_<NAME>``),
+and flags override the config file: each plan flag maps one-to-one onto a config field
+(:data:`PLAN_FLAGS`). ``WARMGATE_URL`` holds one URL, or several on separate lines: a URL
+template may contain spaces (``{{ randint(1, 1000) }}``), so it is never split on whitespace.
 """
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from warmgate import __version__
-from warmgate.errors import EXIT_NOT_READY, EXIT_OK, EXIT_USAGE, ConfigError, WarmgateError
+from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, StatusDirError, WarmgateError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +45,8 @@ class PlanFlag:
 
 
 PLAN_FLAGS = (
-    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces targets."),
+    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces targets. "
+             "Env var WARMGATE_URL: one URL a line."),
     PlanFlag("concurrency", "load.concurrency", int, "Target concurrency, also the cap."),
     PlanFlag("rate", "load.rate", float, "Total req/s (open model); default: closed loop."),
     PlanFlag("success_rate", "gate.success_rate", float, "Minimum success ratio, e.g. 0.99."),
@@ -70,26 +74,28 @@ def _option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _env_name(name: str) -> str:
-    return "WARMGATE_" + name.upper()
+def _env_name(name: str, prefix: str = "WARMGATE_") -> str:
+    return prefix + name.upper()
+
+
+def _option(name: str, help: str, *short: str, prefix: str = "WARMGATE_") -> Any:
+    return typer.Option(_option_name(name), *short, envvar=_env_name(name, prefix), help=help)
+
+
+def urls_from_env(value: str) -> list[str]:
+    """The URLs in a ``WARMGATE_URL`` value: one a line, blank lines skipped."""
+    return [line.strip() for line in value.splitlines() if line.strip()]
 
 
 def _plan_parameters() -> list[inspect.Parameter]:
+    config = Annotated[Path | None, _option("config", "YAML config file.", "-c")]
     parameters = [
-        inspect.Parameter(
-            "config",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Path | None,
-                typer.Option(
-                    "--config", "-c", envvar=_env_name("config"), help="YAML config file."
-                ),
-            ],
-        )
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=config)
     ]
     for flag in PLAN_FLAGS:
-        option = typer.Option(_option_name(flag.name), envvar=_env_name(flag.name), help=flag.help)
+        # typer would split WARMGATE_URL on whitespace; with_plan_options reads it by lines.
+        envvar = None if flag.name == "url" else _env_name(flag.name)
+        option = typer.Option(_option_name(flag.name), envvar=envvar, help=flag.help)
         annotation = Annotated[flag.kind | None, option]  # type: ignore[name-defined]
         parameters.append(
             inspect.Parameter(
@@ -127,6 +133,8 @@ def with_plan_options(command: F) -> F:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         plan = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        if not plan.get("url"):
+            plan["url"] = urls_from_env(os.environ.get(_env_name("url"), ""))
         return command(plan=plan, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + plan_parameters)  # type: ignore[attr-defined]
@@ -189,12 +197,7 @@ def run(plan: dict[str, Any]) -> None:
 def prime(
     plan: dict[str, Any],
     report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            envvar=_env_name("report"),
-            help="Also write the warm-up report to this .html or .svg file.",
-        ),
+        Path | None, _option("report", "Also write the warm-up report to this .html or .svg file.")
     ] = None,
 ) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
@@ -209,30 +212,20 @@ def prime(
 @app.command("report")
 @reports_errors
 def report_command(
-    status_dir: Annotated[
-        Path,
-        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
-    ],
+    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
     output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            envvar=_env_name("output"),
-            help="Write an .html page or .svg chart instead.",
-        ),
+        Path | None, _option("output", "Write an .html page or .svg chart instead.", "-o")
     ] = None,
 ) -> None:
     """Show the report of the last warm-up recorded in a status directory."""
-    from warmgate.lifecycle import load_record, report_format
-    from warmgate.render import render_html, render_svg, render_text
+    from warmgate.lifecycle import load_record, write_report
+    from warmgate.render import render_text
 
     record = load_record(status_dir)
     if output is None:
         typer.echo(render_text(record), nl=False)
         return
-    text = render_html(record) if report_format(output) == "html" else render_svg(record)
-    output.write_text(text, encoding="utf-8")
+    write_report(record, output, "--output")
     typer.echo(f"wrote {output}")
 
 
@@ -252,20 +245,10 @@ def validate(plan: dict[str, Any]) -> None:
 @app.command()
 @reports_errors
 def serve(
-    status_dir: Annotated[
-        Path,
-        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
-    ],
-    port: Annotated[
-        int, typer.Option("--port", envvar=_env_name("port"), help="Port to serve on.")
-    ] = 8099,
-    host: Annotated[
-        str, typer.Option("--host", envvar=_env_name("host"), help="Address to listen on.")
-    ] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
-    log_format: Annotated[
-        str,
-        typer.Option("--log-format", envvar=_env_name("log_format"), help="auto, json or human."),
-    ] = "auto",
+    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
+    port: Annotated[int, _option("port", "Port to serve on.")] = 8099,
+    host: Annotated[str, _option("host", "Address to listen on.")] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+    log_format: Annotated[str, _option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
     from warmgate.lifecycle import serve_directory
@@ -276,21 +259,21 @@ def serve(
 @app.command()
 @reports_errors
 def check(
-    status_dir: Annotated[
-        Path,
-        typer.Option("--status-dir", envvar=_env_name("status_dir"), help="Status directory."),
-    ],
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", envvar=_env_name("quiet"), help="Print nothing.")
-    ] = False,
+    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
+    quiet: Annotated[bool, _option("quiet", "Print nothing.", "-q")] = False,
 ) -> None:
     """Exit 0 if the status directory says ready, 1 if not (an exec probe)."""
     from warmgate.status import is_ready, read_status
 
-    status = read_status(status_dir)
-    ready = is_ready(status_dir, status)
-    if not quiet:
+    # An exec probe answers ready or not: a status it cannot read means not ready, with why.
+    try:
+        status = read_status(status_dir)
+    except StatusDirError as exc:
+        ready, reason = False, str(exc)
+    else:
+        ready = is_ready(status_dir, status)
         reason = "no status yet" if status is None else str(status.get("reason", ""))
+    if not quiet:
         typer.echo(f"{'ready' if ready else 'not ready'}: {reason}")
     raise typer.Exit(EXIT_OK if ready else EXIT_NOT_READY)
 
@@ -299,83 +282,40 @@ def check(
 @reports_errors
 def demo(  # noqa: PLR0917 - typer maps each parameter to one option
     app_capacity: Annotated[
-        int,
-        typer.Option(
-            envvar=_env_name("app_capacity"),
-            help="Concurrent requests the simulated app copes with once warm.",
-        ),
+        int, _option("app_capacity", "Concurrent requests the simulated app copes with once warm.")
     ] = 32,
     app_warm_requests: Annotated[
         int,
-        typer.Option(
-            envvar=_env_name("app_warm_requests"),
-            help="Requests it must serve before its pool is full (0: warm).",
-        ),
+        _option("app_warm_requests", "Requests it must serve before its pool is full (0: warm)."),
     ] = 500,
     app_cold_latency: Annotated[
-        str,
-        typer.Option(
-            envvar=_env_name("app_cold_latency"),
-            help="Extra latency when cold, decaying with use (a JIT).",
-        ),
+        str, _option("app_cold_latency", "Extra latency when cold, decaying with use (a JIT).")
     ] = "150ms",
     app_compile_delay: Annotated[
-        str,
-        typer.Option(
-            envvar=_env_name("app_compile_delay"),
-            help="Delay of the first hit of each page (JSPs compiling).",
-        ),
+        str, _option("app_compile_delay", "Delay of the first hit of each page (JSPs compiling).")
     ] = "300ms",
-    concurrency: Annotated[
-        int, typer.Option(envvar=_env_name("concurrency"), help="Target concurrency of the gate.")
-    ] = 16,
-    p95: Annotated[
-        str, typer.Option(envvar=_env_name("p95"), help="p95 limit, or 'auto'.")
-    ] = "100ms",
-    hold: Annotated[
-        str,
-        typer.Option(envvar=_env_name("hold"), help="How long the thresholds must keep passing."),
-    ] = "3s",
-    timeout: Annotated[
-        str, typer.Option(envvar=_env_name("timeout"), help="Deadline for warming.")
-    ] = "2m",
+    concurrency: Annotated[int, _option("concurrency", "Target concurrency of the gate.")] = 16,
+    p95: Annotated[str, _option("p95", "p95 limit, or 'auto'.")] = "100ms",
+    hold: Annotated[str, _option("hold", "How long the thresholds must keep passing.")] = "3s",
+    timeout: Annotated[str, _option("timeout", "Deadline for warming.")] = "2m",
     sql: Annotated[
         bool, typer.Option(envvar=_env_name("sql"), help="Also prime the demo's SQLite database.")
     ] = True,
     report: Annotated[
-        Path | None,
-        typer.Option(
-            envvar=_env_name("report"), help="Also write the report to this .html or .svg file."
-        ),
+        Path | None, _option("report", "Also write the report to this .html or .svg file.")
     ] = None,
-    log_format: Annotated[
-        str, typer.Option(envvar=_env_name("log_format"), help="auto, json or human.")
-    ] = "auto",
+    log_format: Annotated[str, _option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Watch a simulated cold app server warm up and the gate open (nothing to install)."""
-    from warmgate.demo import run_demo, summary
-    from warmgate.simapp import Behavior
-    from warmgate.units import parse_duration
+    from warmgate.demo import demo_command
 
-    try:
-        behavior = Behavior(
-            start_capacity=1,
-            full_capacity=app_capacity,
-            warm_requests=app_warm_requests,
-            cold_latency=parse_duration(app_cold_latency),
-            compile_delay=parse_duration(app_compile_delay),
-            jit_half_life=400,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"--app-cold-latency/--app-compile-delay: {exc}.") from None
-    overrides = {
-        "load": {"concurrency": concurrency},
-        "gate": {"p95": p95, "hold": hold, "timeout": timeout},
-        "log_format": log_format,
-    }
-    result = run_demo(behavior, overrides, report, sql=sql)
-    typer.echo(summary(result, concurrency, parse_duration(hold), result.window))
-    if not result.status.ready:
+    warm, summary = demo_command(
+        app_capacity, app_warm_requests, app_cold_latency, app_compile_delay,
+        concurrency=concurrency, p95=p95, hold=hold, timeout=timeout, sql=sql, report=report,
+        log_format=log_format,
+    )  # fmt: skip
+    typer.echo(summary)
+    if not warm:
         raise typer.Exit(EXIT_NOT_READY)
 
 
@@ -392,7 +332,8 @@ def schema(
 
 
 def _inject_option(name: str, help: str) -> Any:
-    return typer.Option(_option_name(name), envvar=_env_name(name), help=help)
+    # Their own prefix: WARMGATE_PORT set for `run` or `serve` must not change what inject writes.
+    return _option(name, help, prefix="WARMGATE_INJECT_")
 
 
 @app.command()
@@ -435,16 +376,9 @@ def inject(
     """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject)."""
     from warmgate.inject import InjectOptions, inject_source
 
-    given: dict[str, Any] = {
-        "mode": mode,
-        "image": image,
-        "port": port,
-        "config_map": config_map,
-        "cpu_request": cpu_request,
-        "memory_request": memory_request,
-        "cpu_limit": cpu_limit,
-        "memory_limit": memory_limit,
-    }
+    given: dict[str, Any] = {"mode": mode, "image": image, "port": port, "config_map": config_map,
+                             "cpu_request": cpu_request, "memory_request": memory_request,
+                             "cpu_limit": cpu_limit, "memory_limit": memory_limit}  # fmt: skip
     options = InjectOptions(**{key: value for key, value in given.items() if value is not None})
     result = inject_source(manifest, options)
     for note in result.notes:
@@ -459,6 +393,6 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(EXIT_USAGE)
+        sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         sys.exit(EXIT_OK)

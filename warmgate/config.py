@@ -6,16 +6,19 @@ Loading (YAML, ``${VAR}``, flags, error messages) lives in ``loading.py``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -23,9 +26,11 @@ from pydantic import (
 
 from warmgate import __version__
 from warmgate.secrets import redact_url
-from warmgate.units import parse_duration
+from warmgate.units import format_duration, parse_duration
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"
+MIN_REARM_AFTER = 0.1
+"""Seconds: anything shorter would re-arm on one slow answer."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -53,6 +58,53 @@ def _latency_or_auto(value: object) -> object:
     if isinstance(value, str) and value.strip() == "auto":
         return "auto"
     return _duration(value)
+
+
+def _positive(seconds: float, example: str) -> float:
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0s; write a duration such as '{example}'")
+    return seconds
+
+
+def http_endpoint(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of an http(s) URL, with the scheme's default port.
+
+    Raises ``ValueError`` with a sentence saying how to fix the URL.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(
+            f"'{shown}' is not a valid URL ({str(exc)[0].lower()}{str(exc)[1:]}); write "
+            "http://host:port/path, with an IPv6 host in brackets, such as http://[::1]:8080/"
+        ) from None
+    host_port = parts.netloc.rpartition("@")[2]
+    port_text = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    port_text = port_text.partition(":")[2]
+    if port_text and not (re.fullmatch(r"[0-9]{1,5}", port_text) and 1 <= int(port_text) <= 65535):
+        raise ValueError(
+            f"'{shown}' has port '{port_text}'; write a port from 1 to 65535, or none for the "
+            "scheme's default"
+        )
+    if not parts.hostname:
+        raise ValueError(f"'{shown}' has no host; write it as http://host:port/path")
+    tls = parts.scheme.lower() == "https"
+    return parts.hostname, int(port_text) if port_text else (443 if tls else 80), tls
+
+
+def _http_url(url: str) -> str:
+    """``url`` stripped, or a ValueError unless it is http(s) with a valid host and port.
+
+    A host or port that is itself a template is checked once rendered, when targets compile.
+    """
+    url = url.strip()
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise ValueError(f"'{redact_url(url)}' must start with http:// or https://")
+    authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    if "{{" not in authority and "{%" not in authority:
+        http_endpoint(url)
+    return url
 
 
 LatencyOrAuto = Annotated[
@@ -92,10 +144,13 @@ class HttpTarget(_Model):
 
     @field_validator("url")
     @classmethod
-    def _url_scheme(cls, url: str) -> str:
-        if not re.match(r"^https?://", url.strip(), re.IGNORECASE):
-            raise ValueError(f"'{redact_url(url)}' must start with http:// or https://")
-        return url.strip()
+    def _url(cls, url: str) -> str:
+        return _http_url(url)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, timeout: float) -> float:
+        return _positive(timeout, "5s")
 
     @field_validator("method")
     @classmethod
@@ -264,6 +319,11 @@ class LoadConfig(_Model):
         0.0, description="Random delay before priming, so replicas do not stampede together."
     )
 
+    @field_validator("ramp_step")
+    @classmethod
+    def _ramp_step(cls, ramp_step: float) -> float:
+        return _positive(ramp_step, "1s")
+
 
 class GateConfig(_Model):
     """What warm means."""
@@ -296,6 +356,22 @@ class WaitConfig(_Model):
     initial_backoff: Duration = Field(0.1, gt=0, description="First retry delay.")
     max_backoff: Duration = Field(2.0, gt=0, description="Cap of the exponential backoff.")
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        return None if url is None else _http_url(url)
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _backoff_order(cls, max_backoff: float, info: ValidationInfo) -> float:
+        initial = info.data.get("initial_backoff")  # absent when it failed validation itself
+        if initial is not None and max_backoff < initial:
+            raise ValueError(
+                f"{format_duration(max_backoff)} is shorter than wait.initial_backoff "
+                f"{format_duration(initial)}; raise max_backoff or lower initial_backoff"
+            )
+        return max_backoff
+
 
 class AfterReadyConfig(_Model):
     """What ``run`` does once warm."""
@@ -304,8 +380,23 @@ class AfterReadyConfig(_Model):
         0.0, ge=0, description="Requests per second to keep sending once ready; 0: none."
     )
     rearm_after: Duration = Field(
-        5.0, ge=0, description="Re-arm when the target stops answering this long; 0: never."
+        5.0,
+        ge=0,
+        description="Re-arm when the target stops answering this long (at least 100ms); 0: never.",
     )
+    retry_after: Duration = Field(
+        60.0, ge=0, description="After failing closed, prime again after this long; 0: never."
+    )
+
+    @field_validator("rearm_after")
+    @classmethod
+    def _rearm_after(cls, rearm_after: float) -> float:
+        if 0 < rearm_after < MIN_REARM_AFTER:
+            raise ValueError(
+                f"{format_duration(rearm_after)} is too short to tell a restart from one slow "
+                "answer; write 0s (never re-arm) or at least 100ms"
+            )
+        return rearm_after
 
 
 class ServerConfig(_Model):
@@ -320,7 +411,11 @@ class TrafficConfig(_Model):
 
     user_agent: str = Field(f"warmgate/{__version__}", description="User-Agent header.")
     headers: dict[str, str] = Field(
-        default_factory=lambda: {"X-Warmgate": "1"}, description="Headers added to every request."
+        default_factory=dict,
+        description=(
+            "Headers added to every request. X-Warmgate: 1 is always sent as well; set "
+            "X-Warmgate here to give it another value."
+        ),
     )
 
 
@@ -361,3 +456,22 @@ class Config(_Model):
                 raise ValueError(f"two targets are named '{target.name}'; give each its own name")
             seen.add(target.name)
         return targets
+
+    @model_validator(mode="after")
+    def _rate_fills_the_window(self) -> Config:
+        rate, window, needed = self.load.rate, self.gate.window, self.gate.min_requests
+        # A tiny tolerance, so that 0.1 req/s over 200s counts as the 20 requests it is.
+        if rate is None or rate * window + 1e-9 >= needed:
+            return self
+        most = math.floor(rate * window + 1e-9)
+        fixes = [
+            f"raise load.rate to at least {math.ceil(needed / window * 100) / 100:g}",
+            f"lengthen gate.window to at least {format_duration(math.ceil(needed / rate))}",
+        ]
+        if most >= 1:
+            fixes.append(f"lower gate.min_requests to {most}")
+        raise ValueError(
+            f"load.rate {rate:g} req/s sends at most {rate * window:g} requests in a "
+            f"gate.window of {format_duration(window)}, fewer than gate.min_requests "
+            f"{needed}, so the gate could never pass; {', '.join(fixes[:-1])} or {fixes[-1]}"
+        )

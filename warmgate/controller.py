@@ -25,6 +25,7 @@ class Controller:
         self.window = Window(thresholds.window)
         self.gate = Gate(thresholds, target_level, self.window, targets)
         self.ramp = Ramp(target_level, thresholds, ramp_step)
+        self.started_at = 0.0
 
     @property
     def level(self) -> int:
@@ -33,6 +34,7 @@ class Controller:
 
     def start(self, now: float) -> None:
         """Begin a warm-up from nothing: empty window, level 1, fresh deadline."""
+        self.started_at = now
         self.window.clear()
         self.gate.start(now)
         self.ramp.start(now)

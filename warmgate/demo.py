@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from warmgate.errors import ConfigError
 from warmgate.loading import expand_env, load_config, merge, read_yaml
 from warmgate.simapp import Behavior, SimApp
 from warmgate.status import Status
-from warmgate.units import format_duration
+from warmgate.units import format_duration, parse_duration
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
@@ -92,3 +93,39 @@ def summary(result: DemoResult, concurrency: int, hold: float, window: float) ->
         f"{format_duration(window)} window had no failures left from before and the thresholds "
         f"had held for {format_duration(hold)} at that concurrency."
     )
+
+
+def demo_command(
+    app_capacity: int,
+    app_warm_requests: int,
+    app_cold_latency: str,
+    app_compile_delay: str,
+    *,
+    concurrency: int,
+    p95: str,
+    hold: str,
+    timeout: str,
+    sql: bool,
+    report: Path | None,
+    log_format: str,
+) -> tuple[bool, str]:
+    """``warmgate demo`` with its command-line options: ``(ready, the punchline)``."""
+    try:
+        behavior = Behavior(
+            start_capacity=1,
+            full_capacity=app_capacity,
+            warm_requests=app_warm_requests,
+            cold_latency=parse_duration(app_cold_latency),
+            compile_delay=parse_duration(app_compile_delay),
+            jit_half_life=400,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--app-cold-latency/--app-compile-delay: {exc}.") from None
+    overrides = {
+        "load": {"concurrency": concurrency},
+        "gate": {"p95": p95, "hold": hold, "timeout": timeout},
+        "log_format": log_format,
+    }
+    result = run_demo(behavior, overrides, report, sql=sql)
+    # `hold` passed the config validation in run_demo, so it parses here.
+    return result.status.ready, summary(result, concurrency, parse_duration(hold), result.window)

@@ -9,6 +9,8 @@ Hierarchy::
      ├── ServeError             the endpoint cannot listen (port taken)          -> exit 2
      └── NotReadyError          the gate failed closed (on_timeout: fail)       -> exit 1
 
+Ctrl-C outside a warm-up (which handles SIGINT itself) exits 130, as in shells.
+
 Messages are full sentences that name the field or target and say how to fix it. They never
 contain secrets: URLs are redacted before they reach a message. Only ``cli.py`` turns these
 into exit codes.
@@ -22,6 +24,8 @@ EXIT_NOT_READY = 1
 """Failed closed, or ``check`` found the gate not ready."""
 EXIT_USAGE = 2
 """Bad configuration or usage."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by Ctrl-C where no warm-up handles SIGINT itself: 128 + SIGINT, as in shells."""
 
 
 class WarmgateError(Exception):

@@ -275,22 +275,9 @@ class Gate:
         thresholds = self.thresholds
         minimum = thresholds.min_requests
         window_text = format_duration(thresholds.window)
-        if stats.requests >= minimum:
-            checks = [Check("requests", True, str(stats.requests), str(minimum))]
-        else:
+        if stats.requests < minimum:
             if stats.requests == 0 and level < self.target_level:
-                reason = (
-                    f"ramping up: concurrency {level} of {self.target_level}, "
-                    f"no requests {where} yet"
-                )
-                # Say why the ramp is stuck, if the current level is failing too.
-                current = self.window.stats(now, level=level)
-                if current.requests:
-                    check = success_check(
-                        current, thresholds.success_rate, f"at concurrency {level}"
-                    )
-                    if not check.passed:
-                        reason += f"; {check.reason}"
+                reason = self._ramping_reason(now, level)
             else:
                 reason = (
                     f"only {stats.requests} requests {where} in the last {window_text}; "
@@ -299,6 +286,7 @@ class Gate:
             # Without enough requests the percentiles mean nothing; say only this.
             return [Check("requests", False, str(stats.requests), str(minimum), reason)]
 
+        checks = [Check("requests", True, str(stats.requests), str(minimum))]
         checks.append(success_check(stats, thresholds.success_rate, where))
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))
         if thresholds.plateau:
@@ -311,7 +299,25 @@ class Gate:
                 continue
             checks.append(success_check(target_stats, thresholds.success_rate, target_where))
             checks.extend(latency_checks(target_stats, thresholds.latency_limits(), target_where))
+        if level < self.target_level:
+            # The ramp backed off: the window may still hold good answers from the target level,
+            # but the app is not coping with it now, so nothing may pass (and the hold restarts).
+            reason = self._ramping_reason(now, level)
+            checks.append(Check("level", False, str(level), str(self.target_level), reason))
         return checks
+
+    def _ramping_reason(self, now: float, level: int) -> str:
+        """``ramping up: concurrency 4 of 16, ...`` with why the current level fails, if it does."""
+        reason = f"ramping up: concurrency {level} of {self.target_level}"
+        target_level = self.window.stats(now, level=self.target_level)
+        if not target_level.requests:
+            reason += f", no requests at concurrency {self.target_level} yet"
+        current = self.window.stats(now, level=level)
+        if current.requests:
+            check = success_check(current, self.thresholds.success_rate, f"at concurrency {level}")
+            if not check.passed:
+                reason += f"; {check.reason}"
+        return reason
 
     def _plateau_check(self, now: float, stats: Stats, where: str) -> Check:
         """``p95: auto``: pass once p95 stops changing between successive windows."""

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.registry import Collector
 
 from warmgate import __version__
 from warmgate.config import Config
 from warmgate.errors import ConfigError, StatusDirError
 from warmgate.logs import Log
-from warmgate.metrics import Metrics
+from warmgate.metrics import FileStatusCollector, Metrics
 from warmgate.report import Record
 from warmgate.runner import Mode, Runner
 from warmgate.secrets import Secrets
 from warmgate.server import status_server
-from warmgate.status import STATES, Status, StatusDir, is_ready, read_status
+from warmgate.status import Status, StatusDir, atomic_write, is_ready, read_status
 from warmgate.targets import compile_targets
 
 GRACE = 1.5
@@ -50,10 +49,11 @@ def execute(config: Config, secrets: Secrets, *, mode: Mode, report: Path | None
     """Run ``run`` or ``prime`` to the end; returns the final status.
 
     At the end of a warm-up the report goes to the log (a table and chart for people, one
-    ``report`` event in JSON), and to ``report`` (.html or .svg) when given.
+    ``report`` event in JSON), and to ``report`` (.html or .svg) when given: its directory is
+    checked before any traffic, so a wrong path fails at once rather than after the warm-up.
     """
     if report is not None:
-        report_format(report)
+        check_report_path(report)
     compiled = compile_targets(config)
     status_dir = StatusDir(config.status_dir) if config.status_dir is not None else None
     if status_dir is not None:
@@ -108,19 +108,61 @@ async def _supervise(runner: Runner) -> Status:
     return runner.status
 
 
-def report_format(path: Path) -> str:
-    """``html`` or ``svg`` from the file name, or a ConfigError saying what to write."""
+def report_format(path: Path, option: str = "--report") -> str:
+    """``html`` or ``svg`` from the file name, or a ConfigError naming ``option``."""
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in ("html", "svg"):
         raise ConfigError(
-            f"--report: {path} must end in .html (a page with the chart) or .svg (the chart)."
+            f"{option}: {path} must end in .html (a page with the chart) or .svg (the chart)."
         )
     return suffix
 
 
+def check_report_path(path: Path, option: str = "--report") -> None:
+    """Raise a ConfigError naming ``option`` unless a report can be written to ``path``."""
+    report_format(path, option)
+    directory = path.parent
+    if path.is_dir():
+        raise ConfigError(
+            f"{option}: {path} is a directory; name a file in it, such as report.html."
+        )
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{option}: {directory} does not exist; create it or write the report elsewhere."
+        )
+    try:
+        tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-").close()
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: {directory} is not writable ({exc.strerror or type(exc).__name__}); "
+            "write the report to a writable directory."
+        ) from None
+
+
+def write_report(record: Record, path: Path, option: str = "--report") -> None:
+    """Render ``record`` as the .html page or .svg chart ``path`` names, and write it atomically.
+
+    Raises a ConfigError naming ``option`` when the file cannot be written.
+    """
+    from warmgate.render import render_html, render_svg
+
+    text = render_html(record) if report_format(path, option) == "html" else render_svg(record)
+    try:
+        atomic_write(path, text.encode())
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: cannot write {path} ({exc.strerror or type(exc).__name__}); "
+            "write the report to a writable directory."
+        ) from None
+
+
 def publish_report(record: Record, log: Log, path: Path | None) -> None:
-    """Show the report in the log, and write it to ``path`` if given."""
-    from warmgate.render import phase_durations, render_html, render_svg, render_text
+    """Show the report in the log, and write it to ``path`` if given.
+
+    The report describes the warm-up, it does not decide it: a failed write is logged and the
+    warm-up's outcome (and exit code) stands.
+    """
+    from warmgate.render import phase_durations, render_text
 
     if log.human:
         log.write_block(render_text(record))
@@ -131,13 +173,14 @@ def publish_report(record: Record, log: Log, path: Path | None) -> None:
         }
         durations = {f"{k}_s": round(v, 3) for k, v in phase_durations(record).items()}
         log.event("report", f"warm-up {record.outcome}", targets=phases, **durations)
-    if path is not None:
-        text = render_html(record) if report_format(path) == "html" else render_svg(record)
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise StatusDirError(f"--report: cannot write {path} ({exc.strerror}).") from None
-        log.event("report", f"report written to {path}", path=str(path))
+    if path is None:
+        return
+    try:
+        write_report(record, path)
+    except ConfigError as exc:
+        log.event("report", f"the report was not written: {exc}", path=str(path), error=True)
+        return
+    log.event("report", f"report written to {path}", path=str(path))
 
 
 def load_record(directory: Path) -> Record:
@@ -155,30 +198,6 @@ def load_record(directory: Path) -> Record:
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
-
-
-class FileStatusCollector(Collector):
-    """``serve`` mode metrics: readiness and state read from the status directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def collect(self) -> Any:
-        """Yield ``warmgate_ready``, ``warmgate_state`` and ``warmgate_build_info``."""
-        status = _safe_read(self.directory)
-        ready = GaugeMetricFamily("warmgate_ready", "1 while the gate is open, else 0.")
-        ready.add_metric([], 1 if is_ready(self.directory, status) else 0)
-        yield ready
-        state = GaugeMetricFamily(
-            "warmgate_state", "The gate's current state.", labels=["warmgate_state"]
-        )
-        current = status.get("state") if status else None
-        for name in STATES:
-            state.add_metric([name], 1 if name == current else 0)
-        yield state
-        build = InfoMetricFamily("warmgate_build", "Which warmgate is serving.")
-        build.add_metric([], {"version": __version__})
-        yield build
 
 
 def _safe_read(directory: Path) -> dict[str, Any] | None:

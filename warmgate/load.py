@@ -7,6 +7,11 @@ Paced (open model, ``rate`` req/s in total at the full level): active workers sh
 of intended send times, ``rate * level / cap`` per second, and latency is measured from the
 *intended* time — when the app (or the cap) holds requests back, the wait counts as latency
 instead of silently lowering the rate (the wrk2 model, no coordinated omission).
+
+A closed-loop worker whose request could not even connect pauses before the next one (doubling
+up to a second), so a target that went away is not hammered thousands of times a second. A
+driver that raises instead of returning an outcome (a bug, or user input only the client
+libraries reject) costs an ``error`` sample and the same pause, never a worker.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from warmgate.drivers import Driver
+from warmgate.drivers import CONNECTION_ERROR, ERROR, Driver, Outcome
 from warmgate.window import Sample
 
 Clock = Callable[[], float]
@@ -33,7 +38,9 @@ class Load:
         weights: Sequence[float],
         cap: int,
         record: Callable[[Sample], None],
+        *,
         clock: Clock = time.monotonic,
+        on_crash: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         if not drivers or len(drivers) != len(weights):
             raise ValueError("give one weight per driver, and at least one driver")
@@ -42,6 +49,8 @@ class Load:
         self.cap = cap
         self._record = record
         self._clock = clock
+        self._on_crash = on_crash
+        self._crashes_seen: set[tuple[str, str]] = set()
         self.level = 0
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -69,7 +78,7 @@ class Load:
                 for index in range(self.cap)
             ]
 
-    async def stop(self, grace: float = 1.0) -> None:
+    async def stop(self, grace: float = 0.5) -> None:
         """Pause, let in-flight requests finish for up to ``grace`` seconds, then cancel."""
         self.configure(0)
         tasks, self._tasks = self._tasks, []
@@ -88,6 +97,7 @@ class Load:
         return random.choices(self._drivers, cum_weights=self._cumulative)[0]
 
     async def _work(self, index: int) -> None:
+        pause = 0.0
         while True:
             while index >= self.level:
                 await self._changed.wait()
@@ -100,24 +110,22 @@ class Load:
                 if index >= self.level:
                     continue
             else:
+                # Always yield: a driver that fails without awaiting must not starve the loop.
+                await asyncio.sleep(pause)
                 intended = self._clock()
             # Just after the level drops, requests issued at the old level may still be in
             # flight: label the sample with the concurrency it really met.
             level = max(self.level, self.in_flight + 1)
             driver = self._pick()
-            self.in_flight += 1
-            self._idle.clear()
-            try:
-                outcome = await driver.execute()
-            finally:
-                self.in_flight -= 1
-                if not self.in_flight:
-                    self._idle.set()
-            completed = self._clock()
+            outcome, crashed = await self._execute(driver)
+            if outcome.outcome == CONNECTION_ERROR or crashed:
+                pause = min(1.0, max(0.05, pause * 2))
+            else:
+                pause = 0.0
             self._record(
                 Sample(
                     intended,
-                    completed,
+                    self._clock(),
                     level,
                     driver.name,
                     outcome.outcome,
@@ -125,3 +133,20 @@ class Load:
                     outcome.detail,
                 )
             )
+
+    async def _execute(self, driver: Driver) -> tuple[Outcome, bool]:
+        """The driver's outcome, and whether it raised instead of returning one."""
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await driver.execute(), False
+        except Exception as exc:  # noqa: BLE001 - the worker boundary: a driver bug must not stop the load
+            key = (driver.name, type(exc).__name__)
+            if self._on_crash is not None and key not in self._crashes_seen:
+                self._crashes_seen.add(key)
+                self._on_crash(driver.name, exc)
+            return Outcome(ERROR, detail=f"{type(exc).__name__}: {exc}"[:200]), True
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()

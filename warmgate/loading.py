@@ -86,6 +86,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--config: {path} does not exist; check the path.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"--config: {path} cannot be read ({exc.strerror}).") from None
     try:
@@ -153,7 +158,9 @@ def format_validation_error(exc: ValidationError) -> str:
             message = "is required"
         elif error["type"] == "literal_error":
             message = f"'{error.get('input')}' is not allowed; {message[0].lower()}{message[1:]}"
-        lines.append(f"{location}: {message}.".replace("..", "."))
+        # A check across sections (the model's own validator) names its fields itself.
+        line = f"{location}: {message}." if error["loc"] else f"{message}."
+        lines.append(line.replace("..", "."))
     problems = "\n".join(f"  - {line}" for line in lines)
     count = len(lines)
     return f"the configuration has {count} problem{'s' if count != 1 else ''}:\n{problems}"

@@ -2,22 +2,59 @@
 
 Metric names are a public contract; labels carry target *names*, never URLs (cardinality and
 secrets), and ``outcome`` takes only the bounded values in :data:`warmgate.drivers.OUTCOMES`.
+:class:`Metrics` is what ``run`` exports while it works; :class:`FileStatusCollector` is what
+``serve`` exports from a status directory: the same gauges, with the same help, as far as
+``status.json`` can answer them (not the request counters and histograms).
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client.registry import Collector
 
 from warmgate import __version__
 from warmgate.drivers import OUTCOMES
-from warmgate.status import STATES, Status
+from warmgate.errors import StatusDirError
+from warmgate.status import STATES, Status, is_ready, read_status
 from warmgate.window import Sample
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+PERCENTILES = ("50", "95", "99")
+
+HELP = {
+    "warmgate_ready": "1 while the gate is open, else 0.",
+    "warmgate_state": "The gate's current state.",
+    "warmgate_requests": "Synthetic requests completed, by target and outcome.",
+    "warmgate_request_duration_seconds": (
+        "Latency of synthetic requests from their intended send time."
+    ),
+    "warmgate_concurrency": "Requests allowed in flight now.",
+    "warmgate_concurrency_target": "The concurrency the thresholds must hold at.",
+    "warmgate_warmup_seconds": "Seconds from start to the gate opening (0 until it opens).",
+    "warmgate_window_requests": "Requests in the window issued at the target concurrency.",
+    "warmgate_window_success_ratio": (
+        "Share of successful requests in the window at the target concurrency."
+    ),
+    "warmgate_window_latency_seconds": (
+        "Latency percentiles (50, 95, 99) in the window at the target concurrency."
+    ),
+    "warmgate_opened_on_timeout": (
+        "1 when the gate opened because the deadline passed, not because the app was warm."
+    ),
+    "warmgate_rearms": "Times the gate closed again because the target stopped answering.",
+    "warmgate_build_info": "Always 1; the labels say which warmgate is running.",
+}
+"""The help text of every metric, shared by ``run`` and ``serve``."""
+
+BUILD_LABELS = {"version": __version__, "python": platform.python_version()}
 
 
 class Metrics:
@@ -25,70 +62,38 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, targets: tuple[str, ...] = ()) -> None:
         self.registry = registry
-        self.ready = Gauge("warmgate_ready", "1 while the gate is open, else 0.", registry=registry)
+
+        def gauge(name: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, HELP[name], labels, registry=registry)
+
+        self.ready = gauge("warmgate_ready")
         self.state = Enum(
-            "warmgate_state", "The gate's current state.", states=list(STATES), registry=registry
+            "warmgate_state", HELP["warmgate_state"], states=list(STATES), registry=registry
         )
         self.requests = Counter(
             "warmgate_requests",
-            "Synthetic requests completed, by target and outcome.",
+            HELP["warmgate_requests"],
             ["target", "outcome"],
             registry=registry,
         )
         self.duration = Histogram(
             "warmgate_request_duration_seconds",
-            "Latency of synthetic requests from their intended send time.",
+            HELP["warmgate_request_duration_seconds"],
             ["target"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.concurrency = Gauge(
-            "warmgate_concurrency", "Requests allowed in flight now.", registry=registry
-        )
-        self.concurrency_target = Gauge(
-            "warmgate_concurrency_target",
-            "The concurrency the thresholds must hold at.",
-            registry=registry,
-        )
-        self.warmup_seconds = Gauge(
-            "warmgate_warmup_seconds",
-            "Seconds from start to the gate opening (0 until it opens).",
-            registry=registry,
-        )
-        self.window_requests = Gauge(
-            "warmgate_window_requests",
-            "Requests in the window issued at the target concurrency.",
-            registry=registry,
-        )
-        self.window_success_ratio = Gauge(
-            "warmgate_window_success_ratio",
-            "Share of successful requests in the window at the target concurrency.",
-            registry=registry,
-        )
-        self.window_latency = Gauge(
-            "warmgate_window_latency_seconds",
-            "Latency percentiles (50, 95, 99) in the window at the target concurrency.",
-            # Not "quantile": that label is reserved for summaries (promtool rejects it here).
-            ["percentile"],
-            registry=registry,
-        )
-        self.opened_on_timeout = Gauge(
-            "warmgate_opened_on_timeout",
-            "1 when the gate opened because the deadline passed, not because the app was warm.",
-            registry=registry,
-        )
-        self.rearms = Counter(
-            "warmgate_rearms",
-            "Times the gate closed again because the target stopped answering.",
-            registry=registry,
-        )
-        build = Gauge(
-            "warmgate_build_info",
-            "Always 1; the labels say which warmgate is running.",
-            ["version", "python"],
-            registry=registry,
-        )
-        build.labels(__version__, platform.python_version()).set(1)
+        self.concurrency = gauge("warmgate_concurrency")
+        self.concurrency_target = gauge("warmgate_concurrency_target")
+        self.warmup_seconds = gauge("warmgate_warmup_seconds")
+        self.window_requests = gauge("warmgate_window_requests")
+        self.window_success_ratio = gauge("warmgate_window_success_ratio")
+        # Not "quantile": that label is reserved for summaries (promtool rejects it here).
+        self.window_latency = gauge("warmgate_window_latency_seconds", ("percentile",))
+        self.opened_on_timeout = gauge("warmgate_opened_on_timeout")
+        self.rearms = Counter("warmgate_rearms", HELP["warmgate_rearms"], registry=registry)
+        build = gauge("warmgate_build_info", tuple(BUILD_LABELS))
+        build.labels(**BUILD_LABELS).set(1)
         self.state.state(STATES[0])
         for target in targets:
             self.duration.labels(target)
@@ -113,6 +118,65 @@ class Metrics:
         window = status.window
         self.window_requests.set(window.get("requests") or 0)
         self.window_success_ratio.set(window.get("success_ratio") or 0)
-        for percentile in ("50", "95", "99"):
+        for percentile in PERCENTILES:
             value = window.get(f"p{percentile}_ms")
             self.window_latency.labels(percentile).set(0 if value is None else value / 1000)
+
+
+class FileStatusCollector(Collector):
+    """``serve`` mode metrics, read from the status directory at every scrape.
+
+    A missing or unreadable ``status.json`` reads as "not ready, nothing measured yet": a
+    scrape never fails because of it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges of :class:`Metrics` that ``status.json`` holds, and the build info."""
+        try:
+            status = read_status(self.directory) or {}
+        except StatusDirError:
+            status = {}
+        yield _gauge("warmgate_ready", 1 if is_ready(self.directory, status) else 0)
+        state = StateSetMetricFamily("warmgate_state", HELP["warmgate_state"])
+        state.add_metric([], {name: name == status.get("state", STATES[0]) for name in STATES})
+        yield state
+        concurrency = _mapping(status.get("concurrency"))
+        yield _gauge("warmgate_concurrency", _number(concurrency.get("level")))
+        yield _gauge("warmgate_concurrency_target", _number(concurrency.get("target")))
+        yield _gauge("warmgate_warmup_seconds", _number(status.get("warmup_seconds")))
+        window = _mapping(status.get("window"))
+        yield _gauge("warmgate_window_requests", _number(window.get("requests")))
+        yield _gauge("warmgate_window_success_ratio", _number(window.get("success_ratio")))
+        latency = GaugeMetricFamily(
+            "warmgate_window_latency_seconds",
+            HELP["warmgate_window_latency_seconds"],
+            labels=["percentile"],
+        )
+        for percentile in PERCENTILES:
+            latency.add_metric([percentile], _number(window.get(f"p{percentile}_ms")) / 1000)
+        yield latency
+        opened = status.get("outcome") == "opened_on_timeout"
+        yield _gauge("warmgate_opened_on_timeout", 1 if opened else 0)
+        build = GaugeMetricFamily(
+            "warmgate_build_info", HELP["warmgate_build_info"], labels=list(BUILD_LABELS)
+        )
+        build.add_metric(list(BUILD_LABELS.values()), 1)
+        yield build
+
+
+def _gauge(name: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, HELP[name], value=value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float:
+    """A number from ``status.json``; anything else (``null``, a damaged value) reads as 0."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0

@@ -20,7 +20,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from warmgate.config import Config
@@ -30,18 +29,23 @@ from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict
 from warmgate.load import Load
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
+from warmgate.publisher import Publisher
 from warmgate.report import Point, Record, Recorder
 from warmgate.status import FAILED, READY, WAITING, WARMING, Status, StatusDir
 from warmgate.targets import CompiledTarget, open_drivers
 from warmgate.units import format_duration
-from warmgate.window import Sample, Stats
+from warmgate.window import Sample
 
 TICK = 0.25
 """Seconds between evaluations of the gate while warming."""
-FILE_INTERVAL = 1.0
-"""At most one status file write per this many seconds, unless the state changes."""
+LOST_AFTER = 5.0
+"""Seconds of nothing but connection errors that send warming back to waiting, if
+``rearm_after`` is 0."""
 
 Mode = Literal["run", "prime"]
+
+# Why _watch ends: time to prime again, or stop.
+REARM, STOP = True, False
 
 
 class Probe(Protocol):
@@ -83,7 +87,7 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 class Runner:
-    """Drives one warmgate process: wait, warm, publish, watch."""
+    """Drives one warmgate process: wait, warm, watch; the publisher tells the world."""
 
     def __init__(
         self,
@@ -102,34 +106,25 @@ class Runner:
         self.mode = mode
         self.metrics = metrics
         self.log = log
-        self.status_dir = status_dir
         self._clock = clock
-        self._wall_offset = wall() - clock()
+        self.publisher = Publisher(config, metrics, log, status_dir, clock=clock, wall=wall)
         names = tuple(item.target.name for item in compiled)
         self.controller = Controller(
             thresholds_of(config), config.load.concurrency, names, config.load.ramp_step
         )
-        self._started = clock()
-        self._phase_started = self._started
-        self._ready_at: float | None = None
-        self._last_write = float("-inf")
-        self._rearms = 0
-        self._load: Load | None = None
         self._probes: list[Probe] = []
         self._warming = False
         self.recorder = self._new_recorder()
         self.record: Record | None = None
-        self.status = Status(
-            state=WAITING,
-            ready=False,
-            reason="starting",
-            started_at=self._wall(self._started),
-            updated_at=self._wall(self._started),
-            phase_started_at=self._wall(self._started),
-            target_level=config.load.concurrency,
-            hold_required_s=config.gate.hold,
-            timeout_s=config.gate.timeout,
-        )
+
+    @property
+    def status(self) -> Status:
+        """The current status snapshot."""
+        return self.publisher.status
+
+    def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
+        """``(ready, reason, status JSON)`` for the endpoint thread."""
+        return self.publisher.snapshot()
 
     def _new_recorder(self) -> Recorder:
         gate = self.config.gate
@@ -142,15 +137,7 @@ class Runner:
         return Recorder(names, self.config.load.concurrency, limits, gate.timeout)
 
     def _since_start(self) -> float:
-        return self._clock() - self._started
-
-    def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
-        """``(ready, reason, status JSON)`` for the endpoint thread."""
-        status = self.status
-        return status.ready, status.reason, status.to_json()
-
-    def _wall(self, monotonic: float) -> float:
-        return self._wall_offset + monotonic
+        return self._clock() - self.publisher.started
 
     async def run(self, stop: asyncio.Event) -> Status:
         """Run until ``prime`` reaches an outcome or ``stop`` is set; returns the last status."""
@@ -161,10 +148,13 @@ class Runner:
                 tls = self.config.wait.url.startswith("https")
                 client = make_client(1, self.config.traffic, tls)
                 stack.push_async_callback(client.aclose)
-                self._probes = [UrlProbe(self.config.wait.url, client)]
+                # wait.url stands for the HTTP targets; other kinds still probe themselves.
+                others = [d for d, c in zip(drivers, self.compiled, strict=True) if c.http is None]
+                self._probes = [UrlProbe(self.config.wait.url, client), *others]
             weights = [item.target.weight for item in self.compiled]
-            load = Load(drivers, weights, self.config.load.concurrency, self._record)
-            self._load = load
+            load = Load(
+                drivers, weights, self.config.load.concurrency, self._record, on_crash=self._crash
+            )
             load.start()
             stack.push_async_callback(load.stop)
             await self._lifecycle(stop, load)
@@ -172,6 +162,7 @@ class Runner:
 
     async def _lifecycle(self, stop: asyncio.Event, load: Load) -> None:
         while not stop.is_set():
+            self.publisher.arm()
             down = await self._wait(stop)
             if stop.is_set():
                 break
@@ -182,17 +173,23 @@ class Runner:
                 )
             else:
                 jitter = random.uniform(0, self.config.load.jitter)
-                if jitter and await sleep_or_stop(stop, jitter):
-                    break
+                if jitter:
+                    reason = f"waiting {format_duration(jitter)} before priming (jitter)"
+                    await self.publisher.publish(WAITING, reason)
+                    if await sleep_or_stop(stop, jitter):
+                        break
                 verdict = await self._warm(stop, load)
                 if verdict is None:
-                    break
+                    if stop.is_set():
+                        break
+                    continue  # the target went away while warming: wait for it again
             if self.mode == "prime":
                 return
-            if not await self._watch(stop, load):
+            if await self._watch(stop, load, answered=down is None) is STOP:
                 break
-            self._rearms += 1
+            self.publisher.rearms += 1
             self.metrics.rearms.inc()
+            self.recorder = self._new_recorder()
 
     async def _probe_all(self) -> str | None:
         results = await asyncio.gather(*(probe.probe() for probe in self._probes))
@@ -204,7 +201,7 @@ class Runner:
         start = self._clock()
         deadline = start + wait.timeout
         backoff = wait.initial_backoff
-        await self._publish(WAITING, "waiting for the target to answer", phase_start=True)
+        await self.publisher.publish(WAITING, "waiting for the target to answer", phase_start=True)
         while True:
             down = await self._probe_all()
             if down is None:
@@ -215,7 +212,7 @@ class Runner:
                     waited_s=round(self._clock() - start, 3),
                 )
                 return None
-            await self._publish(WAITING, f"waiting for the target to answer: {down}")
+            await self.publisher.publish(WAITING, f"waiting for the target to answer: {down}")
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return down
@@ -227,36 +224,56 @@ class Runner:
         rate = self.config.load.rate
         return None if rate is None else rate * level / self.config.load.concurrency
 
+    def _configure(self, load: Load, level: int, rate: float | None) -> None:
+        load.configure(level, rate)
+        self.publisher.level = load.level
+
     async def _warm(self, stop: asyncio.Event, load: Load) -> Verdict | None:
-        """Prime until the gate reaches an outcome; ``None`` if stopped first."""
+        """Prime until the gate reaches an outcome; ``None`` if stopped or the target went away."""
         controller = self.controller
         controller.start(self._clock())
         self._warming = True
-        load.configure(controller.level, self._rate_at(controller.level))
-        await self._publish(WARMING, "priming has started at concurrency 1", phase_start=True)
+        self._configure(load, controller.level, self._rate_at(controller.level))
+        await self.publisher.publish(
+            WARMING, "priming has started at concurrency 1", phase_start=True
+        )
+        lost_after = self.config.after_ready.rearm_after or LOST_AFTER
         try:
             while True:
                 if await sleep_or_stop(stop, TICK):
                     return None
-                step, verdict = controller.tick(self._clock())
+                now = self._clock()
+                step, verdict = controller.tick(now)
                 if step.changed:
-                    load.configure(step.level, self._rate_at(step.level))
+                    self._configure(load, step.level, self._rate_at(step.level))
                     self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
                 self._remember(verdict)
                 if verdict.done:
                     await self._finish(verdict)
                     return verdict
-                await self._publish(WARMING, verdict.reason, verdict)
+                if now - controller.started_at >= lost_after and self._lost(now, lost_after):
+                    self.log.event(
+                        "lost",
+                        f"the target answered nothing but connection errors for "
+                        f"{format_duration(lost_after)}; waiting for it again",
+                    )
+                    return None
+                await self.publisher.publish(WARMING, verdict.reason, verdict)
         finally:
             self._warming = False
-            load.configure(0)
+            self._configure(load, 0, None)
+
+    def _lost(self, now: float, seconds: float) -> bool:
+        """Whether every request of the last ``seconds`` failed to connect."""
+        recent = self.controller.window.stats(now, since=now - seconds)
+        return bool(recent.requests) and recent.outcomes.get("connection_error") == recent.requests
 
     def _remember(self, verdict: Verdict) -> None:
         """Add the last second of requests, at any level, to the warm-up record."""
         now = self._clock()
         recent = self.controller.window.stats(now, since=now - 1.0)
         point = Point(
-            round(now - self._started, 3),
+            round(now - self.publisher.started, 3),
             WARMING,
             verdict.level,
             recent.requests,
@@ -270,16 +287,13 @@ class Runner:
     async def _save_record(self, outcome: str | None, reason: str) -> None:
         record = self.recorder.finish(self._since_start(), outcome, self.log.secrets.redact(reason))
         self.record = record
-        if self.status_dir is not None:
-            await asyncio.to_thread(self.status_dir.write_report, record.to_json())
+        await self.publisher.write_report(record.to_json())
 
     async def _finish(self, verdict: Verdict) -> None:
         if verdict.outcome == OPENED_ON_TIMEOUT:
             self.log.event("timeout", verdict.reason, outcome=verdict.outcome)
         state = FAILED if verdict.outcome == FAILED_CLOSED else READY
-        if verdict.ready:
-            self._ready_at = self._clock()
-        await self._publish(
+        await self.publisher.publish(
             state, verdict.reason, verdict, outcome=verdict.outcome, phase_start=True
         )
         await self._save_record(verdict.outcome, verdict.reason)
@@ -289,134 +303,84 @@ class Runner:
         fail = self.config.gate.on_timeout == "fail"
         outcome = FAILED_CLOSED if fail else OPENED_ON_TIMEOUT
         verb = "failed closed" if fail else "opened anyway"
-        if not fail:
-            self._ready_at = self._clock()
-        await self._publish(
+        await self.publisher.publish(
             FAILED if fail else READY, f"{verb}: {reason}", outcome=outcome, phase_start=True
         )
         await self._save_record(outcome, self.status.reason)
 
-    async def _watch(self, stop: asyncio.Event, load: Load) -> bool:
-        """After the outcome (``run``): keep warm, and ``True`` when it is time to re-arm."""
+    async def _watch(self, stop: asyncio.Event, load: Load, *, answered: bool) -> bool:
+        """After the outcome (``run``): keep warm, and say when to prime again (``REARM``).
+
+        ``answered`` is whether the target answered at all before the outcome.
+        """
         after = self.config.after_ready
-        if after.keep_warm_rate and self.status.ready:
-            load.configure(1, after.keep_warm_rate)
+        if after.keep_warm_rate and self.status.ready and answered:
+            self._configure(load, 1, after.keep_warm_rate)
         interval = min(1.0, after.rearm_after / 4) if after.rearm_after else 1.0
+        retry_at = (
+            self._clock() + after.retry_after
+            if self.status.state == FAILED and answered and after.retry_after
+            else None
+        )
         down_since: float | None = None
         try:
             while not await sleep_or_stop(stop, interval):
+                now = self._clock()
+                if retry_at is not None and now >= retry_at:
+                    return self._rearm(
+                        f"priming again {format_duration(after.retry_after)} after failing closed"
+                    )
+                if not answered:
+                    if await self._probe_all() is None:
+                        return self._rearm("the target answers at last; it is cold")
+                    continue
                 if not after.rearm_after:
                     continue
                 down = await self._probe_all()
-                now = self._clock()
                 if down is None:
                     down_since = None
                     continue
                 down_since = now if down_since is None else down_since
                 if now - down_since >= after.rearm_after:
-                    self.log.event(
-                        "rearm",
-                        f"re-arming: the target stopped answering for "
-                        f"{format_duration(after.rearm_after)} ({down}); a restarted app is "
-                        "a cold app",
+                    return self._rearm(
+                        f"the target stopped answering for {format_duration(after.rearm_after)} "
+                        f"({down}); a restarted app is a cold app"
                     )
-                    self._ready_at = None
-                    self.recorder = self._new_recorder()
-                    return True
-            return False
+            return STOP
         finally:
-            load.configure(0)
+            self._configure(load, 0, None)
+
+    def _rearm(self, why: str) -> bool:
+        self.log.event("rearm", f"re-arming: {why}")
+        return REARM
 
     def _record(self, sample: Sample) -> None:
-        self.controller.record(sample)
         self.metrics.observe(sample)
         if self._warming:
+            self.controller.record(sample)
             self.recorder.sample(sample.target, sample.latency, sample.ok)
 
-    async def _publish(
-        self,
-        state: str,
-        reason: str,
-        verdict: Verdict | None = None,
-        *,
-        outcome: str | None = None,
-        phase_start: bool = False,
-        force_write: bool = False,
-    ) -> None:
-        """Make a new snapshot and push it to every surface (endpoint, metrics, file, log)."""
-        now = self._clock()
-        if phase_start:
-            self._phase_started = now
-        previous = self.status
-        window = verdict.window if verdict is not None else Stats()
-        status = Status(
-            state=state,
-            ready=state == READY,
-            reason=self.log.secrets.redact(reason),
-            started_at=self._wall(self._started),
-            updated_at=self._wall(now),
-            phase_started_at=self._wall(self._phase_started),
-            outcome=outcome
-            if outcome is not None
-            else (previous.outcome if state == previous.state else None),
-            ready_at=None if self._ready_at is None else self._wall(self._ready_at),
-            level=self._load.level if self._load is not None else 0,
-            target_level=self.config.load.concurrency,
-            window=window.as_dict(),
-            targets={
-                name: stats.as_dict()
-                for name, stats in (verdict.targets.items() if verdict is not None else ())
-            },
-            hold_required_s=self.config.gate.hold,
-            hold_passing_s=verdict.held_for if verdict is not None else 0.0,
-            timeout_s=self.config.gate.timeout,
-            rearms=self._rearms,
-            elapsed_s=verdict.elapsed if verdict is not None else 0.0,
-            checks=tuple(
-                {"name": c.name, "passed": c.passed, "actual": c.actual, "limit": c.limit}
-                for c in (verdict.checks if verdict is not None else ())
-            ),
+    def _crash(self, target: str, exc: BaseException) -> None:
+        """A driver raised instead of returning an outcome: say so once per kind of error."""
+        self.log.event(
+            "driver_error",
+            f"target '{target}': unexpected {type(exc).__name__}: {exc}; counted as an error",
+            target=target,
         )
-        await self._push(status, force_write=force_write)
-
-    async def _push(self, status: Status, *, force_write: bool = False) -> None:
-        """Make ``status`` current on every surface: endpoint, metrics, log, status file."""
-        now = self._clock()
-        previous = self.status
-        self.status = status
-        self.metrics.publish(status)
-        changed = status.state != previous.state or status.ready != previous.ready
-        if changed:
-            self.log.event(
-                "phase",
-                status.reason,
-                state=status.state,
-                ready=status.ready,
-                outcome=status.outcome,
-            )
-        else:
-            self.log.progress(status)
-        due = changed or force_write or now - self._last_write >= FILE_INTERVAL
-        if self.status_dir is not None and due:
-            self._last_write = now
-            await asyncio.to_thread(self.status_dir.write, status)
 
     async def stopped(self, why: str) -> None:
-        """Write the final status after a signal: ``prime`` that was not warm has failed."""
-        status = self.status
-        if self.mode == "prime" and not status.ready:
-            await self._publish(
+        """Write the final status after a signal.
+
+        ``prime`` that was not warm has failed. A stopped ``run`` no longer vouches for the app,
+        so it withdraws the ready marker; a finished ``prime`` leaves it (that is its purpose).
+        """
+        if self.mode == "prime" and not self.status.ready:
+            await self.publisher.publish(
                 FAILED,
                 f"stopped by {why} before the target was warm",
                 outcome=FAILED_CLOSED,
                 phase_start=True,
             )
         else:
-            # Everything else stays as it was (window, per-target stats); only the reason says so.
-            final = replace(
-                status,
-                reason=f"{status.reason} (warmgate stopped by {why})",
-                updated_at=self._wall(self._clock()),
-            )
-            await self._push(final, force_write=True)
+            await self.publisher.stopped(why, keep_ready=self.mode == "prime")
         self.log.event("stop", f"stopped by {why}", state=self.status.state)

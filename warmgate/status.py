@@ -52,6 +52,8 @@ class Status:
     started_at: float
     updated_at: float
     phase_started_at: float
+    armed_at: float | None = None
+    """When the current warm-up began: the start, or the last re-arm."""
     outcome: str | None = None
     ready_at: float | None = None
     level: int = 0
@@ -65,6 +67,13 @@ class Status:
     elapsed_s: float = 0.0
     checks: tuple[dict[str, Any], ...] = ()
 
+    def warmup_seconds(self) -> float | None:
+        """Seconds from the start of this warm-up (or re-arm) to ready; ``None`` until then."""
+        if self.ready_at is None:
+            return None
+        armed = self.armed_at if self.armed_at is not None else self.started_at
+        return round(self.ready_at - armed, 3)
+
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of ``status.json`` and ``GET /status``."""
         return {
@@ -75,10 +84,9 @@ class Status:
             "started_at": _iso(self.started_at),
             "updated_at": _iso(self.updated_at),
             "phase_started_at": _iso(self.phase_started_at),
+            "armed_at": _iso(self.armed_at),
             "ready_at": _iso(self.ready_at),
-            "warmup_seconds": (
-                None if self.ready_at is None else round(self.ready_at - self.started_at, 3)
-            ),
+            "warmup_seconds": self.warmup_seconds(),
             "concurrency": {"level": self.level, "target": self.target_level},
             "window": self.window,
             "targets": self.targets,

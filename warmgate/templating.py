@@ -119,8 +119,15 @@ class Templates:
             raise TemplateError(
                 f"{where}: {exc.message}; the functions are {', '.join(TEMPLATE_FUNCTIONS)}."
             ) from None
-        except (jinja2.TemplateError, TypeError, ValueError, IndexError) as exc:
+        except jinja2.TemplateError as exc:
             raise TemplateError(f"{where}: the template failed to render: {exc}.") from None
+        # The template is the user's code and this is where it first runs: whatever it raises
+        # (ZeroDivisionError, OverflowError, ...) is a mistake in the config, not in warmgate.
+        except Exception as exc:  # noqa: BLE001 - the boundary where user code runs
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TemplateError(
+                f"{where}: the template failed to render ({detail}); fix the expression."
+            ) from None
         return compiled
 
 

@@ -194,6 +194,8 @@ class Window:
             if len(self._order) > 1 and self._order[-2] > index:
                 # A sample finished "before" the newest slice (clocks are monotonic, but be safe).
                 self._order = deque(sorted(self._order))
+            # Forget old slices here too, so a window nobody reads stays bounded.
+            self.expire(sample.completed_at)
         key = (sample.level, sample.target)
         tally = cells.get(key)
         if tally is None:

@@ -13,17 +13,19 @@ import contextlib
 import socket
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 
-from warmgate.config import HttpTarget, TrafficConfig
+from warmgate.config import HttpTarget, TrafficConfig, http_endpoint
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
+from warmgate.errors import TemplateError
 from warmgate.templating import Template, Templates
 
 PROBE_TIMEOUT = 1.0
 """Seconds a TCP connect may take before the probe calls the target unreachable."""
+MARKER = ("X-Warmgate", "1")
+"""The header on every synthetic request, so the app can keep them out of business metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +49,12 @@ class HttpPlan:
             for name, value in target.headers.items()
         )
         body = None if target.body is None else templates.compile(target.body, f"{where}.body")
-        host, port, tls = endpoint(url.render())
+        rendered = url.render()
+        try:
+            host, port, tls = http_endpoint(rendered)
+        except ValueError as exc:
+            raise TemplateError(f"{where}.url: once rendered, {exc}.") from None
         return cls(target.method, url, headers, body, host, port, tls)
-
-
-def endpoint(url: str) -> tuple[str, int, bool]:
-    """``(host, port, tls)`` of a URL, with the scheme's default port."""
-    parts = urlsplit(url)
-    tls = parts.scheme.lower() == "https"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.hostname or "localhost", port or (443 if tls else 80), tls
 
 
 class _NoCookies(httpx.Cookies):
@@ -90,7 +85,9 @@ class StatelessClient(httpx.AsyncClient):
 def make_client(concurrency: int, traffic: TrafficConfig, tls: bool = False) -> httpx.AsyncClient:
     """An httpx client over the aiohttp transport, pooled for ``concurrency`` connections.
 
-    Certificates are loaded only when a target uses https (each CA bundle costs memory).
+    Every request carries ``traffic.user_agent`` and :data:`MARKER`, then ``traffic.headers``,
+    which may override either. Certificates are loaded only when a target uses https (each CA
+    bundle costs memory).
     """
     from httpx_aiohttp import AiohttpTransport
 
@@ -98,7 +95,8 @@ def make_client(concurrency: int, traffic: TrafficConfig, tls: bool = False) -> 
         max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30
     )
     transport = AiohttpTransport(verify=tls, limits=limits, trust_env=False)
-    headers = {"User-Agent": traffic.user_agent, **traffic.headers}
+    headers = httpx.Headers({"User-Agent": traffic.user_agent, MARKER[0]: MARKER[1]})
+    headers.update(traffic.headers)  # case-insensitive: x-warmgate replaces X-Warmgate
     return StatelessClient(
         transport=transport, headers=headers, follow_redirects=False, trust_env=False
     )
