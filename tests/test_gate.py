@@ -396,3 +396,14 @@ def test_back_off_restarts_the_hold() -> None:
     assert not verdict.passing
     assert verdict.held_for == 0.0
     assert verdict.reason == "ramping up: concurrency 8 of 16"
+
+
+def test_paced_reasons_name_the_rate() -> None:
+    """With a rate, reasons speak of the full rate, not of the concurrency cap."""
+    controller = Controller(Thresholds(p95=0.2, hold=5.0), TARGET, ("app",), 1.0, rate=400.0)
+    controller.start(0.0)
+    controller.ramp.start(0.0, TARGET)
+    for index in range(100):
+        controller.record(sample(index / 100, latency=0.5))
+    _, verdict = controller.tick(1.0)
+    assert verdict.reason == "p95 500ms > 200ms at 400 req/s"

@@ -21,9 +21,12 @@ class Controller:
         target_level: int,
         targets: tuple[str, ...] = (),
         ramp_step: float = 1.0,
+        rate: float | None = None,
     ) -> None:
         self.window = Window(thresholds.window)
-        self.gate = Gate(thresholds, target_level, self.window, targets)
+        # Paced, the full load is a rate (with the concurrency as a cap): say so in reasons.
+        where = f"at {rate:g} req/s" if rate else None
+        self.gate = Gate(thresholds, target_level, self.window, targets, where)
         self.ramp = Ramp(target_level, thresholds, ramp_step)
         self.started_at = 0.0
 

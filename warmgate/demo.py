@@ -90,8 +90,8 @@ def summary(result: DemoResult, concurrency: int, hold: float, window: float) ->
         return f"{capable}; the gate stayed shut: {result.status.reason}"
     return (
         f"{capable}; the gate opened {format_duration(result.ready_after)} in, once the "
-        f"{format_duration(window)} window had no failures left from before and the thresholds "
-        f"had held for {format_duration(hold)} at that concurrency."
+        f"thresholds, judged over a {format_duration(window)} window, had held for "
+        f"{format_duration(hold)} at that concurrency."
     )
 
 

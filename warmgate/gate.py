@@ -181,11 +181,14 @@ class Gate:
         target_level: int,
         window: Window,
         targets: tuple[str, ...] = (),
+        where: str | None = None,
     ) -> None:
         self.thresholds = thresholds
         self.target_level = target_level
         self.window = window
         self.targets = targets
+        self.where = where or f"at concurrency {target_level}"
+        """How reasons name the full load: ``at concurrency 16``, or ``at 400 req/s``."""
         self._started_at: float | None = None
         self._passing_since: float | None = None
         self._plateau_history: deque[tuple[float, float]] = deque()
@@ -210,7 +213,7 @@ class Gate:
             self.start(now)
         started_at = self._started_at if self._started_at is not None else now
         elapsed = now - started_at
-        where = f"at concurrency {self.target_level}"
+        where = self.where
         level_tallies = {
             name: self.window.tally(now, level=self.target_level, target=name)
             for name in self.targets

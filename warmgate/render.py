@@ -21,13 +21,42 @@ def _ms(value: float | int | None) -> str:
     return "-" if value is None else format_latency(float(value) / 1000)
 
 
-def _row(label: str, histogram: Histogram) -> str:
+TABLE_HEAD = ("target / phase", "time", "requests", "success", "p50", "p95", "p99")
+
+
+def _cells(label: str, seconds: float, histogram: Histogram) -> list[str]:
     s = histogram.summary()
     ratio = s["success_ratio"]
-    success = format_percent(None if ratio is None else float(ratio))
-    return (
-        f"  {label:<22}{s['requests']:>9}  {success:>7}"
-        f"  {_ms(s['p50_ms']):>8}  {_ms(s['p95_ms']):>8}  {_ms(s['p99_ms']):>8}"
+    return [
+        label,
+        format_duration(seconds),
+        str(s["requests"]),
+        format_percent(None if ratio is None else float(ratio)),
+        _ms(s["p50_ms"]),
+        _ms(s["p95_ms"]),
+        _ms(s["p99_ms"]),
+    ]
+
+
+def table(record: Record) -> list[list[str]]:
+    """The phase table: waiting (no requests), then ramp and hold per target and in all."""
+    durations = phase_durations(record)
+    rows = [_cells("all / wait", durations["wait"], Histogram())]
+    for name, phases in record.targets.items():
+        rows += [_cells(f"{name} / {phase}", durations[phase], phases[phase]) for phase in PHASES]
+    if len(record.targets) > 1:
+        rows += [
+            _cells(f"all / {phase}", durations[phase], record.phase_totals(phase))
+            for phase in PHASES
+        ]
+    return rows
+
+
+def _text_row(cells: list[str] | tuple[str, ...]) -> str:
+    label, *rest = cells
+    widths = (7, 9, 8, 8, 8, 8)
+    return f"  {label:<22}" + "".join(
+        f"{cell:>{width}}" for cell, width in zip(rest, widths, strict=True)
     )
 
 
@@ -120,16 +149,9 @@ def render_text(record: Record) -> str:
         f"hold {format_duration(durations['hold'])})",
         f"  {record.reason}",
         "",
-        f"  {'target / phase':<22}{'requests':>9}  {'success':>7}"
-        f"  {'p50':>8}  {'p95':>8}  {'p99':>8}",
+        _text_row(TABLE_HEAD),
     ]
-    lines += [
-        _row(f"{name} / {phase}", phases[phase])
-        for name, phases in record.targets.items()
-        for phase in PHASES
-    ]
-    if len(record.targets) > 1:
-        lines += [_row(f"all / {phase}", record.phase_totals(phase)) for phase in PHASES]
+    lines += [_text_row(cells) for cells in table(record)]
     columns = _resample(record.points, _WIDTH)
     if columns:
         p95s = [c.p95 if c else None for c in columns]
@@ -268,15 +290,11 @@ def _ratio(text: str | None) -> float | None:
 def render_html(record: Record) -> str:
     """A self-contained HTML page: summary, the chart, tables and suggestions."""
     durations = phase_durations(record)
-    rows = []
-    for name, phases in record.targets.items():
-        for phase in PHASES:
-            s = phases[phase].summary()
-            ratio = s["success_ratio"]
-            cells = [f"{name} / {phase}", str(s["requests"]),
-                     format_percent(None if ratio is None else float(ratio)),
-                     _ms(s["p50_ms"]), _ms(s["p95_ms"]), _ms(s["p99_ms"])]  # fmt: skip
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    rows = [
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+        for cells in table(record)
+    ]
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in TABLE_HEAD)
     advice = "".join(f"<li>{html.escape(line)}</li>" for line in suggestions(record))
     summary = (
         f"{record.outcome or 'unfinished'} after {format_duration(record.ended_at or 0.0)}: "
@@ -291,8 +309,7 @@ td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>warmgate warm-up report</h1>
 <p><strong>{html.escape(summary)}</strong></p><p>{html.escape(record.reason)}</p>
 {render_svg(record)}
-<table><tr><th>target / phase</th><th>requests</th><th>success</th><th>p50</th><th>p95</th>
-<th>p99</th></tr>{"".join(rows)}</table>
+<table><tr>{head}</tr>{"".join(rows)}</table>
 <h2>Suggested for production</h2><ul>{advice}</ul>
 </body></html>
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmgate.histogram import Histogram
+from warmgate.histogram import BUCKET_RATIO, Histogram
 
 PHASES = ("ramp", "hold")
 
@@ -53,6 +53,7 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``report.json``."""
         return {
+            "bucket_ratio": BUCKET_RATIO,
             "target_level": self.target_level,
             "thresholds": self.thresholds,
             "timeout": self.timeout,
@@ -73,7 +74,9 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        """The inverse of :meth:`to_json`."""
+        """The inverse of :meth:`to_json`; ``ValueError`` for a record of another format."""
+        if data.get("bucket_ratio") != BUCKET_RATIO:
+            raise ValueError("it was written by a warmgate with other latency buckets")
         return cls(
             target_level=int(data["target_level"]),
             thresholds=dict(data.get("thresholds", {})),

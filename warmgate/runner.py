@@ -110,7 +110,11 @@ class Runner:
         self.publisher = Publisher(config, metrics, log, status_dir, clock=clock, wall=wall)
         names = tuple(item.target.name for item in compiled)
         self.controller = Controller(
-            thresholds_of(config), config.load.concurrency, names, config.load.ramp_step
+            thresholds_of(config),
+            config.load.concurrency,
+            names,
+            config.load.ramp_step,
+            config.load.rate,
         )
         self._probes: list[Probe] = []
         self._warming = False
