@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import Message
 
@@ -263,3 +264,25 @@ def test_no_cookies_are_kept_between_synthetic_requests() -> None:
 
     asyncio.run(scenario())
     assert seen == [None, None]
+
+
+def test_a_capped_target_leaves_the_slack_to_the_others(sim_app: Callable[..., SimApp]) -> None:
+    """A target capped at 20 req/s gets about 20 a second; the other target takes the rest."""
+    app = sim_app(Behavior(start_capacity=64, full_capacity=64, base_latency=0.002))
+    samples: list[Sample] = []
+
+    async def scenario() -> None:
+        async with make_client(8, TrafficConfig()) as client:
+            url = f"http://127.0.0.1:{app.port}/items/1"
+            capped = HttpDriver("db", HttpTarget(url=url), HttpPlan.compile(HttpTarget(url=url), Templates(), "t"), client)  # fmt: skip
+            free = driver_for(url, client)
+            load = Load([capped, free], [1.0, 1.0], 8, samples.append, caps=[20.0, None])
+            load.start()
+            load.configure(8)
+            await asyncio.sleep(2.0)  # the measured interval itself, not a synchronisation
+            await load.stop()
+
+    asyncio.run(scenario())
+    by_target = Counter(sample.target for sample in samples)
+    assert 30 <= by_target["db"] <= 42  # 20 req/s for 2 s, plus the first free slot
+    assert by_target["app"] > 5 * by_target["db"]

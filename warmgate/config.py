@@ -292,6 +292,14 @@ class Target(_Model):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
     )
     weight: float = Field(1.0, gt=0, description="Relative share of requests.")
+    rate: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "At most this many requests per second to this target (a shared database, say); "
+            "the other targets take up the slack."
+        ),
+    )
     http: HttpTarget | None = Field(None, description="An HTTP target.")
     sql: SqlTarget | None = Field(None, description="A SQL target (read-only queries).")
 

@@ -8,6 +8,11 @@ of intended send times, ``rate * level / cap`` per second, and latency is measur
 *intended* time — when the app (or the cap) holds requests back, the wait counts as latency
 instead of silently lowering the rate (the wrk2 model, no coordinated omission).
 
+A target may have a rate cap of its own (a database shared by many replicas): a worker whose
+weighted pick lands on a capped target that has no free slot picks among the others, and waits
+for the earliest slot only when every target is capped. Latency then counts from the moment
+the cap let the request go, since that wait is warmgate's own choice, not the app's slowness.
+
 A closed-loop worker whose request could not even connect pauses before the next one (doubling
 up to a second), so a target that went away is not hammered thousands of times a second. A
 driver that raises instead of returning an outcome (a bug, or user input only the client
@@ -39,13 +44,19 @@ class Load:
         cap: int,
         record: Callable[[Sample], None],
         *,
+        caps: Sequence[float | None] | None = None,
         clock: Clock = time.monotonic,
         on_crash: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         if not drivers or len(drivers) != len(weights):
             raise ValueError("give one weight per driver, and at least one driver")
         self._drivers = list(drivers)
+        self._weights = list(weights)
         self._cumulative = list(itertools.accumulate(weights))
+        self._intervals = [
+            None if not cap else 1.0 / cap for cap in (caps or [None] * len(drivers))
+        ]
+        self._next_free = [0.0] * len(drivers)
         self.cap = cap
         self._record = record
         self._clock = clock
@@ -91,10 +102,31 @@ class Load:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _pick(self) -> Driver:
-        if len(self._drivers) == 1:
-            return self._drivers[0]
-        return random.choices(self._drivers, cum_weights=self._cumulative)[0]
+    def _pick(self) -> tuple[Driver, float]:
+        """A driver by weight, and when its cap lets the request go (now, if uncapped)."""
+        count = len(self._drivers)
+        index = 0 if count == 1 else random.choices(range(count), cum_weights=self._cumulative)[0]
+        if self._intervals[index] is None:
+            return self._drivers[index], self._clock()
+        now = self._clock()
+        if self._next_free[index] > now:
+            # Capped and busy: any other target with a free slot, by weight; else the earliest.
+            free = [
+                i for i in range(count) if self._intervals[i] is None or self._next_free[i] <= now
+            ]
+            if free:
+                index = random.choices(free, weights=[self._weights[i] for i in free])[0]
+            else:
+                index = min(range(count), key=self._next_free.__getitem__)
+        return self._drivers[index], self._reserve(index, now)
+
+    def _reserve(self, index: int, now: float) -> float:
+        interval = self._intervals[index]
+        if interval is None:
+            return now
+        release = max(now, self._next_free[index])
+        self._next_free[index] = release + interval
+        return release
 
     async def _work(self, index: int) -> None:
         pause = 0.0
@@ -116,7 +148,10 @@ class Load:
             # Just after the level drops, requests issued at the old level may still be in
             # flight: label the sample with the concurrency it really met.
             level = max(self.level, self.in_flight + 1)
-            driver = self._pick()
+            driver, release = self._pick()
+            if release > self._clock():
+                await asyncio.sleep(release - self._clock())
+                intended = max(intended, release)
             outcome, crashed = await self._execute(driver)
             if outcome.outcome == CONNECTION_ERROR or crashed:
                 pause = min(1.0, max(0.05, pause * 2))

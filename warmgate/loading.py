@@ -224,7 +224,8 @@ def describe(config: Config, secrets: Secrets) -> str:
                 what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
             expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
             what += f" ({expect}timeout {format_duration(sql.timeout)})"
-        lines.append(f"  - {target.name}: {share:.0%} of requests, {what}")
+        cap = f", at most {target.rate:g} req/s" if target.rate else ""
+        lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
     pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
     lines.append(
         f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "

@@ -157,7 +157,12 @@ class Runner:
                 self._probes = [UrlProbe(self.config.wait.url, client), *others]
             weights = [item.target.weight for item in self.compiled]
             load = Load(
-                drivers, weights, self.config.load.concurrency, self._record, on_crash=self._crash
+                drivers,
+                weights,
+                self.config.load.concurrency,
+                self._record,
+                caps=[item.target.rate for item in self.compiled],
+                on_crash=self._crash,
             )
             load.start()
             stack.push_async_callback(load.stop)
