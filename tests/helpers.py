@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,18 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def items_url(port: int) -> str:
+    """The templated warm-up URL of a simulated app."""
+    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:

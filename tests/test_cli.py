@@ -16,25 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, WarmgateProcess, cli_env, http_get, poll, run_cli
+from tests.helpers import (
+    REPO,
+    WarmgateProcess,
+    cli_env,
+    free_port,
+    http_get,
+    items_url,
+    poll,
+    run_cli,
+)
 from warmgate.simapp import Behavior, SimApp
 
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_seconds=6.0, base_latency=0.02)
 """Copes with one request at a time at once, with 16 at a time only 6 seconds after the first."""
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 FAST_GATE = ["--concurrency", "16", "--window", "3s", "--hold", "1s", "--min-requests", "20"]
-
-
-def items_url(port: int) -> str:
-    """The templated warm-up URL of a simulated app."""
-    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def read_json(path: Path) -> dict[str, object]:

@@ -11,25 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WarmgateProcess, http_get, poll
+from tests.helpers import WarmgateProcess, free_port, http_get, items_url, poll
 from warmgate.simapp import Behavior, SimApp
 
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 FAST_GATE = ["--concurrency", "16", "--window", "3s", "--hold", "1s", "--min-requests", "20"]
 
 pytestmark = pytest.mark.slow
-
-
-def items_url(port: int) -> str:
-    """The templated warm-up URL of a simulated app."""
-    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def metric(base: str, name: str) -> float:

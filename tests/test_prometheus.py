@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tests.helpers import REPO, WarmgateProcess, http_get, poll, run_cli
+from tests.helpers import REPO, WarmgateProcess, free_port, http_get, items_url, poll, run_cli
 from warmgate.metrics import FileStatusCollector
 from warmgate.simapp import Behavior, SimApp
 from warmgate.status import Status, StatusDir
@@ -46,18 +45,6 @@ def tool(name: str) -> str:
             pytest.fail(f"{message}, and REQUIRE_TOOLS=1 makes it mandatory")
         pytest.skip(message)
     return path
-
-
-def items_url(port: int) -> str:
-    """The templated warm-up URL of a simulated app."""
-    return f"http://127.0.0.1:{port}/items/{{{{ randint(1, 1000) }}}}"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def promtool_check(text: str) -> None:
