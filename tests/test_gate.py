@@ -407,3 +407,15 @@ def test_paced_reasons_name_the_rate() -> None:
         controller.record(sample(index / 100, latency=0.5))
     _, verdict = controller.tick(1.0)
     assert verdict.reason == "p95 500ms > 200ms at 400 req/s"
+
+
+def test_ramping_reason_names_the_worst_target() -> None:
+    """Below the target level with several targets, the reason names the one failing worst."""
+    gate = Gate(Thresholds(hold=0.0), TARGET, Window(10.0), ("catalog", "search"))
+    gate.start(0.0)
+    for index in range(20):
+        gate.record(sample(index / 20, level=2, target="catalog"))
+        gate.record(sample(index / 20, level=2, target="search", outcome="timeout", status=None))
+    reason = gate.evaluate(1.0, 2).reason
+    assert reason.startswith("ramping up: concurrency 2 of 16, no requests at concurrency 16 yet;")
+    assert reason.endswith("(worst: target 'search', 0%)")

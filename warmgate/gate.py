@@ -315,11 +315,20 @@ class Gate:
         target_level = self.window.stats(now, level=self.target_level)
         if not target_level.requests:
             reason += f", no requests at concurrency {self.target_level} yet"
+        where = f"at concurrency {level}"
         current = self.window.stats(now, level=level)
         if current.requests:
-            check = success_check(current, self.thresholds.success_rate, f"at concurrency {level}")
+            check = success_check(current, self.thresholds.success_rate, where)
             if not check.passed:
                 reason += f"; {check.reason}"
+                if len(self.targets) > 1:
+                    # Name the target that fails worst, so the reader knows where to look.
+                    def success(name: str) -> float:
+                        ratio = self.window.stats(now, level=level, target=name).success_ratio
+                        return 1.0 if ratio is None else ratio
+
+                    worst = min(self.targets, key=success)
+                    reason += f" (worst: target '{worst}', {format_percent(success(worst))})"
         return reason
 
     def _plateau_check(self, now: float, stats: Stats, where: str) -> Check:
