@@ -145,13 +145,15 @@ class Load:
                 # Always yield: a driver that fails without awaiting must not starve the loop.
                 await asyncio.sleep(pause)
                 intended = self._clock()
-            # Just after the level drops, requests issued at the old level may still be in
-            # flight: label the sample with the concurrency it really met.
-            level = max(self.level, self.in_flight + 1)
             driver, release = self._pick()
             if release > self._clock():
                 await asyncio.sleep(release - self._clock())
+                if index >= self.level:
+                    continue  # paused or lowered while waiting for the cap
                 intended = max(intended, release)
+            # Just after the level drops, requests issued at the old level may still be in
+            # flight: label the sample with the concurrency it really met.
+            level = max(self.level, self.in_flight + 1)
             outcome, crashed = await self._execute(driver)
             if outcome.outcome == CONNECTION_ERROR or crashed:
                 pause = min(1.0, max(0.05, pause * 2))
