@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests import pg
 from warmgate.simapp import Behavior, SimApp
 
 
@@ -32,3 +33,11 @@ def sim_app() -> Iterator[Callable[..., SimApp]]:
     yield start
     for app in started:
         app.stop()
+
+
+@pytest.fixture(scope="module")
+def orders() -> Iterator[pg.Scratch]:
+    """A scratch schema with 200k orders in the real PostgreSQL; dropped after the module."""
+    pg.require_postgres()
+    with pg.scratch_schema() as scratch:
+        yield scratch

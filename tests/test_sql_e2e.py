@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,6 @@ def sql_target(name: str, url: str, query: str, params: str = "{}", rows: str = 
     if rows:
         text += f"      rows: {rows}\n"
     return text
-
-
-@pytest.fixture(scope="module")
-def orders() -> Iterator[pg.Scratch]:
-    """A scratch schema with 200k orders in the real PostgreSQL; dropped after the module."""
-    pg.require_postgres()
-    with pg.scratch_schema() as scratch:
-        yield scratch
 
 
 @pytest.mark.slow
