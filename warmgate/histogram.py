@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from warmgate.units import milliseconds
+
 BUCKET_RATIO = 1.01
 """Each bucket is 1% wider than the one before: percentiles are within 1%, never below."""
 _MIN_LATENCY = 0.0001
@@ -71,15 +73,12 @@ class Histogram:
     def summary(self) -> dict[str, float | int | None]:
         """Requests, success ratio and p50/p95/p99 in milliseconds."""
 
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 3)
-
         return {
             "requests": self.requests,
             "success_ratio": round(self.successes / self.requests, 6) if self.requests else None,
-            "p50_ms": ms(self.percentile(0.50)),
-            "p95_ms": ms(self.percentile(0.95)),
-            "p99_ms": ms(self.percentile(0.99)),
+            "p50_ms": milliseconds(self.percentile(0.50)),
+            "p95_ms": milliseconds(self.percentile(0.95)),
+            "p99_ms": milliseconds(self.percentile(0.99)),
         }
 
     def to_json(self) -> dict[str, Any]:

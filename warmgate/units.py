@@ -32,6 +32,11 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def milliseconds(seconds: float | None) -> float | None:
+    """Seconds as milliseconds rounded to the microsecond, for JSON; ``None`` stays ``None``."""
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
 def format_duration(seconds: float) -> str:
     """A short human duration: ``"250ms"``, ``"5s"``, ``"2.5s"``, ``"5m"``, ``"1m30s"``."""
     if seconds < 1:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from warmgate.histogram import Histogram
+from warmgate.units import milliseconds
 
 OK = "ok"
 """The outcome of a request that succeeded."""
@@ -104,16 +105,13 @@ class Stats:
     def as_dict(self) -> dict[str, float | int | None]:
         """The JSON shape used in the status file: latencies in milliseconds."""
 
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 3)
-
         ratio = self.success_ratio
         return {
             "requests": self.requests,
             "success_ratio": None if ratio is None else round(ratio, 6),
-            "p50_ms": ms(self.p50),
-            "p95_ms": ms(self.p95),
-            "p99_ms": ms(self.p99),
+            "p50_ms": milliseconds(self.p50),
+            "p95_ms": milliseconds(self.p95),
+            "p99_ms": milliseconds(self.p99),
         }
 
 

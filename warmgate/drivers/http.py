@@ -22,6 +22,8 @@ from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_ST
 from warmgate.errors import TemplateError
 from warmgate.templating import Template, Templates
 
+REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
+"""What a request may raise for the target's reasons: each becomes an outcome."""
 PROBE_TIMEOUT = 1.0
 """Seconds a TCP connect may take before the probe calls the target unreachable."""
 MARKER = ("X-Warmgate", "1")
@@ -167,7 +169,7 @@ class HttpDriver:
                 response = await self._client.request(
                     plan.method, plan.url.render(), headers=headers, content=body
                 )
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except REQUEST_ERRORS as exc:
             return classify(exc)
         status = response.status_code
         if self._target.accepts(status):
@@ -194,7 +196,7 @@ class UrlProbe:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT * 2):
                 response = await self._client.get(self._url)
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except REQUEST_ERRORS as exc:
             return f"wait.url: {classify(exc).detail}"
         if 200 <= response.status_code < 300:
             return None
