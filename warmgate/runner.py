@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from warmgate.config import Config
 from warmgate.controller import Controller
 from warmgate.drivers.http import UrlProbe, make_client
-from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict
+from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict, thresholds_text
 from warmgate.load import Load
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
@@ -131,14 +131,10 @@ class Runner:
         return self.publisher.snapshot()
 
     def _new_recorder(self) -> Recorder:
-        gate = self.config.gate
-        limits = {"success_rate": f"{gate.success_rate:g}"}
-        for name in ("p50", "p95", "p99"):
-            value = getattr(gate, name)
-            if value is not None:
-                limits[name] = value if isinstance(value, str) else format_duration(value)
-        names = tuple(item.target.name for item in self.compiled)
-        return Recorder(names, self.config.load.concurrency, limits, gate.timeout)
+        gate = self.controller.gate
+        limits = {"success_rate": f"{gate.thresholds.success_rate:g}"}
+        limits.update(thresholds_text(gate.thresholds))
+        return Recorder(gate.targets, gate.target_level, limits, gate.thresholds.timeout)
 
     def _since_start(self) -> float:
         return self._clock() - self.publisher.started
