@@ -92,7 +92,7 @@ def test_run_opens_only_when_the_app_copes_at_target_concurrency(
         assert gate.stop() == 0
     phases = [(e["state"], e["ready"]) for e in gate.events if e.get("event") == "phase"]
     # A stopped sidecar no longer vouches for the app: it withdraws readiness and the marker.
-    assert phases[-3:] == [("warming", False), ("ready", True), ("ready", False)]
+    assert phases[-3:] == [("warming", False), ("ready", True), ("stopped", False)]
     assert not (status_dir / "ready").exists()
 
 
@@ -192,20 +192,20 @@ def test_sigterm_stops_within_two_seconds(sim_app: Callable[..., SimApp], tmp_pa
     assert code == 0
     assert elapsed < 2.0
     status = read_json(tmp_path / "status.json")
-    assert str(status["reason"]).endswith("(warmgate stopped by SIGTERM)")
-    assert status["ready"] is False
+    assert status["reason"] == "stopped by SIGTERM; not vouching for the app any more"
+    assert (status["state"], status["ready"]) == ("stopped", False)
 
 
 @pytest.mark.slow
 def test_sigint_during_prime_is_not_ready(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
-    """Interrupting prime before warm exits 1 and marks the status failed."""
+    """Interrupting prime before warm exits 1; the status says stopped, and not ready."""
     app = sim_app(NEVER_WARM)
     args = ["prime", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path)]
     with WarmgateProcess(*args) as gate:
         gate.wait_for(lambda e: e.get("event") == "ramp")
         assert gate.stop(signal.SIGINT) == 1
     status = read_json(tmp_path / "status.json")
-    assert status["state"] == "failed"
+    assert (status["state"], status["ready"]) == ("stopped", False)
     assert status["reason"] == "stopped by SIGINT before the target was warm"
 
 
@@ -232,7 +232,9 @@ def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: P
         assert read_json(tmp_path / "status.json")["rearms"] == 1
         assert gate.stop() == 0
     final = read_json(tmp_path / "status.json")
-    assert str(final["reason"]).endswith("(warmgate stopped by SIGTERM)")
+    assert (final["state"], final["ready"]) == ("stopped", False)
+    assert str(final["reason"]).startswith("stopped by SIGTERM")
+    assert not (tmp_path / "ready").exists()
     targets = final["targets"]
     assert isinstance(targets, dict)
     assert targets["target-1"]["requests"] > 0  # the warm window survives the stop
@@ -261,7 +263,7 @@ def test_check_without_status_is_not_ready(tmp_path: Path) -> None:
     """check exits 1 when nothing has been written yet."""
     result = run_cli("check", "--status-dir", str(tmp_path))
     assert result.returncode == 1
-    assert result.stdout == "not ready: no status yet\n"
+    assert result.stdout == f"not ready: no status in {tmp_path} yet\n"
 
 
 def test_validate_prints_the_plan_from_env_vars() -> None:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import platform
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
-from tests.helpers import http_get
+from tests.helpers import http_get, poll
 from warmgate import __version__
 from warmgate.errors import ServeError, StatusDirError
 from warmgate.metrics import FileStatusCollector, Metrics
-from warmgate.server import status_server
+from warmgate.server import IDLE_TIMEOUT, Endpoint, listen
 from warmgate.status import READY_FILE, STATUS_FILE, Status, StatusDir, is_ready, read_status
 from warmgate.window import Sample
 
@@ -168,6 +169,7 @@ def test_serve_metrics_match_run_metrics_in_name_help_and_type(tmp_path: Path) -
         "warmgate_ready", "warmgate_state", "warmgate_concurrency", "warmgate_concurrency_target",
         "warmgate_warmup_seconds", "warmgate_window_requests", "warmgate_window_success_ratio",
         "warmgate_window_latency_seconds", "warmgate_opened_on_timeout", "warmgate_build_info",
+        "warmgate_rearms",
     }  # fmt: skip
     for family in served:
         twin = run_families[family.name]
@@ -187,8 +189,8 @@ def test_endpoint_serves_readiness_status_and_metrics() -> None:
         snapshot = current["status"]
         return snapshot.ready, snapshot.reason, snapshot.to_json()
 
-    server = status_server("127.0.0.1", 0, source, registry)
-    port = server.start()
+    server = Endpoint(source, lambda: generate_latest(registry))
+    port = server.start(listen("127.0.0.1", 0))
     try:
         base = f"http://127.0.0.1:{port}"
         assert http_get(f"{base}/readyz") == (503, "ramping up: concurrency 4 of 16\n")
@@ -209,12 +211,66 @@ def test_endpoint_serves_readiness_status_and_metrics() -> None:
 
 def test_endpoint_port_in_use_is_a_clear_error() -> None:
     """Binding a taken port raises ServeError saying to pick another port."""
-    registry = CollectorRegistry()
-    first = status_server("127.0.0.1", 0, lambda: (False, "", {}), registry)
-    port = first.start()
+    first = listen("127.0.0.1", 0)
+    port = first.getsockname()[1]
     try:
-        second = status_server("127.0.0.1", port, lambda: (False, "", {}), registry)
         with pytest.raises(ServeError, match=f"cannot serve on 127.0.0.1:{port}"):
-            second.start()
+            listen("127.0.0.1", port)
     finally:
-        first.stop()
+        first.close()
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 70000])
+def test_a_port_outside_the_range_is_a_clear_error(port: int) -> None:
+    """A port that cannot exist is refused with a sentence, before any thread starts."""
+    with pytest.raises(ServeError, match="is not a port; use 0 to 65535"):
+        listen("127.0.0.1", port)
+
+
+def abused_endpoint(lines: list[str]) -> tuple[Endpoint, int]:
+    """An endpoint whose problem reports go to ``lines``."""
+    server = Endpoint(lambda: (True, "warm", {}), lambda: b"", report=lines.append)
+    return server, server.start(listen("127.0.0.1", 0))
+
+
+def test_malformed_requests_cost_one_line_each_and_never_a_traceback() -> None:
+    """Garbage on the readiness port is answered 400 and reported in one line."""
+    lines: list[str] = []
+    server, port = abused_endpoint(lines)
+    try:
+        for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", b"GET\r\n\r\n",
+                        b"GET /readyz HTTP/9.9\r\n\r\n"):  # fmt: skip
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(garbage)
+                answer = client.recv(1024)
+                assert b"400" in answer or b"505" in answer
+        poll(lambda: len(lines) >= 3, timeout=5)
+        assert http_get(f"http://127.0.0.1:{port}/readyz") == (200, "warm\n")
+    finally:
+        server.stop()
+    assert all("\n" not in line and "Traceback" not in line for line in lines)
+    assert all(line.startswith("bad request from 127.0.0.1") for line in lines)
+
+
+def test_idle_connections_are_closed() -> None:
+    """A client that connects and says nothing is hung up on after the idle timeout."""
+    server, port = abused_endpoint([])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=IDLE_TIMEOUT * 4) as client:
+            assert client.recv(1024) == b""  # closed by the server, not by our timeout
+    finally:
+        server.stop()
+
+
+def test_liveness_follows_the_loop_it_is_given() -> None:
+    """/livez answers 503 with the reason when the liveness source says the loop stalled."""
+    alive = {"value": (True, "ok")}
+    server = Endpoint(lambda: (False, "", {}), lambda: b"", liveness=lambda: alive["value"])
+    port = server.start(listen("127.0.0.1", 0))
+    try:
+        assert http_get(f"http://127.0.0.1:{port}/livez") == (200, "ok\n")
+        alive["value"] = (False, "the supervisor's loop has not turned for 12s")
+        code, body = http_get(f"http://127.0.0.1:{port}/livez")
+        assert (code, body) == (503, "the supervisor's loop has not turned for 12s\n")
+    finally:
+        server.stop()

@@ -19,8 +19,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from warmgate import __version__
-from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, StatusDirError, WarmgateError
+from warmgate import __version__, signals
+from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -185,10 +185,10 @@ def _main(
 @with_plan_options
 def run(plan: dict[str, Any]) -> None:
     """Sidecar mode: wait, prime until warm, serve readiness, keep watching and re-arm."""
-    from warmgate.lifecycle import execute
+    from warmgate.lifecycle import become_supervisor
 
     config, secrets = _load(plan)
-    execute(config, secrets, mode="run")
+    become_supervisor(config, secrets, sys.argv[1:])
 
 
 @app.command()
@@ -199,12 +199,14 @@ def prime(
     report: Annotated[
         Path | None, _option("report", "Also write the warm-up report to this .html or .svg file.")
     ] = None,
+    supervised: Annotated[str | None, typer.Option("--supervised", hidden=True)] = None,
 ) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
-    from warmgate.lifecycle import execute
+    from warmgate.lifecycle import Supervised, execute
 
     config, secrets = _load(plan)
-    status = execute(config, secrets, mode="prime", report=report)
+    primer = Supervised.from_json(supervised) if supervised else None
+    status = execute(config, secrets, report=report, supervised=primer)
     if not status.ready:
         raise typer.Exit(EXIT_NOT_READY)
 
@@ -263,16 +265,9 @@ def check(
     quiet: Annotated[bool, _option("quiet", "Print nothing.", "-q")] = False,
 ) -> None:
     """Exit 0 if the status directory says ready, 1 if not (an exec probe)."""
-    from warmgate.status import is_ready, read_status
+    from warmgate.status import snapshot
 
-    # An exec probe answers ready or not: a status it cannot read means not ready, with why.
-    try:
-        status = read_status(status_dir)
-    except StatusDirError as exc:
-        ready, reason = False, str(exc)
-    else:
-        ready = is_ready(status_dir, status)
-        reason = "no status yet" if status is None else str(status.get("reason", ""))
+    ready, reason, _ = snapshot(status_dir)  # unreadable or stale: not ready, with why
     if not quiet:
         typer.echo(f"{'ready' if ready else 'not ready'}: {reason}")
     raise typer.Exit(EXIT_OK if ready else EXIT_NOT_READY)
@@ -390,6 +385,7 @@ def inject(
 
 def main() -> None:
     """The console script."""
+    signals.install_for(sys.argv[1:2])  # a SIGTERM while importing still ends in a status
     try:
         app()
     except KeyboardInterrupt:

@@ -68,7 +68,7 @@ def run_demo(
                 plan["targets"] = [t for t in plan["targets"] if "sql" not in t]
             config, secrets = load_config(None, merge(plan, overrides))
             started = time.monotonic()
-            status = execute(config, secrets, mode="prime", report=report)
+            status = execute(config, secrets, report=report)
             capable = app.capable_since(config.load.concurrency)
         finally:
             app.stop()

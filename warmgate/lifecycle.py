@@ -1,31 +1,37 @@
 """Process lifecycle for the commands: one event loop, signals, a bounded shutdown.
 
 Signal handlers only set an event. The runner notices it within a tick; if it has not finished
-``GRACE`` seconds later it is cancelled. Either way a final status is written, then the
-endpoint stops.
+``GRACE`` seconds later it is cancelled. Either way a final status is written. A signal that
+arrives before the loop exists (while the command imports and validates) is remembered by the
+handler ``cli.main`` installs first, and honoured the moment the loop starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from warmgate import __version__
 from warmgate.config import Config
 from warmgate.errors import ConfigError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import FileStatusCollector, Metrics
+from warmgate.publisher import Sink, Uplink
 from warmgate.report import Record
-from warmgate.runner import Mode, Runner
+from warmgate.runner import Runner
 from warmgate.secrets import Secrets
-from warmgate.server import status_server
-from warmgate.status import Status, StatusDir, atomic_write, is_ready, read_status
+from warmgate.server import Endpoint, listen
+from warmgate.signals import EARLY as EARLY_SIGNALS
+from warmgate.signals import die_with_parent
+from warmgate.status import Status, StatusDir, atomic_write, read_status, snapshot
 from warmgate.targets import compile_targets
 
 GRACE = 1.5
@@ -34,7 +40,8 @@ GRACE = 1.5
 
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[str]:
     """SIGTERM and SIGINT set ``stop``; returns a list that records which signal came."""
-    received: list[str] = []
+    received: list[str] = list(EARLY_SIGNALS)
+    EARLY_SIGNALS.clear()
 
     def on_signal(name: str) -> None:
         received.append(name)
@@ -42,49 +49,91 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+    if received:
+        stop.set()
     return received
 
 
-def execute(config: Config, secrets: Secrets, *, mode: Mode, report: Path | None = None) -> Status:
-    """Run ``run`` or ``prime`` to the end; returns the final status.
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    """What the ``run`` supervisor tells a primer it starts (the hidden ``--supervised``)."""
 
-    At the end of a warm-up the report goes to the log (a table and chart for people, one
-    ``report`` event in JSON), and to ``report`` (.html or .svg) when given: its directory is
-    checked before any traffic, so a wrong path fails at once rather than after the warm-up.
+    fd: int
+    """The pipe to send statuses, metrics and the record up."""
+    resume: bool = False
+    """Confirm at the target level first: warmgate restarted while the app was ready."""
+    keep_warm: bool = False
+    rearms: int = 0
+    parent: int = 0
+    """The supervisor's PID: the primer ends with it."""
+
+    def to_json(self) -> str:
+        """The option's value."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Supervised:
+        """Parse the option's value; a ConfigError if it is not one (it is internal)."""
+        try:
+            data = json.loads(text)
+            return cls(int(data["fd"]), bool(data["resume"]), bool(data["keep_warm"]),
+                       int(data["rearms"]), int(data["parent"]))  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                "--supervised is internal to `warmgate run`; do not set it."
+            ) from None
+
+
+def execute(
+    config: Config,
+    secrets: Secrets,
+    *,
+    report: Path | None = None,
+    supervised: Supervised | None = None,
+) -> Status:
+    """Run one warm-up to its outcome (``prime``, or a primer of ``run``); the final status.
+
+    At the end of a ``prime`` warm-up the report goes to the log (a table and chart for
+    people, one ``report`` event in JSON), and to ``report`` (.html or .svg) when given: its
+    directory is checked before any traffic, so a wrong path fails at once.
     """
     if report is not None:
         check_report_path(report)
     compiled = compile_targets(config)
-    status_dir = StatusDir(config.status_dir) if config.status_dir is not None else None
-    if status_dir is not None:
-        status_dir.prepare()
     log = Log.for_format(config.log_format, secrets)
     registry = CollectorRegistry()
     metrics = Metrics(registry, tuple(item.target.name for item in compiled))
-    runner = Runner(config, compiled, mode=mode, metrics=metrics, log=log, status_dir=status_dir)
-    server = None
-    if mode == "run":
-        server = status_server(config.server.host, config.server.port, runner.snapshot, registry)
-        port = server.start()
-        log.event(
-            "listening",
-            f"serving /readyz, /status and /metrics on port {port}",
-            host=config.server.host,
-            port=port,
-        )
+    sink: Sink | None = None
+    if supervised is not None:
+        die_with_parent(supervised.parent)
+        sink = Uplink(supervised.fd, metrics)
+    elif config.status_dir is not None:
+        status_dir = StatusDir(config.status_dir)
+        status_dir.prepare()
+        status_dir.lock()
+        sink = status_dir
+    runner = Runner(
+        config,
+        compiled,
+        metrics=metrics,
+        log=log,
+        sink=sink,
+        mode="prime" if supervised is None else "run",
+        resume=supervised is not None and supervised.resume,
+        keep_warm=supervised is not None and supervised.keep_warm,
+        rearms=0 if supervised is None else supervised.rearms,
+    )
     log.event(
         "start",
-        f"warmgate {__version__} {mode}: {len(compiled)} target(s), "
-        f"concurrency {config.load.concurrency}",
-        mode=mode,
+        f"warmgate {__version__} {'prime' if supervised is None else 'primer'}: "
+        f"{len(compiled)} target(s), concurrency {config.load.concurrency}",
+        mode="prime" if supervised is None else "primer",
     )
     try:
         status = asyncio.run(_supervise(runner))
     finally:
         log.close()
-        if server is not None:
-            server.stop()
-    if runner.record is not None and mode == "prime":
+    if runner.record is not None and supervised is None:
         publish_report(runner.record, log, report)
     return status
 
@@ -101,10 +150,13 @@ async def _supervise(runner: Runner) -> Status:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     stop_waiter.cancel()
-    if received:
-        await runner.stopped(received[0])
-    elif task.done() and not task.cancelled():
-        task.result()  # re-raise anything the runner raised
+    try:
+        if received:
+            await runner.stopped(received[0])
+        elif task.done() and not task.cancelled():
+            task.result()  # re-raise anything the runner raised
+    finally:
+        runner.publisher.close()  # every write made has landed, in order
     return runner.status
 
 
@@ -207,21 +259,18 @@ def _safe_read(directory: Path) -> dict[str, Any] | None:
         return None
 
 
-def directory_snapshot(directory: Path) -> tuple[bool, str, dict[str, Any]]:
-    """``(ready, reason, status JSON)`` read from ``directory`` for the endpoint."""
-    status = _safe_read(directory)
-    if status is None:
-        return False, f"no status in {directory} yet", {"state": "waiting", "ready": False}
-    return is_ready(directory, status), str(status.get("reason", "")), status
-
-
 def serve_directory(directory: Path, host: str, port: int, log_format: str = "auto") -> None:
     """``serve``: expose a status directory until SIGTERM/SIGINT."""
+    listener = listen(host, port)
     registry = CollectorRegistry()
     registry.register(FileStatusCollector(directory))
-    server = status_server(host, port, lambda: directory_snapshot(directory), registry)
-    bound = server.start()
     log = Log.for_format(log_format, Secrets())
+    endpoint = Endpoint(
+        lambda: snapshot(directory),
+        lambda: generate_latest(registry),
+        report=lambda line: log.event("endpoint", line),
+    )
+    bound = endpoint.start(listener)
     log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
 
     async def wait_for_signal() -> None:
@@ -232,5 +281,75 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     try:
         asyncio.run(wait_for_signal())
     finally:
-        server.stop()
+        endpoint.stop()
         log.event("stop", "stopped", at=time.time())
+
+
+def primer_argv(argv: list[str]) -> list[str]:
+    """``run``'s command line with the command word turned into ``prime``."""
+    args = list(argv)
+    for index, word in enumerate(args):
+        if word == "run":
+            args[index] = "prime"
+            return args
+    raise ConfigError("cannot find the `run` command in the command line.")
+
+
+def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None:
+    """``run``: check everything a primer needs, take the status directory and the port, then
+    ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
+    from dataclasses import asdict
+
+    from warmgate.config import http_endpoint
+    from warmgate.runner import policy_of
+    from warmgate.supervisor import Plan, exec_supervisor
+
+    compiled = compile_targets(config)
+    keep: list[int] = []
+    resume = False
+    status_dir: StatusDir | None = None
+    if config.status_dir is not None:
+        status_dir = StatusDir(config.status_dir)
+        previous = _safe_read(config.status_dir) if config.status_dir.is_dir() else None
+        status_dir.prepare()
+        keep.append(status_dir.lock())
+        # The lock was free, so the warmgate that wrote this is gone; if it vouched for the
+        # app, confirm briefly instead of warming from nothing (the emptyDir outlived it).
+        resume = bool(previous and previous.get("mode") == "run" and previous.get("ready"))
+    listener = listen(config.server.host, config.server.port)
+    keep.append(listener.fileno())
+    watch = [(item.http.host, item.http.port) for item in compiled if item.http is not None]
+    if config.wait.url is not None:
+        host, port, _ = http_endpoint(config.wait.url)
+        watch.append((host, port))
+    now = time.time()
+    first = Status(
+        state="waiting",
+        ready=False,
+        reason="confirming the app is still warm after warmgate restarted" if resume
+        else "starting",
+        started_at=now,
+        updated_at=now,
+        phase_started_at=now,
+        armed_at=now,
+        target_level=config.load.concurrency,
+        hold_required_s=config.gate.hold,
+        timeout_s=config.gate.timeout,
+        mode="run",
+    )  # fmt: skip
+    plan = Plan(
+        argv=primer_argv(argv),
+        listen_fd=listener.fileno(),
+        status_dir=str(config.status_dir) if config.status_dir is not None else None,
+        watch=list(dict.fromkeys(watch)),
+        policy=asdict(policy_of(config)),
+        keep_warm=config.after_ready.keep_warm_rate > 0,
+        resume=resume,
+        log_format=config.log_format,
+        status=first.to_json(),
+        early_signal=EARLY_SIGNALS[0] if EARLY_SIGNALS else None,
+    )
+    if status_dir is not None:
+        status_dir.write(first)
+    del secrets  # the primer reads them again from the same environment
+    exec_supervisor(plan, keep)

@@ -205,6 +205,7 @@ class Transition:
         return self.state is not self.previous
 
 
+_GIVE_UPS = frozenset({Event.TIMED_OUT_OPEN, Event.TIMED_OUT_CLOSED, Event.STOP})
 _LOAD = {State.WARMING: Action.START_LOAD, State.CONFIRMING: Action.START_LOAD_AT_TARGET}
 _PRIMING_STATES = frozenset(
     {State.WAITING, State.RESUMING, State.WARMING, State.CONFIRMING, State.PRIMING}
@@ -225,8 +226,8 @@ def actions_for(previous: State, state: State, event: Event) -> tuple[Action, ..
         actions.append(Action.WITHDRAW)
     if previous in _LOAD and state is not previous:
         actions.append(Action.STOP_LOAD)
-    if previous is State.PRIMING and state is not State.PRIMING:
-        actions.append(Action.STOP_WORKER)
+    if previous is State.PRIMING and event in _GIVE_UPS:
+        actions.append(Action.STOP_WORKER)  # a primer that reached its outcome ends by itself
     if state in _LOAD and state is not previous:
         actions.append(_LOAD[state])
     if state is State.PRIMING and event is not Event.WORKER_CRASHED:

@@ -2,20 +2,26 @@
 
 Metric names are a public contract; labels carry target *names*, never URLs (cardinality and
 secrets), and ``outcome`` takes only the bounded values in :data:`warmgate.drivers.OUTCOMES`.
-:class:`Metrics` is what ``run`` exports while it works; :class:`FileStatusCollector` is what
-``serve`` exports from a status directory: the same gauges, with the same help, as far as
-``status.json`` can answer them (not the request counters and histograms).
+:class:`Metrics` is what a primer counts while it works. :class:`StatusCollector` exports the
+gauges a status answers — from a status directory for ``serve``, from the supervisor's memory
+for ``run`` — with the same names and help; ``run`` adds the primer's request counters and
+histograms (:meth:`Metrics.traffic_text`), which the primer hands up with every status.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from warmgate import __version__
@@ -38,7 +44,9 @@ HELP = {
     ),
     "warmgate_concurrency": "Requests allowed in flight now.",
     "warmgate_concurrency_target": "The concurrency the thresholds must hold at.",
-    "warmgate_warmup_seconds": "Seconds from start to the gate opening (0 until it opens).",
+    "warmgate_warmup_seconds": (
+        "Seconds from the start of this warm-up (or re-arm) to the gate opening (0 until then)."
+    ),
     "warmgate_window_requests": "Requests in the window issued at the target concurrency.",
     "warmgate_window_success_ratio": (
         "Share of successful requests in the window at the target concurrency."
@@ -112,9 +120,7 @@ class Metrics:
         self.concurrency.set(status.level)
         self.concurrency_target.set(status.target_level)
         self.opened_on_timeout.set(1 if status.outcome == "opened_on_timeout" else 0)
-        self.warmup_seconds.set(
-            0 if status.ready_at is None else status.ready_at - status.started_at
-        )
+        self.warmup_seconds.set(status.warmup_seconds() or 0)
         window = status.window
         self.window_requests.set(window.get("requests") or 0)
         self.window_success_ratio.set(window.get("success_ratio") or 0)
@@ -122,24 +128,36 @@ class Metrics:
             value = window.get(f"p{percentile}_ms")
             self.window_latency.labels(percentile).set(0 if value is None else value / 1000)
 
+    def traffic_text(self) -> bytes:
+        """The request counters and latency histogram in the text format, for the supervisor."""
+        return generate_latest(self.registry.restricted_registry(TRAFFIC_SAMPLES))
 
-class FileStatusCollector(Collector):
-    """``serve`` mode metrics, read from the status directory at every scrape.
 
-    A missing or unreadable ``status.json`` reads as "not ready, nothing measured yet": a
-    scrape never fails because of it.
+TRAFFIC_SAMPLES = [
+    f"{family}{suffix}"
+    for family, suffixes in (
+        ("warmgate_requests", ("_total", "_created")),
+        ("warmgate_request_duration_seconds", ("_bucket", "_count", "_sum", "_created")),
+    )
+    for suffix in suffixes
+]
+"""The samples a primer hands up to the ``run`` supervisor; the rest it derives itself."""
+
+
+class StatusCollector(Collector):
+    """The gauges a status answers, read from ``source`` at every scrape.
+
+    ``source`` returns ``(ready, status JSON)``. A missing or damaged status reads as "not
+    ready, nothing measured yet": a scrape never fails because of it.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, source: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        """The gauges of :class:`Metrics` that ``status.json`` holds, and the build info."""
-        try:
-            status = read_status(self.directory) or {}
-        except StatusDirError:
-            status = {}
-        yield _gauge("warmgate_ready", 1 if is_ready(self.directory, status) else 0)
+        """The gauges of :class:`Metrics` that a status holds, the re-arms and the build info."""
+        ready, status = self.source()
+        yield _gauge("warmgate_ready", 1 if ready else 0)
         state = StateSetMetricFamily("warmgate_state", HELP["warmgate_state"])
         state.add_metric([], {name: name == status.get("state", STATES[0]) for name in STATES})
         yield state
@@ -160,11 +178,27 @@ class FileStatusCollector(Collector):
         yield latency
         opened = status.get("outcome") == "opened_on_timeout"
         yield _gauge("warmgate_opened_on_timeout", 1 if opened else 0)
+        rearms = CounterMetricFamily("warmgate_rearms", HELP["warmgate_rearms"])
+        rearms.add_metric([], _number(status.get("rearms")))
+        yield rearms
         build = GaugeMetricFamily(
             "warmgate_build_info", HELP["warmgate_build_info"], labels=list(BUILD_LABELS)
         )
         build.add_metric(list(BUILD_LABELS.values()), 1)
         yield build
+
+
+def directory_source(directory: Path) -> Callable[[], tuple[bool, dict[str, Any]]]:
+    """A :class:`StatusCollector` source reading ``directory`` (``serve``)."""
+
+    def source() -> tuple[bool, dict[str, Any]]:
+        try:
+            status = read_status(directory) or {}
+        except StatusDirError:
+            status = {}
+        return is_ready(directory, status), status
+
+    return source
 
 
 def _gauge(name: str, value: float) -> GaugeMetricFamily:
@@ -180,3 +214,11 @@ def _number(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return 0.0
+
+
+class FileStatusCollector(StatusCollector):
+    """``serve`` mode: the status gauges read from a status directory at every scrape."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory_source(directory))
+        self.directory = directory

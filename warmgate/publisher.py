@@ -1,31 +1,84 @@
 """Publishing: one status snapshot at a time, pushed to every surface.
 
-The runner decides; the :class:`Publisher` turns a decision (state, reason, verdict) into an
-immutable :class:`~warmgate.status.Status` and makes it current everywhere: the endpoint reads
-``publisher.status`` (a reference swap, safe across threads), the metrics mirror it, the log
-gets a line on every phase change and throttled progress otherwise, and the status directory is
-rewritten on every phase change and at most once a second in between. A status directory that
-stops accepting writes (deleted, full, read-only) is logged once and does not stop the gate:
-the endpoint and metrics keep telling the truth.
+The runner decides; the :class:`Publisher` turns a decision (state, reason, verdict, level)
+into an immutable :class:`~warmgate.status.Status` and makes it current everywhere: the metrics
+mirror it, the log gets a line on every phase change and throttled progress otherwise, and the
+*sink* receives it — the status directory for ``prime``, or the :class:`Uplink` to the ``run``
+supervisor, which serves it and writes the directory itself.
+
+Sink writes block, so they run on one dedicated thread, in the order they were made: a write
+abandoned by a cancelled task can never land after the final one. A sink that stops accepting
+writes (a status directory deleted, full, read-only) is logged once and does not stop the gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from warmgate.config import Config
 from warmgate.gate import Verdict
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
-from warmgate.status import READY, WAITING, Status, StatusDir
+from warmgate.status import READY, WAITING, Status
 from warmgate.window import Stats
 
-FILE_INTERVAL = 1.0
-"""At most one status file write per this many seconds, unless the state changes."""
+
+class Sink(Protocol):
+    """Where a primer's statuses and warm-up record go."""
+
+    interval: float
+    """At most one write per this many seconds, unless the state changes."""
+
+    def write(self, status: Status) -> None:
+        """Make ``status`` the current one."""
+        ...
+
+    def write_report(self, record: dict[str, Any]) -> None:
+        """Keep the warm-up record."""
+        ...
+
+
+class Uplink:
+    """A primer's line to its ``run`` supervisor: one JSON object per line on a pipe.
+
+    ``{"status": …, "metrics": "…"}`` for every status (the request counters ride along at
+    most once a second, and always with a final one), ``{"report": …}`` for the record.
+    """
+
+    interval = 0.0
+    METRICS_INTERVAL = 1.0
+
+    def __init__(self, fd: int, metrics: Metrics, clock: Callable[[], float] = time.monotonic):
+        self._fd = fd
+        self._metrics = metrics
+        self._clock = clock
+        self._metrics_sent = float("-inf")
+
+    def write(self, status: Status) -> None:
+        """Send ``status``, and the traffic metrics when due."""
+        message: dict[str, Any] = {"status": status.to_json()}
+        now = self._clock()
+        if status.outcome is not None or now - self._metrics_sent >= self.METRICS_INTERVAL:
+            self._metrics_sent = now
+            message["metrics"] = self._metrics.traffic_text().decode()
+        self._send(message)
+
+    def write_report(self, record: dict[str, Any]) -> None:
+        """Send the warm-up record."""
+        self._send({"report": record})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
 
 class Publisher:
@@ -36,25 +89,25 @@ class Publisher:
         config: Config,
         metrics: Metrics,
         log: Log,
-        status_dir: StatusDir | None,
+        sink: Sink | None,
         *,
+        mode: str = "prime",
+        rearms: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.log = log
-        self.status_dir = status_dir
+        self.sink = sink
         self._clock = clock
         self._wall_offset = wall() - clock()
         self.started = clock()
-        self.armed = self.started
         self.phase_started = self.started
         self.ready_at: float | None = None
-        self.level = 0
-        self.rearms = 0
         self._last_write = float("-inf")
         self._write_error: str | None = None
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "warmgate-status")
         self.status = Status(
             state=WAITING,
             ready=False,
@@ -66,21 +119,13 @@ class Publisher:
             target_level=config.load.concurrency,
             hold_required_s=config.gate.hold,
             timeout_s=config.gate.timeout,
+            rearms=rearms,
+            mode=mode,
         )
 
     def wall(self, monotonic: float) -> float:
         """Wall-clock seconds for a monotonic reading."""
         return self._wall_offset + monotonic
-
-    def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
-        """``(ready, reason, status JSON)`` for the endpoint thread."""
-        status = self.status
-        return status.ready, status.reason, status.to_json()
-
-    def arm(self) -> None:
-        """A new warm-up begins (at start, and on every re-arm)."""
-        self.armed = self._clock()
-        self.ready_at = None
 
     async def publish(
         self,
@@ -88,6 +133,8 @@ class Publisher:
         reason: str,
         verdict: Verdict | None = None,
         *,
+        level: int = 0,
+        answered: bool = False,
         outcome: str | None = None,
         phase_start: bool = False,
     ) -> None:
@@ -101,48 +148,33 @@ class Publisher:
         window = verdict.window if verdict is not None else Stats()
         if outcome is None and state == previous.state:
             outcome = previous.outcome
-        status = Status(
+        status = replace(
+            previous,
             state=state,
             ready=state == READY,
             reason=self.log.secrets.redact(reason),
-            started_at=self.wall(self.started),
             updated_at=self.wall(now),
             phase_started_at=self.wall(self.phase_started),
-            armed_at=self.wall(self.armed),
             outcome=outcome,
             ready_at=None if self.ready_at is None else self.wall(self.ready_at),
-            level=self.level,
-            target_level=self.config.load.concurrency,
+            level=level,
             window=window.as_dict(),
             targets={
                 name: stats.as_dict()
                 for name, stats in (verdict.targets.items() if verdict is not None else ())
             },
-            hold_required_s=self.config.gate.hold,
             hold_passing_s=verdict.held_for if verdict is not None else 0.0,
-            timeout_s=self.config.gate.timeout,
-            rearms=self.rearms,
             elapsed_s=verdict.elapsed if verdict is not None else 0.0,
             checks=tuple(
                 {"name": c.name, "passed": c.passed, "actual": c.actual, "limit": c.limit}
                 for c in (verdict.checks if verdict is not None else ())
             ),
+            target_answered=answered,
         )
         await self.push(status)
 
-    async def stopped(self, why: str, keep_ready: bool) -> None:
-        """The final status after a signal: the same, saying so; ready only if ``keep_ready``."""
-        status = self.status
-        final = replace(
-            status,
-            ready=status.ready and keep_ready,
-            reason=f"{status.reason} (warmgate stopped by {why})",
-            updated_at=self.wall(self._clock()),
-        )
-        await self.push(final, force_write=True)
-
     async def push(self, status: Status, *, force_write: bool = False) -> None:
-        """Make ``status`` current on every surface: endpoint, metrics, log, status file."""
+        """Make ``status`` current on every surface: metrics, log, sink."""
         now = self._clock()
         previous = self.status
         self.status = status
@@ -158,25 +190,29 @@ class Publisher:
             )
         else:
             self.log.progress(status)
-        due = changed or force_write or now - self._last_write >= FILE_INTERVAL
-        if self.status_dir is not None and due:
+        if self.sink is None:
+            return
+        due = changed or force_write or now - self._last_write >= self.sink.interval
+        if due:
             self._last_write = now
-            await self._write(self.status_dir.write, status)
+            await self._write(self.sink.write, status)
 
     async def write_report(self, record: dict[str, Any]) -> None:
-        """Write the warm-up record next to the status, if there is a status directory."""
-        if self.status_dir is not None:
-            await self._write(self.status_dir.write_report, record)
+        """Hand the warm-up record to the sink, if there is one."""
+        if self.sink is not None:
+            await self._write(self.sink.write_report, record)
 
     async def _write(self, write: Callable[[Any], None], data: Any) -> None:
-        """Write off the event loop; a failure is logged once and never stops the gate."""
+        """Write on the writer thread, in order; a failure is logged once, never fatal."""
+        future = self._writer.submit(write, data)
         try:
-            await asyncio.to_thread(write, data)
+            # Shielded: a cancelled caller stops waiting, the write still lands in its turn.
+            await asyncio.shield(asyncio.wrap_future(future))
         except OSError as exc:
             error = exc.strerror or type(exc).__name__
-            where = self.status_dir.path if self.status_dir is not None else "-"
             if error != self._write_error:
                 self._write_error = error
+                where = getattr(self.sink, "path", "the supervisor")
                 self.log.event(
                     "status_write_failed",
                     f"cannot write the status directory {where}: {error}; /readyz and "
@@ -184,3 +220,7 @@ class Publisher:
                 )
         else:
             self._write_error = None
+
+    def close(self) -> None:
+        """Wait for every write already made to land."""
+        self._writer.shutdown(wait=True)

@@ -1,37 +1,45 @@
-"""The lifecycle: wait for the target, prime it until the gate opens, then watch it.
+"""The primer: the async shell around the lifecycle machine for one warm-up.
 
-One asyncio loop runs everything here (the endpoint has its own thread, see ``server.py``)::
+``prime`` runs one; so does every child process the ``run`` supervisor starts when it arms.
+The shell only turns what it sees into events for :class:`~warmgate.machine.Lifecycle` —
+probe results while waiting, the gate's verdicts and "lost" while warming, ticks — and carries
+out the actions each transition names: start or stop the load, publish, record the outcome.
+Every decision about *when* lives in ``machine.py`` (the lifecycle) and in the controller (the
+gate and the ramp); nothing here decides.
 
-    waiting --(target answers)--> warming --(gate opens)--> ready
-       ^            |                  |--(deadline, on_timeout: fail)--> failed
-       |            '--(deadline)--> ready (opened on timeout) or failed
-       '----(run: target stopped answering for rearm_after: re-arm)-------'
-
-``prime`` stops at the first outcome; ``run`` keeps serving, optionally trickles keep-warm
-traffic, and re-arms when the target stops answering (a restarted app is a cold app). Signal
-handlers only set the ``stop`` event; the loops notice it within one tick, and shutdown has a
-bounded grace period.
+One asyncio loop runs everything; signal handlers only set the ``stop`` event, which the loops
+notice within one tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Literal, Protocol
+from dataclasses import replace
+from typing import Protocol
 
 from warmgate.config import Config
 from warmgate.controller import Controller
 from warmgate.drivers.http import UrlProbe, make_client
-from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, Thresholds, Verdict, thresholds_text
+from warmgate.gate import (
+    FAILED_CLOSED,
+    OPENED_ON_TIMEOUT,
+    WARM,
+    Thresholds,
+    Verdict,
+    thresholds_text,
+)
 from warmgate.load import Load
 from warmgate.logs import Log
+from warmgate.machine import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.metrics import Metrics
-from warmgate.publisher import Publisher
+from warmgate.publisher import Publisher, Sink
 from warmgate.report import Point, Record, Recorder
-from warmgate.status import FAILED, READY, WAITING, WARMING, Status, StatusDir
+from warmgate.status import FAILED, READY, STOPPED, WAITING, WARMING, Status
 from warmgate.targets import CompiledTarget, open_drivers
 from warmgate.units import format_duration
 from warmgate.window import Sample
@@ -39,13 +47,14 @@ from warmgate.window import Sample
 TICK = 0.25
 """Seconds between evaluations of the gate while warming."""
 LOST_AFTER = 5.0
-"""Seconds of nothing but connection errors that send warming back to waiting, if
-``rearm_after`` is 0."""
-
-Mode = Literal["run", "prime"]
-
-# Why _watch ends: time to prime again, or stop.
-REARM, STOP = True, False
+"""Seconds of nothing but connection errors that send warming back to waiting."""
+CONFIRM_HOLD = 0.5
+"""The hold of the confirmation after warmgate's own restart: the app was warm moments ago."""
+_VERDICT_EVENTS = {
+    WARM: Event.WARM,
+    OPENED_ON_TIMEOUT: Event.TIMED_OUT_OPEN,
+    FAILED_CLOSED: Event.TIMED_OUT_CLOSED,
+}
 
 
 class Probe(Protocol):
@@ -74,6 +83,24 @@ def thresholds_of(config: Config) -> Thresholds:
     )
 
 
+def policy_of(config: Config) -> Policy:
+    """The lifecycle machine's view of the configuration."""
+    return Policy(
+        wait_timeout=config.wait.timeout,
+        gate_timeout=config.gate.timeout,
+        fail_closed=config.gate.on_timeout == "fail",
+        rearm_after=config.after_ready.rearm_after,
+        retry_after=config.after_ready.retry_after,
+    )
+
+
+def probe_event(down: str | None) -> Event:
+    """The machine's event for a probe result: up, refused (the process is gone), or neither."""
+    if down is None:
+        return Event.UP
+    return Event.REFUSED if "connection refused" in down else Event.UNREACHABLE
+
+
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; ``True`` as soon as ``stop`` is set."""
     if stop.is_set():
@@ -87,37 +114,48 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 class Runner:
-    """Drives one warmgate process: wait, warm, watch; the publisher tells the world."""
+    """Drives one warm-up: wait, warm (or confirm), reach an outcome; the publisher tells."""
 
     def __init__(
         self,
         config: Config,
         compiled: Sequence[CompiledTarget],
         *,
-        mode: Mode,
         metrics: Metrics,
         log: Log,
-        status_dir: StatusDir | None = None,
+        sink: Sink | None = None,
+        mode: str = "prime",
+        resume: bool = False,
+        keep_warm: bool = False,
+        rearms: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.compiled = compiled
-        self.mode = mode
         self.metrics = metrics
         self.log = log
         self._clock = clock
-        self.publisher = Publisher(config, metrics, log, status_dir, clock=clock, wall=wall)
-        names = tuple(item.target.name for item in compiled)
-        self.controller = Controller(
-            thresholds_of(config),
-            config.load.concurrency,
-            names,
-            config.load.ramp_step,
-            config.load.rate,
+        self._resume = resume
+        self._keep_warm = keep_warm
+        self.publisher = Publisher(
+            config, metrics, log, sink, mode=mode, rearms=rearms, clock=clock, wall=wall
         )
-        self._probes: list[Probe] = []
+        self.machine = Lifecycle(policy_of(config))
+        names = tuple(item.target.name for item in compiled)
+        thresholds = thresholds_of(config)
+        load = config.load
+        self.controller = Controller(thresholds, load.concurrency, names, load.ramp_step, load.rate)
+        # The confirmation judges at the target level at once, briefly, and never times out
+        # by itself: the machine's budget for it decides.
+        confirm = replace(thresholds, hold=min(thresholds.hold, CONFIRM_HOLD), timeout=math.inf)
+        self.confirmer = Controller(confirm, load.concurrency, names, load.ramp_step, load.rate)
+        self._active = self.controller
         self._warming = False
+        self._level = 0
+        self._down = ""
+        self._verdict: Verdict | None = None
+        self._probes: list[Probe] = []
         self.recorder = self._new_recorder()
         self.record: Record | None = None
 
@@ -125,10 +163,6 @@ class Runner:
     def status(self) -> Status:
         """The current status snapshot."""
         return self.publisher.status
-
-    def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
-        """``(ready, reason, status JSON)`` for the endpoint thread."""
-        return self.publisher.snapshot()
 
     def _new_recorder(self) -> Recorder:
         gate = self.controller.gate
@@ -140,7 +174,7 @@ class Runner:
         return self._clock() - self.publisher.started
 
     async def run(self, stop: asyncio.Event) -> Status:
-        """Run until ``prime`` reaches an outcome or ``stop`` is set; returns the last status."""
+        """Run until an outcome (or, keeping warm, until ``stop``); returns the last status."""
         async with AsyncExitStack() as stack:
             drivers = await open_drivers(self.config, self.compiled, stack)
             self._probes = list(drivers)
@@ -151,10 +185,9 @@ class Runner:
                 # wait.url stands for the HTTP targets; other kinds still probe themselves.
                 others = [d for d, c in zip(drivers, self.compiled, strict=True) if c.http is None]
                 self._probes = [UrlProbe(self.config.wait.url, client), *others]
-            weights = [item.target.weight for item in self.compiled]
             load = Load(
                 drivers,
-                weights,
+                [item.target.weight for item in self.compiled],
                 self.config.load.concurrency,
                 self._record,
                 caps=[item.target.rate for item in self.compiled],
@@ -166,64 +199,149 @@ class Runner:
         return self.status
 
     async def _lifecycle(self, stop: asyncio.Event, load: Load) -> None:
-        while not stop.is_set():
-            self.publisher.arm()
-            down = await self._wait(stop)
-            if stop.is_set():
-                break
-            if down is not None:
-                await self._give_up(
-                    f"the target did not answer within "
-                    f"{format_duration(self.config.wait.timeout)}: {down}"
-                )
+        first = Event.RESUME if self._resume else Event.ARM
+        await self._apply(self.machine.handle(first, self._clock()), stop, load)
+        backoff = self.config.wait.initial_backoff
+        while not stop.is_set() and self.machine.state not in (State.READY, State.FAILED):
+            timed = self.machine.tick(self._clock())
+            if timed is not None:
+                await self._apply(timed, stop, load)
+            elif self.machine.state in (State.WAITING, State.RESUMING):
+                backoff = await self._wait_step(stop, load, backoff)
             else:
-                jitter = random.uniform(0, self.config.load.jitter)
-                if jitter:
-                    reason = f"waiting {format_duration(jitter)} before priming (jitter)"
-                    await self.publisher.publish(WAITING, reason)
-                    if await sleep_or_stop(stop, jitter):
-                        break
-                verdict = await self._warm(stop, load)
-                if verdict is None:
-                    if stop.is_set():
-                        break
-                    continue  # the target went away while warming: wait for it again
-            if self.mode == "prime":
-                return
-            if await self._watch(stop, load, answered=down is None) is STOP:
-                break
-            self.publisher.rearms += 1
-            self.metrics.rearms.inc()
-            self.recorder = self._new_recorder()
+                backoff = self.config.wait.initial_backoff
+                await self._warm_step(stop, load)
+        keep_warm = self.config.after_ready.keep_warm_rate
+        if keep_warm and self._keep_warm and self.machine.answered and self.machine.ready:
+            self._configure(load, 1, keep_warm)
+            await stop.wait()
 
-    async def _probe_all(self) -> str | None:
+    async def _wait_step(self, stop: asyncio.Event, load: Load, backoff: float) -> float:
+        """One probe of every target; sleep the back-off if it is not up yet."""
         results = await asyncio.gather(*(probe.probe() for probe in self._probes))
-        return next((reason for reason in results if reason), None)
+        down = next((reason for reason in results if reason), None)
+        if down is None:
+            self.recorder.up(self._since_start())
+            self.log.event("up", "the target answers; priming starts")
+        else:
+            self._down = down
+        state = self.machine.state
+        step = self.machine.handle(probe_event(down), self._clock())
+        await self._apply(step, stop, load)
+        if self.machine.state is not state or down is None:
+            return self.config.wait.initial_backoff
+        await self._say(WAITING, f"waiting for the target to answer: {down}")
+        remaining = self.machine.deadline() - self._clock()
+        await sleep_or_stop(stop, min(backoff, max(0.0, remaining)))
+        return min(backoff * 2, self.config.wait.max_backoff)
 
-    async def _wait(self, stop: asyncio.Event) -> str | None:
-        """Until every target accepts connections: ``None``, or the last reason at the deadline."""
-        wait = self.config.wait
-        start = self._clock()
-        deadline = start + wait.timeout
-        backoff = wait.initial_backoff
-        await self.publisher.publish(WAITING, "waiting for the target to answer", phase_start=True)
-        while True:
-            down = await self._probe_all()
-            if down is None:
-                self.recorder.up(self._since_start())
-                self.log.event(
-                    "up",
-                    "the target answers; priming starts",
-                    waited_s=round(self._clock() - start, 3),
-                )
-                return None
-            await self.publisher.publish(WAITING, f"waiting for the target to answer: {down}")
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return down
-            if await sleep_or_stop(stop, min(backoff, remaining)):
-                return None
-            backoff = min(backoff * 2, wait.max_backoff)
+    async def _warm_step(self, stop: asyncio.Event, load: Load) -> None:
+        """One evaluation of the gate (or the confirmation) and the ramp."""
+        if await sleep_or_stop(stop, TICK):
+            return
+        now = self._clock()
+        controller = self._active
+        step, verdict = controller.tick(now)
+        confirming = controller is self.confirmer
+        if step.changed and not confirming:
+            self._configure(load, step.level, self._rate_at(step.level))
+            self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
+        self._remember(verdict)
+        self._verdict = verdict
+        if verdict.outcome is not None:
+            await self._apply(
+                self.machine.handle(_VERDICT_EVENTS[verdict.outcome], now), stop, load
+            )
+        elif now - controller.started_at >= LOST_AFTER and self._lost(now, LOST_AFTER):
+            self.log.event(
+                "lost",
+                f"the target answered nothing but connection errors for "
+                f"{format_duration(LOST_AFTER)}; waiting for it again",
+            )
+            await self._apply(self.machine.handle(Event.LOST, now), stop, load)
+        else:
+            reason = verdict.reason
+            if confirming:
+                reason = f"confirming the app is still warm after warmgate restarted: {reason}"
+            await self._say(WARMING, reason, verdict)
+
+    async def _apply(self, step: Transition, stop: asyncio.Event, load: Load) -> None:
+        """Carry out what a transition asks."""
+        if step.changed:
+            self.log.event(
+                "transition",
+                f"{step.previous.value} -> {step.state.value} ({step.event.value})",
+                previous=step.previous.value,
+                state=step.state.value,
+            )
+        published = False
+        for action in step.actions:
+            if action is Action.STOP_LOAD:
+                self._warming = False
+                self._configure(load, 0, None)
+            elif action is Action.START_LOAD:
+                await self._start_ramp(stop, load, jitter=step.previous is State.WAITING)
+                published = True
+            elif action is Action.START_LOAD_AT_TARGET:
+                await self._start_confirmation(load)
+                published = True
+            elif action is Action.FINISH:
+                await self._finish(step)
+                published = True
+            elif action is Action.PUBLISH and not published and step.changed:
+                if step.state is State.STOPPED:
+                    continue
+                await self._say(
+                    WAITING, "waiting for the target to answer", phase_start=True,
+                )  # fmt: skip
+
+    async def _start_ramp(self, stop: asyncio.Event, load: Load, *, jitter: bool) -> None:
+        pause = random.uniform(0, self.config.load.jitter) if jitter else 0.0
+        if pause:
+            reason = f"waiting {format_duration(pause)} before priming (jitter)"
+            await self._say(WAITING, reason)
+            if await sleep_or_stop(stop, pause):
+                return
+        self.controller.start(self._clock())
+        self._active = self.controller
+        self._warming = True
+        self._configure(load, self.controller.level, self._rate_at(self.controller.level))
+        await self._say(
+            WARMING, "priming has started at concurrency 1", phase_start=True,
+        )  # fmt: skip
+
+    async def _start_confirmation(self, load: Load) -> None:
+        now = self._clock()
+        target = self.config.load.concurrency
+        self.confirmer.start(now)
+        self.confirmer.ramp.start(now, target)
+        self._active = self.confirmer
+        self._warming = True
+        self._configure(load, target, self._rate_at(target))
+        reason = (
+            f"confirming the app is still warm after warmgate restarted: checking at "
+            f"concurrency {target}"
+        )
+        await self._say(WARMING, reason, phase_start=True)
+
+    async def _say(
+        self,
+        state: str,
+        reason: str,
+        verdict: Verdict | None = None,
+        *,
+        outcome: str | None = None,
+        phase_start: bool = False,
+    ) -> None:
+        """Publish with what only the runner knows: the load's level, whether it answered.
+
+        An outcome shows the level its verdict was reached at (the load has stopped by then).
+        """
+        level = verdict.level if outcome is not None and verdict is not None else self._level
+        await self.publisher.publish(
+            state, reason, verdict, level=level, answered=self.machine.answered,
+            outcome=outcome, phase_start=phase_start,
+        )  # fmt: skip
 
     def _rate_at(self, level: int) -> float | None:
         rate = self.config.load.rate
@@ -231,52 +349,17 @@ class Runner:
 
     def _configure(self, load: Load, level: int, rate: float | None) -> None:
         load.configure(level, rate)
-        self.publisher.level = load.level
-
-    async def _warm(self, stop: asyncio.Event, load: Load) -> Verdict | None:
-        """Prime until the gate reaches an outcome; ``None`` if stopped or the target went away."""
-        controller = self.controller
-        controller.start(self._clock())
-        self._warming = True
-        self._configure(load, controller.level, self._rate_at(controller.level))
-        await self.publisher.publish(
-            WARMING, "priming has started at concurrency 1", phase_start=True
-        )
-        lost_after = self.config.after_ready.rearm_after or LOST_AFTER
-        try:
-            while True:
-                if await sleep_or_stop(stop, TICK):
-                    return None
-                now = self._clock()
-                step, verdict = controller.tick(now)
-                if step.changed:
-                    self._configure(load, step.level, self._rate_at(step.level))
-                    self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
-                self._remember(verdict)
-                if verdict.done:
-                    await self._finish(verdict)
-                    return verdict
-                if now - controller.started_at >= lost_after and self._lost(now, lost_after):
-                    self.log.event(
-                        "lost",
-                        f"the target answered nothing but connection errors for "
-                        f"{format_duration(lost_after)}; waiting for it again",
-                    )
-                    return None
-                await self.publisher.publish(WARMING, verdict.reason, verdict)
-        finally:
-            self._warming = False
-            self._configure(load, 0, None)
+        self._level = load.level
 
     def _lost(self, now: float, seconds: float) -> bool:
         """Whether every request of the last ``seconds`` failed to connect."""
-        recent = self.controller.window.stats(now, since=now - seconds)
+        recent = self._active.window.stats(now, since=now - seconds)
         return bool(recent.requests) and recent.outcomes.get("connection_error") == recent.requests
 
     def _remember(self, verdict: Verdict) -> None:
         """Add the last second of requests, at any level, to the warm-up record."""
         now = self._clock()
-        recent = self.controller.window.stats(now, since=now - 1.0)
+        recent = self._active.window.stats(now, since=now - 1.0)
         point = Point(
             round(now - self.publisher.started, 3),
             WARMING,
@@ -289,80 +372,41 @@ class Runner:
         )
         self.recorder.evaluation(point, verdict.passing)
 
-    async def _save_record(self, outcome: str | None, reason: str) -> None:
+    async def _finish(self, step: Transition) -> None:
+        """Publish the outcome the transition reached, and record the warm-up."""
+        verdict = self._verdict
+        if step.event is Event.WARM and verdict is not None:
+            outcome, reason = WARM, verdict.reason
+        else:
+            fail = step.state is State.FAILED
+            outcome = FAILED_CLOSED if fail else OPENED_ON_TIMEOUT
+            verb = "failed closed" if fail else "opened anyway"
+            if verdict is not None and verdict.outcome == outcome:
+                reason = verdict.reason
+            elif self.machine.warming_since is None:
+                waited = format_duration(self.config.wait.timeout)
+                reason = f"{verb}: the target did not answer within {waited}: {self._down}"
+            else:
+                last = verdict.reason if verdict is not None else self._down
+                timeout = format_duration(self.config.gate.timeout)
+                reason = f"not warm after {timeout}, {verb}: {last}"
+            self.log.event("timeout", reason, outcome=outcome)
+        state = FAILED if step.state is State.FAILED else READY
+        await self._say(
+            state,
+            reason,
+            verdict,
+            outcome=outcome,
+            phase_start=True,
+        )
         record = self.recorder.finish(self._since_start(), outcome, self.log.secrets.redact(reason))
         self.record = record
         await self.publisher.write_report(record.to_json())
 
-    async def _finish(self, verdict: Verdict) -> None:
-        if verdict.outcome == OPENED_ON_TIMEOUT:
-            self.log.event("timeout", verdict.reason, outcome=verdict.outcome)
-        state = FAILED if verdict.outcome == FAILED_CLOSED else READY
-        await self.publisher.publish(
-            state, verdict.reason, verdict, outcome=verdict.outcome, phase_start=True
-        )
-        await self._save_record(verdict.outcome, verdict.reason)
-
-    async def _give_up(self, reason: str) -> None:
-        """The wait deadline passed: open or fail as ``on_timeout`` says."""
-        fail = self.config.gate.on_timeout == "fail"
-        outcome = FAILED_CLOSED if fail else OPENED_ON_TIMEOUT
-        verb = "failed closed" if fail else "opened anyway"
-        await self.publisher.publish(
-            FAILED if fail else READY, f"{verb}: {reason}", outcome=outcome, phase_start=True
-        )
-        await self._save_record(outcome, self.status.reason)
-
-    async def _watch(self, stop: asyncio.Event, load: Load, *, answered: bool) -> bool:
-        """After the outcome (``run``): keep warm, and say when to prime again (``REARM``).
-
-        ``answered`` is whether the target answered at all before the outcome.
-        """
-        after = self.config.after_ready
-        if after.keep_warm_rate and self.status.ready and answered:
-            self._configure(load, 1, after.keep_warm_rate)
-        interval = min(1.0, after.rearm_after / 4) if after.rearm_after else 1.0
-        retry_at = (
-            self._clock() + after.retry_after
-            if self.status.state == FAILED and answered and after.retry_after
-            else None
-        )
-        down_since: float | None = None
-        try:
-            while not await sleep_or_stop(stop, interval):
-                now = self._clock()
-                if retry_at is not None and now >= retry_at:
-                    return self._rearm(
-                        f"priming again {format_duration(after.retry_after)} after failing closed"
-                    )
-                if not answered:
-                    if await self._probe_all() is None:
-                        return self._rearm("the target answers at last; it is cold")
-                    continue
-                if not after.rearm_after:
-                    continue
-                down = await self._probe_all()
-                if down is None:
-                    down_since = None
-                    continue
-                down_since = now if down_since is None else down_since
-                if now - down_since >= after.rearm_after:
-                    return self._rearm(
-                        f"the target stopped answering for {format_duration(after.rearm_after)} "
-                        f"({down}); a restarted app is a cold app"
-                    )
-            return STOP
-        finally:
-            self._configure(load, 0, None)
-
-    def _rearm(self, why: str) -> bool:
-        self.log.event("rearm", f"re-arming: {why}")
-        return REARM
-
     def _record(self, sample: Sample) -> None:
         self.metrics.observe(sample)
         if self._warming:
-            self.controller.record(sample)
+            self._active.record(sample)
             self.recorder.sample(sample.target, sample.latency, sample.ok)
 
     def _crash(self, target: str, exc: BaseException) -> None:
@@ -376,16 +420,12 @@ class Runner:
     async def stopped(self, why: str) -> None:
         """Write the final status after a signal.
 
-        ``prime`` that was not warm has failed. A stopped ``run`` no longer vouches for the app,
-        so it withdraws the ready marker; a finished ``prime`` leaves it (that is its purpose).
+        Before an outcome the state becomes ``stopped`` (not ready; ``prime`` exits 1). After
+        one, the outcome stands: a finished ``prime``'s marker is its purpose.
         """
-        if self.mode == "prime" and not self.status.ready:
-            await self.publisher.publish(
-                FAILED,
-                f"stopped by {why} before the target was warm",
-                outcome=FAILED_CLOSED,
-                phase_start=True,
-            )
-        else:
-            await self.publisher.stopped(why, keep_ready=self.mode == "prime")
+        if self.machine.state not in (State.READY, State.FAILED):
+            self.machine.handle(Event.STOP, self._clock())
+            await self._say(
+                STOPPED, f"stopped by {why} before the target was warm", phase_start=True,
+            )  # fmt: skip
         self.log.event("stop", f"stopped by {why}", state=self.status.state)

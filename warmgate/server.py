@@ -1,118 +1,209 @@
 """The readiness endpoint: ``/readyz``, ``/livez``, ``/status``, ``/metrics``.
 
-aiohttp's server (already a dependency through the HTTP transport) runs on its own event loop
-in its own thread, so a busy priming loop never delays the kubelet's probe. Handlers only read:
-an immutable :class:`~warmgate.status.Status` published by the runner (a single reference swap,
-safe across threads) or the status directory in ``serve`` mode, and the metrics registry.
-Nothing mutates, nothing secret is served.
+The standard library's threaded HTTP server, on its own threads, so a busy loop elsewhere never
+delays the kubelet's probe and the long-lived sidecar imports nothing it does not need.
+Handlers only read: a :data:`StatusSource` callable (an immutable snapshot held in memory by
+the supervisor, or the status directory in ``serve`` mode), a liveness callable and the
+metrics text. Nothing mutates, nothing secret is served.
+
+The port is exposed to anything in the pod network, so it is built to take abuse: a malformed
+request or a client that hangs up costs one log line, never a traceback; idle connections are
+closed after :data:`IDLE_TIMEOUT`; at most :data:`MAX_CONNECTIONS` are served at once (the rest
+are closed at once); and running out of file descriptors pauses accepting with one log line
+per burst instead of spinning.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from warmgate.errors import ServeError
 
 StatusSource = Callable[[], tuple[bool, str, dict[str, Any]]]
 """Returns ``(ready, reason, status_json)`` for the current moment."""
+LivenessSource = Callable[[], tuple[bool, str]]
+"""Returns ``(alive, reason)``: whether the loop that does the work is still turning."""
+Reporter = Callable[[str], None]
+"""Takes one line about a problem with a client or the listening socket."""
+
+IDLE_TIMEOUT = 5.0
+"""Seconds a connection may sit without sending a complete request before it is closed."""
+MAX_CONNECTIONS = 64
+"""Connections served at once; probes need a handful."""
+EXHAUSTED_PAUSE = 0.1
+"""Seconds accepting pauses when the process is out of file descriptors."""
 
 
-def build_app(source: StatusSource, registry: CollectorRegistry) -> web.Application:
-    """The aiohttp application with the four read-only routes."""
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready, reason, _status = source()
-        return web.Response(status=200 if ready else 503, text=reason + "\n")
-
-    async def livez(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def status(_: web.Request) -> web.Response:
-        _ready, _reason, data = source()
-        return web.Response(text=json.dumps(data, indent=2) + "\n", content_type="application/json")
-
-    async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/status", status)
-    app.router.add_get("/metrics", metrics)
-    return app
+def always_alive() -> tuple[bool, str]:
+    """The liveness of a process with nothing to watch but the server itself."""
+    return True, "ok"
 
 
-class BackgroundServer:
-    """Serves an aiohttp application from a background thread with its own event loop."""
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._app = app
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: OSError | None = None
+    def do_GET(self) -> None:
+        """Serve one of the four read-only routes."""
+        path = self.path.split("?", 1)[0]
+        endpoint = self.server.endpoint
+        if path == "/readyz":
+            ready, reason, _ = endpoint.source()
+            self._reply(200 if ready else 503, reason + "\n")
+        elif path == "/livez":
+            alive, reason = endpoint.liveness()
+            self._reply(200 if alive else 503, reason + "\n")
+        elif path == "/status":
+            _, _, data = endpoint.source()
+            self._reply(200, json.dumps(data, indent=2) + "\n", "application/json")
+        elif path == "/metrics":
+            self._reply(200, endpoint.metrics(), CONTENT_TYPE_LATEST)
+        else:
+            self._reply(404, "not found: try /readyz, /livez, /status or /metrics\n")
 
-    def start(self) -> int:
-        """Bind and serve; returns the bound port. Raises :class:`ServeError` if it cannot."""
-        self._thread = threading.Thread(target=self._serve, name="warmgate-server", daemon=True)
-        self._thread.start()
-        self._started.wait()
-        if self._error is not None:
-            reason = self._error.strerror or str(self._error)
-            raise ServeError(
-                f"cannot serve on {self.host}:{self.port} ({reason}); pick another --port "
-                "or --host."
-            )
-        return self.port
+    def _reply(self, code: int, body: str | bytes, content_type: str = "text/plain") -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(code)
+        if "charset" not in content_type:
+            content_type += "; charset=utf-8"
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
 
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+    def log_message(self, format: str, *args: Any) -> None:
+        """Successful requests are not logged (probes come every few seconds, forever)."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """A malformed request: one line."""
+        peer = self.client_address[0] if self.client_address else "?"
+        self.server.endpoint.report(f"bad request from {peer}: {format % args}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    endpoint: Endpoint
+
+    def __init__(self, endpoint: Endpoint, listener: socket.socket) -> None:
+        self.endpoint = endpoint
+        self.address_family = listener.family
+        super().__init__(listener.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.server_address = listener.getsockname()[:2]
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._exhausted = False
+
+    def get_request(self) -> tuple[socket.socket, Any]:
         try:
-            loop.run_until_complete(self._bind())
+            request = super().get_request()
         except OSError as exc:
-            self._error = exc
-            self._started.set()
-            loop.close()
-            return
-        self._started.set()
-        loop.run_forever()
-        if self._runner is not None:
-            loop.run_until_complete(self._runner.cleanup())
-        loop.close()
-
-    async def _bind(self) -> None:
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if not self._exhausted:
+                    self._exhausted = True
+                    self.endpoint.report(
+                        f"cannot accept connections: {exc.strerror}; pausing accepts"
+                    )
+                time.sleep(EXHAUSTED_PAUSE)  # the socket stays readable: do not spin
             raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        if self._exhausted:
+            self._exhausted = False
+            self.endpoint.report("accepting connections again")
+        return request
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the limit: close at once
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up or timed out: one line, no traceback."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, TimeoutError | ConnectionError):
+            return  # idle or gone: routine for probes
+        peer = client_address[0] if client_address else "?"
+        self.endpoint.report(f"request from {peer} failed: {type(exc).__name__}: {exc}")
+
+
+class Endpoint:
+    """Serves the four routes from a background thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        source: StatusSource,
+        metrics: Callable[[], bytes],
+        *,
+        liveness: LivenessSource = always_alive,
+        report: Reporter | None = None,
+    ) -> None:
+        self.source = source
+        self.metrics = metrics
+        self.liveness = liveness
+        self.report: Reporter = report or (lambda _line: None)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, listener: socket.socket) -> int:
+        """Serve on an already bound, listening socket; returns its port."""
+        server = _Server(self, listener)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            name="warmgate-endpoint",
+        )  # fmt: skip
+        self._thread.start()
+        return int(listener.getsockname()[1])
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving and close the port; waits up to ``timeout`` seconds for the thread."""
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
+        """Stop accepting and close the port; waits up to ``timeout`` seconds for the thread."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        server.server_close()
 
 
-def status_server(
-    host: str, port: int, source: StatusSource, registry: CollectorRegistry
-) -> BackgroundServer:
-    """The readiness endpoint for ``source`` and ``registry``, not yet started."""
-    return BackgroundServer(build_app(source, registry), host, port)
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket, or a :class:`ServeError` naming the fix."""
+    if not 0 <= port <= 65535:
+        raise ServeError(f"--port: {port} is not a port; use 0 to 65535 (0 picks a free one).")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        reason = exc.strerror or str(exc)
+        raise ServeError(
+            f"cannot serve on {host}:{port} ({reason}); pick another --port or --host."
+        ) from None
+    return listener

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from warmgate.server import BackgroundServer
+from warmgate.background import BackgroundServer
 
 
 @dataclass(frozen=True)

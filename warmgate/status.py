@@ -5,6 +5,10 @@ Layout of the status directory (a public contract)::
     status.json   the latest snapshot (see :meth:`Status.to_json`), replaced atomically
     ready         exists exactly while the gate is open; contains the reason
     report.json   the record of the last warm-up, for ``warmgate report``
+    heartbeat     ``run`` only: its modification time is renewed every second while the
+                  supervisor's loop turns; a reader treats a ``run`` status whose heartbeat
+                  is older than :data:`HEARTBEAT_STALE` as not ready (warmgate is gone)
+    .lock         held (``flock``) by the one warmgate that writes the directory
 
 A reader never sees a torn file: each write goes to a temporary file in the same directory, is
 fsynced, then renamed over the old one (as prometheus_client's ``write_to_textfile`` does).
@@ -24,16 +28,18 @@ from typing import Any
 
 from warmgate import __version__
 from warmgate.errors import StatusDirError
+from warmgate.machine import PUBLIC_STATES
 
 STATUS_FILE = "status.json"
 READY_FILE = "ready"
 REPORT_FILE = "report.json"
+HEARTBEAT_FILE = "heartbeat"
+LOCK_FILE = ".lock"
+HEARTBEAT_STALE = 5.0
+"""Seconds without a heartbeat after which a ``run`` status no longer counts as ready."""
 
-WAITING = "waiting"
-WARMING = "warming"
-READY = "ready"
-FAILED = "failed"
-STATES = (WAITING, WARMING, READY, FAILED)
+STATES = PUBLIC_STATES
+WAITING, WARMING, READY, FAILED, STOPPED = PUBLIC_STATES
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -66,6 +72,10 @@ class Status:
     rearms: int = 0
     elapsed_s: float = 0.0
     checks: tuple[dict[str, Any], ...] = ()
+    mode: str = "prime"
+    """``run`` (a supervisor renews the heartbeat) or ``prime`` (the status outlives it)."""
+    target_answered: bool = False
+    """Whether the target answered at all during this warm-up."""
 
     def warmup_seconds(self) -> float | None:
         """Seconds from the start of this warm-up (or re-arm) to ready; ``None`` until then."""
@@ -98,6 +108,8 @@ class Status:
             "elapsed_s": round(self.elapsed_s, 3),
             "checks": list(self.checks),
             "rearms": self.rearms,
+            "mode": self.mode,
+            "target_answered": self.target_answered,
             "version": __version__,
         }
 
@@ -105,8 +117,51 @@ class Status:
 class StatusDir:
     """Writes the status file and ready marker of one directory."""
 
+    interval = 1.0
+    """At most one status write per this many seconds, unless the state changes."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock: int | None = None
+
+    def lock(self) -> int:
+        """Take the directory for this process (and the processes it ``exec``s into); returns
+        the descriptor that holds the lock, to hand over across ``exec``.
+
+        Raises a :class:`StatusDirError` when another warmgate holds it: two writers would
+        contradict each other's marker.
+        """
+        import fcntl
+
+        path = self.path / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StatusDirError(
+                f"--status-dir: cannot create {path} ({exc.strerror}); mount a writable "
+                "volume there."
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StatusDirError(
+                f"--status-dir: {self.path} is in use by another warmgate (pid {holder}); "
+                "give each warmgate its own status directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+        return fd
+
+    def beat(self) -> None:
+        """Renew the heartbeat (``run``): a reader can tell a live warmgate from a dead one."""
+        path = self.path / HEARTBEAT_FILE
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            path.touch()
 
     def prepare(self) -> None:
         """Create the directory if needed and prove it is writable; remove a stale marker."""
@@ -125,12 +180,21 @@ class StatusDir:
 
     def write(self, status: Status) -> None:
         """Write ``status.json`` atomically, then create or remove the marker to match."""
-        if not status.ready:
+        self.write_json(status.to_json())
+
+    def write_json(self, data: dict[str, Any]) -> None:
+        """Write a status in its JSON shape; the marker follows ``data["ready"]``.
+
+        The marker goes before the status when readiness ends, after it when it begins, so a
+        reader that trusts either one never sees ready for longer than the status says.
+        """
+        ready = bool(data.get("ready"))
+        if not ready:
             self._remove_marker()
-        data = json.dumps(status.to_json(), indent=2, sort_keys=False).encode() + b"\n"
-        atomic_write(self.path / STATUS_FILE, data)
-        if status.ready:
-            atomic_write(self.path / READY_FILE, status.reason.encode() + b"\n")
+        text = json.dumps(data, indent=2, sort_keys=False).encode() + b"\n"
+        atomic_write(self.path / STATUS_FILE, text)
+        if ready:
+            atomic_write(self.path / READY_FILE, str(data.get("reason", "")).encode() + b"\n")
 
     def write_report(self, record: dict[str, Any]) -> None:
         """Write the warm-up record (``report.json``) for ``warmgate report``."""
@@ -176,6 +240,44 @@ def read_status(directory: Path) -> dict[str, Any] | None:
     return data
 
 
+def heartbeat_age(directory: Path, now: float | None = None) -> float | None:
+    """Seconds since the ``run`` supervisor's last heartbeat; ``None`` if there is none."""
+    import time
+
+    try:
+        mtime = (directory / HEARTBEAT_FILE).stat().st_mtime
+    except OSError:
+        return None
+    return (time.time() if now is None else now) - mtime
+
+
 def is_ready(directory: Path, status: dict[str, Any] | None) -> bool:
-    """Ready only when the status says so *and* the marker exists (they agree while running)."""
-    return bool(status and status.get("ready")) and (directory / READY_FILE).exists()
+    """Ready only when the status says so *and* the marker exists (they agree while running),
+    and, for ``run``, while its heartbeat is fresh: a killed warmgate vouches for nothing."""
+    if not (status and status.get("ready")) or not (directory / READY_FILE).exists():
+        return False
+    if status.get("mode") == "run":
+        age = heartbeat_age(directory)
+        return age is not None and age <= HEARTBEAT_STALE
+    return True
+
+
+def snapshot(directory: Path) -> tuple[bool, str, dict[str, Any]]:
+    """``(ready, reason, status JSON)`` of a status directory, for ``serve`` and ``check``.
+
+    A status that cannot be read, or a ``run`` status whose heartbeat has stopped, is not ready,
+    and the reason says why.
+    """
+    try:
+        status = read_status(directory)
+    except StatusDirError as exc:
+        return False, str(exc), {"state": WAITING, "ready": False}
+    if status is None:
+        return False, f"no status in {directory} yet", {"state": WAITING, "ready": False}
+    ready = is_ready(directory, status)
+    reason = str(status.get("reason", ""))
+    if status.get("ready") and not ready and status.get("mode") == "run":
+        age = heartbeat_age(directory)
+        since = "none" if age is None else f"the last {age:.0f}s ago"
+        reason = f"warmgate run is gone (heartbeat: {since}); it said: {reason}"
+    return ready, reason, status
