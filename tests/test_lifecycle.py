@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import WarmgateProcess, free_port, http_get, items_url, poll
+from tests.helpers import WarmgateProcess, free_port, http_get, items_url, poll, run_cli
 from warmgate.simapp import Behavior, SimApp
 
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
@@ -168,3 +169,197 @@ def test_a_driver_that_raises_is_counted_not_fatal(
     assert "hunter2pw" not in reason
     assert "hunter2pw" not in str(crashed)
     assert sum(1 for e in gate.events if e.get("event") == "driver_error") == 1
+
+
+WARM_GATE = [*FAST_GATE, "--window", "2s", "--hold", "0.5s"]
+
+
+def run_args(port: int, status_dir: Path, *extra: str) -> list[str]:
+    """`run` against a simulated app on ``port`` with a quick gate."""
+    return ["run", "--url", items_url(port), *WARM_GATE, "--status-dir", str(status_dir),
+            "--port", "0", *extra]  # fmt: skip
+
+
+def readyz(base: str) -> int:
+    """The status code of /readyz."""
+    return http_get(f"{base}/readyz")[0]
+
+
+def transitions(gate: WarmgateProcess) -> list[str]:
+    """The lifecycle transitions the processes logged, as ``"a -> b (event)"``."""
+    return [str(e["message"]) for e in gate.events if e.get("event") == "transition"]
+
+
+def test_a_short_app_restart_is_caught_and_re_armed(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """An app back within a moment is as cold as one back after a minute: it is primed again."""
+    app = sim_app()
+    port = app.port
+    with WarmgateProcess(*run_args(port, tmp_path)) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        app.stop()
+        poll(lambda: readyz(base) == 503, timeout=5, what="readiness withdrawn")
+        restarted = sim_app(port=port)  # back at once: far shorter than any rearm_after
+        rearm = gate.wait_for(is_event("rearm"))
+        assert "refused a connection: the app restarted" in str(rearm["message"])
+        poll(lambda: readyz(base) == 200, timeout=30, what="ready again")
+        assert restarted.stats.served > 0  # primed again, not waved through
+        status = json.loads(http_get(f"{base}/status")[1])
+        assert (status["rearms"], status["state"]) == (1, "ready")
+        assert gate.stop() == 0
+
+
+def test_overload_with_the_port_open_never_withdraws_readiness(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """Eight seconds of slow answers and 503s with the port open: still ready, no re-arm."""
+    app = sim_app()
+    with WarmgateProcess(*run_args(app.port, tmp_path, "--keep-warm-rate", "20")) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        app.behavior = Behavior(start_capacity=0, full_capacity=0, overload_stall=2.0)
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            assert readyz(base) == 200
+            time.sleep(0.2)  # observing that nothing happens, not waiting for something
+        assert app.stats.rejected > 0  # the keep-warm trickle really met the overload
+        assert metric(base, "warmgate_rearms_total") == 0
+        assert not any(e.get("event") == "rearm" for e in gate.events)
+        assert gate.stop() == 0
+
+
+def test_kill_9_of_run_with_the_app_warm_resumes_without_priming_again(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """warmgate's own crash: started again on the same status dir it confirms, and is ready."""
+    app = sim_app()
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as first:
+        base = f"http://127.0.0.1:{first.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        first.process.kill()
+        first.process.wait(5)
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as second:
+        base = f"http://127.0.0.1:{second.port()}"
+        poll(lambda: readyz(base) == 200, timeout=15, what="ready again")
+        moves = transitions(second)
+        assert moves[:3] == [
+            "new -> resuming (resume)",
+            "resuming -> confirming (up)",
+            "confirming -> ready (warm)",
+        ]
+        assert not any(e.get("event") == "ramp" for e in second.events)
+        assert second.stop() == 0
+
+
+def test_kill_9_of_run_then_a_cold_app_is_not_ready_until_warm(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """The app restarted while warmgate was down: the confirmation fails, a full warm-up follows."""
+    app = sim_app()
+    port = app.port
+    with WarmgateProcess(*run_args(port, tmp_path)) as first:
+        base = f"http://127.0.0.1:{first.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        first.process.kill()
+        first.process.wait(5)
+    app.stop()
+    cold = sim_app(NEVER_WARM, port=port)
+    with WarmgateProcess(*run_args(port, tmp_path)) as second:
+        base = f"http://127.0.0.1:{second.port()}"
+        second.wait_for(lambda e: e.get("message") == "confirming -> warming (not_confirmed)")
+        assert readyz(base) == 503
+        assert not (tmp_path / "ready").exists()
+        cold.behavior = Behavior(start_capacity=64, full_capacity=64)  # it warms at last
+        poll(lambda: readyz(base) == 200, timeout=30, what="ready after a full warm-up")
+        assert any(e.get("event") == "ramp" for e in second.events)
+        assert second.stop() == 0
+
+
+def test_a_dead_run_never_reads_as_ready(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """After kill -9 the marker stays, but check (the exec probe) says not ready once the
+    heartbeat stops."""
+    app = sim_app()
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        assert run_cli("check", "--status-dir", str(tmp_path)).returncode == 0
+        gate.process.kill()
+        gate.process.wait(5)
+    assert (tmp_path / "ready").exists()
+    checked = poll(
+        lambda: (r := run_cli("check", "--status-dir", str(tmp_path))).returncode == 1 and r,
+        timeout=20,
+        what="check to notice the heartbeat stopped",
+    )
+    assert "warmgate run is gone" in checked.stdout
+
+
+def test_a_status_dir_belongs_to_one_warmgate(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """A second warmgate on the same status directory is refused with a sentence."""
+    app = sim_app()
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as gate:
+        gate.port()
+        second = run_cli("prime", "--url", items_url(app.port), "--status-dir", str(tmp_path))
+        assert second.returncode == 2
+        assert "is in use by another warmgate (pid" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert gate.stop() == 0
+
+
+def test_run_stopped_by_sigterm_leaves_state_and_marker_in_agreement(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """A stopped run withdraws: state stopped, ready false, no marker, and no primer left."""
+    app = sim_app()
+    with WarmgateProcess(*run_args(app.port, tmp_path, "--keep-warm-rate", "5")) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        assert gate.stop() == 0
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert (status["state"], status["ready"]) == ("stopped", False)
+    assert not (tmp_path / "ready").exists()
+    served = app.stats.served
+    assert poll(lambda: app.stats.served == served, timeout=5)  # the keep-warm primer is gone
+
+
+def test_sigterm_while_prime_starts_still_leaves_a_final_status(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """A SIGTERM that arrives while prime is still importing and validating is honoured."""
+    app = sim_app(NEVER_WARM)
+    args = ["prime", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path)]
+    with WarmgateProcess(*args) as gate:
+        poll((tmp_path / ".lock").exists, timeout=15, what="prime to take the dir")
+        code = gate.stop(signal.SIGTERM)
+    assert code == 1
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert (status["state"], status["ready"]) == ("stopped", False)
+    assert status["reason"] == "stopped by SIGTERM before the target was warm"
+
+
+def test_prime_that_cannot_write_its_final_status_fails(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """A full status volume: prime exits 1 with a sentence instead of 0 with nothing written."""
+    volume = tmp_path / "full"
+    volume.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(volume)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        (volume / "filler").write_bytes(b"\0" * 12_000)  # three of its four pages
+        app = sim_app()
+        args = ["prime", "--url", items_url(app.port), *WARM_GATE, "--status-dir", str(volume)]
+        result = run_cli(*args)
+    finally:
+        subprocess.run(["umount", str(volume)], check=False)
+    assert result.returncode == 1
+    assert "the final status could not be written" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from warmgate import __version__
 from warmgate.config import Config
-from warmgate.errors import ConfigError, StatusDirError
+from warmgate.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import FileStatusCollector, Metrics
 from warmgate.publisher import Sink, Uplink
@@ -135,6 +135,14 @@ def execute(
         log.close()
     if runner.record is not None and supervised is None:
         publish_report(runner.record, log, report)
+    if isinstance(sink, StatusDir) and not runner.publisher.status_written:
+        # An init container that exits 0 with no marker written leaves the pod unready for a
+        # reason nobody can see; say it, and fail.
+        raise NotReadyError(
+            f"--status-dir: the final status could not be written to {sink.path} "
+            f"({runner.publisher.write_error}); give the volume more room (sizeLimit) or "
+            "fix its permissions."
+        )
     return status
 
 

@@ -107,6 +107,8 @@ class Publisher:
         self.ready_at: float | None = None
         self._last_write = float("-inf")
         self._write_error: str | None = None
+        self.status_written = True
+        """Whether the last status handed to the sink got there."""
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "warmgate-status")
         self.status = Status(
             state=WAITING,
@@ -196,6 +198,7 @@ class Publisher:
         if due:
             self._last_write = now
             await self._write(self.sink.write, status)
+            self.status_written = self._write_error is None
 
     async def write_report(self, record: dict[str, Any]) -> None:
         """Hand the warm-up record to the sink, if there is one."""
@@ -220,6 +223,11 @@ class Publisher:
                 )
         else:
             self._write_error = None
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write to the sink failed, or ``None``."""
+        return self._write_error
 
     def close(self) -> None:
         """Wait for every write already made to land."""

@@ -150,8 +150,11 @@ class StatusDir:
                 f"--status-dir: {self.path} is in use by another warmgate (pid {holder}); "
                 "give each warmgate its own status directory."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # who holds it, for the message above; the lock itself needs no room
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._lock = fd
         return fd
 

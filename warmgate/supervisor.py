@@ -357,21 +357,30 @@ class Supervisor:
         status = {**status, "rearms": self.machine.rearms, "mode": "run"}
         status["ready"] = bool(status.get("ready")) and self.machine.ready
         previous = self._status
-        self._status = status
-        self._snapshot = (status["ready"], str(status.get("reason", "")), status)
-        changed = (
-            previous.get("state") != status["state"] or previous.get("ready") != status["ready"]
+        changed = (previous.get("state"), previous.get("ready")) != (
+            status["state"],
+            status["ready"],
         )
         if changed and own:
             self.log.event(
                 "phase", str(status.get("reason", "")), state=status["state"],
                 ready=status["ready"], outcome=status.get("outcome"),
             )  # fmt: skip
-        if self._dir is None or not (changed or force or now - self._written >= FILE_INTERVAL):
-            return
+        write = self._dir is not None and (changed or force or now - self._written >= FILE_INTERVAL)
+        # Ready reaches the directory before the endpoint; not ready reaches the endpoint first.
+        # So whoever reads either one never sees ready for longer than the other says it.
+        if status["ready"] and write:
+            self._write(status, now)
+        self._status = status
+        self._snapshot = (status["ready"], str(status.get("reason", "")), status)
+        if not status["ready"] and write:
+            self._write(status, now)
+
+    def _write(self, status: dict[str, Any], now: float) -> None:
         self._written = now
         directory = self._dir
-        self._guarded(lambda: directory.write_json(status))
+        if directory is not None:
+            self._guarded(lambda: directory.write_json(status))
 
     def _guarded(self, write: Any) -> None:
         try:
