@@ -253,7 +253,7 @@ def serve(
     log_format: Annotated[str, _option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
-    from warmgate.lifecycle import serve_directory
+    from warmgate.server import serve_directory
 
     serve_directory(status_dir, host, port, log_format)
 

@@ -17,21 +17,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from warmgate import __version__
 from warmgate.config import Config
 from warmgate.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.logs import Log
-from warmgate.metrics import FileStatusCollector, Metrics
+from warmgate.metrics import Metrics
 from warmgate.publisher import Sink, Uplink
 from warmgate.report import Record
 from warmgate.runner import Runner
 from warmgate.secrets import Secrets
-from warmgate.server import Endpoint, listen
+from warmgate.server import listen
 from warmgate.signals import EARLY as EARLY_SIGNALS
 from warmgate.signals import die_with_parent
-from warmgate.status import Status, StatusDir, atomic_write, read_status, snapshot
+from warmgate.status import Status, StatusDir, atomic_write, read_status
 from warmgate.targets import compile_targets
 
 GRACE = 1.5
@@ -265,32 +265,6 @@ def _safe_read(directory: Path) -> dict[str, Any] | None:
         return read_status(directory)
     except StatusDirError:
         return None
-
-
-def serve_directory(directory: Path, host: str, port: int, log_format: str = "auto") -> None:
-    """``serve``: expose a status directory until SIGTERM/SIGINT."""
-    listener = listen(host, port)
-    registry = CollectorRegistry()
-    registry.register(FileStatusCollector(directory))
-    log = Log.for_format(log_format, Secrets())
-    endpoint = Endpoint(
-        lambda: snapshot(directory),
-        lambda: generate_latest(registry),
-        report=lambda line: log.event("endpoint", line),
-    )
-    bound = endpoint.start(listener)
-    log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
-
-    async def wait_for_signal() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(asyncio.get_running_loop(), stop)
-        await stop.wait()
-
-    try:
-        asyncio.run(wait_for_signal())
-    finally:
-        endpoint.stop()
-        log.event("stop", "stopped", at=time.time())
 
 
 def primer_argv(argv: list[str]) -> list[str]:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -173,7 +175,7 @@ class Endpoint:
         server = _Server(self, listener)
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
             name="warmgate-endpoint",
         )  # fmt: skip
         self._thread.start()
@@ -207,3 +209,35 @@ def listen(host: str, port: int) -> socket.socket:
             f"cannot serve on {host}:{port} ({reason}); pick another --port or --host."
         ) from None
     return listener
+
+
+def serve_directory(directory: Path, host: str, port: int, log_format: str = "auto") -> None:
+    """``serve``: expose a status directory until SIGTERM/SIGINT."""
+    listener = listen(host, port)
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from warmgate.logs import Log
+    from warmgate.metrics import FileStatusCollector
+    from warmgate.secrets import Secrets
+    from warmgate.status import snapshot
+
+    registry = CollectorRegistry()
+    registry.register(FileStatusCollector(directory))
+    log = Log.for_format(log_format, Secrets())
+    endpoint = Endpoint(
+        lambda: snapshot(directory),
+        lambda: generate_latest(registry),
+        report=lambda line: log.event("endpoint", line),
+    )
+    bound = endpoint.start(listener)
+    log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        endpoint.stop()
+        log.event("stop", "stopped", at=time.time())

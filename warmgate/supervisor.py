@@ -40,10 +40,13 @@ from warmgate.machine import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.secrets import Secrets
 from warmgate.status import STOPPED, WAITING, WARMING, StatusDir
 
-TICK = 0.1
-"""Seconds between turns of the supervisor's loop."""
-WATCH_INTERVAL = 0.25
-"""Seconds between probes of the app's port once the primer has ended."""
+TICK = 0.25
+"""Seconds between turns of the supervisor's loop while a primer runs (its words wake it
+sooner)."""
+WATCH_INTERVAL = 0.5
+"""Seconds between probes of the app's port once the primer has ended: readiness drops within
+this of a restart. The loop sleeps this long between turns then, so an idle sidecar costs
+little CPU."""
 PROBE_TIMEOUT = 1.0
 BEAT_INTERVAL = 1.0
 LIVENESS_STALL = 10.0
@@ -138,6 +141,7 @@ class Supervisor:
         self._watched = float("-inf")
         self._write_error: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._signal: str | None = plan.early_signal
         self._exit_code = 0
 
@@ -171,6 +175,7 @@ class Supervisor:
         """Signal handlers call this: the loop stops at its next turn."""
         self._signal = self._signal or name
         self._stop.set()
+        self._wake.set()
 
     def run(self) -> int:
         """Supervise until a signal (or a fatal primer error); the exit code."""
@@ -190,7 +195,8 @@ class Supervisor:
             self._watch(now)
             if self._exit_code:
                 break
-            self._stop.wait(TICK)
+            self._wake.wait(TICK if self._primer is not None else WATCH_INTERVAL)
+            self._wake.clear()
         self._shutdown()
         return self._exit_code
 
@@ -437,7 +443,9 @@ class Supervisor:
                     continue
                 if isinstance(message, dict):
                     self._messages.put((generation, message))
+                    self._wake.set()
         self._messages.put((generation, None))
+        self._wake.set()
 
     def _stop_primer(self) -> None:
         primer = self._primer
