@@ -390,7 +390,11 @@ class AfterReadyConfig(_Model):
     rearm_after: Duration = Field(
         5.0,
         ge=0,
-        description="Re-arm when the target stops answering this long (at least 100ms); 0: never.",
+        description=(
+            "Once ready, a refused connection re-arms at once (the app restarted); a target "
+            "unreachable (connect timeouts, no route) this long re-arms too (at least 100ms). "
+            "Slow answers or errors never re-arm. 0: never re-arm."
+        ),
     )
     retry_after: Duration = Field(
         60.0, ge=0, description="After failing closed, prime again after this long; 0: never."
