@@ -598,7 +598,7 @@ IMPORT_STEPS = (
     ("+ httpx", "import httpx"),
     ("+ aiohttp (client)", "import aiohttp"),
     ("+ aiohttp.web (server)", "import aiohttp.web"),
-    ("+ the rest of `run`", "import warmgate.lifecycle, warmgate.drivers.http, httpx_aiohttp"),
+    ("+ the rest of `run`", "import warmgate.process, warmgate.drivers.http, httpx_aiohttp"),
 )
 
 

@@ -134,7 +134,8 @@ def main() -> None:
     serve = free_port()
     command = [sys.executable, "-m", "warmgate", "run", "--url", items_url(port),
                "--concurrency", str(args.concurrency), "--window", "3s", "--hold", "2s",
-               "--status-dir", str(status_dir), "--port", str(serve), "--log-format", "json"]  # fmt: skip
+               "--status-dir", str(status_dir), "--port", str(serve),
+               "--log-format", "json"]  # fmt: skip
     gate = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{serve}"
     recorder = Recorder(gate.pid, base)

@@ -17,9 +17,9 @@ from rich.console import Console
 
 from tests.helpers import run_cli
 from warmgate.histogram import Histogram
-from warmgate.lifecycle import publish_report
 from warmgate.live import render_status
 from warmgate.logs import Log
+from warmgate.process import publish_report
 from warmgate.render import render_html, render_svg, render_text, suggestions
 from warmgate.report import Point, Record, Recorder
 from warmgate.simapp import Behavior, SimApp

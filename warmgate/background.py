@@ -26,7 +26,7 @@ class BackgroundServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
-        self._error: OSError | None = None
+        self._error: Exception | None = None
 
     def start(self) -> int:
         """Bind and serve; returns the bound port. Raises :class:`ServeError` if it cannot."""
@@ -34,7 +34,8 @@ class BackgroundServer:
         self._thread.start()
         self._started.wait()
         if self._error is not None:
-            reason = self._error.strerror or str(self._error)
+            error = self._error
+            reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
             raise ServeError(
                 f"cannot serve on {self.host}:{self.port} ({reason}); pick another --port "
                 "or --host."
@@ -46,7 +47,7 @@ class BackgroundServer:
         self._loop = loop
         try:
             loop.run_until_complete(self._bind())
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to bind must reach start(), or it waits forever
             self._error = exc
             self._started.set()
             loop.close()

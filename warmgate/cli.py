@@ -185,7 +185,7 @@ def _main(
 @with_plan_options
 def run(plan: dict[str, Any]) -> None:
     """Sidecar mode: wait, prime until warm, serve readiness, keep watching and re-arm."""
-    from warmgate.lifecycle import become_supervisor
+    from warmgate.process import become_supervisor
 
     config, secrets = _load(plan)
     become_supervisor(config, secrets, sys.argv[1:])
@@ -202,7 +202,7 @@ def prime(
     supervised: Annotated[str | None, typer.Option("--supervised", hidden=True)] = None,
 ) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
-    from warmgate.lifecycle import Supervised, execute
+    from warmgate.process import Supervised, execute
 
     config, secrets = _load(plan)
     primer = Supervised.from_json(supervised) if supervised else None
@@ -220,7 +220,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Show the report of the last warm-up recorded in a status directory."""
-    from warmgate.lifecycle import load_record, write_report
+    from warmgate.process import load_record, write_report
     from warmgate.render import render_text
 
     record = load_record(status_dir)

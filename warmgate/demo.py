@@ -54,7 +54,7 @@ def run_demo(
     sql: bool = True,
 ) -> DemoResult:
     """Start the simulated app and database, prime them with the demo config, report."""
-    from warmgate.lifecycle import execute
+    from warmgate.process import execute
 
     app = SimApp(behavior)
     with tempfile.TemporaryDirectory(prefix="warmgate-demo-") as workdir:

@@ -1,4 +1,4 @@
-"""Process lifecycle for the commands: one event loop, signals, a bounded shutdown.
+"""What `prime` and `run` do as processes: the event loop, signals, shutdown, the hand-over.
 
 Signal handlers only set an event. The runner notices it within a tick; if it has not finished
 ``GRACE`` seconds later it is cancelled. Either way a final status is written. A signal that
