@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -363,3 +364,30 @@ def test_prime_that_cannot_write_its_final_status_fails(
     assert result.returncode == 1
     assert "the final status could not be written" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid``, from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_a_primer_killed_mid_warm_up_is_replaced_and_nothing_is_claimed(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """The OOM killer takes the primer: the supervisor says so, starts another, stays 503."""
+    app = sim_app(NEVER_WARM)
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        gate.wait_for(is_event("ramp"))
+        (primer,) = poll(lambda: children(gate.process.pid), what="the primer process")
+        os.kill(primer, signal.SIGKILL)
+        crashed = gate.wait_for(is_event("primer_crashed"))
+        assert "killed by signal 9 (perhaps the out-of-memory killer" in str(crashed["message"])
+        assert readyz(base) == 503
+        poll(lambda: sum(1 for e in gate.events if e.get("mode") == "primer") == 2,
+             what="a second primer")  # fmt: skip
+        assert readyz(base) == 503
+        assert gate.stop() == 0
