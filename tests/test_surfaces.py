@@ -274,3 +274,48 @@ def test_liveness_follows_the_loop_it_is_given() -> None:
         assert (code, body) == (503, "the supervisor's loop has not turned for 12s\n")
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_running_out_of_descriptors_degrades_to_refusals_with_one_line(tmp_path: Path) -> None:
+    """serve with 32 descriptors, flooded: one line per burst, no traceback, then it recovers."""
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env, free_port
+
+    port = free_port()
+    command = (
+        f"ulimit -n 32 && exec {sys.executable} -m warmgate serve --status-dir {tmp_path} "
+        f"--port {port} --host 127.0.0.1 --log-format json"
+    )
+    served = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: _answers(base), timeout=15, what="serve to listen")
+        # Idle connections hold a descriptor each until the idle timeout: hold more than it has.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        poll(lambda: not _answers(base), timeout=10, what="the descriptors to run out")
+        for client in clients:
+            client.close()
+        poll(lambda: _answers(base), timeout=IDLE_TIMEOUT * 4, what="serve to recover")
+    finally:
+        served.terminate()
+        out, err = served.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    exhausted = [e for e in events if "cannot accept connections" in str(e.get("message"))]
+    assert len(exhausted) == 1
+    assert "Too many open files" in str(exhausted[0]["message"])
+    assert any(e.get("message") == "accepting connections again" for e in events)
+    assert "Traceback" not in err
+    assert "Traceback" not in out
+
+
+def _answers(base: str) -> bool:
+    try:
+        return http_get(f"{base}/livez", timeout=1)[0] == 200
+    except OSError:
+        return False
