@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -391,3 +392,37 @@ def test_a_primer_killed_mid_warm_up_is_replaced_and_nothing_is_claimed(
              what="a second primer")  # fmt: skip
         assert readyz(base) == 503
         assert gate.stop() == 0
+
+
+def test_prime_ends_by_its_deadline_when_the_app_drops_every_request(tmp_path: Path) -> None:
+    """An app that accepts TCP but hangs up on every request flaps between waiting and warming;
+    one deadline per arming still ends prime (here: fail open) instead of never exiting."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        result = run_cli(
+            "prime", "--url", f"http://127.0.0.1:{port}/", "--wait-timeout", "4s",
+            "--timeout", "8s", "--status-dir", str(tmp_path), "--log-format", "json",
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["outcome"] == "opened_on_timeout"
+    assert "lost" in result.stdout  # it did flap back to waiting at least once
