@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers import cli_env, run_cli
 from warmgate.config import Config
-from warmgate.drivers.sql import bind_value, connect_phrase, write_problem
+from warmgate.drivers.sql import bind_value, connect_phrase
+from warmgate.drivers.sqlcheck import escape_problem, write_problem
 from warmgate.errors import ConfigError
 from warmgate.loading import describe, load_config
 from warmgate.targets import compile_targets, open_drivers

@@ -5,6 +5,11 @@ The file is opened read-only (a ``file:...?mode=ro`` URI, see ``sql.py``) and ea
 also gets ``PRAGMA query_only``; every query runs in a transaction that is rolled back, and
 returning a connection to the pool rolls back again. SQLite has no statement timeout: at the
 deadline the query is interrupted on its own connection.
+
+Rows are fetched ``CHUNK_ROWS`` at a time from a server-side cursor (SQLAlchemy's aiosqlite
+adapter would otherwise fetch the whole result first) and counted, never kept; past the row cap
+the cursor is closed, which stops the query. The connection holds no session state beyond
+the transaction, so it goes back to the pool as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+CHUNK_ROWS = 100
+"""Rows fetched at once while a result is counted."""
 
 
 class SqlitePool:
@@ -39,15 +47,20 @@ class SqlitePool:
         event.listen(self._engine.sync_engine, "connect", _query_only)
 
     async def rows(
-        self, query: str, params: Mapping[str, int | str], statement_timeout: float
+        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
     ) -> int:
-        """Run ``query`` once in a transaction, rolled back; the rows it returned.
+        """Run ``query`` once in a transaction, rolled back; the rows it returned, counted up to
+        ``cap + 1``.
 
         The query is interrupted after ``statement_timeout`` seconds.
         """
         async with self._engine.connect() as connection:
-            work = connection.run_sync(_transaction, _statement(query), params)
+            work = connection.run_sync(_transaction, _statement(query), params, cap)
             return await _interrupt_at_deadline(connection, work, statement_timeout)
+
+    async def write_access(self) -> str | None:
+        """Always ``None``: the file is opened read-only, whoever runs warmgate."""
+        return None
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
@@ -63,20 +76,30 @@ def _query_only(dbapi_connection: Any, _record: Any) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _statement(query: str) -> sqlalchemy.TextClause:
-    return sqlalchemy.text(query)
+def _statement(query: str) -> sqlalchemy.Executable:
+    return sqlalchemy.text(query).execution_options(stream_results=True)
 
 
 def _transaction(
-    connection: Connection, statement: sqlalchemy.TextClause, params: Mapping[str, int | str]
+    connection: Connection,
+    statement: sqlalchemy.Executable,
+    params: Mapping[str, int | str],
+    cap: int,
 ) -> int:
-    """One transaction, rolled back; the row count.
+    """One transaction, rolled back; the row count, up to ``cap + 1``.
 
     Runs as one unit in SQLAlchemy's synchronous API (one greenlet switch instead of one per
     statement), still on the event loop: every driver call inside yields to it.
     """
     result = connection.execute(statement, params)
-    count = len(result.all()) if result.returns_rows else 0
+    count = 0
+    if result.returns_rows:
+        for chunk in result.partitions(CHUNK_ROWS):
+            count += len(chunk)
+            if count > cap:
+                count = cap + 1
+                break
+    result.close()
     connection.rollback()
     return count
 
