@@ -280,8 +280,8 @@ class SqlDriver:
             self._capped = True
             self._warn(
                 f"target '{self.name}': the query returned more than {plan.row_cap} rows; "
-                "warmgate stops reading there and closes the connection, so each such query "
-                "also reconnects: add a LIMIT to the query, or raise row_cap."
+                "warmgate stops reading there, which stops the query (on PostgreSQL by closing "
+                "its connection): add a LIMIT to the query, or raise row_cap."
             )
         rows = plan.rows
         if rows is not None and not rows.accepts(count):
