@@ -44,7 +44,7 @@ _UNICODE_ESCAPE = re.compile(r"\\(?:\+([0-9A-Fa-f]{6})|([0-9A-Fa-f]{4}))")
 _ESCAPES = (
     (r"dblink\w*", "opens a connection of its own, outside the read-only transaction"),
     (r"postgres_fdw\w*", "manages postgres_fdw's connections to other servers"),
-    (r"lo_(import|export|creat|create|unlink|put|from_bytea|write|truncate|truncate64)|lowrite",
+    (r"lo_(import|export|creat|create|unlink|put|from_bytea|truncate|truncate64)|lowrite",
      "writes large objects or files on the database server"),
     (r"pg_(terminate|cancel)_backend", "stops or interrupts other sessions, such as the app's"),
     (r"pg_read_(binary_)?file|pg_ls_\w+|pg_stat_file|pg_file_\w+",
