@@ -6,17 +6,25 @@ connection (``sqlite.py``). No query blocks the event loop that also serves ``/r
 module imports SQLAlchemy, so ``targets.py`` imports it only for configs with SQL targets, and it
 imports psycopg or aiosqlite only for a target that needs it (sidecar memory).
 
-Warm-up traffic never writes. Three layers see to it:
+Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
 1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
-   SELECT INTO, a locking read, several statements) is a :class:`ConfigError` naming the target;
+   SELECT INTO, a locking read, several statements) or that names a function acting outside
+   its transaction (dblink, session advisory locks... see ``sqlcheck.py``) is a
+   :class:`ConfigError` naming the target;
 2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
    query, whatever the session defaults say; SQLite a connection opened with ``mode=ro`` plus
    ``PRAGMA query_only``; so the database itself refuses a write that slipped past (1): outcome
    ``write_rejected``;
-3. nothing ever commits: each transaction is rolled back (PostgreSQL: a ROLLBACK in the same
-   round trip, and one more if the query failed; SQLite: returning a connection to the pool
-   rolls back again).
+3. nothing ever commits, and nothing outlives the query: each transaction is rolled back
+   (PostgreSQL: a ROLLBACK in the same round trip, and one more if the query failed, then the
+   session reset; SQLite: returning a connection to the pool rolls back again);
+4. the first probe that reaches the database checks what the role may do: a role that can
+   write is a warning, or a :class:`ConfigError` with ``require_read_only_role``, since only
+   the role's privileges stop a function that hides an escape hatch in its body.
+
+Rows are counted as they arrive, never held all at once, and reading stops past the target's
+``row_cap`` (warned about once).
 
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
 transaction; SQLite an interrupt at the deadline) and always by the client too, a little later,
