@@ -6,21 +6,26 @@ also gets ``PRAGMA query_only``; every query runs in a transaction that is rolle
 returning a connection to the pool rolls back again. SQLite has no statement timeout: at the
 deadline the query is interrupted on its own connection.
 
-Rows are fetched ``CHUNK_ROWS`` at a time from a server-side cursor (SQLAlchemy's aiosqlite
-adapter would otherwise fetch the whole result first) and counted, never kept; past the row cap
-the cursor is closed, which stops the query. The connection holds no session state beyond
-the transaction, so it goes back to the pool as it is.
+Rows are fetched ``CHUNK_ROWS`` at a time from a server-side cursor of SQLAlchemy's aiosqlite
+adapter and counted, never kept; past the row cap the cursor is closed, which stops the query.
+The query runs on the adapter's cursor itself rather than through a SQLAlchemy ``Result``: its
+plain cursor fetches the whole result first, and its streaming one fetches a first row on its
+own, one more trip to the connection's thread on every query. Errors are then the database
+driver's own (``sqlite3.Error``), which ``sql.classify`` reads like the wrapped ones. The
+connection holds no session state beyond the transaction, so it goes back to the pool as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -28,11 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 CHUNK_ROWS = 100
 """Rows fetched at once while a result is counted."""
 
+Statement = tuple[str, tuple[str, ...]]
+"""A query in SQLite's own parameter style (``?``), and the parameter names in order."""
+_DIALECT = SQLiteDialect_aiosqlite()
+
 
 class SqlitePool:
     """SQLAlchemy's pool of read-only SQLite connections, at most ``size`` of them."""
 
-    errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+    errors: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, OSError)
     """What :meth:`rows` raises when the database or the connection fails."""
 
     def __init__(self, url: URL, size: int, wait: float) -> None:
@@ -76,31 +85,34 @@ def _query_only(dbapi_connection: Any, _record: Any) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _statement(query: str) -> sqlalchemy.Executable:
-    return sqlalchemy.text(query).execution_options(stream_results=True)
+def _statement(query: str) -> Statement:
+    compiled = sqlalchemy.text(query).compile(dialect=_DIALECT)
+    return compiled.string, tuple(compiled.positiontup or ())
 
 
 def _transaction(
-    connection: Connection,
-    statement: sqlalchemy.Executable,
-    params: Mapping[str, int | str],
-    cap: int,
+    connection: Connection, statement: Statement, params: Mapping[str, int | str], cap: int
 ) -> int:
     """One transaction, rolled back; the row count, up to ``cap + 1``.
 
     Runs as one unit in SQLAlchemy's synchronous API (one greenlet switch instead of one per
-    statement), still on the event loop: every driver call inside yields to it.
+    call), still on the event loop: every call to the adapter inside yields to it.
     """
-    result = connection.execute(statement, params)
+    text, names = statement
+    adapter = connection.connection.dbapi_connection
+    assert adapter is not None  # noqa: S101 - a checked-out connection always has one
+    cursor = adapter.cursor(server_side=True)
     count = 0
-    if result.returns_rows:
-        for chunk in result.partitions(CHUNK_ROWS):
-            count += len(chunk)
-            if count > cap:
-                count = cap + 1
-                break
-    result.close()
-    connection.rollback()
+    try:
+        cursor.execute(text, [params[name] for name in names])
+        if cursor.description is not None:
+            # A short chunk is the last: asking again would cost one more trip to the thread.
+            while len(chunk := cursor.fetchmany(CHUNK_ROWS)) == CHUNK_ROWS and count < cap:
+                count += CHUNK_ROWS
+            count = min(count + len(chunk), cap + 1)
+    finally:
+        cursor.close()
+        adapter.rollback()
     return count
 
 
