@@ -173,7 +173,7 @@ async def run_pool(database: str, accounts: int, concurrency: int, seconds: floa
     pool = PostgresPool(plan.url, concurrency, TIMEOUT)
 
     async def query(aid: int) -> object:
-        return await pool.rows(QUERY, {"aid": aid}, TIMEOUT)
+        return await pool.rows(QUERY, {"aid": aid}, TIMEOUT, 10)
 
     try:
         return await closed_loop(concurrency, seconds, query, accounts)

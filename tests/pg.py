@@ -4,6 +4,11 @@ Tests that need it call :func:`require_postgres` (usually from a module-scoped f
 skip with the reason when the server is unreachable, unless ``REQUIRE_POSTGRES=1`` is set, in
 which case they fail (``.ci/run`` sets it, so CI can never skip them silently). The name has no
 ``WARMGATE_`` prefix on purpose: the autouse fixture of ``conftest.py`` clears those for each test.
+
+The server trusts every local connection, so a wrong password would pass unnoticed. Roles made
+by :func:`password_role` belong to SCRAM_GROUP, which ``pg_hba.conf`` makes give their
+password (``.ci/run`` adds the line :data:`HBA_LINE`); :func:`require_password_auth` skips or
+fails, like :func:`require_postgres`, when that line is missing.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ REQUIRE_VARIABLE = "REQUIRE_POSTGRES"
 ROWS = 200_000
 """Rows in the scratch table: enough that a query by key must go through the index."""
 CUSTOMERS = 20_000
+SCRAM_GROUP = "warmgate_scram_login"
+"""Members of this role must give their password (see HBA_LINE)."""
+HBA_LINE = f"host all +{SCRAM_GROUP} 127.0.0.1/32 scram-sha-256"
+"""The pg_hba.conf line, above the trust lines, that makes SCRAM_GROUP's members log in with
+their password."""
 
 
 @functools.cache
@@ -46,11 +56,8 @@ def unreachable() -> str | None:
 def require_postgres() -> None:
     """Skip the test when PostgreSQL is unreachable; fail instead when it is required."""
     reason = unreachable()
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_VARIABLE) == "1":
-        pytest.fail(f"{reason}, and {REQUIRE_VARIABLE}=1 says these tests must run")
-    pytest.skip(f"{reason}; set {REQUIRE_VARIABLE}=1 to make this a failure")
+    if reason is not None:
+        _fail_or_skip(reason)
 
 
 def connect() -> psycopg.Connection[tuple[object, ...]]:
@@ -176,3 +183,79 @@ def connections_named(application_name: str) -> int:
             (application_name,),
         ).fetchone()
     return 0 if row is None else int(str(row[0]))
+
+
+def _fail_or_skip(reason: str) -> None:
+    if os.environ.get(REQUIRE_VARIABLE) == "1":
+        pytest.fail(f"{reason}, and {REQUIRE_VARIABLE}=1 says these tests must run")
+    pytest.skip(f"{reason}; set {REQUIRE_VARIABLE}=1 to make this a failure")
+
+
+@contextmanager
+def password_role(password: str, *grants: str) -> Iterator[str]:
+    """A role that must log in with ``password``, granted each SQL of ``grants`` (``{role}``
+    stands for its name, already quoted); dropped after with what it owns."""
+    role = f"warmgate_pw_{secrets.token_hex(4)}"
+    name = sql.Identifier(role)
+    with connect() as connection:
+        connection.execute(
+            "DO $$ BEGIN CREATE ROLE " + SCRAM_GROUP + " NOLOGIN;"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        connection.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                name, sql.Literal(password), sql.Identifier(SCRAM_GROUP)
+            )
+        )
+        try:
+            for grant in grants:
+                connection.execute(sql.SQL(grant).format(role=name))
+            yield role
+        finally:
+            connection.execute(sql.SQL("DROP OWNED BY {}").format(name))
+            connection.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def require_password_auth(role: str) -> None:
+    """Skip (or fail, when required) unless the server refuses ``role`` a wrong password."""
+    dsn = f"host={HOST} port={PORT} user={role} dbname={DATABASE} connect_timeout=3"
+    try:
+        with psycopg.connect(f"{dsn} password=certainly-not-it"):
+            pass
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return
+        raise
+    _fail_or_skip(
+        f"the server let {role} in with a wrong password; put '{HBA_LINE}' above the trust "
+        "lines of pg_hba.conf and reload (.ci/run does)"
+    )
+
+
+def require_extension(connection: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    """Skip (or fail, when required) unless the server can install extension ``name``."""
+    row = connection.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)
+    ).fetchone()
+    if row is None:
+        _fail_or_skip(f"the server does not provide {name} (Debian: postgresql-contrib)")
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new, empty database; its name. Dropped after, with its connections."""
+    database = f"warmgate_test_{secrets.token_hex(4)}"
+    with connect() as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        yield database
+    finally:
+        with connect() as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+
+
+def connect_to(database: str) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to ``database`` as the superuser."""
+    return psycopg.connect(DSN.replace(f"dbname={DATABASE}", f"dbname={database}"), autocommit=True)

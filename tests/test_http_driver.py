@@ -6,6 +6,8 @@ import asyncio
 import http.server
 import socket
 import threading
+import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import Message
@@ -286,3 +288,110 @@ def test_a_capped_target_leaves_the_slack_to_the_others(sim_app: Callable[..., S
     by_target = Counter(sample.target for sample in samples)
     assert 30 <= by_target["db"] <= 42  # 20 req/s for 2 s, plus the first free slot
     assert by_target["app"] > 5 * by_target["db"]
+
+
+SLOW_ANSWER = 6.5
+"""Seconds the behaving server takes on /slow: past httpx's 5 s default timeout."""
+BIG_BODY = 64 * 2**20
+"""Bytes the behaving server sends on /large."""
+_CHUNK = b"x" * 2**20
+
+
+@pytest.fixture
+def behaving_server() -> Iterator[tuple[int, list[str | None]]]:
+    """A real HTTP server on port 0 whose paths misbehave on purpose; yields the port and the
+    Cookie header of every request.
+
+    ``/`` sets a session cookie; ``/slow`` answers after SLOW_ANSWER seconds; ``/large`` sends
+    BIG_BODY bytes; ``/endless`` sends bytes until the client goes away.
+    """
+    cookies: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cookies.append(self.headers.get("Cookie"))
+            if self.path == "/slow":
+                time.sleep(SLOW_ANSWER)  # the server's behaviour under test
+            self.send_response(200)
+            self.send_header("Set-Cookie", "JSESSIONID=returning-user; Path=/")
+            if self.path == "/large":
+                self.send_header("Content-Length", str(BIG_BODY))
+            elif self.path != "/endless":
+                self.send_header("Content-Length", "2")
+            self.end_headers()
+            try:
+                if self.path == "/large":
+                    for _ in range(BIG_BODY // len(_CHUNK)):
+                        self.wfile.write(_CHUNK)
+                elif self.path == "/endless":
+                    while True:
+                        self.wfile.write(_CHUNK)
+                else:
+                    self.wfile.write(b"ok")
+            except OSError:
+                self.close_connection = True  # the client gave up: expected for /endless
+
+        def log_message(self, *_: object) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], cookies
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_no_layer_keeps_cookies_for_a_host_name(
+    behaving_server: tuple[int, list[str | None]],
+) -> None:
+    """Through the production client, a localhost app that sets a cookie never gets it back."""
+    port, cookies = behaving_server
+
+    async def scenario() -> list[str]:
+        async with make_client(1, TrafficConfig()) as client:
+            driver = driver_for(f"http://localhost:{port}/", client)
+            return [(await driver.execute()).outcome for _ in range(4)]
+
+    assert asyncio.run(scenario()) == [OK] * 4
+    assert cookies == [None] * 4
+
+
+def test_a_timeout_longer_than_httpx_default_holds(
+    behaving_server: tuple[int, list[str | None]],
+) -> None:
+    """An answer in 6.5 s succeeds with timeout 10s and times out with timeout 5s."""
+    port, _ = behaving_server
+
+    async def scenario() -> list[str]:
+        async with make_client(2, TrafficConfig()) as client:
+            patient = driver_for(f"http://127.0.0.1:{port}/slow", client, timeout="10s")
+            hasty = driver_for(f"http://127.0.0.1:{port}/slow", client, timeout="5s")
+            outcomes = await asyncio.gather(patient.execute(), hasty.execute())
+            return [outcome.outcome for outcome in outcomes]
+
+    assert asyncio.run(scenario()) == [OK, TIMEOUT]
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/large", OK), ("/endless", TIMEOUT)])
+def test_a_huge_body_costs_a_few_mib(
+    behaving_server: tuple[int, list[str | None]], path: str, expected: str
+) -> None:
+    """A 64 MiB body is read and dropped in chunks; an endless one ends at the timeout."""
+    port, _ = behaving_server
+
+    async def scenario() -> str:
+        async with make_client(1, TrafficConfig()) as client:
+            driver = driver_for(f"http://127.0.0.1:{port}{path}", client, timeout="2s")
+            return (await driver.execute()).outcome
+
+    tracemalloc.start()
+    try:
+        outcome = asyncio.run(scenario())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome == expected
+    assert peak < 8 * 2**20

@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers import cli_env, run_cli
 from warmgate.config import Config
-from warmgate.drivers.sql import bind_value, connect_phrase, write_problem
+from warmgate.drivers.sql import bind_value, connect_phrase
+from warmgate.drivers.sqlcheck import escape_problem, write_problem
 from warmgate.errors import ConfigError
 from warmgate.loading import describe, load_config
 from warmgate.targets import compile_targets, open_drivers
@@ -71,6 +72,65 @@ def test_obvious_writes_are_spotted(query: str, problem: str) -> None:
 def test_reads_pass_the_check(query: str) -> None:
     """Reads pass, whatever their comments, quoted text and look-alike names contain."""
     assert write_problem(query) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("SELECT dblink_exec('dbname=x', 'DELETE FROM t')", "calls dblink_exec, which opens a connection of its own"),
+        ("SELECT * FROM public.dblink('dbname=x', 'SELECT 1') AS t(x int)", "calls dblink"),
+        ('SELECT "dblink_exec"(\'dbname=x\', \'DELETE FROM t\')', "calls dblink_exec"),
+        ('SELECT U&"d\\0062link_exec"(\'c\', \'q\')', "calls dblink_exec"),
+        ('SELECT U&"d!0062link"(\'c\') UESCAPE \'!\'', "UESCAPE"),
+        ("SELECT postgres_fdw_disconnect_all()", "manages postgres_fdw's connections"),
+        ("SELECT lo_import('/etc/passwd')", "writes large objects or files"),
+        ("SELECT lo_export(1, '/tmp/x')", "writes large objects or files"),
+        ("SELECT lo_from_bytea(0, 'x')", "calls lo_from_bytea"),
+        ("SELECT lowrite(0, 'x')", "calls lowrite"),
+        ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity", "stops or interrupts other sessions"),
+        ("SELECT pg_cancel_backend(42)", "calls pg_cancel_backend"),
+        ("SELECT pg_read_file('/etc/passwd')", "reads or writes files on the database server"),
+        ("SELECT pg_read_binary_file('x')", "calls pg_read_binary_file"),
+        ("SELECT * FROM pg_ls_dir('.')", "calls pg_ls_dir"),
+        ("SELECT pg_ls_waldir()", "calls pg_ls_waldir"),
+        ("SELECT pg_stat_file('x')", "calls pg_stat_file"),
+        ("SELECT pg_advisory_lock(4242)", "takes a session-level lock"),
+        ("SELECT pg_try_advisory_lock_shared(1)", "takes a session-level lock"),
+        ("COPY (SELECT 1) TO PROGRAM 'rm -rf /'", "runs COPY ... PROGRAM"),
+    ],
+)  # fmt: skip
+def test_escape_hatches_are_refused_by_name(query: str, problem: str) -> None:
+    """A function known to act outside the read-only transaction is named, however written."""
+    found = escape_problem(query)
+    assert found is not None
+    assert problem in found
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 'dblink_exec(x)' AS note -- pg_read_file\n",
+        "SELECT pg_advisory_xact_lock(4242)",
+        "SELECT lo_get(1)",
+        "SELECT * FROM orders WHERE program = 'copy'",
+        "SELECT $$ pg_terminate_backend $$",
+    ],
+)
+def test_look_alikes_of_escape_hatches_pass(query: str) -> None:
+    """Names in strings and comments, and the transaction-scoped lock, are not escapes."""
+    assert escape_problem(query) is None
+
+
+def test_an_escape_hatch_is_refused_at_start_naming_the_target() -> None:
+    """dblink in a query is a ConfigError that names the target, the field and the fix."""
+    config = Config.model_validate(sql_config(query="SELECT dblink_exec('dbname=x', 'q')"))
+    with pytest.raises(ConfigError) as caught:
+        compile_targets(config)
+    assert str(caught.value) == (
+        "target 'orders-db': targets[0].sql.query calls dblink_exec, which opens a connection "
+        "of its own, outside the read-only transaction; a warm-up query must stay inside its "
+        "read-only transaction, so query the tables the app reads instead."
+    )
 
 
 @pytest.mark.parametrize(
@@ -178,6 +238,18 @@ def test_numbers_in_params_are_accepted() -> None:
             {"name": "x", "sql": {"url": PG, "query": "SELECT 1", "row": {"min": 1}}},
             "unknown key 'row'; did you mean 'rows'?",
         ),
+        (
+            {
+                "name": "x",
+                "sql": {"url": PG, "query": "SELECT 1", "rows": {"max": 500}, "row_cap": 100},
+            },
+            "rows expects up to 500 rows but row_cap 100 stops reading there; raise row_cap to "
+            "at least 500 or lower rows",
+        ),
+        (
+            {"name": "x", "sql": {"url": PG, "query": "SELECT 1", "row_cap": 0}},
+            "row_cap",
+        ),
     ],
 )
 def test_sql_target_validation(target: dict[str, object], message: str) -> None:
@@ -246,6 +318,16 @@ def test_validate_cli_redacts_and_rejects_writes(tmp_path: Path) -> None:
     assert "target 'orders-db'" in result.stderr
     assert "starts with DELETE, which writes data" in result.stderr
     assert "planted-Secret-9" not in result.stdout + result.stderr
+
+    config.write_text(
+        config.read_text().replace(
+            "DELETE FROM orders WHERE id = :id", "SELECT pg_advisory_lock(:id)"
+        )
+    )
+    result = run_cli("validate", "--config", str(config), env={"DB_PASSWORD": "planted-Secret-9"})
+    assert result.returncode == 2
+    assert "calls pg_advisory_lock, which takes a session-level lock" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 SQL_MODULES = "('sqlalchemy', 'psycopg', 'aiosqlite', 'greenlet')"

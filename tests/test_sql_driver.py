@@ -428,7 +428,7 @@ def test_postgres_closes_a_connection_whose_query_was_abandoned(orders: pg.Scrat
     async def scenario() -> tuple[int, int, list[tuple[int, str]]]:
         pool = open_pool(plan_for(url, "SELECT 1"), 1)
         try:
-            slow = asyncio.create_task(pool.rows("SELECT pg_sleep(1)", {}, 5.0))
+            slow = asyncio.create_task(pool.rows("SELECT pg_sleep(1)", {}, 5.0, 10))
             ((pid, _),) = await asyncio.to_thread(poll, active, 5, what="the query to start")
             slow.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -436,7 +436,7 @@ def test_postgres_closes_a_connection_whose_query_was_abandoned(orders: pg.Scrat
             await asyncio.to_thread(
                 poll, lambda: pid not in dict(backends(name)), 5, what="the backend to exit"
             )
-            rows = await pool.rows("SELECT 1", {}, 5.0)
+            rows = await pool.rows("SELECT 1", {}, 5.0, 10)
             return pid, rows, await asyncio.to_thread(backends, name)
         finally:
             await pool.aclose()

@@ -80,7 +80,8 @@ def test_prime_a_sqlite_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_prime_postgres_does_real_work(orders: pg.Scratch, tmp_path: Path) -> None:
-    """``prime`` warms PostgreSQL through the index until the gate holds, and exits 0."""
+    """``prime`` warms PostgreSQL through the index until the gate holds, and exits 0; it warns
+    once that its role (the superuser) could write."""
     reads = orders.reads()
     config = write_config(
         tmp_path,
@@ -94,6 +95,8 @@ def test_prime_postgres_does_real_work(orders: pg.Scratch, tmp_path: Path) -> No
     )
     result = run_cli("prime", "--config", str(config), "--log-format", "json")
     assert result.returncode == 0, result.stdout + result.stderr
+    warning = "warmgate: warning: target 'orders-db': the database role postgres is a superuser."
+    assert result.stderr.count(warning) == 1
     stats = status_of(tmp_path)["targets"]["orders-db"]
     assert stats["success_ratio"] == 1.0
     poll(lambda: orders.reads() > reads + stats["requests"], timeout=10, what="table counters")

@@ -259,6 +259,31 @@ class SqlTarget(_Model):
     rows: SqlRows | None = Field(
         None, description="Expected row count, e.g. {min: 1, max: 1000}; outside it is a failure."
     )
+    row_cap: int = Field(
+        10_000,
+        ge=1,
+        description=(
+            "Most rows read of one result: past it the query is stopped and warmgate warns "
+            "(add a LIMIT). rows.min and rows.max must not exceed it."
+        ),
+    )
+    require_read_only_role: bool = Field(
+        False,
+        description=(
+            "Refuse to start when the database role can write (a superuser, or INSERT, UPDATE, "
+            "DELETE or TRUNCATE on a table it can see); false: warn."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _rows_within_cap(self) -> SqlTarget:
+        most = max(self.rows.min, self.rows.max or 0) if self.rows else 0
+        if most > self.row_cap:
+            raise ValueError(
+                f"rows expects up to {most} rows but row_cap {self.row_cap} stops reading "
+                f"there; raise row_cap to at least {most} or lower rows"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from warmgate.config import Config, Target
-from warmgate.drivers import Driver
+from warmgate.drivers import Driver, Warn, warn_on_stderr
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
 from warmgate.templating import Templates
 
@@ -48,10 +48,14 @@ def compile_targets(config: Config) -> list[CompiledTarget]:
 
 
 async def open_drivers(
-    config: Config, compiled: Sequence[CompiledTarget], stack: AsyncExitStack
+    config: Config,
+    compiled: Sequence[CompiledTarget],
+    stack: AsyncExitStack,
+    warn: Warn = warn_on_stderr,
 ) -> list[Driver]:
     """Create the drivers in the order of ``compiled`` (the load pairs them with the weights);
-    everything they hold is closed when ``stack`` closes."""
+    everything they hold is closed when ``stack`` closes. Drivers send warnings to ``warn``
+    (a role that can write, a row cap reached)."""
     drivers: list[Driver] = []
     client = None
     if any(item.http is not None for item in compiled):
@@ -65,7 +69,7 @@ async def open_drivers(
         elif item.sql is not None:
             from warmgate.drivers.sql import SqlDriver
 
-            drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency))
+            drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency, warn))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers

@@ -7,6 +7,8 @@ answers whether the target accepts connections at all (the wait and re-arm phase
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +34,15 @@ class Outcome:
     def ok(self) -> bool:
         """Whether the request succeeded."""
         return self.outcome == OK
+
+
+Warn = Callable[[str], None]
+"""Where a driver sends a warning: one sentence, never a secret."""
+
+
+def warn_on_stderr(message: str) -> None:
+    """The default :data:`Warn`: one line on stderr, for callers that pass no log."""
+    print(f"warmgate: warning: {message}", file=sys.stderr, flush=True)
 
 
 class Driver(Protocol):

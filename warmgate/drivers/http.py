@@ -4,6 +4,19 @@ Plain httpx adds hundreds of milliseconds of client-side latency under concurren
 (encode/httpx#3215); a gate that measures latency must not invent it, so requests go through
 ``httpx_aiohttp.AiohttpTransport`` (see ``benchmarks/``). The driver takes an injected
 ``httpx.AsyncClient``, so tests can hand it a real local server or ``httpx.MockTransport``.
+
+Client policy, set on both layers because each has its own (httpx's client *and* the aiohttp
+session the transport drives):
+
+- cookies: none kept. httpx's jar ignores ``Set-Cookie`` and the aiohttp session has a
+  ``DummyCookieJar``; without the latter aiohttp would keep and send back cookies for every host
+  that is not an IP literal (``localhost``, ``app``), and priming would warm a returning user's
+  path while new visitors still take the cold one;
+- timeouts: each request carries its target's timeout to the transport, which turns it into
+  aiohttp's connect and read timeouts (httpx's 5 s default would otherwise cut every longer
+  timeout to 5 s), and ``asyncio.timeout`` bounds the whole exchange, body included;
+- bodies: read in the transport's 16 KiB chunks and dropped, never joined and never
+  decompressed, so a 1 GB or endless answer costs a few MiB and ends at the timeout.
 """
 
 from __future__ import annotations
@@ -26,6 +39,10 @@ REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 """What a request may raise for the target's reasons: each becomes an outcome."""
 PROBE_TIMEOUT = 1.0
 """Seconds a TCP connect may take before the probe calls the target unreachable."""
+DEFAULT_TIMEOUT = 5.0
+"""Seconds a request made through :func:`make_client` may take when it names no timeout."""
+KEEPALIVE = 30.0
+"""Seconds an idle pooled connection stays open."""
 MARKER = ("X-Warmgate", "1")
 """The header on every synthetic request, so the app can keep them out of business metrics."""
 
@@ -84,23 +101,41 @@ class StatelessClient(httpx.AsyncClient):
         raise AttributeError("synthetic traffic keeps no cookies")
 
 
-def make_client(concurrency: int, traffic: TrafficConfig, tls: bool = False) -> httpx.AsyncClient:
+def make_client(
+    concurrency: int, traffic: TrafficConfig, tls: bool = False, timeout: float = DEFAULT_TIMEOUT
+) -> httpx.AsyncClient:
     """An httpx client over the aiohttp transport, pooled for ``concurrency`` connections.
 
     Every request carries ``traffic.user_agent`` and :data:`MARKER`, then ``traffic.headers``,
-    which may override either. Certificates are loaded only when a target uses https (each CA
-    bundle costs memory).
+    which may override either. No layer keeps cookies. ``timeout`` applies to requests that do
+    not set their own (the drivers do). Certificates are loaded only when a target uses https
+    (each CA bundle costs memory).
     """
     from httpx_aiohttp import AiohttpTransport
 
-    limits = httpx.Limits(
-        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30
-    )
-    transport = AiohttpTransport(verify=tls, limits=limits, trust_env=False)
+    def session() -> aiohttp.ClientSession:
+        # The transport calls this on its first request, inside the event loop.
+        connector = aiohttp.TCPConnector(
+            limit=concurrency, keepalive_timeout=KEEPALIVE, ssl=transport.ssl_context
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # The transport passes each request's own timeouts; nothing else may cut them.
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+            trust_env=False,
+        )
+
+    transport = AiohttpTransport(verify=tls, trust_env=False, client=session)
     headers = httpx.Headers({"User-Agent": traffic.user_agent, MARKER[0]: MARKER[1]})
     headers.update(traffic.headers)  # case-insensitive: x-warmgate replaces X-Warmgate
     return StatelessClient(
-        transport=transport, headers=headers, follow_redirects=False, trust_env=False
+        transport=transport,
+        headers=headers,
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
     )
 
 
@@ -132,6 +167,19 @@ def _connect_phrase(error: OSError) -> str:
     return (error.strerror or type(error).__name__).lower()
 
 
+async def exchange(client: httpx.AsyncClient, request: httpx.Request) -> int:
+    """Send ``request``, read its answer's body in chunks and drop them; the status code."""
+    response = await client.send(request, stream=True)
+    try:
+        # A response built in memory (httpx.MockTransport) arrives read already.
+        if not response.is_stream_consumed:
+            async for _ in response.aiter_raw():
+                pass  # the app did the work of sending it; nothing here needs it
+    finally:
+        await response.aclose()
+    return response.status_code
+
+
 async def tcp_probe(host: str, port: int) -> str | None:
     """``None`` if ``host:port`` accepts a TCP connection, else a short reason."""
     try:
@@ -158,20 +206,23 @@ class HttpDriver:
         self._plan = plan
         self._client = client
         self._timeout = target.timeout
+        self._timeouts = httpx.Timeout(target.timeout)
 
     async def execute(self) -> Outcome:
-        """Render the templates, send the request, read the whole answer, classify it."""
+        """Render the templates, send the request, read and drop the answer, classify it."""
         plan = self._plan
-        headers = {name: value.render() for name, value in plan.headers}
-        body = None if plan.body is None else plan.body.render().encode()
         try:
+            request = self._client.build_request(
+                plan.method,
+                plan.url.render(),
+                headers={name: value.render() for name, value in plan.headers},
+                content=None if plan.body is None else plan.body.render().encode(),
+                timeout=self._timeouts,
+            )
             async with asyncio.timeout(self._timeout):
-                response = await self._client.request(
-                    plan.method, plan.url.render(), headers=headers, content=body
-                )
+                status = await exchange(self._client, request)
         except REQUEST_ERRORS as exc:
             return classify(exc)
-        status = response.status_code
         if self._target.accepts(status):
             return Outcome(OK, status)
         return Outcome(UNEXPECTED_STATUS, status, f"answered {status}")
@@ -194,10 +245,11 @@ class UrlProbe:
     async def probe(self) -> str | None:
         """``None`` when the URL answered 2xx, else why not."""
         try:
+            request = self._client.build_request("GET", self._url, timeout=PROBE_TIMEOUT * 2)
             async with asyncio.timeout(PROBE_TIMEOUT * 2):
-                response = await self._client.get(self._url)
+                status = await exchange(self._client, request)
         except REQUEST_ERRORS as exc:
             return f"wait.url: {classify(exc).detail}"
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"wait.url answered {response.status_code}"
+        return f"wait.url answered {status}"

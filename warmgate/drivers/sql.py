@@ -6,17 +6,25 @@ connection (``sqlite.py``). No query blocks the event loop that also serves ``/r
 module imports SQLAlchemy, so ``targets.py`` imports it only for configs with SQL targets, and it
 imports psycopg or aiosqlite only for a target that needs it (sidecar memory).
 
-Warm-up traffic never writes. Three layers see to it:
+Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
 1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
-   SELECT INTO, a locking read, several statements) is a :class:`ConfigError` naming the target;
+   SELECT INTO, a locking read, several statements) or that names a function acting outside
+   its transaction (dblink, session advisory locks... see ``sqlcheck.py``) is a
+   :class:`ConfigError` naming the target;
 2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
    query, whatever the session defaults say; SQLite a connection opened with ``mode=ro`` plus
    ``PRAGMA query_only``; so the database itself refuses a write that slipped past (1): outcome
    ``write_rejected``;
-3. nothing ever commits: each transaction is rolled back (PostgreSQL: a ROLLBACK in the same
-   round trip, and one more if the query failed; SQLite: returning a connection to the pool
-   rolls back again).
+3. nothing ever commits, and nothing outlives the query: each transaction is rolled back
+   (PostgreSQL: a ROLLBACK in the same round trip, and one more if the query failed, then the
+   session reset; SQLite: returning a connection to the pool rolls back again);
+4. the first probe that reaches the database checks what the role may do: a role that can
+   write is a warning, or a :class:`ConfigError` with ``require_read_only_role``, since only
+   the role's privileges stop a function that hides an escape hatch in its body.
+
+Rows are counted as they arrive, never held all at once, and reading stops past the target's
+``row_cap`` (warned about once).
 
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
 transaction; SQLite an interrupt at the deadline) and always by the client too, a little later,
@@ -50,28 +58,22 @@ from warmgate.drivers import (
     UNEXPECTED_STATUS,
     WRITE_REJECTED,
     Outcome,
+    Warn,
+    warn_on_stderr,
 )
+from warmgate.drivers.sqlcheck import READ_STARTS, escape_problem, write_problem
 from warmgate.errors import ConfigError
 from warmgate.secrets import redact_url
 from warmgate.templating import Template, Templates
 
 PROBE_TIMEOUT = 2.0
 """Seconds a probe may take to connect and run ``SELECT 1``."""
+ROLE_CHECK_TIMEOUT = 10.0
+"""Seconds the start-up check of the role's privileges may take (it reads the catalogs)."""
 CLIENT_GRACE = 0.5
 """The client gives up this long after the database should have cancelled the statement."""
 
-_READ_STARTS = ("SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN")
-_WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "TRUNCATE"})
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,17})")
-_NOISE = re.compile(
-    r"--[^\n]*"  # line comment
-    r"|/\*.*?\*/"  # block comment
-    r"|[Ee]'(?:[^'\\]|''|\\.)*'"  # string literal with backslash escapes
-    r"|'(?:[^']|'')*'"  # string literal
-    r'|"(?:[^"]|"")*"'  # quoted identifier
-    r"|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$",  # dollar-quoted string
-    re.DOTALL,
-)
 _CONNECT_PHRASES = (
     (r"connection refused", "connection refused"),
     (r'password authentication failed for user "?([^"\s]+)',
@@ -91,32 +93,6 @@ _CONNECT_PHRASES = (
     (r"unable to open database file", "cannot open the database file"),
     (r"file is not a database", "the file is not a database"),
 )  # fmt: skip
-
-
-def write_problem(query: str) -> str | None:
-    """Why ``query`` is obviously not a read-only statement, or ``None`` if it may be one.
-
-    A syntactic check on the query without its comments and quoted text; the read-only
-    transaction is what really guarantees that nothing is written.
-    """
-    code = _NOISE.sub(" ", query)
-    words = [word.upper() for word in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", code)]
-    writes = [word for word in words if word in _WRITE_WORDS]
-    problem = None
-    if re.search(r";\s*\S", code):
-        problem = "holds more than one statement"
-    elif not words:
-        problem = "has no statement"
-    elif words[0] not in _READ_STARTS:
-        kind = "writes data" if words[0] in _WRITE_WORDS else "is not a read-only query"
-        problem = f"starts with {words[0]}, which {kind}"
-    elif re.search(r"\bFOR\s+(NO\s+KEY\s+|KEY\s+)?(UPDATE|SHARE)\b", code, re.IGNORECASE):
-        problem = "takes row locks (FOR UPDATE/SHARE), which would block the app's writes"
-    elif writes:
-        problem = f"contains {writes[0]}, which writes data"
-    elif "INTO" in words:
-        problem = "contains INTO (SELECT INTO creates a table)"
-    return problem
 
 
 def bind_value(rendered: str) -> int | str:
@@ -154,18 +130,27 @@ class SqlPlan:
     params: tuple[tuple[str, Template], ...]
     timeout: float
     rows: SqlRows | None = None
+    row_cap: int = 10_000
+    require_read_only_role: bool = False
 
     @classmethod
     def compile(cls, target: SqlTarget, templates: Templates, where: str, name: str) -> SqlPlan:
         """Check the URL, the query and its parameters, and compile the parameter templates.
 
-        Raises :class:`ConfigError` naming the target when the query obviously writes.
+        Raises :class:`ConfigError` naming the target when the query obviously writes or calls
+        a function that acts outside its read-only transaction.
         """
         problem = write_problem(target.query)
         if problem is not None:
             raise ConfigError(
                 f"target '{name}': {where}.query {problem}; warm-up traffic must never write, "
-                f"so give one read-only statement ({', '.join(_READ_STARTS)})."
+                f"so give one read-only statement ({', '.join(READ_STARTS)})."
+            )
+        escape = escape_problem(target.query)
+        if escape is not None:
+            raise ConfigError(
+                f"target '{name}': {where}.query {escape}; a warm-up query must stay inside its "
+                "read-only transaction, so query the tables the app reads instead."
             )
         url, postgres, place = _connect_url(target.url, where)
         used = set(sqlalchemy.text(target.query).compile().params)
@@ -185,7 +170,17 @@ class SqlPlan:
             (key, templates.compile(value, f"{where}.params.{key}"))
             for key, value in target.params.items()
         )
-        return cls(url, postgres, place, target.query, params, target.timeout, target.rows)
+        return cls(
+            url,
+            postgres,
+            place,
+            target.query,
+            params,
+            target.timeout,
+            target.rows,
+            target.row_cap,
+            target.require_read_only_role,
+        )
 
     def render_params(self) -> dict[str, int | str]:
         """Fresh values of the bound parameters for one request."""
@@ -225,12 +220,19 @@ class SqlPool(Protocol):
     """What :meth:`rows` raises when the database or the connection fails (see :func:`classify`)."""
 
     async def rows(
-        self, query: str, params: Mapping[str, int | str], statement_timeout: float
+        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
     ) -> int:
         """Run ``query`` once in a read-only transaction, rolled back; the rows it returned.
 
-        The database stops the query after ``statement_timeout`` seconds.
+        Rows are counted as they arrive, never all held at once, up to ``cap + 1``: more than
+        ``cap`` means the pool stopped reading there. The database stops the query after
+        ``statement_timeout`` seconds.
         """
+        ...
+
+    async def write_access(self) -> str | None:
+        """How the connecting role can write (``app is a superuser``), or ``None`` when it can
+        only read."""
         ...
 
     async def aclose(self) -> None:
@@ -252,16 +254,23 @@ def open_pool(plan: SqlPlan, size: int) -> SqlPool:
 class SqlDriver:
     """Runs one SQL target's query, read-only, through a pool sized to the concurrency."""
 
-    def __init__(self, name: str, plan: SqlPlan, pool: SqlPool) -> None:
+    def __init__(
+        self, name: str, plan: SqlPlan, pool: SqlPool, warn: Warn = warn_on_stderr
+    ) -> None:
         self.name = name
         self._plan = plan
         self._pool = pool
+        self._warn = warn
         self._password = plan.url.password
+        self._role_checked = False
+        self._capped = False
 
     @classmethod
-    def open(cls, name: str, plan: SqlPlan, concurrency: int) -> SqlDriver:
+    def open(
+        cls, name: str, plan: SqlPlan, concurrency: int, warn: Warn = warn_on_stderr
+    ) -> SqlDriver:
         """A driver with a pool of its own (no connection is made until the first use)."""
-        return cls(name, plan, open_pool(plan, concurrency))
+        return cls(name, plan, open_pool(plan, concurrency), warn)
 
     async def execute(self) -> Outcome:
         """Render the parameters, run the query read-only, count the rows, classify."""
@@ -269,16 +278,25 @@ class SqlDriver:
         params = plan.render_params()
         try:
             async with asyncio.timeout(plan.timeout + CLIENT_GRACE):
-                count = await self._pool.rows(plan.query, params, plan.timeout)
+                count = await self._pool.rows(plan.query, params, plan.timeout, plan.row_cap)
         except TimeoutError:
             return Outcome(TIMEOUT, detail="timed out")
         except self._pool.errors as exc:
             return self._classify(exc)
+        capped = count > plan.row_cap
+        if capped and not self._capped:
+            self._capped = True
+            self._warn(
+                f"target '{self.name}': the query returned more than {plan.row_cap} rows; "
+                "warmgate stops reading there, which stops the query (on PostgreSQL by closing "
+                "its connection): add a LIMIT to the query, or raise row_cap."
+            )
         rows = plan.rows
         if rows is not None and not rows.accepts(count):
             noun = "row" if count == 1 else "rows"
+            returned = f"more than {plan.row_cap} rows" if capped else f"{count} {noun}"
             return Outcome(
-                UNEXPECTED_STATUS, detail=f"returned {count} {noun}; expected {rows.describe()}"
+                UNEXPECTED_STATUS, detail=f"returned {returned}; expected {rows.describe()}"
             )
         return Outcome(OK)
 
@@ -289,15 +307,39 @@ class SqlDriver:
         return outcome
 
     async def probe(self) -> str | None:
-        """``None`` when the database accepts a connection and answers ``SELECT 1``."""
+        """``None`` when the database accepts a connection and answers ``SELECT 1``.
+
+        The first time it does, what the role may do is checked too: a role that can write is
+        a warning, or a :class:`ConfigError` when the target requires a read-only role.
+        """
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
-                await self._pool.rows("SELECT 1", {}, PROBE_TIMEOUT)
+                await self._pool.rows("SELECT 1", {}, PROBE_TIMEOUT, 1)
+            if not self._role_checked:
+                async with asyncio.timeout(ROLE_CHECK_TIMEOUT):
+                    access = await self._pool.write_access()
+                self._role_checked = True
+                self._judge_role(access)
         except TimeoutError:
             return f"{self._plan.place}: connect timed out"
         except self._pool.errors as exc:
             return f"{self._plan.place}: {self._classify(exc).detail}"
         return None
+
+    def _judge_role(self, access: str | None) -> None:
+        if access is None:
+            return
+        fix = 'connect as a role that can only read (docs/sql.md, "A read-only role")'
+        if self._plan.require_read_only_role:
+            raise ConfigError(
+                f"target '{self.name}': the database role {access}, and require_read_only_role "
+                f"is true; {fix}, or set require_read_only_role: false to only warn."
+            )
+        self._warn(
+            f"target '{self.name}': the database role {access}. Warm-up queries run read-only, "
+            f"but a function can reach outside that (dblink, for one); {fix}, or set "
+            "require_read_only_role: true to refuse to start."
+        )
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
