@@ -95,8 +95,11 @@ def test_prime_postgres_does_real_work(orders: pg.Scratch, tmp_path: Path) -> No
     )
     result = run_cli("prime", "--config", str(config), "--log-format", "json")
     assert result.returncode == 0, result.stdout + result.stderr
-    warning = "warmgate: warning: target 'orders-db': the database role postgres is a superuser."
-    assert result.stderr.count(warning) == 1
+    warning = "target 'orders-db': the database role postgres is a superuser."
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    warnings = [e for e in events if e["event"] == "warning"]
+    assert len(warnings) == 1
+    assert str(warnings[0]["message"]).startswith(warning)
     stats = status_of(tmp_path)["targets"]["orders-db"]
     assert stats["success_ratio"] == 1.0
     poll(lambda: orders.reads() > reads + stats["requests"], timeout=10, what="table counters")

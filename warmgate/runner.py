@@ -176,7 +176,7 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> Status:
         """Run until an outcome (or, keeping warm, until ``stop``); returns the last status."""
         async with AsyncExitStack() as stack:
-            drivers = await open_drivers(self.config, self.compiled, stack)
+            drivers = await open_drivers(self.config, self.compiled, stack, self._warn)
             self._probes = list(drivers)
             if self.config.wait.url is not None:
                 tls = self.config.wait.url.startswith("https")
@@ -408,6 +408,10 @@ class Runner:
         if self._warming:
             self._active.record(sample)
             self.recorder.sample(sample.target, sample.latency, sample.ok)
+
+    def _warn(self, message: str) -> None:
+        """A driver's warning (a role that can write, a row cap reached), in the log."""
+        self.log.event("warning", message)
 
     def _crash(self, target: str, exc: BaseException) -> None:
         """A driver raised instead of returning an outcome: say so once per kind of error."""
