@@ -115,6 +115,7 @@ class Runner:
             names,
             config.load.ramp_step,
             config.load.rate,
+            weights=[item.target.weight for item in compiled],
         )
         self._probes: list[Probe] = []
         self._warming = False
@@ -248,7 +249,7 @@ class Runner:
                 if await sleep_or_stop(stop, TICK):
                     return None
                 now = self._clock()
-                step, verdict = controller.tick(now)
+                step, verdict = controller.tick(now, load.open_requests())
                 if step.changed:
                     self._configure(load, step.level, self._rate_at(step.level))
                     self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
