@@ -357,13 +357,23 @@ def test_a_plateau_needs_enough_requests_per_span() -> None:
 
 
 def test_fit_measures_the_change_over_three_windows() -> None:
-    """The fitted change of a clean 10%-per-window decay is about -27% over three windows."""
-    points = [(t, 0.1 * 0.9 ** (t / 10.0)) for t in (5.0, 10.0, 15.0, 20.0, 25.0)]
+    """A clean 10%-per-window decay is about -27% over three windows, and a steady trend."""
+    points = [(t, 0.1 * 0.9 ** (t / 10.0)) for t in (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)]
     trend = fit(points, 10.0)
     assert trend.change == pytest.approx(0.9**3 - 1, rel=1e-6)
-    assert trend.low == pytest.approx(trend.change)
+    assert trend.p_value == pytest.approx(2 / 720)
     assert not trend.flat(0.1)
     assert fit([(t, 0.1) for t in (5.0, 10.0, 15.0, 20.0)], 10.0).flat(0.1)
+
+
+def test_one_hiccup_neither_fakes_nor_hides_a_trend() -> None:
+    """A flat series with one span ten times slower is still flat; a decay with one is not."""
+    flat = [(t, 0.05) for t in (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)]
+    flat[2] = (6.0, 0.5)
+    assert fit(flat, 4.0).flat(0.1)
+    decay = [(t, 0.3 * 0.7 ** (t / 4.0)) for t in (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)]
+    decay[4] = (10.0, 0.001)
+    assert not fit(decay, 4.0).flat(0.1)
 
 
 # 6. The ramp is never stricter than the gate --------------------------------------------------

@@ -36,7 +36,7 @@ from warmgate.checks import (
     summarize,
 )
 from warmgate.omission import expected_interval
-from warmgate.plateau import HORIZON, SPAN_REQUESTS, SPANS_MIN, Plateau
+from warmgate.plateau import HORIZON, SIGNIFICANCE, SPAN_REQUESTS, SPANS_MIN, Plateau
 from warmgate.units import format_duration, format_latency, format_percent
 from warmgate.window import Pending, Sample, Stats, Tally, Window
 
@@ -281,6 +281,8 @@ class Gate:
         if stats.requests < minimum:
             if stats.requests == 0 and level < self.target_level:
                 reason = self._ramping_reason(now, level)
+            elif stats.requests == 0:
+                reason = f"no answers {where} yet; need at least {minimum}"
             else:
                 reason = (
                     f"only {stats.requests} requests {where} {self._span_text(now)}; "
@@ -367,13 +369,17 @@ class Gate:
         actual = f"{trend.change * 100:+.0f}%"
         if trend.flat(tolerance):
             return Check("plateau", True, actual, limit)
-        low, high = trend.low or 0.0, trend.high or 0.0
-        reason = (
-            f"p95 still changing {where}: {format_latency(trend.first)} -> "
-            f"{format_latency(trend.last)}, a trend of {actual} over {horizon} "
-            f"({low * 100:+.0f}%..{high * 100:+.0f}% at 90% confidence; a plateau is within "
-            f"{limit})"
-        )
+        moving = f"{format_latency(trend.first)} -> {format_latency(trend.last)}"
+        if trend.p_value < SIGNIFICANCE and abs(trend.change) <= tolerance:
+            reason = (
+                f"p95 still changing {where}: {moving}, a steady trend of {actual} over "
+                f"{horizon} (a plateau has no steady trend)"
+            )
+        else:
+            reason = (
+                f"p95 still changing {where}: {moving}, a trend of {actual} over {horizon} "
+                f"(a plateau is within {limit})"
+            )
         return Check("plateau", False, actual, limit, reason)
 
 

@@ -4,24 +4,29 @@ Theory of operation: comparing two windows cannot tell a plateau from a slow dec
 whose p95 falls 8% per window passes a "within ±10%" comparison while it still has halves to
 go. So the plateau is judged as a *trend*. At the target level the gate cuts time into spans of
 half a window (:meth:`Plateau.span`), each closed only once it holds at least
-:data:`SPAN_REQUESTS` requests, and keeps the p95 of the last :data:`SPANS_KEPT` spans. A
-least-squares line through ``ln(p95)`` against time gives the relative change per window; the
-plateau holds when that change, projected over :data:`HORIZON` windows, lies within
-``±tolerance`` with 95% confidence on each side (an equivalence test: the 90% confidence
-interval of the projected change must lie inside the band). Logarithms make the test relative to
-the level: 5 ms → 4.5 ms is the same trend as 500 ms → 450 ms.
+:data:`SPAN_REQUESTS` requests, and keeps the p95 of the last :data:`SPANS_KEPT` spans (three
+windows). Two robust statistics of ``ln(p95)`` against time decide, so that one hiccup in one
+span neither fakes nor hides a trend:
+
+- the Theil-Sen slope (the median of the slopes between every pair of spans), projected over
+  :data:`HORIZON` windows, must lie within ``±tolerance`` — logarithms make it relative to the
+  level, so 5 ms → 4.5 ms is the same trend as 500 ms → 450 ms;
+- the Mann-Kendall test must find no significant monotonic trend (two-sided, exact
+  permutation p-value ≥ :data:`SIGNIFICANCE`): a series that keeps falling span after span is
+  still improving, however gently.
 
 What it costs and where it can be fooled (see docs/deciding.md): a flat app needs at least
-:data:`SPANS_MIN` spans, two windows at the target level, before the first verdict, and longer
-when its p95 is noisy (the interval must narrow into the band). A decay slower than
-``tolerance / HORIZON`` per window (3.3% with the default 10%) is indistinguishable from flat by
-design: it is the improvement the tolerance says not to wait for.
+:data:`SPANS_MIN` spans, two windows at the target level, before the first verdict; a noisy one
+longer. A decay slower than ``tolerance / HORIZON`` per window (3.2% with the default 10%)
+buried in span-to-span noise can pass: it is the improvement the tolerance says not to wait for.
 
 Pure code, no I/O.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -36,48 +41,74 @@ the maximum)."""
 HORIZON = 3
 """Windows over which the fitted change must stay within the tolerance."""
 
-# One-sided 95% quantiles of Student's t by degrees of freedom (two-sided 90%).
-_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860}
+SIGNIFICANCE = 0.05
+"""Mann-Kendall p-value below which a monotonic trend is real, not noise."""
 
 
 @dataclass(frozen=True, slots=True)
 class Trend:
-    """The fitted p95 trend. Changes are relative (``-0.2`` is 20% faster) over
-    :data:`HORIZON` windows; ``low``..``high`` is the 90% confidence interval."""
+    """The p95 trend of the spans kept. ``change`` is relative (``-0.2``: 20% faster) over
+    :data:`HORIZON` windows; ``p_value`` is the Mann-Kendall test's for any monotonic trend."""
 
     spans: int
     first: float | None = None
     last: float | None = None
     change: float | None = None
-    low: float | None = None
-    high: float | None = None
+    p_value: float = 1.0
 
     def flat(self, tolerance: float) -> bool:
-        """Whether the trend is, with 95% confidence each way, within ``±tolerance``."""
-        if self.low is None or self.high is None or self.spans < SPANS_MIN:
+        """Whether the p95 has stopped moving: within ``±tolerance`` and no significant trend."""
+        if self.change is None or self.spans < SPANS_MIN:
             return False
-        return 1 / (1 + tolerance) - 1 <= self.low and self.high <= tolerance
+        within = 1 / (1 + tolerance) - 1 <= self.change <= tolerance
+        return within and self.p_value >= SIGNIFICANCE
+
+
+@functools.cache
+def _kendall_counts(n: int) -> dict[int, int]:
+    """How many orderings of ``n`` distinct values have each Mann-Kendall ``S``."""
+    counts: dict[int, int] = {}
+    for order in itertools.permutations(range(n)):
+        s = sum(
+            (order[j] > order[i]) - (order[j] < order[i]) for i in range(n) for j in range(i + 1, n)
+        )
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def mann_kendall(values: list[float]) -> float:
+    """The exact two-sided p-value of the Mann-Kendall trend test (ties count as no change)."""
+    n = len(values)
+    if n < 3:
+        return 1.0
+    s = sum(
+        (values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n)
+    )
+    counts = _kendall_counts(n)
+    extreme = sum(count for other, count in counts.items() if abs(other) >= abs(s))
+    return extreme / math.factorial(n)
 
 
 def fit(points: list[tuple[float, float]], window: float) -> Trend:
-    """The trend through ``(time, p95)`` points, time in seconds, ``window`` in seconds."""
+    """The trend through ``(time, p95)`` points, time and ``window`` in seconds."""
     n = len(points)
-    if n < 3:
-        return Trend(n, points[0][1] if points else None, points[-1][1] if points else None)
+    first = points[0][1] if points else None
+    last = points[-1][1] if points else None
+    if n < 2:
+        return Trend(n, first, last)
     xs = [t / window for t, _ in points]
     ys = [math.log(max(p95, 1e-9)) for _, p95 in points]
-    x_mean, y_mean = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - x_mean) ** 2 for x in xs)
-    if sxx <= 0:
-        return Trend(n, points[0][1], points[-1][1])
-    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
-    residuals = [y - (y_mean + slope * (x - x_mean)) for x, y in zip(xs, ys, strict=True)]
-    error = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
-    margin = _T95.get(n - 2, 1.645) * error
-    change, low, high = ((slope + d) * HORIZON for d in (0.0, -margin, margin))
-    return Trend(
-        n, points[0][1], points[-1][1], math.expm1(change), math.expm1(low), math.expm1(high)
+    slopes = sorted(
+        (ys[j] - ys[i]) / (xs[j] - xs[i])
+        for i in range(n)
+        for j in range(i + 1, n)
+        if xs[j] > xs[i]
     )
+    if not slopes:
+        return Trend(n, first, last)
+    middle = len(slopes) // 2
+    slope = slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
+    return Trend(n, first, last, math.expm1(slope * HORIZON), mann_kendall(ys))
 
 
 class Plateau:
