@@ -6,6 +6,7 @@ request, so the tests say exactly what users of such an app would meet.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from warmgate.histogram import Histogram, bucket_index, bucket_value
 from warmgate.omission import expected_interval, percentiles
 from warmgate.plateau import SPAN_REQUESTS, SPANS_MIN, fit
 from warmgate.ramp import SIGNIFICANCE, Ramp, tail_bound
+from warmgate.render import render_text
+from warmgate.report import Point, Record, Recorder
 from warmgate.window import Pending, Sample, Stats, Tally, Window, percentile
 
 TARGET = 16
@@ -522,3 +525,27 @@ def test_a_pool_style_cold_start_opens_within_hold_plus_two_seconds(capable_at: 
     assert opened is not None
     assert capable_at <= opened <= capable_at + 5.0 + 2.0
     assert max(levels) == TARGET
+
+
+# Raw figures beside the judged ones -------------------------------------------------------------
+
+
+def test_the_report_shows_judged_and_raw_percentiles() -> None:
+    """The record keeps the gate's judged p95 beside the raw one, and the text report says both."""
+    gate = Gate(Thresholds(p95=0.2, hold=0.0), TARGET, Window(10.0), ("app",), closed_loop=True)
+    gate.start(0.0)
+    for each in closed_loop(TARGET, 0.0, 6.0, freezing(3.0, 0.8, 0.005)):
+        gate.record(each)
+    verdict = gate.evaluate(6.0, TARGET)
+    recorder = Recorder(("app",), TARGET, {"p95": "200ms"}, 60.0)
+    recorder.evaluation(
+        Point(6.0, "warming", TARGET, 100, 1.0, None, None, None), False, verdict.window
+    )
+    record = recorder.finish(6.0, None, verdict.reason)
+    assert record.judged is not None
+    assert record.judged["p95_ms"] > 200 > record.judged["raw_p95_ms"]
+    again = Record.from_json(json.loads(json.dumps(record.to_json())))
+    assert again.judged == record.judged
+    line = render_text(again).splitlines()[2]
+    assert line.startswith("  last judged at concurrency 16: p95 ")
+    assert "; as measured: p95 " in line

@@ -288,7 +288,7 @@ class Runner:
             recent.p95,
             recent.p99,
         )
-        self.recorder.evaluation(point, verdict.passing)
+        self.recorder.evaluation(point, verdict.passing, verdict.window)
 
     async def _save_record(self, outcome: str | None, reason: str) -> None:
         record = self.recorder.finish(self._since_start(), outcome, self.log.secrets.redact(reason))
