@@ -185,7 +185,7 @@ def test_final_verdict_is_latched() -> None:
 
 
 def test_plateau_waits_for_flat_latency() -> None:
-    """p95: auto passes only once p95 changes less than the tolerance between windows."""
+    """p95: auto passes only once the p95 trend over several windows is within the tolerance."""
     gate = make_gate(p95=None, plateau=True, window=5.0, hold=0.0, plateau_tolerance=0.1)
     now = 0.0
     latency = 0.4
