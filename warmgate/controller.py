@@ -68,8 +68,10 @@ class Controller:
         ``in_flight`` lists the requests still open, so a hung one counts as slow already.
         """
         ramp, gate = self.ramp, self.gate
-        # At the target the ramp judges exactly what the gate judges, so it can never back off
-        # on evidence the gate would accept.
-        since = gate.since if ramp.level == gate.target_level else ramp.changed_at
-        step = ramp.decide(now, self.window.stats(now, level=ramp.level, since=since))
+        step = Step(ramp.level, ramp.level, "")
+        if ramp.due(now):  # counting the evidence costs; only when the ramp will judge it
+            # At the target the ramp judges exactly what the gate judges, so it can never back
+            # off on evidence the gate would accept.
+            since = gate.since if ramp.level == gate.target_level else ramp.changed_at
+            step = ramp.decide(now, self.window.stats(now, level=ramp.level, since=since))
         return step, gate.evaluate(now, ramp.level, in_flight)

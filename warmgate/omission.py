@@ -29,6 +29,8 @@ Pure code, no I/O.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -76,13 +78,23 @@ def percentiles(
     real = sum(count for _, count in values)
     if interval is None or interval <= 0 or values[-1][0] < 2 * interval:
         return [_plain(values, real, q) for q in quantiles]
-    slow = [(value, count) for value, count in values if value >= 2 * interval]
-    total = real + sum(count * synthetic(value, interval) for value, count in slow)
+    edges = [value for value, _ in values]
+    # Requests at or above each position, so "how many real values exceed x" is one bisection.
+    at_or_above = list(itertools.accumulate(reversed([count for _, count in values])))[::-1]
+    at_or_above.append(0)
+    first_slow = bisect.bisect_left(edges, 2 * interval)
+    synthetic_total = sum(
+        count * synthetic(value, interval) for value, count in values[first_slow:]
+    )
+    total = real + synthetic_total
 
     def above(x: float) -> int:
-        count_above = sum(count for value, count in values if value > x)
-        return count_above + sum(
-            count * _synthetic_above(value, x, interval) for value, count in slow
+        position = bisect.bisect_right(edges, x)
+        if x < interval:
+            return at_or_above[position] + synthetic_total
+        return at_or_above[position] + sum(
+            count * _synthetic_above(value, x, interval)
+            for value, count in values[max(position, first_slow) :]
         )
 
     top = max(counts)

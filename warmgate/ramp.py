@@ -87,6 +87,10 @@ class Ramp:
         self.changed_at = now
         self.judged_at = now
 
+    def due(self, now: float) -> bool:
+        """Whether a step has passed since the last judgement (else :meth:`decide` waits)."""
+        return now - self.judged_at >= self.step
+
     def decide(self, now: float, evidence: Stats) -> Step:
         """Judge the evidence of the current level; maybe move.
 
@@ -94,7 +98,7 @@ class Ramp:
         ``self.changed_at`` (bounded by the window).
         """
         previous = self.level
-        if now - self.judged_at < self.step:
+        if not self.due(now):
             return Step(previous, previous, "")
         # A slow app may not answer enough within one step; judge only once it has.
         if evidence.requests < min(self.min_samples, previous * 2):
