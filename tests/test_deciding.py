@@ -6,6 +6,7 @@ request, so the tests say exactly what users of such an app would meet.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -17,14 +18,16 @@ from hypothesis import strategies as st
 
 from warmgate.checks import success_check
 from warmgate.controller import Controller
+from warmgate.drivers import OK, Outcome
 from warmgate.gate import WARM, Gate, Thresholds, Verdict
 from warmgate.histogram import Histogram, bucket_index, bucket_value
+from warmgate.load import Load
 from warmgate.omission import expected_interval, percentiles
 from warmgate.plateau import SPAN_REQUESTS, SPANS_MIN, fit
 from warmgate.ramp import SIGNIFICANCE, Ramp, tail_bound
 from warmgate.render import render_text
 from warmgate.report import Point, Record, Recorder
-from warmgate.window import Pending, Sample, Stats, Tally, Window, percentile
+from warmgate.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
 
 TARGET = 16
 TICK = 0.25
@@ -434,6 +437,7 @@ def test_at_the_target_a_back_off_needs_evidence_the_gate_rejects(
             break
 
 
+@pytest.mark.timeout(300)  # a thousand runs of a minute each, on a shared machine
 @settings(max_examples=1000, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32 - 1), st.floats(min_value=0.0, max_value=0.006))
 def test_sparse_errors_under_the_budget_never_back_off_at_the_target(
@@ -549,3 +553,82 @@ def test_the_report_shows_judged_and_raw_percentiles() -> None:
     line = render_text(again).splitlines()[2]
     assert line.startswith("  last judged at concurrency 16: p95 ")
     assert "; as measured: p95 " in line
+
+
+class HangingDriver:
+    """A driver whose requests stay open until released: a stuck app, without a network."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def execute(self) -> Outcome:
+        """Wait until released, then succeed."""
+        self.entered.set()
+        await self.release.wait()
+        return Outcome(OK, 200)
+
+    async def probe(self) -> str | None:
+        """Always up."""
+        return None
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def test_the_load_knows_its_open_requests() -> None:
+    """Load.open_requests lists each open request's intended start, level and target."""
+
+    async def scenario() -> tuple[list[Pending], list[Pending], list[Sample]]:
+        driver = HangingDriver()
+        done: list[Sample] = []
+        both_done = asyncio.Event()
+
+        def record(sample: Sample) -> None:
+            done.append(sample)
+            if len(done) >= 2:
+                both_done.set()
+
+        clock = iter(range(1000))
+        load = Load([driver], [1.0], 2, record, clock=lambda: float(next(clock)))
+        load.start()
+        load.configure(2)
+        async with asyncio.timeout(5):
+            while len(load.open_requests()) < 2:
+                await driver.entered.wait()
+                driver.entered.clear()
+        open_now = load.open_requests()
+        driver.release.set()
+        async with asyncio.timeout(5):
+            await both_done.wait()
+        load.configure(0)
+        after = load.open_requests()
+        await load.stop()
+        return open_now, after, done
+
+    open_now, after, done = asyncio.run(scenario())
+    assert after == []
+    assert sorted(p.level for p in open_now) == [2, 2]
+    assert {p.target for p in open_now} == {"stuck"}
+    assert sorted(p.issued_at for p in open_now) == sorted(s.issued_at for s in done[:2])
+
+
+def test_failure_details_keep_only_the_top_few_per_slice() -> None:
+    """Thousands of distinct error texts cost a few entries; the common one is still reported."""
+    window = Window(10.0)
+    for index in range(5000):
+        detail = "relation missing" if index % 3 == 0 else f"request {index} failed"
+        window.add(Sample(1.0, 1.05, TARGET, "app", "error", None, detail))
+    cells = [tally for cells in window._slices.values() for tally in cells.values()]
+    assert all(len(tally.details) <= DETAILS_KEPT for tally in cells)
+    assert window.stats(2.0).details == {"error": "relation missing"}
+    merged = Tally()
+    for index in range(50):
+        part = Tally()
+        part.add(Sample(1.0, 1.05, TARGET, "app", "error", None, f"unique {index}"))
+        part.add(Sample(1.0, 1.05, TARGET, "app", "timeout", None, "pool wait"))
+        merged.merge(part)
+    assert len(merged.details) <= DETAILS_KEPT
+    assert merged.stats().details["timeout"] == "pool wait"
