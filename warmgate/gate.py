@@ -147,11 +147,6 @@ class Gate:
         self._final = None
 
     @property
-    def reached_at(self) -> float:
-        """When the load last reached the target level (the start, if it began there)."""
-        return self._reached_at
-
-    @property
     def since(self) -> float | None:
         """Where the evidence starts: the arrival at the target level, or ``None`` (the start,
         when the window was empty) if the load began there."""
@@ -219,7 +214,8 @@ class Gate:
         if level < self.target_level:
             self._below = True
         elif self._below:
-            # Back at the target after a back-off: judge only how the app copes from now on.
+            # Arrived at the target (climbing, or again after a back-off): judge only how the
+            # app copes from now on.
             self._below = False
             self._arrived = True
             self._reached_at = now
