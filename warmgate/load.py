@@ -153,6 +153,8 @@ class Load:
             else:
                 # Always yield: a driver that fails without awaiting must not starve the loop.
                 await asyncio.sleep(pause)
+                if index >= self.level:
+                    continue  # paused or lowered while yielding
                 intended = self._clock()
             driver, release = self._pick()
             if release > self._clock():
