@@ -469,20 +469,30 @@ def test_sparse_errors_under_the_budget_never_back_off_at_the_target(
 # 7. Stale failures age out on the next visit ---------------------------------------------------
 
 
-def test_failures_from_an_earlier_visit_do_not_hold_the_gate_shut() -> None:
-    """Failures at 16 before a back-off are not judged once the load is back at 16 and copes."""
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=20, max_value=400),
+    st.floats(min_value=0.05, max_value=1.0),
+    st.floats(min_value=0.25, max_value=8.0),
+)
+def test_failures_from_an_earlier_visit_do_not_hold_the_gate_shut(
+    requests: int, failing: float, away: float
+) -> None:
+    """Property: after a back-off, the gate opens a hold after the return, whatever came before."""
     thresholds = Thresholds(success_rate=0.99, window=10.0, hold=2.0, min_requests=20)
     gate = Gate(thresholds, TARGET, Window(10.0), ("app",))
     gate.start(0.0)
-    for index in range(100):
-        at = index * 0.01
-        gate.record(Sample(at, at + 0.01, TARGET, "app", "timeout" if index % 2 else "ok"))
-    assert not gate.evaluate(1.0, TARGET).passing
+    for index in range(requests):
+        at = index / requests
+        outcome = "timeout" if (index * failing) % 1 + failing >= 1 else "ok"
+        gate.record(Sample(at, at + 0.01, TARGET, "app", outcome))
+    gate.evaluate(1.0, TARGET)
     gate.evaluate(1.25, 8)  # backed off
-    gate.evaluate(2.25, TARGET)  # back at the target
-    now = 2.25
+    back = round((1.25 + away) / TICK) * TICK
+    gate.evaluate(back, TARGET)  # at the target again
+    now = back
     verdict = None
-    while now < 20.0:
+    while now < 30.0:
         for index in range(25):
             at = now + index * 0.01
             gate.record(Sample(at, at + 0.005, TARGET, "app"))
@@ -492,7 +502,7 @@ def test_failures_from_an_earlier_visit_do_not_hold_the_gate_shut() -> None:
             break
     assert verdict is not None
     assert verdict.outcome == WARM
-    assert now <= 2.25 + thresholds.hold + 0.5  # not 10s later, when the window forgets
+    assert now <= back + thresholds.hold + 0.5  # not up to a window later, when it forgets
 
 
 def simulate_pool_app(capable_at: float, hold: float) -> tuple[float | None, list[int]]:
