@@ -141,7 +141,7 @@ def test_min_requests_reason() -> None:
     feed(gate, 0.0, 1.0, 30)
     verdict = gate.evaluate(1.0, TARGET)
     assert verdict.reason == (
-        "only 30 requests at concurrency 16 in the last 10s; need at least 100"
+        "only 30 requests at concurrency 16 in the last 1s; need at least 100"
     )
 
 
@@ -152,8 +152,8 @@ def test_per_target_thresholds() -> None:
     gate.start(0.0)
     for index in range(95):
         gate.record(sample(index / 100, target="a"))
-    for index in range(5):
-        gate.record(sample(0.95 + index / 100, target="b", outcome="timeout", status=None))
+    for index in range(10):
+        gate.record(sample(0.9 + index / 100, target="b", outcome="timeout", status=None))
     verdict = gate.evaluate(1.0, TARGET)
     assert not verdict.ready
     assert verdict.reason.startswith("success 0% < 90% for target 'b' at concurrency 16")
@@ -185,7 +185,7 @@ def test_final_verdict_is_latched() -> None:
 
 
 def test_plateau_waits_for_flat_latency() -> None:
-    """p95: auto passes only once p95 changes less than the tolerance between windows."""
+    """p95: auto passes only once the p95 trend over several windows is within the tolerance."""
     gate = make_gate(p95=None, plateau=True, window=5.0, hold=0.0, plateau_tolerance=0.1)
     now = 0.0
     latency = 0.4
@@ -341,6 +341,10 @@ def test_stats_as_dict_uses_milliseconds() -> None:
         "p50_ms": 250.0,
         "p95_ms": 500.0,
         "p99_ms": 500.0,
+        "raw_p50_ms": 250.0,
+        "raw_p95_ms": 500.0,
+        "raw_p99_ms": 500.0,
+        "slow_in_flight": 0,
     }
 
 

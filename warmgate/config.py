@@ -368,7 +368,7 @@ class GateConfig(_Model):
     )
     p99: Duration | None = Field(None, description="Maximum p99 latency.")
     plateau_tolerance: float = Field(
-        0.10, gt=0, lt=1, description="For p95: auto, the relative change that counts as flat."
+        0.10, gt=0, lt=1, description="For p95: auto, the p95 trend over 3 windows that is flat."
     )
     min_requests: int = Field(20, ge=1, description="Minimum requests at target concurrency.")
     window: Duration = Field(10.0, gt=0, description="Sliding window the thresholds apply to.")

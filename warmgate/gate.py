@@ -1,30 +1,48 @@
 """The gate: decide, from the samples in the window, whether the target is warm.
 
 Theory of operation: the gate looks only at samples *issued at the target concurrency level*,
-because a cold app that copes with one request at a time but not with sixteen must not pass. On
-every evaluation it runs a list of checks over the window (enough requests, success rate,
-p50/p95/p99, or the latency plateau when ``p95: auto``), overall and for every target. The
-thresholds must keep passing, evaluation after evaluation, for ``hold`` seconds; any failing
-evaluation restarts the hold. When the hold completes the gate opens for good (``warm``). When
-``timeout`` passes first, the gate either opens anyway (``opened_on_timeout``, fail open) or stays
-shut (``failed_closed``), as configured. Every verdict carries a reason written as a sentence.
+because a cold app that copes with one request at a time but not with sixteen must not pass, and
+only at those that completed *since the level last reached the target* (bounded by the window):
+failures from an earlier visit, before a back-off, say nothing about how the app copes now. On
+every evaluation it runs a list of checks over that evidence (enough requests, success rate,
+p50/p95/p99, or the latency plateau when ``p95: auto``), overall and for every target — each
+target needing its weight's share of ``min_requests``. The thresholds must keep passing,
+evaluation after evaluation, for ``hold`` seconds; any failing evaluation restarts the hold. When
+the hold completes the gate opens for good (``warm``). When ``timeout`` passes first, the gate
+either opens anyway (``opened_on_timeout``, fail open) or stays shut (``failed_closed``), as
+configured. Every verdict carries a reason written as a sentence.
+
+Latency is judged as users would feel it. In a closed loop the percentiles are corrected for
+coordinated omission (:mod:`warmgate.omission`); paced load is measured from the intended send
+time already and is not corrected again. A request still in flight at the target level that is
+already older than the smallest latency limit (or, for ``p95: auto``, than the p95) counts as a
+slow request now, with its age so far as its latency. The raw percentiles stay in the verdict's
+:class:`Stats` beside the judged ones.
 
 Pure code: the caller passes ``now`` and feeds samples; no I/O, no asyncio.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from warmgate.checks import (
+    LATENCY_QUANTILES,
+    Check,
+    latency_checks,
+    success_check,
+    summarize,
+)
+from warmgate.omission import expected_interval
+from warmgate.plateau import HORIZON, SIGNIFICANCE, SPAN_REQUESTS, SPANS_MIN, Plateau
 from warmgate.units import format_duration, format_latency, format_percent
-from warmgate.window import Sample, Stats, Tally, Window
+from warmgate.window import Pending, Sample, Stats, Tally, Window
 
 WARM = "warm"
 OPENED_ON_TIMEOUT = "opened_on_timeout"
 FAILED_CLOSED = "failed_closed"
-
-_LATENCY_QUANTILES = ("p50", "p95", "p99")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +63,8 @@ class Thresholds:
 
     def latency_limits(self) -> list[tuple[str, float]]:
         """The configured ``(quantile, limit)`` pairs, in p50, p95, p99 order."""
-        limits = ((name, getattr(self, name)) for name in _LATENCY_QUANTILES)
+        limits = ((name, getattr(self, name)) for name in LATENCY_QUANTILES)
         return [(name, limit) for name, limit in limits if limit is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One threshold, evaluated. ``reason`` is a sentence when the check fails, else empty."""
-
-    name: str
-    passed: bool
-    actual: str
-    limit: str
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,94 +89,12 @@ class Verdict:
         return self.outcome is not None
 
 
-_NOUNS = {
-    "timeout": ("timeout", "timeouts"),
-    "connection_error": ("connection error", "connection errors"),
-    "error": ("error", "errors"),
-    "write_rejected": ("rejected write", "rejected writes"),
-    "unexpected_status": ("unexpected result", "unexpected results"),
-}
-_OBVIOUS_DETAILS = frozenset({"", "timed out"})
-
-
-def describe_failures(stats: Stats) -> str:
-    """Why requests failed, most common first: ``"12 timeouts, 3 answers 503"``.
-
-    Failures without an HTTP status carry the driver's most common detail, so a reason can say
-    ``"120 errors (relation "orders" does not exist)"``.
-    """
-    parts: list[tuple[int, str]] = []
-    for status, count in stats.failed_statuses.items():
-        parts.append((count, f"{count} {'answer' if count == 1 else 'answers'} {status}"))
-    with_status = sum(stats.failed_statuses.values())
-    for outcome, total in stats.outcomes.items():
-        # Unexpected statuses were counted above; what is left failed without one (SQL rows).
-        count = total - with_status if outcome == "unexpected_status" else total
-        if outcome == "ok" or count <= 0:
-            continue
-        singular, plural = _NOUNS.get(outcome, (outcome.replace("_", " "),) * 2)
-        text = f"{count} {singular if count == 1 else plural}"
-        detail = stats.details.get(outcome, "")
-        if detail not in _OBVIOUS_DETAILS:
-            text += f" ({detail})"
-        parts.append((count, text))
-    parts.sort(key=lambda part: -part[0])
-    return ", ".join(text for _, text in parts[:3])
-
-
-def drift_hint(stats: Stats) -> str:
-    """A sentence when most failures are 404s, which usually means the warm-up path is wrong."""
-    not_found = stats.failed_statuses.get(404, 0)
-    if stats.requests and not_found * 2 > stats.failures:
-        share = format_percent(not_found / stats.requests)
-        return f"{share} of answers were 404: the warm-up path may have drifted"
-    return ""
-
-
-def success_check(stats: Stats, threshold: float, where: str) -> Check:
-    """Whether the success ratio of ``stats`` meets ``threshold``."""
-    ratio = stats.success_ratio or 0.0
-    actual, limit = format_percent(ratio), format_percent(threshold)
-    if ratio >= threshold:
-        return Check("success_rate", True, actual, limit)
-    reason = f"success {actual} < {limit} {where}"
-    hint = drift_hint(stats)
-    details = hint or describe_failures(stats)
-    if details:
-        reason += f": {details}"
-    return Check("success_rate", False, actual, limit, reason)
-
-
-def latency_checks(stats: Stats, limits: list[tuple[str, float]], where: str) -> list[Check]:
-    """One check per configured latency quantile."""
-    checks = []
-    for name, limit in limits:
-        value: float | None = getattr(stats, name)
-        actual, limit_text = format_latency(value), format_latency(limit)
-        if value is not None and value <= limit:
-            checks.append(Check(name, True, actual, limit_text))
-        else:
-            reason = f"{name} {actual} > {limit_text} {where}"
-            checks.append(Check(name, False, actual, limit_text, reason))
-    return checks
-
-
 def thresholds_text(thresholds: Thresholds) -> dict[str, str]:
     """The latency limits as text, keyed by quantile (``"auto"`` for the plateau mode)."""
     limits = {name: format_latency(limit) for name, limit in thresholds.latency_limits()}
     if thresholds.plateau:
         limits["p95"] = "auto"
     return limits
-
-
-def summarize(stats: Stats, limits: dict[str, str]) -> str:
-    """``"480 requests, success 100%, p95 12ms (limit 200ms)"`` for the reasons and logs."""
-    parts = [f"{stats.requests} requests", f"success {format_percent(stats.success_ratio)}"]
-    for name in _LATENCY_QUANTILES:
-        if name in limits:
-            value = format_latency(getattr(stats, name))
-            parts.append(f"{name} {value} (limit {limits[name]})")
-    return ", ".join(parts)
 
 
 class Gate:
@@ -182,6 +107,9 @@ class Gate:
         window: Window,
         targets: tuple[str, ...] = (),
         where: str | None = None,
+        *,
+        weights: Sequence[float] | None = None,
+        closed_loop: bool = False,
     ) -> None:
         self.thresholds = thresholds
         self.target_level = target_level
@@ -189,23 +117,92 @@ class Gate:
         self.targets = targets
         self.where = where or f"at concurrency {target_level}"
         """How reasons name the full load: ``at concurrency 16``, or ``at 400 req/s``."""
+        self.closed_loop = closed_loop
+        """Whether latency needs the coordinated-omission correction (not when paced)."""
+        shares = list(weights) if weights is not None else [1.0] * len(targets)
+        if len(shares) != len(targets) or any(w <= 0 for w in shares):
+            raise ValueError("give one positive weight per target")
+        total = sum(shares)
+        self.target_minimum = {
+            name: max(1, math.ceil(thresholds.min_requests * share / total))
+            for name, share in zip(targets, shares, strict=True)
+        }
+        """Requests each target needs: its weight's share of ``min_requests``, at least 1."""
         self._started_at: float | None = None
         self._passing_since: float | None = None
-        self._plateau_history: deque[tuple[float, float]] = deque()
+        self._reached_at = 0.0
+        self._arrived = False
+        self._below = False
+        self._plateau = Plateau(thresholds.window)
         self._final: Verdict | None = None
 
     def start(self, now: float) -> None:
         """Start the clock for ``timeout``; forget any earlier hold or outcome."""
         self._started_at = now
         self._passing_since = None
-        self._plateau_history.clear()
+        self._reached_at = now
+        self._arrived = False
+        self._below = False
+        self._plateau.reset(now)
         self._final = None
+
+    @property
+    def since(self) -> float | None:
+        """Where the evidence starts: the arrival at the target level, or ``None`` (the start,
+        when the window was empty) if the load began there."""
+        return self._reached_at if self._arrived else None
 
     def record(self, sample: Sample) -> None:
         """Feed one completed sample."""
         self.window.add(sample)
 
-    def evaluate(self, now: float, level: int) -> Verdict:
+    def evidence(
+        self, now: float, in_flight: Iterable[Pending] = ()
+    ) -> tuple[Stats, dict[str, Stats]]:
+        """The judged statistics at the target level since it was reached: overall, per target.
+
+        ``in_flight`` lists the requests still open; those at the target level older than the
+        latency limit join the percentiles.
+        """
+        level = self.target_level
+        since = self.since
+        tallies = {
+            name: self.window.tally(now, level=level, target=name, since=since)
+            for name in self.targets
+        }
+        if tallies:
+            overall = Tally()
+            for tally in tallies.values():
+                overall.merge(tally)
+        else:
+            overall = self.window.tally(now, level=level, since=since)
+        interval = None
+        if self.closed_loop:
+            observed = self.window.observed(now, self._reached_at)
+            interval = expected_interval(level, observed, overall.latencies.requests)
+        stats = overall.stats(interval=interval)
+        limit = self._slow_after(stats)
+        slow = [(p.target, now - p.issued_at) for p in in_flight if p.level == level]
+        slow = [(target, age) for target, age in slow if limit is not None and age > limit]
+        if slow:
+            stats = overall.stats(interval=interval, in_flight=tuple(age for _, age in slow))
+        per_target = {
+            name: tally.stats(
+                interval=interval,
+                in_flight=tuple(age for target, age in slow if target == name),
+            )
+            for name, tally in tallies.items()
+        }
+        return stats, per_target
+
+    def _slow_after(self, stats: Stats) -> float | None:
+        """The age past which an open request is surely slow: the smallest latency limit."""
+        limits = [limit for _, limit in self.thresholds.latency_limits()]
+        if limits:
+            return min(limits)
+        return stats.p95 if self.thresholds.plateau else None
+
+    def evaluate(self, now: float, level: int, in_flight: Iterable[Pending] = ()) -> Verdict:
         """The verdict at ``now`` while the load runs at concurrency ``level``."""
         if self._final is not None:
             return self._final
@@ -214,20 +211,16 @@ class Gate:
         started_at = self._started_at if self._started_at is not None else now
         elapsed = now - started_at
         where = self.where
-        level_tallies = {
-            name: self.window.tally(now, level=self.target_level, target=name)
-            for name in self.targets
-        }
-        if level_tallies:
-            overall = Tally()
-            for tally in level_tallies.values():
-                overall.merge(tally)
-        else:
-            overall = self.window.tally(now, level=self.target_level)
-        stats = overall.stats(from_histogram=True)
-        per_target = {
-            name: tally.stats(from_histogram=True) for name, tally in level_tallies.items()
-        }
+        if level < self.target_level:
+            self._below = True
+        elif self._below:
+            # Arrived at the target (climbing, or again after a back-off): judge only how the
+            # app copes from now on.
+            self._below = False
+            self._arrived = True
+            self._reached_at = now
+            self._plateau.reset(now)
+        stats, per_target = self.evidence(now, in_flight)
         checks = self._checks(now, level, stats, per_target, where)
         failing = [check for check in checks if not check.passed]
         if failing:
@@ -272,18 +265,23 @@ class Gate:
             self._final = verdict
         return verdict
 
+    def _span_text(self, now: float) -> str:
+        """``in the last 10s``: the window, or less early in a visit to the target level."""
+        return f"in the last {format_duration(min(self.thresholds.window, now - self._reached_at))}"
+
     def _checks(
         self, now: float, level: int, stats: Stats, per_target: dict[str, Stats], where: str
     ) -> list[Check]:
         thresholds = self.thresholds
         minimum = thresholds.min_requests
-        window_text = format_duration(thresholds.window)
         if stats.requests < minimum:
             if stats.requests == 0 and level < self.target_level:
                 reason = self._ramping_reason(now, level)
+            elif stats.requests == 0:
+                reason = f"no answers {where} yet; need at least {minimum}"
             else:
                 reason = (
-                    f"only {stats.requests} requests {where} in the last {window_text}; "
+                    f"only {stats.requests} requests {where} {self._span_text(now)}; "
                     f"need at least {minimum}"
                 )
             # Without enough requests the percentiles mean nothing; say only this.
@@ -292,13 +290,24 @@ class Gate:
         checks = [Check("requests", True, str(stats.requests), str(minimum))]
         checks.append(success_check(stats, thresholds.success_rate, where))
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))
+        if stats.slow_in_flight:
+            checks = [_with_in_flight(check, stats.slow_in_flight) for check in checks]
         if thresholds.plateau:
             checks.append(self._plateau_check(now, stats, where))
         for name, target_stats in per_target.items():
             target_where = f"for target '{name}' {where}"
-            if target_stats.requests == 0:
-                reason = f"no requests {target_where} in the last {window_text} yet"
-                checks.append(Check(f"target:{name}", False, "0", "1", reason))
+            needed = self.target_minimum[name]
+            if target_stats.requests < needed:
+                reason = (
+                    f"only {target_stats.requests} requests {target_where} "
+                    f"{self._span_text(now)}; need at least {needed} (its share of "
+                    f"{minimum})"
+                )
+                checks.append(
+                    Check(
+                        f"requests:{name}", False, str(target_stats.requests), str(needed), reason
+                    )
+                )
                 continue
             checks.append(success_check(target_stats, thresholds.success_rate, target_where))
             checks.extend(latency_checks(target_stats, thresholds.latency_limits(), target_where))
@@ -332,33 +341,48 @@ class Gate:
         return reason
 
     def _plateau_check(self, now: float, stats: Stats, where: str) -> Check:
-        """``p95: auto``: pass once p95 stops changing between successive windows."""
+        """``p95: auto``: pass once the p95 trend over several windows is flat."""
         tolerance = self.thresholds.plateau_tolerance
-        span = self.thresholds.window
-        history = self._plateau_history
-        current = stats.p95
+        plateau = self._plateau
         limit = f"±{format_percent(tolerance)}"
-        if current is None:
+        if stats.p95 is None:
             return Check("plateau", False, "-", limit, f"no latency measured {where} yet")
-        history.append((now, current))
-        # Keep the newest entry at least one window old as the reference, and everything after.
-        while len(history) >= 2 and history[1][0] <= now - span:
-            history.popleft()
-        then, previous = history[0]
-        if then > now - span:
-            waited = format_duration(now - then)
+        if plateau.due(now) and plateau.span_started is not None:
+            span = self.window.tally(now, level=self.target_level, since=plateau.span_started)
+            interval = None
+            if self.closed_loop:
+                observed = self.window.observed(now, plateau.span_started)
+                interval = expected_interval(self.target_level, observed, span.latencies.requests)
+            plateau.close(now, span.latencies.requests, span.stats(interval=interval).p95)
+        trend = plateau.trend()
+        horizon = f"{HORIZON} windows of {format_duration(self.thresholds.window)}"
+        if trend.spans < SPANS_MIN or trend.change is None:
             reason = (
-                f"measuring the latency plateau {where}: {waited} of "
-                f"{format_duration(span)} of history"
+                f"measuring the latency plateau {where}: {trend.spans} of {SPANS_MIN} spans of "
+                f"{format_duration(plateau.span)} with at least {SPAN_REQUESTS} requests each"
             )
             return Check("plateau", False, "-", limit, reason)
-        change = (current - previous) / previous if previous > 0 else 0.0
-        actual = f"{change * 100:+.0f}%"
-        if abs(change) <= tolerance:
+        actual = f"{trend.change * 100:+.0f}%"
+        if trend.flat(tolerance):
             return Check("plateau", True, actual, limit)
-        reason = (
-            f"p95 still changing {where}: {format_latency(previous)} -> "
-            f"{format_latency(current)} over {format_duration(span)} ({actual}; "
-            f"a plateau is within {limit})"
-        )
+        moving = f"{format_latency(trend.first)} -> {format_latency(trend.last)}"
+        if trend.p_value < SIGNIFICANCE and abs(trend.change) <= tolerance:
+            reason = (
+                f"p95 still changing {where}: {moving}, a steady trend of {actual} over "
+                f"{horizon} (a plateau has no steady trend)"
+            )
+        else:
+            reason = (
+                f"p95 still changing {where}: {moving}, a trend of {actual} over {horizon} "
+                f"(a plateau is within {limit})"
+            )
         return Check("plateau", False, actual, limit, reason)
+
+
+def _with_in_flight(check: Check, count: int) -> Check:
+    """A failing latency check says when open requests past the limit weighed in."""
+    if check.passed or check.name not in LATENCY_QUANTILES:
+        return check
+    noun = "request" if count == 1 else "requests"
+    reason = f"{check.reason} ({count} {noun} in flight past the limit)"
+    return Check(check.name, False, check.actual, check.limit, reason)

@@ -21,17 +21,18 @@ from warmgate.units import milliseconds
 BUCKET_RATIO = 1.01
 """Each bucket is 1% wider than the one before: percentiles are within 1%, never below."""
 _MIN_LATENCY = 0.0001
-_BUCKETS = 2000  # 0.1 ms .. beyond an hour
+BUCKETS = 2000  # 0.1 ms .. beyond an hour
 
 
-def _bucket(latency: float) -> int:
+def bucket_index(latency: float) -> int:
+    """The bucket a latency falls into."""
     if latency <= _MIN_LATENCY:
         return 0
     index = int(math.log(latency / _MIN_LATENCY, BUCKET_RATIO)) + 1
-    return min(index, _BUCKETS - 1)
+    return min(index, BUCKETS - 1)
 
 
-def _bucket_value(index: int) -> float:
+def bucket_value(index: int) -> float:
     """The upper edge of a bucket: percentiles never understate latency."""
     return float(_MIN_LATENCY * BUCKET_RATIO**index)
 
@@ -48,15 +49,16 @@ class Histogram:
         """Count one request."""
         self.requests += 1
         self.successes += ok
-        index = _bucket(latency)
+        index = bucket_index(latency)
         self.buckets[index] = self.buckets.get(index, 0) + 1
 
     def merge(self, other: Histogram) -> None:
         """Add every count of ``other``."""
         self.requests += other.requests
         self.successes += other.successes
+        buckets = self.buckets
         for index, count in other.buckets.items():
-            self.buckets[index] = self.buckets.get(index, 0) + count
+            buckets[index] = buckets.get(index, 0) + count
 
     def percentile(self, q: float) -> float | None:
         """The latency at quantile ``q``, at most 1% above the exact value; ``None`` if empty."""
@@ -67,8 +69,8 @@ class Histogram:
         for index in sorted(self.buckets):
             seen += self.buckets[index]
             if seen >= rank:
-                return _bucket_value(index)
-        return _bucket_value(max(self.buckets))
+                return bucket_value(index)
+        return bucket_value(max(self.buckets))
 
     def summary(self) -> dict[str, float | int | None]:
         """Requests, success ratio and p50/p95/p99 in milliseconds."""

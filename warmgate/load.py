@@ -13,6 +13,10 @@ weighted pick lands on a capped target that has no free slot picks among the oth
 for the earliest slot only when every target is capped. Latency then counts from the moment
 the cap let the request go, since that wait is warmgate's own choice, not the app's slowness.
 
+The load also knows which requests are still open (:meth:`Load.open_requests`): the gate counts one
+that is already older than the latency limit as slow, so a hung worker holds the gate shut now,
+not when its request finally times out.
+
 A closed-loop worker whose request could not even connect pauses before the next one (doubling
 up to a second), so a target that went away is not hammered thousands of times a second. A
 driver that raises instead of returning an outcome (a bug, or user input only the client
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from warmgate.drivers import CONNECTION_ERROR, ERROR, Driver, Outcome
-from warmgate.window import Sample
+from warmgate.window import Pending, Sample
 
 Clock = Callable[[], float]
 
@@ -70,6 +74,7 @@ class Load:
         self._next_send = 0.0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._open: dict[int, Pending] = {}
 
     def configure(self, level: int, rate: float | None = None) -> None:
         """Run ``level`` workers (0 pauses); ``rate`` is the total req/s at this level, or
@@ -101,6 +106,10 @@ class Load:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def open_requests(self) -> list[Pending]:
+        """The requests open right now: when each was (meant to be) sent, level, target."""
+        return list(self._open.values())
 
     def _pick(self) -> tuple[Driver, float]:
         """A driver by weight, and when its cap lets the request go (now, if uncapped)."""
@@ -144,6 +153,8 @@ class Load:
             else:
                 # Always yield: a driver that fails without awaiting must not starve the loop.
                 await asyncio.sleep(pause)
+                if index >= self.level:
+                    continue  # paused or lowered while yielding
                 intended = self._clock()
             driver, release = self._pick()
             if release > self._clock():
@@ -154,7 +165,11 @@ class Load:
             # Just after the level drops, requests issued at the old level may still be in
             # flight: label the sample with the concurrency it really met.
             level = max(self.level, self.in_flight + 1)
-            outcome, crashed = await self._execute(driver)
+            self._open[index] = Pending(intended, level, driver.name)
+            try:
+                outcome, crashed = await self._execute(driver)
+            finally:
+                del self._open[index]
             if outcome.outcome == CONNECTION_ERROR or crashed:
                 pause = min(1.0, max(0.05, pause * 2))
             else:

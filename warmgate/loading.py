@@ -235,7 +235,7 @@ def describe(config: Config, secrets: Secrets) -> str:
     for name in ("p50", "p95", "p99"):
         value = getattr(gate, name)
         if value == "auto":
-            limits.append(f"p95 plateau (within ±{gate.plateau_tolerance:.0%} between windows)")
+            limits.append(f"p95 plateau (trend within ±{gate.plateau_tolerance:.0%} in 3 windows)")
         elif value is not None:
             limits.append(f"{name} <= {format_duration(value)}")
     lines.append(

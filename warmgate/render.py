@@ -102,6 +102,23 @@ def suggestions(record: Record) -> list[str]:
     return lines
 
 
+def judged_line(record: Record) -> str | None:
+    """What the gate last judged at the target level, beside the percentiles as measured."""
+    judged = record.judged
+    if not judged:
+        return None
+    names = [name for name in ("p50", "p95", "p99") if name in record.thresholds] or ["p95"]
+    seen = ", ".join(f"{name} {_ms(judged.get(f'{name}_ms'))}" for name in names)
+    raw = ", ".join(f"{name} {_ms(judged.get(f'raw_{name}_ms'))}" for name in names)
+    line = f"last judged at concurrency {record.target_level}: {seen}"
+    if seen == raw:
+        return f"{line} (as measured)"
+    # The figures differ when stalls were corrected for, or hung requests counted.
+    return (
+        f"{line}; as measured: {raw} (stalls counted as users arriving meanwhile would meet them)"
+    )
+
+
 def _nice(seconds: float) -> float:
     """Round up to 10s below 2 minutes, else to whole minutes."""
     step = 10 if seconds < 120 else 60
@@ -148,9 +165,11 @@ def render_text(record: Record) -> str:
         f"(wait {format_duration(durations['wait'])}, ramp {format_duration(durations['ramp'])}, "
         f"hold {format_duration(durations['hold'])})",
         f"  {record.reason}",
-        "",
-        _text_row(TABLE_HEAD),
     ]
+    judged = judged_line(record)
+    if judged:
+        lines.append(f"  {judged}")
+    lines += ["", _text_row(TABLE_HEAD)]
     lines += [_text_row(cells) for cells in table(record)]
     columns = _resample(record.points, _WIDTH)
     if columns:
@@ -308,6 +327,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;te
 td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>warmgate warm-up report</h1>
 <p><strong>{html.escape(summary)}</strong></p><p>{html.escape(record.reason)}</p>
+<p>{html.escape(judged_line(record) or "")}</p>
 {render_svg(record)}
 <table><tr>{head}</tr>{"".join(rows)}</table>
 <h2>Suggested for production</h2><ul>{advice}</ul>

@@ -7,6 +7,10 @@ five-minute warm-up at thousands of requests per second costs a few kilobytes. R
 the *ramp* until the gate starts the passing streak that ends in ``warm``: a streak that breaks
 is folded back into the ramp, so *hold* holds exactly the requests of the final streak.
 
+The record also keeps the gate's last evidence at the target level (``judged``): the percentiles
+the gate judged — corrected for coordinated omission in a closed loop, with hung requests
+counted — beside the raw ones as measured, so a report shows both and misleads nobody.
+
 The record is plain data (``to_json``/``from_json``): ``prime`` writes it to
 ``<status-dir>/report.json`` and ``warmgate report`` renders it later. Pure code, no I/O.
 """
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warmgate.histogram import BUCKET_RATIO, Histogram
+from warmgate.window import Stats
 
 PHASES = ("ramp", "hold")
 
@@ -49,6 +54,8 @@ class Record:
     ended_at: float | None = None
     outcome: str | None = None
     reason: str = ""
+    judged: dict[str, Any] | None = None
+    """The gate's last evidence (:meth:`Stats.as_dict`): judged and raw percentiles."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``report.json``."""
@@ -70,6 +77,7 @@ class Record:
             "ended_at": self.ended_at,
             "outcome": self.outcome,
             "reason": self.reason,
+            "judged": self.judged,
         }
 
     @classmethod
@@ -91,6 +99,7 @@ class Record:
             ended_at=data.get("ended_at"),
             outcome=data.get("outcome"),
             reason=str(data.get("reason", "")),
+            judged=data.get("judged"),
         )
 
     def phase_totals(self, phase: str) -> Histogram:
@@ -132,8 +141,10 @@ class Recorder:
         elif target in self.record.targets:
             self.record.targets[target]["ramp"].add(latency, ok)
 
-    def evaluation(self, point: Point, passing: bool) -> None:
-        """One gate evaluation: keep a point, and track the passing streak."""
+    def evaluation(self, point: Point, passing: bool, judged: Stats | None = None) -> None:
+        """One gate evaluation: keep a point and the gate's evidence, track the passing streak."""
+        if judged is not None and judged.requests:
+            self.record.judged = judged.as_dict()
         points = self.record.points
         if not points or point.t - points[-1].t >= self.POINT_INTERVAL:
             points.append(point)

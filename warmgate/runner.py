@@ -145,11 +145,16 @@ class Runner:
         names = tuple(item.target.name for item in compiled)
         thresholds = thresholds_of(config)
         load = config.load
-        self.controller = Controller(thresholds, load.concurrency, names, load.ramp_step, load.rate)
+        weights = [item.target.weight for item in compiled]
+        self.controller = Controller(
+            thresholds, load.concurrency, names, load.ramp_step, load.rate, weights=weights
+        )
         # The confirmation judges at the target level at once, briefly, and never times out
         # by itself: the machine's budget for it decides.
         confirm = replace(thresholds, hold=min(thresholds.hold, CONFIRM_HOLD), timeout=math.inf)
-        self.confirmer = Controller(confirm, load.concurrency, names, load.ramp_step, load.rate)
+        self.confirmer = Controller(
+            confirm, load.concurrency, names, load.ramp_step, load.rate, weights=weights
+        )
         self._active = self.controller
         self._warming = False
         self._level = 0
@@ -241,7 +246,7 @@ class Runner:
             return
         now = self._clock()
         controller = self._active
-        step, verdict = controller.tick(now)
+        step, verdict = controller.tick(now, load.open_requests())
         confirming = controller is self.confirmer
         if step.changed and not confirming:
             self._configure(load, step.level, self._rate_at(step.level))
@@ -370,7 +375,7 @@ class Runner:
             recent.p95,
             recent.p99,
         )
-        self.recorder.evaluation(point, verdict.passing)
+        self.recorder.evaluation(point, verdict.passing, verdict.window)
 
     async def _finish(self, step: Transition) -> None:
         """Publish the outcome the transition reached, and record the warm-up."""

@@ -10,6 +10,10 @@ It is a real HTTP server (aiohttp, on a port of its own) that behaves like a col
   waits ``compile_delay``.
 - **a JIT**: every answer takes ``base_latency`` plus ``cold_latency`` that decays as it serves
   (halving every ``jit_half_life`` requests).
+- **pauses** (a garbage collector, a lock convoy): every ``stall_every`` seconds from its first
+  request, the app freezes for ``stall_for`` seconds; requests arriving meanwhile wait for the
+  end of the freeze.
+- **sparse errors**: every ``error_every``-th request answers 500, however warm the app is.
 
 Routes: ``GET /items/{id}`` answers JSON; ``GET /healthz`` always answers 200; anything else is
 404. It keeps counters (:class:`SimStats`) so tests can check *when* it really became warm.
@@ -41,6 +45,9 @@ class Behavior:
     jit_half_life: int = 200
     compile_delay: float = 0.0
     overload_stall: float = 0.005
+    stall_every: float = 0.0
+    stall_for: float = 0.0
+    error_every: int = 0
 
 
 @dataclass
@@ -54,6 +61,8 @@ class SimStats:
     warm_at: float | None = None
     capacity_reached: dict[int, float] = field(default_factory=dict)
     marked: int = 0
+    errors: int = 0
+    requests: int = 0
     user_agents: set[str] = field(default_factory=set)
 
 
@@ -92,6 +101,17 @@ class SimApp:
         times = [t for level, t in self.stats.capacity_reached.items() if level >= concurrency]
         return min(times, default=None)
 
+    def frozen_for(self) -> float:
+        """Seconds until the current freeze ends (0 outside a freeze)."""
+        b = self.behavior
+        if not (b.stall_every and b.stall_for):
+            return 0.0
+        now = time.monotonic()
+        if self._first_request is None:
+            self._first_request = now
+        into = (now - self._first_request) % b.stall_every
+        return max(0.0, b.stall_for - into)
+
     def latency(self, path: str) -> float:
         """How long the next answer for ``path`` takes."""
         b = self.behavior
@@ -107,6 +127,13 @@ class SimApp:
         if request.headers.get("X-Warmgate") == "1":
             stats.marked += 1
         stats.user_agents.add(request.headers.get("User-Agent", ""))
+        stats.requests += 1
+        frozen = self.frozen_for()
+        if frozen:
+            await asyncio.sleep(frozen)
+        if self.behavior.error_every and stats.requests % self.behavior.error_every == 0:
+            stats.errors += 1
+            return web.Response(status=500, text="sparse failure\n")
         if stats.in_flight >= self.capacity():
             stats.rejected += 1
             await asyncio.sleep(self.behavior.overload_stall)

@@ -11,7 +11,13 @@ not on the request rate. Memory stays flat at any throughput, and the event loop
 latency is not kept busy judging it.
 
 Percentiles come from the histogram (never below the exact value, at most 1% above);
-:meth:`Stats.of` computes exact nearest-rank statistics for a list of samples.
+:meth:`Stats.of` computes exact nearest-rank statistics for a list of samples. The percentiles a
+gate judges may be corrected for coordinated omission and include requests still in flight
+(:mod:`warmgate.omission`); :class:`Stats` keeps the raw ones, as measured, beside them.
+
+Failure details (driver messages) are counted per slice in at most :data:`DETAILS_KEPT` entries
+(the space-saving algorithm), so an app that puts a fresh id in every error message cannot grow
+the window.
 
 Pure code: no clock of its own (callers pass ``now``), no I/O.
 """
@@ -24,10 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from warmgate.histogram import Histogram
+from warmgate.omission import percentiles
 from warmgate.units import milliseconds
 
 OK = "ok"
 """The outcome of a request that succeeded."""
+DETAILS_KEPT = 8
+"""Distinct failure details counted per slice and target; rarer ones give way."""
+_QUANTILES = (0.50, 0.95, 0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,15 @@ class Sample:
         return self.completed_at - self.issued_at
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A request still in flight: when it was (meant to be) sent, its level and target."""
+
+    issued_at: float
+    level: int
+    target: str
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile ``q`` (0..1) of already sorted values; ``None`` when empty."""
     if not sorted_values:
@@ -78,6 +97,14 @@ class Stats:
     failed_statuses: dict[int, int] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     """The most common detail of each failing outcome (``"connection refused"``)."""
+    raw_p50: float | None = None
+    raw_p95: float | None = None
+    raw_p99: float | None = None
+    """The percentiles of the completed requests as measured, before any correction (the
+    judged ``p50``/``p95``/``p99`` may count stalls as users would have met them, and requests
+    still in flight past the limit)."""
+    slow_in_flight: int = 0
+    """Requests still in flight, already past the latency limit, counted in the percentiles."""
 
     @property
     def success_ratio(self) -> float | None:
@@ -98,9 +125,8 @@ class Stats:
             tally.add(sample)
             latencies.append(sample.latency)
         latencies.sort()
-        return tally.stats(
-            percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
-        )
+        exact = [percentile(latencies, q) for q in _QUANTILES]
+        return tally.stats(exact=(exact[0], exact[1], exact[2]))
 
     def as_dict(self) -> dict[str, float | int | None]:
         """The JSON shape used in the status file: latencies in milliseconds."""
@@ -112,6 +138,10 @@ class Stats:
             "p50_ms": milliseconds(self.p50),
             "p95_ms": milliseconds(self.p95),
             "p99_ms": milliseconds(self.p99),
+            "raw_p50_ms": milliseconds(self.raw_p50),
+            "raw_p95_ms": milliseconds(self.raw_p95),
+            "raw_p99_ms": milliseconds(self.raw_p99),
+            "slow_in_flight": self.slow_in_flight,
         }
 
 
@@ -133,41 +163,66 @@ class Tally:
             if sample.status is not None:
                 self.failed_statuses[sample.status] += 1
             elif sample.detail:
-                self.details[sample.outcome, sample.detail] += 1
+                self._count_detail((sample.outcome, sample.detail), 1)
+
+    def _count_detail(self, key: tuple[str, str], count: int) -> None:
+        """Space-saving: a new detail in a full table takes the place of the rarest one."""
+        details = self.details
+        if key not in details and len(details) >= DETAILS_KEPT:
+            rarest, least = min(details.items(), key=lambda item: item[1])
+            del details[rarest]
+            count += least
+        details[key] += count
 
     def merge(self, other: Tally) -> None:
         """Add every count of ``other``."""
         self.latencies.merge(other.latencies)
-        self.outcomes.update(other.outcomes)
+        # Plain loops: Counter.update's generality costs more than these few keys (hot path).
+        outcomes = self.outcomes
+        for outcome, count in other.outcomes.items():
+            outcomes[outcome] += count
         if other.failed_statuses:
-            self.failed_statuses.update(other.failed_statuses)
+            statuses = self.failed_statuses
+            for status, count in other.failed_statuses.items():
+                statuses[status] += count
         if other.details:
             self.details.update(other.details)
+            if len(self.details) > DETAILS_KEPT:
+                self.details = Counter(dict(self.details.most_common(DETAILS_KEPT)))
 
     def stats(
         self,
-        p50: float | None = None,
-        p95: float | None = None,
-        p99: float | None = None,
         *,
-        from_histogram: bool = False,
+        exact: tuple[float | None, float | None, float | None] | None = None,
+        interval: float | None = None,
+        in_flight: tuple[float, ...] = (),
     ) -> Stats:
-        """The summary; percentiles as given, or read from the histogram."""
-        if from_histogram:
-            histogram = self.latencies
-            p50, p95, p99 = (histogram.percentile(q) for q in (0.50, 0.95, 0.99))
+        """The summary, percentiles read from the histogram (or ``exact`` ones as given).
+
+        ``interval`` corrects the judged percentiles for coordinated omission (the closed
+        loop's expected interval); ``in_flight`` adds the ages of slow requests still open.
+        """
+        histogram = self.latencies
+        raw = exact or tuple(histogram.percentile(q) for q in _QUANTILES)
+        judged = raw
+        if interval is not None or in_flight:
+            judged = tuple(percentiles(histogram, _QUANTILES, interval=interval, extra=in_flight))
         found: dict[str, str] = {}
         for (outcome, detail), _ in self.details.most_common():
             found.setdefault(outcome, detail)
         return Stats(
             requests=self.latencies.requests,
             successes=self.latencies.successes,
-            p50=p50,
-            p95=p95,
-            p99=p99,
+            p50=judged[0],
+            p95=judged[1],
+            p99=judged[2],
             outcomes=dict(self.outcomes),
             failed_statuses=dict(self.failed_statuses),
             details=found,
+            raw_p50=raw[0],
+            raw_p95=raw[1],
+            raw_p99=raw[2],
+            slow_in_flight=len(in_flight),
         )
 
 
@@ -244,7 +299,14 @@ class Window:
         since: float | None = None,
     ) -> Stats:
         """:class:`Stats` of :meth:`tally`, percentiles from the histogram."""
-        return self.tally(now, level=level, target=target, since=since).stats(from_histogram=True)
+        return self.tally(now, level=level, target=target, since=since).stats()
+
+    def observed(self, now: float, since: float | None = None) -> float:
+        """Seconds the window's counts cover at ``now``: whole slices, and not before ``since``."""
+        start = self._first_index(now - self.span) * self.slice_width
+        if since is not None:
+            start = max(start, since)
+        return max(0.0, now - start)
 
     def clear(self) -> None:
         """Forget everything (a re-armed gate starts from nothing)."""
