@@ -19,10 +19,12 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, run_cli
+from tests.kubectl import assert_go_reads_as_python, go_decode, pyyaml_view
 from warmgate.config import Target
 from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_text
 
 K8S = REPO / "k8s"
+EXAMPLES = REPO / "examples"
 SAMPLES = REPO / "tests" / "samples"
 VERSIONS = (
     "1.29",
@@ -263,3 +265,26 @@ def test_kustomize_builds_every_directory(directory: Path) -> None:
         for obj in objects(path)
     )
     assert names == listed
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*K8S.rglob("*.yaml"), *(REPO / "tests" / "samples").glob("*.yaml")]),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_manifest_reads_the_same_in_go_and_python(path: Path) -> None:
+    """kubectl's Go decoder, warmgate's reader and plain PyYAML agree on every value."""
+    text = path.read_text()
+    assert go_decode(text) == pyyaml_view(text)
+    assert_go_reads_as_python(text, str(path))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_reads_the_same_in_go_and_python(path: Path) -> None:
+    """An example config, given a Kubernetes header so kubectl takes it, types alike in Go."""
+    header = "apiVersion: example.com/v1\nkind: WarmgateConfig\nmetadata:\n  name: example\n"
+    [go] = go_decode(header + path.read_text())
+    for key in ("apiVersion", "kind", "metadata"):
+        del go[key]
+    [python] = pyyaml_view(path.read_text())
+    assert go == python
