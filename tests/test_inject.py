@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode, python_view, pyyaml_view
 from warmgate.errors import ConfigError
-from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_object, inject_text
+from warmgate.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_object, inject_text
 from warmgate.yaml_stream import dump, parse
 
 SAMPLES = REPO / "tests" / "samples"
@@ -93,12 +93,14 @@ def test_injecting_twice_changes_nothing() -> None:
     once, _ = inject_cli(str(WORKLOADS))
     twice, err = inject_cli("-", stdin=once)
     assert twice == once
-    assert "deployment/listed already has warmgate; left as it is" in err
+    assert "deployment/listed already has this warmgate; left as it is" in err
 
 
 def test_every_workload_kind_gets_warmgate_and_other_kinds_do_not() -> None:
-    """Pod, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and List items; Ingress untouched."""
-    out, _ = inject_cli(str(WORKLOADS))
+    """Pod, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob (named) and List items; not Ingress."""
+    out, _ = inject_cli(str(WORKLOADS), "--kind", "Job", "--kind", "CronJob", "--kind", "Pod",
+                        "--kind", "StatefulSet", "--kind", "DaemonSet", "--kind", "ReplicaSet",
+                        "--kind", "Deployment")  # fmt: skip
     docs = documents(out)
     kinds = [doc["kind"] for doc in docs]
     assert kinds == [
@@ -115,7 +117,7 @@ def test_every_workload_kind_gets_warmgate_and_other_kinds_do_not() -> None:
 
 def test_init_mode_adds_a_prime_init_container_after_the_existing_ones() -> None:
     """--mode init: `prime` runs to completion last among the init containers; no port, no probe."""
-    out, err = inject_cli(str(WORKLOADS), "--mode", "init")
+    out, err = inject_cli(str(WORKLOADS), "--mode", "init", "--name", "ledger")
     statefulset = documents(out)[1]
     containers = pod_spec(statefulset)["initContainers"]
     assert [c["name"] for c in containers] == ["migrate", "warmgate"]
@@ -332,7 +334,7 @@ def test_dangerous_strings_survive_inject_as_kubectl_reads_them(values: list[str
     assert decoded == python_view(out)[0]
     assert decoded["metadata"]["annotations"] == obj["metadata"]["annotations"]
     template = decoded["spec"]["template"]
-    assert template["metadata"]["annotations"] == dict.fromkeys(values, "key")
+    assert template["metadata"]["annotations"] == {**dict.fromkeys(values, "key"), MARKER: "true"}
     [app] = template["spec"]["containers"]
     assert app == obj["spec"]["template"]["spec"]["containers"][0]
 
