@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import REPO, WarmgateProcess, free_port, http_get, items_url, poll, run_cli
@@ -29,6 +30,8 @@ COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_lat
 """Copes with one request at a time at first, with 16 only after 1500 answers."""
 FAST_GATE = ["--concurrency", "8", "--window", "3s", "--hold", "2s", "--min-requests", "20"]
 GUIDE = REPO / "docs" / "kubernetes.md"
+K8S = REPO / "k8s"
+MONITORING = K8S / "monitoring"
 
 
 def code_blocks(language: str) -> list[str]:
@@ -222,15 +225,38 @@ def test_prometheus_sees_warmgate_ready_go_from_0_to_1(
             server.query(query.strip())
 
 
-def test_the_alerting_rules_in_the_guide_pass_promtool(tmp_path: Path) -> None:
-    """The rules in docs/kubernetes.md are valid (`promtool check rules`)."""
-    promtool = tool("promtool")
-    [rules] = [block for block in code_blocks("yaml") if block.startswith("groups:")]
-    path = tmp_path / "rules.yml"
-    path.write_text(rules)
-    checked = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30,
-        check=False,
+def promtool_run(*args: str) -> str:
+    """Run promtool; its output, after failing with it unless it exits 0."""
+    done = subprocess.run(
+        [tool("promtool"), *args], capture_output=True, text=True, timeout=60, check=False,
+        cwd=MONITORING,
     )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 3 rules found" in checked.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_shipped_alerts_pass_promtool_check_and_their_unit_tests(tmp_path: Path) -> None:
+    """alerts.rules.yml and the PrometheusRule's spec are valid; `promtool test rules` passes
+    (normal warm-up: nothing; stuck, restart storm, missing sidecar: alerts)."""
+    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", "alerts.rules.yml")
+    operator = K8S / "variants" / "prometheus-operator" / "prometheusrule.yaml"
+    spec = tmp_path / "operator.rules.yml"
+    spec.write_text(yaml.safe_dump(yaml.safe_load(operator.read_text())["spec"]))
+    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", str(spec))
+    assert "SUCCESS" in promtool_run("test", "rules", "alerts.test.yml")
+
+
+def test_the_alert_unit_tests_can_fail(tmp_path: Path) -> None:
+    """promtool test rules fails when an expected alert does not fire, so the tests above bite."""
+    tests = yaml.safe_load((MONITORING / "alerts.test.yml").read_text())
+    stuck = next(t for t in tests["tests"] if t["name"].startswith("a warm-up stuck"))
+    stuck["input_series"][0]["values"] = "1x10 0x30"  # warm after 10 minutes after all
+    tests["rule_files"] = [str(MONITORING / "alerts.rules.yml")]
+    path = tmp_path / "broken.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    done = subprocess.run(
+        [tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "WarmgateWarmingTooLong" in done.stdout + done.stderr
