@@ -331,6 +331,22 @@ def test_the_shipped_alerts_pass_promtool_check_and_their_unit_tests(tmp_path: P
     assert "SUCCESS" in promtool_run("test", "rules", "alerts.test.yml")
 
 
+def test_every_alert_links_to_its_runbook_section() -> None:
+    """Each runbook_url points at a heading of docs/operations.md that exists."""
+    operations = (REPO / "docs" / "operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in operations.splitlines()
+        if line.startswith("#")
+    }
+    rules = yaml.safe_load((MONITORING / "alerts.rules.yml").read_text())
+    for rule in rules["groups"][0]["rules"]:
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("https://github.com/warmgate/warmgate/blob/main/docs/operations.md#")
+        assert url.rpartition("#")[2] == rule["alert"].lower()
+        assert rule["alert"].lower() in anchors, rule["alert"]
+
+
 def test_the_alert_unit_tests_can_fail(tmp_path: Path) -> None:
     """promtool test rules fails when an expected alert does not fire, so the tests above bite."""
     tests = yaml.safe_load((MONITORING / "alerts.test.yml").read_text())
