@@ -110,6 +110,14 @@ def test_changing_mode_port_and_config_map_updates_what_inject_added() -> None:
     assert len(pod_spec(deployment)["volumes"]) == 2
 
 
+def test_an_update_still_refuses_a_port_the_app_uses() -> None:
+    """Re-running with --port 8080 over injected output clashes with the app's own port: exit 2."""
+    once, _ = inject_cli(str(HERITAGE))
+    result = run_cli("inject", "-", "--port", "8080", stdin=once)
+    assert result.returncode == 2
+    assert "container 'app' already uses port 8080" in result.stderr
+
+
 def test_a_handwritten_warmgate_is_neither_updated_nor_removed() -> None:
     """Without inject's annotation, a warmgate container is the author's: both commands keep it."""
     text = HANDWRITTEN.read_text()

@@ -242,7 +242,7 @@ def inject_object(obj: Any, options: InjectOptions, where: str = "the document")
         note = f"{name} has a warmgate container that inject did not add; left as it is"
         return Injected(obj, changed=False, notes=(note,))
     config_map = _config_map_name(checked, options, name)
-    _check_conflicts(template["spec"], options, name)
+    _check_conflicts(template["spec"], options, name, ours)
     result = copy.deepcopy(dict(checked))
     _apply(pod_template(result, POD_TEMPLATES[kind], name), options, config_map)
     starters: tuple[tuple[str, dict[str, Any]], ...] = ()
@@ -321,11 +321,11 @@ def _config_map_name(obj: Mapping[str, Any], options: InjectOptions, name: str) 
     return config_map
 
 
-def _check_conflicts(spec: Mapping[str, Any], options: InjectOptions, name: str) -> None:
+def _check_conflicts(
+    spec: Mapping[str, Any], options: InjectOptions, name: str, ours: bool
+) -> None:
     """Refuse volume names and ports that clash with inject's; its own warmgate does not count."""
-    if has_warmgate(spec):
-        return  # inject's own container and volumes, about to be replaced in place
-    for volume in spec.get("volumes") or []:
+    for volume in [] if ours else spec.get("volumes") or []:
         if isinstance(volume, Mapping) and volume.get("name") in (STATUS_VOLUME, CONFIG_VOLUME):
             raise ConfigError(
                 f"{name} already has a volume named '{volume.get('name')}'; rename it, or "
@@ -335,7 +335,7 @@ def _check_conflicts(spec: Mapping[str, Any], options: InjectOptions, name: str)
         return
     for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
-            if not isinstance(container, Mapping):
+            if not isinstance(container, Mapping) or container.get("name") == CONTAINER_NAME:
                 continue
             for port in container.get("ports") or []:
                 if not isinstance(port, Mapping):
