@@ -344,7 +344,7 @@ def test_the_reported_strings_come_out_quoted_and_numbers_keep_go_typing() -> No
     values = ["1e3", "1.0e3", "1e-3", "0o755", "y", "n", "1234e56"]
     out = inject_text(dump(workload_with(values)), InjectOptions()).text
     for value in values:
-        assert f"value: '{value}'" in out
+        assert f'value: "{value}"' in out
     text = HERITAGE.read_text().replace("replicas: 3", "replicas: 0o3")
     [go] = [obj for obj in go_decode(inject_text(text, InjectOptions()).text)
             if obj["kind"] == "Deployment"]  # fmt: skip

@@ -139,6 +139,9 @@ class _Dumper(yaml.SafeDumper):
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    retyped = dumper.resolve(yaml.ScalarNode, value, (True, False)) != STR  # type: ignore[no-untyped-call]
+    if style is None and retyped:
+        style = '"'  # as kubectl writes them: "8099", "true", "1234e56"
     return dumper.represent_scalar(STR, value, style=style)
 
 
