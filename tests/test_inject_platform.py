@@ -189,6 +189,15 @@ def test_emit_config_writes_a_valid_starter_config_map_from_the_workload(tmp_pat
     assert "ConfigMap shop-warmgate is in the input already" in err
 
 
+def test_a_shared_config_map_gets_one_starter() -> None:
+    """--config-map shared with --emit-config: one starter, from the first workload."""
+    out, err = inject_cli(str(PLATFORM), "--emit-config", "--config-map", "shared")
+    starters = [obj for obj in documents(out) if obj["kind"] == "ConfigMap"]
+    assert [obj["metadata"]["name"] for obj in starters] == ["shared"]
+    assert "deployment/shop" in starters[0]["data"]["warmgate.yaml"]
+    assert err.count("starter ConfigMap shared written") == 1
+
+
 @pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "---\n---\n"])
 def test_input_without_objects_exits_0_with_a_notice(text: str) -> None:
     """Empty input is not an error: one line on stderr, the input back on stdout."""
@@ -221,6 +230,18 @@ def test_refusals_exit_2_with_one_sentence(args: list[str], expected: str) -> No
     assert expected in result.stderr
     assert result.stderr.count("\n") == 1
     assert result.stderr.rstrip().endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("stdin", "expected"),
+    [("kind: [unclosed\n", "is not valid YAML"), ("- a\n", "is a list, not a Kubernetes object")],
+)
+def test_uninject_refuses_what_is_not_kubernetes_yaml(stdin: str, expected: str) -> None:
+    """uninject refuses bad input like inject: exit 2, one sentence, nothing on stdout."""
+    result = run_cli("uninject", "-", stdin=stdin)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert expected in result.stderr
 
 
 def test_run_as_user_none_leaves_the_user_to_the_platform() -> None:

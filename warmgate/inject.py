@@ -364,13 +364,14 @@ def inject_text(text: str, options: InjectOptions, source: str = "the input") ->
     }
     extra: list[str] = []
     notes = list(result.notes)
+    written: set[str] = set()
     for name, config_map in (starter for done in results for starter in done.starters):
         if name in defined:
             notes.append(f"ConfigMap {name} is in the input already; no starter written for it")
-        else:
+        elif name not in written:
             extra.append(dump(config_map))
             notes.append(f"starter ConfigMap {name} written: make the choices marked CHOOSE")
-        defined.add(name)
+        written.add(name)
     out = result.text
     for document in extra:
         out += ("" if not out or out.endswith("\n") else "\n") + "---\n" + document
