@@ -294,8 +294,29 @@ DANGEROUS = st.one_of(
         r"[0-9]{1,4}[-:][0-9]{1,2}([-:][0-9]{1,2})?([Tt ][0-9:.]{0,8}Z?)?", fullmatch=True
     ),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+    st.sampled_from(
+        [
+            "\x85",
+            "a\u2028b",
+            "x\r\ny",
+            "two\nlines\n",
+            " lead",
+            "trail ",
+            "#c",
+            "a: b",
+            "- x",
+            "'q'",
+            '"dq"',
+            "\t",
+            "\ufeffbom",
+            "%TAG",
+            "!tag",
+            "*ref",
+        ]
+    ),
 )
-"""Strings a YAML 1.1, YAML 1.2 or Go reader may type as a number, bool, null or date."""
+"""Strings a YAML 1.1, YAML 1.2 or Go reader may type as a number, bool, null or date, or read
+back as other text (line breaks, indicators, a byte-order mark)."""
 
 
 def workload_with(values: list[str]) -> dict[str, Any]:

@@ -137,8 +137,14 @@ class _Dumper(yaml.SafeDumper):
         return tag
 
 
+_OTHER_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
+"""Line breaks besides \\n that YAML 1.1 readers normalise inside plain, quoted or block text."""
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    if any(char in value for char in _OTHER_BREAKS):
+        style = '"'  # only escapes keep them: a reader folds them anywhere else
     retyped = dumper.resolve(yaml.ScalarNode, value, (True, False)) != STR  # type: ignore[no-untyped-call]
     if style is None and retyped:
         style = '"'  # as kubectl writes them: "8099", "true", "1234e56"
