@@ -65,6 +65,7 @@ def test_jobs_hooks_host_network_and_opted_out_workloads_are_skipped_with_a_reas
     ("args", "injected"),
     [
         (["--kind", "StatefulSet"], {"ledger"}),
+        (["--kind", "statefulset"], {"ledger"}),
         (["--name", "shop"], {"shop"}),
         (["-l", "team=shop"], {"shop"}),
         (["--selector", "tier in (front,back),team!=shop"], {"ledger"}),

@@ -69,6 +69,17 @@ _NO_VALUE = frozenset({"", "none"})
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 
+def workload_kind(text: str) -> str:
+    """The kind named by ``text`` in any case (``deployment``, ``Deployment``), or a ConfigError."""
+    for kind in POD_TEMPLATES:
+        if kind.lower() == text.strip().lower():
+            return kind
+    raise ConfigError(
+        f"--kind: '{text}' is not a workload kind inject knows; write one of "
+        f"{', '.join(POD_TEMPLATES)}."
+    )
+
+
 @dataclass(frozen=True)
 class InjectOptions:
     """What to inject, and where. Resource values are Kubernetes quantities; ``""`` or
@@ -132,13 +143,8 @@ class InjectOptions:
                     f"--env-from-secret: '{secret}' is not a Secret name; use lower-case "
                     "letters, digits, '-' and '.'."
                 )
-        known = set(POD_TEMPLATES)
         for kind in self.selection.kinds:
-            if kind not in known:
-                raise ConfigError(
-                    f"--kind: '{kind}' is not a workload kind inject knows; write one of "
-                    f"{', '.join(POD_TEMPLATES)}."
-                )
+            workload_kind(kind)
 
     def _resources(self) -> list[tuple[str, str]]:
         return [
