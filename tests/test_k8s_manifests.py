@@ -176,8 +176,7 @@ def the(directory: Path, kind: str) -> dict[str, Any]:
 
 
 def test_the_pod_monitor_scrapes_the_sidecar_and_carries_the_selector_label() -> None:
-    """The PodMonitor selects the app's pods, names the sidecar's port and /metrics, and has
-    the label the Prometheus CR's podMonitorSelector matches."""
+    """The PodMonitor scrapes the sidecar's port and carries the podMonitorSelector label."""
     monitor = the(OPERATOR, "PodMonitor")
     deployment = the(OPERATOR, "Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -275,8 +274,7 @@ def test_inject_never_adds_a_pod_security_breach(sample: str) -> None:
 
 
 def test_the_openshift_variant_leaves_the_user_to_the_platform() -> None:
-    """On OpenShift warmgate sets no runAsUser/runAsGroup, stays restricted, and is otherwise
-    the base deployment."""
+    """OpenShift: no runAsUser/runAsGroup on warmgate, still restricted, else the base."""
     base, openshift = the(BASE, "Deployment"), the(OPENSHIFT, "Deployment")
     context = pod_spec(openshift)["initContainers"][0]["securityContext"]
     assert "runAsUser" not in context
