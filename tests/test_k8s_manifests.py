@@ -362,6 +362,7 @@ def test_inject_output_validates_against_the_kubernetes_schemas(sample: str, mod
     assert result.returncode == 0, result.stderr
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
     assert docs
+    assert_go_reads_as_python(result.stdout, f"inject --mode {mode} {sample}")
     for index, obj in enumerate(docs):
         validate(obj, f"inject --mode {mode} {sample}:{index}")
 
