@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import REPO, run_cli
+from tests.kubectl import assert_go_reads_as_python, go_decode, python_view, pyyaml_view
 from warmgate.errors import ConfigError
-from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_object, inject_text
+from warmgate.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_object, inject_text
+from warmgate.yaml_stream import dump, parse
 
 SAMPLES = REPO / "tests" / "samples"
 HERITAGE = SAMPLES / "heritage-app.yaml"
@@ -42,6 +46,10 @@ def inject_cli(*args: str, stdin: str | None = None) -> tuple[str, str]:
     """Run ``warmgate inject ARGS``; (stdout, stderr) of a successful run."""
     result = run_cli("inject", *args, stdin=stdin)
     assert result.returncode == 0, result.stderr
+    if result.stdout.strip():
+        # Every output is read the same by kubectl (Go), by warmgate and by plain PyYAML.
+        go = assert_go_reads_as_python(result.stdout, f"inject {' '.join(args)}")
+        assert go == pyyaml_view(result.stdout)
     return result.stdout, result.stderr
 
 
@@ -56,9 +64,9 @@ def test_inject_adds_a_native_sidecar_and_leaves_the_app_container_alone() -> No
     assert sidecar["args"][:3] == ["run", "--config", "/etc/warmgate/warmgate.yaml"]
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "warmgate"}
     assert "startupProbe" not in sidecar
-    assert "livenessProbe" not in sidecar
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "warmgate"}
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
-    assert sidecar["resources"]["limits"] == {"memory": "96Mi"}
+    assert sidecar["resources"]["limits"] == {"memory": "128Mi"}
     spec = pod_spec(after)
     assert spec["containers"] == pod_spec(before)["containers"]
     assert list(spec)[: list(spec).index("containers")][-1] == "initContainers"
@@ -85,12 +93,14 @@ def test_injecting_twice_changes_nothing() -> None:
     once, _ = inject_cli(str(WORKLOADS))
     twice, err = inject_cli("-", stdin=once)
     assert twice == once
-    assert "deployment/listed already has warmgate; left as it is" in err
+    assert "deployment/listed already has this warmgate; left as it is" in err
 
 
 def test_every_workload_kind_gets_warmgate_and_other_kinds_do_not() -> None:
-    """Pod, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and List items; Ingress untouched."""
-    out, _ = inject_cli(str(WORKLOADS))
+    """Pod, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob (named) and List items; not Ingress."""
+    out, _ = inject_cli(str(WORKLOADS), "--kind", "Job", "--kind", "CronJob", "--kind", "Pod",
+                        "--kind", "StatefulSet", "--kind", "DaemonSet", "--kind", "ReplicaSet",
+                        "--kind", "Deployment")  # fmt: skip
     docs = documents(out)
     kinds = [doc["kind"] for doc in docs]
     assert kinds == [
@@ -107,7 +117,7 @@ def test_every_workload_kind_gets_warmgate_and_other_kinds_do_not() -> None:
 
 def test_init_mode_adds_a_prime_init_container_after_the_existing_ones() -> None:
     """--mode init: `prime` runs to completion last among the init containers; no port, no probe."""
-    out, err = inject_cli(str(WORKLOADS), "--mode", "init")
+    out, err = inject_cli(str(WORKLOADS), "--mode", "init", "--name", "ledger")
     statefulset = documents(out)[1]
     containers = pod_spec(statefulset)["initContainers"]
     assert [c["name"] for c in containers] == ["migrate", "warmgate"]
@@ -132,7 +142,7 @@ def test_options_shape_the_injected_container() -> None:
     assert sidecar["args"][-2:] == ["--port", "9100"]
     assert sidecar["ports"] == [{"name": "warmgate", "containerPort": 9100, "protocol": "TCP"}]
     assert sidecar["resources"] == {
-        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "requests": {"cpu": "250m", "memory": "64Mi"},
         "limits": {"cpu": "500m"},
     }
     config = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "warmgate-config"]
@@ -266,3 +276,121 @@ def test_stream_edge_cases_round_trip() -> None:
     assert out.startswith("---\napiVersion: v1\n")
     [pod] = documents(out)
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["warmgate"]
+
+
+WORDS = [
+    f"{sign}{word}"
+    for word in ("y", "Y", "n", "N", "yes", "No", "ON", "off", "True", "FALSE", "null", "Null",
+                 "~", ".inf", ".Inf", ".NaN", "nan", "inf", "<<", "=", "")
+    for sign in ("", "+", "-")
+]  # fmt: skip
+DANGEROUS = st.one_of(
+    st.sampled_from(WORDS),
+    st.from_regex(
+        r"[-+]?(0[xXoObB])?[0-9a-fA-F_]{0,6}(\.[0-9_]{0,3})?([eE][-+]?[0-9]{0,3})?", fullmatch=True
+    ),
+    st.text(alphabet="0123456789abcdef", min_size=7, max_size=12),  # commit SHAs: 1234e56
+    st.from_regex(
+        r"[0-9]{1,4}[-:][0-9]{1,2}([-:][0-9]{1,2})?([Tt ][0-9:.]{0,8}Z?)?", fullmatch=True
+    ),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+    st.sampled_from(
+        [
+            "\x85",
+            "a\u2028b",
+            "x\r\ny",
+            "two\nlines\n",
+            " lead",
+            "trail ",
+            "#c",
+            "a: b",
+            "- x",
+            "'q'",
+            '"dq"',
+            "\t",
+            "\ufeffbom",
+            "%TAG",
+            "!tag",
+            "*ref",
+        ]
+    ),
+)
+"""Strings a YAML 1.1, YAML 1.2 or Go reader may type as a number, bool, null or date, or read
+back as other text (line breaks, indicators, a byte-order mark)."""
+
+
+def workload_with(values: list[str]) -> dict[str, Any]:
+    """A Deployment carrying ``values`` as annotations, labels' keys aside, and env values."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "app", "annotations": {f"a{i}": v for i, v in enumerate(values)}},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {
+            "metadata": {"labels": {"app": "x"}, "annotations": dict.fromkeys(values, "key")},
+            "spec": {"containers": [{"name": "app", "image": "x", "env": [
+                {"name": f"V{i}", "value": v} for i, v in enumerate(values)]}]},
+        }},
+    }  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(DANGEROUS, max_size=8))
+def test_every_string_dumped_reads_back_as_that_string_in_go_and_yaml_1_1(
+    values: list[str],
+) -> None:
+    """The emitter quotes whatever Go's or PyYAML's reader would type as anything but a string."""
+    obj = {"keys": {v: v for v in values}, "list": values}
+    text = dump(obj)
+    assert parse(text) == [obj]
+    assert yaml.safe_load(text) == obj
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(DANGEROUS, min_size=1, max_size=80, unique=True))
+def test_dangerous_strings_survive_inject_as_kubectl_reads_them(values: list[str]) -> None:
+    """Annotations, annotation keys and env values stay strings through inject and kubectl."""
+    obj = workload_with(values)
+    out = inject_text(dump(obj), InjectOptions()).text
+    [decoded] = go_decode(out)  # one kubectl call for up to 80 strings in three places
+    assert decoded == python_view(out)[0]
+    assert decoded["metadata"]["annotations"] == obj["metadata"]["annotations"]
+    template = decoded["spec"]["template"]
+    assert template["metadata"]["annotations"] == {**dict.fromkeys(values, "key"), MARKER: "true"}
+    [app] = template["spec"]["containers"]
+    assert app == obj["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_reported_strings_come_out_quoted_and_numbers_keep_go_typing() -> None:
+    """1e3, 0o755, y, n and 1234e56 are quoted; a plain 0o755 input stays Go's number 493."""
+    values = ["1e3", "1.0e3", "1e-3", "0o755", "y", "n", "1234e56"]
+    out = inject_text(dump(workload_with(values)), InjectOptions()).text
+    for value in values:
+        assert f'value: "{value}"' in out
+    text = HERITAGE.read_text().replace("replicas: 3", "replicas: 0o3")
+    [go] = [obj for obj in go_decode(inject_text(text, InjectOptions()).text)
+            if obj["kind"] == "Deployment"]  # fmt: skip
+    assert go["spec"]["replicas"] == 3
+
+
+PLAIN = st.one_of(
+    # Not .inf or .nan: Go reads them, but JSON cannot carry them out of kubectl.
+    st.sampled_from(
+        [w for w in WORDS if w.strip("+-") not in ("", "<<", "=", "~", ".inf", ".Inf", ".NaN")]
+    ),
+    st.from_regex(
+        r"[-+]?(0[xXoObB])?[0-9a-fA-F_]{1,6}(\.[0-9_]{0,3})?([eE][-+]?[0-9]{0,3})?", fullmatch=True
+    ),
+    st.from_regex(r"[0-9]{1,20}(\.[0-9]{0,4})?([eE][-+]?[0-9]{1,3})?", fullmatch=True),
+)
+"""Unquoted scalars on which the YAML readers disagree most."""
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None)
+@given(st.lists(PLAIN, min_size=1, max_size=100))
+def test_warmgate_types_unquoted_scalars_as_kubectl_does(tokens: list[str]) -> None:
+    """Plain 0o755, 1e3, y, 08, 1_000... get the same type and value as in Go (one kubectl call)."""
+    body = "".join(f"  k{i}: {token}\n" for i, token in enumerate(tokens))
+    text = f"apiVersion: example.com/v1\nkind: Probe\nmetadata:\n  name: p\nspec:\n{body}"
+    [go] = go_decode(text)
+    assert go == python_view(text)[0], tokens

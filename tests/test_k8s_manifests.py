@@ -8,7 +8,7 @@ PodMonitor have no schema there: they are checked by hand against the pods they 
 
 from __future__ import annotations
 
-import shutil
+import functools
 import subprocess
 from importlib.resources import files
 from pathlib import Path
@@ -19,16 +19,26 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, run_cli
+from tests.kubectl import assert_go_reads_as_python, go_decode, kubectl, pyyaml_view
+from tests.pss import violations
 from warmgate.config import Target
-from warmgate.inject import DEFAULT_IMAGE, InjectOptions, inject_text
+from warmgate.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_text
 
 K8S = REPO / "k8s"
+BASE = K8S / "base"
+MONITORING = K8S / "monitoring"
+OPERATOR = K8S / "variants" / "prometheus-operator"
+OPENSHIFT = K8S / "variants" / "openshift"
+EXAMPLES = REPO / "examples"
 SAMPLES = REPO / "tests" / "samples"
 VERSIONS = (
     "1.29",
     kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
 )
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 """Kinds whose schemas are not Kubernetes' own (CRDs): checked by hand below."""
 HARDENED = {
     "runAsNonRoot": True,
@@ -132,29 +142,45 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
 
 def test_the_validator_rejects_what_kubernetes_would() -> None:
     """A misspelt field in a sidecar fails strict validation, so the checks above can fail."""
-    [deployment] = objects(K8S / "deployment.yaml")
+    [deployment] = objects(BASE / "deployment.yaml")
     pod_spec(deployment)["initContainers"][0]["restartPolicyy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError, match="restartPolicyy"):
         kubernetes_validate.validate(deployment, VERSIONS[0], strict=True)
 
 
-def test_the_only_custom_resource_is_the_pod_monitor() -> None:
+def test_the_only_custom_resources_are_the_pod_monitor_and_the_rules() -> None:
     """CRDs have no schema in the package; each one present must be checked by hand below."""
-    custom = [
+    custom = sorted(
         (obj["kind"], obj["metadata"]["name"])
         for _, obj in manifest_objects()
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS
-    ]
-    assert custom == [("PodMonitor", "heritage-app-warmgate")]
+    )
+    assert custom == [("PodMonitor", "heritage-app-warmgate"), ("PrometheusRule", "warmgate")]
 
 
-def test_the_pod_monitor_scrapes_the_sidecar() -> None:
-    """The PodMonitor selects the app's pods and names the sidecar's port and /metrics."""
-    [monitor] = objects(K8S / "podmonitor.yaml")
-    [deployment] = objects(K8S / "deployment.yaml")
+@functools.cache
+def built(directory: Path) -> tuple[dict[str, Any], ...]:
+    """The objects ``kubectl kustomize DIRECTORY`` builds."""
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def the(directory: Path, kind: str) -> dict[str, Any]:
+    """The one object of ``kind`` a kustomization builds."""
+    [obj] = [obj for obj in built(directory) if obj["kind"] == kind]
+    return obj
+
+
+def test_the_pod_monitor_scrapes_the_sidecar_and_carries_the_selector_label() -> None:
+    """The PodMonitor scrapes the sidecar's port and carries the podMonitorSelector label."""
+    monitor = the(OPERATOR, "PodMonitor")
+    deployment = the(OPERATOR, "Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
     ports = {
         port["name"]
@@ -163,8 +189,101 @@ def test_the_pod_monitor_scrapes_the_sidecar() -> None:
     }
     assert endpoint["port"] in ports
     assert endpoint["path"] == "/metrics"
-    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == "8099"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert (
+        the(OPERATOR, "PrometheusRule")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    )
+
+
+@pytest.mark.parametrize("directory", kustomize_dirs(), ids=lambda p: str(p.relative_to(K8S)))
+def test_one_scrape_method_per_kustomization(directory: Path) -> None:
+    """A kustomization scrapes warmgate through annotations or a PodMonitor, never both."""
+    objs = built(directory)
+    annotated = [
+        obj["metadata"]["name"]
+        for obj in objs
+        if obj["kind"] == "Deployment"
+        and "prometheus.io/scrape" in obj["spec"]["template"]["metadata"].get("annotations", {})
+    ]
+    monitors = [obj for obj in objs if obj["kind"] == "PodMonitor"]
+    assert not (annotated and monitors), f"{directory}: scraped twice"
+    if annotated:
+        [deployment] = [obj for obj in objs if obj["kind"] == "Deployment"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == "8099"
+
+
+def test_the_prometheus_rule_holds_the_plain_rule_file() -> None:
+    """The PrometheusRule's spec is exactly k8s/monitoring/alerts.rules.yml."""
+    rules = yaml.safe_load((MONITORING / "alerts.rules.yml").read_text())
+    assert the(OPERATOR, "PrometheusRule")["spec"] == rules
+
+
+@pytest.mark.parametrize("directory", kustomize_dirs(), ids=lambda p: str(p.relative_to(K8S)))
+def test_every_shipped_pod_meets_pod_security_restricted(directory: Path) -> None:
+    """Every pod template a kustomization builds, app containers included, is restricted."""
+    for obj in built(directory):
+        if obj["kind"] == "Deployment":
+            assert violations(obj["spec"]["template"]) == [], obj["metadata"]["name"]
+
+
+def test_the_restricted_checks_can_fail() -> None:
+    """A pod with a root, privileged, hostPath, capability-adding container is refused."""
+    template = {
+        "spec": {
+            "hostNetwork": True,
+            "containers": [{"name": "bad", "securityContext": {
+                "privileged": True, "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"]}}}],
+            "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        }
+    }  # fmt: skip
+    found = violations(template)
+    for expected in ("hostNetwork is true", "privileged is true", "runAsUser is 0",
+                     "does not drop ALL", "allowPrivilegeEscalation is not false",
+                     "is a hostPath", "seccomp profile", "SYS_ADMIN"):  # fmt: skip
+        assert any(expected in v for v in found), expected
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--mode", "init"], ["--run-as-user", "none"], ["--env-from-secret", "db"]]
+)
+def test_inject_output_meets_pod_security_restricted(args: list[str]) -> None:
+    """inject's output for a restricted app is restricted, in every mode and option."""
+    result = run_cli("inject", str(SAMPLES / "heritage-app.yaml"), *args)
+    assert result.returncode == 0, result.stderr
+    [deployment] = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"]
+    assert violations(deployment["spec"]["template"]) == []
+
+
+@pytest.mark.parametrize("sample", ["workloads.yaml", "platform.yaml"])
+def test_inject_never_adds_a_pod_security_breach(sample: str) -> None:
+    """For apps that are not restricted themselves, inject's additions add no breach of their own."""
+    text = (SAMPLES / sample).read_text()
+    result = run_cli("inject", "-", "--kind", "Deployment", "--kind", "StatefulSet", stdin=text)
+    assert result.returncode == 0, result.stderr
+    before = [
+        d for d in yaml.safe_load_all(text) if d and d["kind"] in ("Deployment", "StatefulSet")
+    ]
+    after = [d for d in yaml.safe_load_all(result.stdout)
+             if d and d["kind"] in ("Deployment", "StatefulSet")]  # fmt: skip
+    assert len(before) == len(after) > 0
+    for old, new in zip(before, after, strict=True):
+        added = [v for v in violations(new["spec"]["template"]) if "container warmgate" in v]
+        assert added == []
+        assert violations(new["spec"]["template"]) == violations(old["spec"]["template"])
+
+
+def test_the_openshift_variant_leaves_the_user_to_the_platform() -> None:
+    """OpenShift: no runAsUser/runAsGroup on warmgate, still restricted, else the base."""
+    base, openshift = the(BASE, "Deployment"), the(OPENSHIFT, "Deployment")
+    context = pod_spec(openshift)["initContainers"][0]["securityContext"]
+    assert "runAsUser" not in context
+    assert "runAsGroup" not in context
+    assert violations(openshift["spec"]["template"]) == []
+    for obj in (base, openshift):
+        pod_spec(obj)["initContainers"][0]["securityContext"].pop("runAsUser", None)
+        pod_spec(obj)["initContainers"][0]["securityContext"].pop("runAsGroup", None)
+    assert openshift == base
 
 
 def warmgate_containers() -> list[tuple[str, dict[str, Any]]]:
@@ -198,12 +317,14 @@ def test_every_warmgate_container_is_hardened_and_bounded(
 
 
 def test_the_example_deployment_is_what_inject_writes() -> None:
-    """k8s/deployment.yaml's sidecar and volumes equal inject's output for the bare app."""
+    """k8s/base/deployment.yaml's sidecar, volumes and marker equal inject's for the bare app."""
     injected = yaml.safe_load_all(inject_text((SAMPLES / "heritage-app.yaml").read_text(),
                                               InjectOptions()).text)  # fmt: skip
     [from_inject] = [doc for doc in injected if doc and doc["kind"] == "Deployment"]
-    [example] = objects(K8S / "deployment.yaml")
+    [example] = objects(BASE / "deployment.yaml")
     assert pod_spec(example)["initContainers"] == pod_spec(from_inject)["initContainers"]
+    annotations = example["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[MARKER] == from_inject["spec"]["template"]["metadata"]["annotations"][MARKER]
     assert pod_spec(example)["volumes"] == pod_spec(from_inject)["volumes"]
     assert pod_spec(example)["containers"] == pod_spec(from_inject)["containers"]
 
@@ -241,25 +362,41 @@ def test_inject_output_validates_against_the_kubernetes_schemas(sample: str, mod
     assert result.returncode == 0, result.stderr
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
     assert docs
+    assert_go_reads_as_python(result.stdout, f"inject --mode {mode} {sample}")
     for index, obj in enumerate(docs):
         validate(obj, f"inject --mode {mode} {sample}:{index}")
 
 
 @pytest.mark.parametrize("directory", kustomize_dirs(), ids=lambda p: str(p.relative_to(K8S)))
 def test_kustomize_builds_every_directory(directory: Path) -> None:
-    """`kubectl kustomize` (when kubectl is installed) builds the same objects as the listed files."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the kustomize-free checks above still ran")
-    built = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False,
-        timeout=60,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    names = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(built.stdout))
+    """`kubectl kustomize` builds the same objects as the listed files."""
+    names = sorted((d["kind"], d["metadata"]["name"]) for d in built(directory))
     listed = sorted(
         (obj["kind"], obj["metadata"]["name"])
         for path in kustomize_resources(directory)
         for obj in objects(path)
     )
     assert names == listed
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*K8S.rglob("*.yaml"), *(REPO / "tests" / "samples").glob("*.yaml")]),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_manifest_reads_the_same_in_go_and_python(path: Path) -> None:
+    """kubectl's Go decoder, warmgate's reader and plain PyYAML agree on every value."""
+    text = path.read_text()
+    assert go_decode(text) == pyyaml_view(text)
+    assert_go_reads_as_python(text, str(path))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_reads_the_same_in_go_and_python(path: Path) -> None:
+    """An example config, given a Kubernetes header so kubectl takes it, types alike in Go."""
+    header = "apiVersion: example.com/v1\nkind: WarmgateConfig\nmetadata:\n  name: example\n"
+    [go] = go_decode(header + path.read_text())
+    for key in ("apiVersion", "kind", "metadata"):
+        del go[key]
+    [python] = pyyaml_view(path.read_text())
+    assert go == python

@@ -7,6 +7,7 @@ unless ``REQUIRE_TOOLS=1`` (set by CI) makes them mandatory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import REPO, WarmgateProcess, free_port, http_get, items_url, poll, run_cli
@@ -29,6 +31,8 @@ COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_lat
 """Copes with one request at a time at first, with 16 only after 1500 answers."""
 FAST_GATE = ["--concurrency", "8", "--window", "3s", "--hold", "2s", "--min-requests", "20"]
 GUIDE = REPO / "docs" / "kubernetes.md"
+K8S = REPO / "k8s"
+MONITORING = K8S / "monitoring"
 
 
 def code_blocks(language: str) -> list[str]:
@@ -117,14 +121,17 @@ def test_serve_metrics_pass_promtool(sim_app: Callable[..., SimApp], tmp_path: P
 class Prometheus:
     """A real Prometheus server on 127.0.0.1, with its own config and storage in a temp dir."""
 
-    def __init__(self, directory: Path, target: str) -> None:
+    def __init__(self, directory: Path, target: str, labels: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = directory / "prometheus.yml"
+        # Pod discovery would add namespace and pod, and the PodMonitor's relabelling app.
+        target_labels = "".join(f"          {k}: {v}\n" for k, v in (labels or {}).items())
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: warmgate\n    scrape_interval: 1s\n"
             f"    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
+            + (f"        labels:\n{target_labels}" if labels else "")
         )
         self.log = directory / "prometheus.log"
         with self.log.open("w") as log:
@@ -154,6 +161,16 @@ class Prometheus:
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
+    def query_range(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The result of a range query at a 1 s step."""
+        params = {"query": promql, "start": start, "end": end, "step": "1"}
+        code, body = http_get(f"{self.base}/api/v1/query_range?{urllib.parse.urlencode(params)}")
+        assert code == 200, body
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
     def value(self, promql: str) -> str | None:
         """The single sample value of an instant query, or None while there is none."""
         result = self.query(promql)
@@ -171,13 +188,13 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     """Start Prometheus servers scraping a target; all stop after the test."""
     tool("prometheus")
     started: list[Prometheus] = []
 
-    def start(target: str) -> Prometheus:
-        server = Prometheus(tmp_path, target)
+    def start(target: str, labels: dict[str, str] | None = None) -> Prometheus:
+        server = Prometheus(tmp_path, target, labels)
         started.append(server)
         poll(server.ready, timeout=30, interval=0.1, what="Prometheus to be ready")
         return server
@@ -189,7 +206,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
 
 @pytest.mark.slow
 def test_prometheus_sees_warmgate_ready_go_from_0_to_1(
-    sim_app: Callable[..., SimApp], prometheus: Callable[[str], Prometheus]
+    sim_app: Callable[..., SimApp], prometheus: Callable[..., Prometheus]
 ) -> None:
     """A real Prometheus scrapes warmgate_ready 0 while the app is down or cold, then 1."""
     app_port = free_port()
@@ -222,15 +239,124 @@ def test_prometheus_sees_warmgate_ready_go_from_0_to_1(
             server.query(query.strip())
 
 
-def test_the_alerting_rules_in_the_guide_pass_promtool(tmp_path: Path) -> None:
-    """The rules in docs/kubernetes.md are valid (`promtool check rules`)."""
-    promtool = tool("promtool")
-    [rules] = [block for block in code_blocks("yaml") if block.startswith("groups:")]
-    path = tmp_path / "rules.yml"
-    path.write_text(rules)
-    checked = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30,
-        check=False,
+DASHBOARD = REPO / "k8s" / "monitoring" / "grafana-dashboard.json"
+POD_LABELS = {"namespace": "shop", "pod": "heritage-app-7d9f-x2x4q", "app": "heritage-app"}
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel of the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [
+        *dashboard["panels"],
+        *(p for row in dashboard["panels"] for p in row.get("panels", [])),
+    ]
+    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+
+
+def test_the_dashboard_is_importable_and_filtered_by_its_variables() -> None:
+    """Datasource, namespace and app variables; every panel uses $datasource and both filters."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"namespace", "app"} <= set(variables)
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    queries = dashboard_queries()
+    assert len(queries) >= 12
+    for title, expr in queries:
+        assert 'namespace=~"$namespace"' in expr, title
+        assert 'app=~"$app"' in expr, title
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A panel's query as Grafana sends it, for the labels the test target carries."""
+    return (
+        expr.replace("$namespace", POD_LABELS["namespace"])
+        .replace("$app", POD_LABELS["app"])
+        .replace("$__rate_interval", "4s")
+    )
+
+
+@pytest.mark.slow
+def test_every_dashboard_query_returns_data_after_a_real_warm_up(
+    sim_app: Callable[..., SimApp], prometheus: Callable[..., Prometheus]
+) -> None:
+    """Each panel's PromQL, run against a real Prometheus that scraped a warm-up, has data."""
+    app_port = free_port()
+    args = ["run", "--url", items_url(app_port), *FAST_GATE, "--timeout", "2m",
+            "--wait-timeout", "2m", "--port", "0"]  # fmt: skip
+    with WarmgateProcess(*args) as gate:
+        start = time.time()
+        server = prometheus(f"127.0.0.1:{gate.port()}", POD_LABELS)
+        # The app comes up only once Prometheus scrapes, so the warm-up spans many scrapes.
+        poll(lambda: server.value('up{job="warmgate"}') == "1", timeout=30, what="a scrape")
+        sim_app(COLD, port=app_port)
+        poll(lambda: server.value("warmgate_ready") == "1", timeout=90, interval=0.5,
+             what="warmgate_ready 1 in Prometheus")  # fmt: skip
+        scrapes = float(server.value("count_over_time(warmgate_ready[10m])") or 0)
+        poll(lambda: float(server.value("count_over_time(warmgate_ready[10m])") or 0) > scrapes + 3,
+             timeout=30, what="three scrapes of the warm pod")  # fmt: skip
+        # Past the last scrape: each step reads the newest sample before it.
+        end = time.time() + 2
+        selector = f'warmgate_build_info{{namespace="{POD_LABELS["namespace"]}"}}'
+        [build] = server.query(selector)
+        assert build["metric"]["app"] == POD_LABELS["app"]  # what the variables list
+        for title, expr in dashboard_queries():
+            result = server.query_range(grafana_to_promql(expr), start, end)
+            values = [float(v) for series in result for _, v in series["values"]]
+            assert [v for v in values if not math.isnan(v)], f"panel '{title}': no data: {expr}"
+
+
+def promtool_run(*args: str) -> str:
+    """Run promtool; its output, after failing with it unless it exits 0."""
+    done = subprocess.run(
+        [tool("promtool"), *args], capture_output=True, text=True, timeout=60, check=False,
+        cwd=MONITORING,
     )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 3 rules found" in checked.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_shipped_alerts_pass_promtool_check_and_their_unit_tests(tmp_path: Path) -> None:
+    """promtool checks both rule files and passes the unit tests (warm-up, stuck, storm, absent)."""
+    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", "alerts.rules.yml")
+    operator = K8S / "variants" / "prometheus-operator" / "prometheusrule.yaml"
+    spec = tmp_path / "operator.rules.yml"
+    spec.write_text(yaml.safe_dump(yaml.safe_load(operator.read_text())["spec"]))
+    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", str(spec))
+    assert "SUCCESS" in promtool_run("test", "rules", "alerts.test.yml")
+
+
+def test_every_alert_links_to_its_runbook_section() -> None:
+    """Each runbook_url points at a heading of docs/operations.md that exists."""
+    operations = (REPO / "docs" / "operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in operations.splitlines()
+        if line.startswith("#")
+    }
+    rules = yaml.safe_load((MONITORING / "alerts.rules.yml").read_text())
+    for rule in rules["groups"][0]["rules"]:
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("https://github.com/warmgate/warmgate/blob/main/docs/operations.md#")
+        assert url.rpartition("#")[2] == rule["alert"].lower()
+        assert rule["alert"].lower() in anchors, rule["alert"]
+
+
+def test_the_alert_unit_tests_can_fail(tmp_path: Path) -> None:
+    """promtool test rules fails when an expected alert does not fire, so the tests above bite."""
+    tests = yaml.safe_load((MONITORING / "alerts.test.yml").read_text())
+    stuck = next(t for t in tests["tests"] if t["name"].startswith("a warm-up stuck"))
+    stuck["input_series"][0]["values"] = "1x10 0x30"  # warm after 10 minutes after all
+    tests["rule_files"] = [str(MONITORING / "alerts.rules.yml")]
+    path = tmp_path / "broken.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    done = subprocess.run(
+        [tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "WarmgateWarmingTooLong" in done.stdout + done.stderr

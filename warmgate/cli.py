@@ -1,5 +1,5 @@
 """The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
-``schema`` and ``inject``.
+``schema``, ``inject`` and ``uninject``.
 
 This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
 reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read ``WARMGATE_INJECT_<NAME>``),
@@ -21,6 +21,7 @@ import typer
 
 from warmgate import __version__, signals
 from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateError
+from warmgate.inject_cli import inject, uninject
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -326,61 +327,9 @@ def schema(
     typer.echo(markdown_reference() if markdown else json_schema_text(), nl=False)
 
 
-def _inject_option(name: str, help: str) -> Any:
-    # Their own prefix: WARMGATE_PORT set for `run` or `serve` must not change what inject writes.
-    return _option(name, help, prefix="WARMGATE_INJECT_")
-
-
-@app.command()
-@reports_errors
-def inject(
-    manifest: Annotated[
-        str, typer.Argument(metavar="FILE", help="Kubernetes YAML to read; - for standard input.")
-    ],
-    *,
-    mode: Annotated[
-        str | None,
-        _inject_option("mode", "sidecar (native sidecar, Kubernetes 1.29+; default) or init."),
-    ] = None,
-    image: Annotated[str | None, _inject_option("image", "warmgate image to run.")] = None,
-    port: Annotated[
-        int | None, _inject_option("port", "Port of /readyz and /metrics (default 8099).")
-    ] = None,
-    config_map: Annotated[
-        str | None,
-        _inject_option(
-            "config_map",
-            "ConfigMap with a warmgate.yaml key; {name} is the workload's name "
-            "(default {name}-warmgate).",
-        ),
-    ] = None,
-    cpu_request: Annotated[
-        str | None, _inject_option("cpu_request", "CPU request (default 100m).")
-    ] = None,
-    memory_request: Annotated[
-        str | None, _inject_option("memory_request", "Memory request (default 64Mi).")
-    ] = None,
-    cpu_limit: Annotated[
-        str | None,
-        _inject_option("cpu_limit", "CPU limit (default none: throttling skews latency)."),
-    ] = None,
-    memory_limit: Annotated[
-        str | None, _inject_option("memory_limit", "Memory limit (default 96Mi).")
-    ] = None,
-) -> None:
-    """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject)."""
-    from warmgate.inject import InjectOptions, inject_source
-
-    given: dict[str, Any] = {"mode": mode, "image": image, "port": port, "config_map": config_map,
-                             "cpu_request": cpu_request, "memory_request": memory_request,
-                             "cpu_limit": cpu_limit, "memory_limit": memory_limit}  # fmt: skip
-    options = InjectOptions(**{key: value for key, value in given.items() if value is not None})
-    result = inject_source(manifest, options)
-    for note in result.notes:
-        typer.echo(f"warmgate: {note}", err=True)
-    for name in result.config_maps:
-        typer.echo(f"warmgate: create ConfigMap {name} with a warmgate.yaml key", err=True)
-    typer.echo(result.text, nl=False)
+# inject and uninject only map flags onto warmgate.inject; their options live beside them.
+app.command()(reports_errors(inject))
+app.command()(reports_errors(uninject))
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """``warmgate inject``: add warmgate to the pod templates in Kubernetes YAML.
 
 Theory of operation: the input is a stream of YAML documents, each a Kubernetes object. Every
-workload (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
-CronJob, and the items of a ``List``) gets three things in its pod template:
+selected workload (see :mod:`warmgate.selection`: Pod, Deployment, StatefulSet, DaemonSet,
+ReplicaSet, ReplicationController, and on request Job and CronJob; the items of a ``List`` too)
+gets four things in its pod template:
 
 - the warmgate container: a native sidecar (an ``initContainers`` entry with
   ``restartPolicy: Always`` running ``warmgate run``, with a ``readinessProbe`` on ``/readyz`` and
@@ -10,13 +11,13 @@ CronJob, and the items of a ``List``) gets three things in its pod template:
   ``warmgate prime``; appended after the existing init containers, so it starts last, right
   before the app;
 - the status volume (an ``emptyDir``) mounted at ``/warmgate``;
-- the config volume: a ConfigMap whose ``warmgate.yaml`` key is passed with ``--config``.
+- the config volume: a ConfigMap whose ``warmgate.yaml`` key is passed with ``--config``;
+- the annotation :data:`MARKER`, which says inject added them.
 
-Nothing else changes. Documents that are not workloads, and workloads that already have a
-container named ``warmgate``, are copied through as the exact text they were (comments,
-quoting and order kept), so injecting twice changes nothing. A workload that gets warmgate is
-serialised again with its keys in their original order; comments inside it are not kept (as
-with ``linkerd inject``).
+Nothing else changes. Running inject again over its own output rebuilds these from the options
+given, in place: the same options change nothing (the document comes out as the same text), new
+ones update it. A warmgate container without the marker was written by hand and is left alone;
+``warmgate uninject`` (:mod:`warmgate.uninject`) removes what the marker covers.
 
 :func:`inject_object` works on one parsed object and :func:`inject_text` on a whole stream;
 both are pure. :func:`inject_source` reads a file or standard input.
@@ -32,7 +33,20 @@ from typing import Any, Literal
 
 from warmgate import __version__
 from warmgate.errors import ConfigError
-from warmgate.yaml_stream import document_spans, dump, parse, read_source
+from warmgate.manifests import (
+    CONFIG_KEY,
+    POD_TEMPLATES,
+    Injected,
+    InjectedText,
+    check_object,
+    describe_object,
+    insert_before,
+    map_list,
+    pod_template,
+    rewrite_text,
+)
+from warmgate.selection import Selection, why_skipped
+from warmgate.yaml_stream import dump, parse, read_source
 
 CONTAINER_NAME = "warmgate"
 PORT_NAME = "warmgate"
@@ -40,48 +54,56 @@ STATUS_VOLUME = "warmgate-status"
 CONFIG_VOLUME = "warmgate-config"
 STATUS_DIR = "/warmgate"
 CONFIG_DIR = "/etc/warmgate"
-CONFIG_KEY = "warmgate.yaml"
 DEFAULT_IMAGE = f"ghcr.io/warmgate/warmgate:{__version__}"
 RUN_AS = 65532
 """The image's numeric non-root user and group."""
+MARKER = "warmgate.io/injected"
+"""Pod template annotation saying inject added warmgate, so it may update or remove it."""
 
 Mode = Literal["sidecar", "init"]
 MODES: tuple[Mode, ...] = ("sidecar", "init")
 
-POD_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "Pod": (),
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "ReplicationController": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-"""Where each workload kind keeps its pod template (metadata + spec)."""
-
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NO_VALUE = frozenset({"", "none"})
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def workload_kind(text: str) -> str:
+    """The kind named by ``text`` in any case (``deployment``, ``Deployment``), or a ConfigError."""
+    for kind in POD_TEMPLATES:
+        if kind.lower() == text.strip().lower():
+            return kind
+    raise ConfigError(
+        f"--kind: '{text}' is not a workload kind inject knows; write one of "
+        f"{', '.join(POD_TEMPLATES)}."
+    )
 
 
 @dataclass(frozen=True)
 class InjectOptions:
-    """What to inject. Resource values are Kubernetes quantities; ``""`` or ``"none"`` omits one.
+    """What to inject, and where. Resource values are Kubernetes quantities; ``""`` or
+    ``"none"`` omits one.
 
     ``config_map`` may contain ``{name}``, replaced by each workload's ``metadata.name``.
     The CPU limit is off by default: a throttled load generator measures its own throttling
-    as the app's latency.
+    as the app's latency. ``run_as_user`` ``"none"`` leaves the user to the platform
+    (OpenShift's restricted SCC assigns one from the namespace's range).
     """
 
     mode: Mode = "sidecar"
     image: str = DEFAULT_IMAGE
     port: int = 8099
     config_map: str = "{name}-warmgate"
-    cpu_request: str = "100m"
+    cpu_request: str = "250m"
     memory_request: str = "64Mi"
     cpu_limit: str = ""
-    memory_limit: str = "96Mi"
+    memory_limit: str = "128Mi"
+    run_as_user: str = str(RUN_AS)
+    env: tuple[str, ...] = ()
+    env_from_secret: tuple[str, ...] = ()
+    selection: Selection = field(default_factory=Selection)
+    emit_config: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -98,6 +120,31 @@ class InjectOptions:
                     f"--{flag}: '{value}' is not a Kubernetes quantity; write something like "
                     "'100m' for CPU or '64Mi' for memory, or 'none'."
                 )
+        self._check_additions()
+
+    def _check_additions(self) -> None:
+        if self.run_as_user.lower() != "none" and not (
+            self.run_as_user.isdigit() and int(self.run_as_user) > 0
+        ):
+            raise ConfigError(
+                f"--run-as-user: '{self.run_as_user}' is not a user; write a numeric user id "
+                "above 0, or 'none' to leave it to the platform (OpenShift)."
+            )
+        for item in self.env:
+            env_var, equals, _ = item.partition("=")
+            if not equals or not _ENV_NAME.match(env_var):
+                raise ConfigError(
+                    f"--env: '{item.partition('=')[0]}...' is not NAME=VALUE with a valid "
+                    "variable name; write e.g. --env TZ=UTC."
+                )
+        for secret in self.env_from_secret:
+            if not _DNS_SUBDOMAIN.match(secret):
+                raise ConfigError(
+                    f"--env-from-secret: '{secret}' is not a Secret name; use lower-case "
+                    "letters, digits, '-' and '.'."
+                )
+        for kind in self.selection.kinds:
+            workload_kind(kind)
 
     def _resources(self) -> list[tuple[str, str]]:
         return [
@@ -118,36 +165,22 @@ class InjectOptions:
         return {key: blocks[key] for key in ("requests", "limits") if key in blocks}
 
 
-@dataclass(frozen=True)
-class Injected:
-    """The result of injecting one object: the new object (or the same one) and what happened."""
+def security_context(run_as_user: str = str(RUN_AS)) -> dict[str, Any]:
+    """The hardened container security context warmgate runs with (Pod Security "restricted").
 
-    obj: Any
-    changed: bool
-    notes: tuple[str, ...] = ()
-    config_maps: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class InjectedText:
-    """The output stream and one sentence per workload seen."""
-
-    text: str
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    config_maps: tuple[str, ...] = field(default_factory=tuple)
-
-
-def security_context() -> dict[str, Any]:
-    """The hardened container security context warmgate runs with."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
+    ``run_as_user`` ``"none"`` leaves the user and group to the platform.
+    """
+    context: dict[str, Any] = {"runAsNonRoot": True}
+    if run_as_user.lower() != "none":
+        context["runAsUser"] = int(run_as_user)
+        context["runAsGroup"] = int(run_as_user)
+    context.update({
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    })  # fmt: skip
+    return context
 
 
 def warmgate_container(options: InjectOptions) -> dict[str, Any]:
@@ -158,6 +191,16 @@ def warmgate_container(options: InjectOptions) -> dict[str, Any]:
         container["restartPolicy"] = "Always"
         container["args"] = ["run", "--config", config, "--status-dir", STATUS_DIR,
                              "--port", str(options.port)]  # fmt: skip
+    else:
+        container["args"] = ["prime", "--config", config, "--status-dir", STATUS_DIR]
+    if options.env:
+        container["env"] = [
+            {"name": name, "value": value}
+            for name, _, value in (item.partition("=") for item in options.env)
+        ]
+    if options.env_from_secret:
+        container["envFrom"] = [{"secretRef": {"name": name}} for name in options.env_from_secret]
+    if options.mode == "sidecar":
         container["ports"] = [{"name": PORT_NAME, "containerPort": options.port, "protocol": "TCP"}]
         # Readiness only: a startupProbe that waited for warmth would deadlock the pod, since
         # the app starts only after this sidecar counts as started.
@@ -167,12 +210,17 @@ def warmgate_container(options: InjectOptions) -> dict[str, Any]:
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         }
-    else:
-        container["args"] = ["prime", "--config", config, "--status-dir", STATUS_DIR]
+        # /livez fails only when run's supervisor loop stalls: generous, never a busy warm-up.
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/livez", "port": PORT_NAME},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        }
     resources = options.resources()
     if resources:
         container["resources"] = resources
-    container["securityContext"] = security_context()
+    container["securityContext"] = security_context(options.run_as_user)
     container["volumeMounts"] = [
         {"name": STATUS_VOLUME, "mountPath": STATUS_DIR},
         {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
@@ -188,103 +236,83 @@ def volumes(config_map: str) -> list[dict[str, Any]]:
     ]
 
 
-def describe_object(obj: Mapping[str, Any]) -> str:
-    """``deployment/web``: how kubectl names an object."""
-    metadata = obj.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    return f"{str(obj.get('kind', '?')).lower()}/{name or '(unnamed)'}"
-
-
-def check_object(obj: Any, where: str) -> Mapping[str, Any]:
-    """``obj`` if it is a Kubernetes object; a ConfigError saying why not otherwise."""
-    if not isinstance(obj, Mapping):
-        raise ConfigError(
-            f"{where} is a {_type_name(obj)}, not a Kubernetes object; inject reads manifests "
-            "whose documents each have apiVersion and kind."
-        )
-    missing = [key for key in ("apiVersion", "kind") if not isinstance(obj.get(key), str)]
-    if missing:
-        hint = (
-            " It looks like a warmgate config: put it in a ConfigMap under the key "
-            f"'{CONFIG_KEY}' and inject the workload's manifest instead."
-            if "targets" in obj
-            else ""
-        )
-        raise ConfigError(
-            f"{where} has no {' or '.join(missing)}, so it is not a Kubernetes object; inject "
-            f"reads manifests such as the output of 'kubectl get -o yaml' or 'kustomize "
-            f"build'.{hint}"
-        )
-    return obj
-
-
 def inject_object(obj: Any, options: InjectOptions, where: str = "the document") -> Injected:
-    """Add warmgate to ``obj`` if it is a workload without it; never mutates ``obj``."""
+    """Add warmgate to ``obj`` if it is a selected workload, or bring inject's warmgate there
+    up to date with ``options``; never mutates ``obj``."""
     checked = check_object(obj, where)
     kind = checked["kind"]
     if kind.endswith("List") and isinstance(checked.get("items"), list):
-        return _inject_list(checked, options, where)
+        return map_list(checked, lambda item, at: inject_object(item, options, at), where)
     if kind not in POD_TEMPLATES:
         return Injected(obj, changed=False)
     name = describe_object(checked)
-    template = _pod_template(checked, POD_TEMPLATES[kind], name)
+    template = pod_template(checked, POD_TEMPLATES[kind], name)
+    reason = why_skipped(checked, kind, template, options.selection)
+    if reason:
+        return Injected(obj, changed=False, notes=(f"{name}: {reason}",))
+    ours = is_injected(template)
+    if has_warmgate(template["spec"]) and not ours:
+        note = f"{name} has a warmgate container that inject did not add; left as it is"
+        return Injected(obj, changed=False, notes=(note,))
+    config_map = _config_map_name(checked, options, name)
+    _check_conflicts(template["spec"], options, name, ours)
+    result = copy.deepcopy(dict(checked))
+    _apply(pod_template(result, POD_TEMPLATES[kind], name), options, config_map)
+    starters: tuple[tuple[str, dict[str, Any]], ...] = ()
+    if options.emit_config:
+        from warmgate.starter import starter_config_map
+
+        starters = ((config_map, starter_config_map(checked, template, config_map, name)),)
+    if result == checked:
+        note = f"{name} already has this warmgate; left as it is"
+        return Injected(obj, changed=False, notes=(note,), starters=starters)
+    how = "a native sidecar" if options.mode == "sidecar" else "an init container"
+    verb = "updated" if ours else "added"
+    note = f"{name}: warmgate {verb} as {how}, config from ConfigMap {config_map}"
+    return Injected(result, True, (note,), (config_map,), starters)
+
+
+def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) -> None:
+    """Put inject's container, volumes and marker into ``template``, replacing its own in place."""
     spec = template["spec"]
-    present = [
-        container.get("name")
+    if spec.get("initContainers") is None:
+        insert_before(spec, "initContainers", [], before="containers")
+    _put(spec["initContainers"], warmgate_container(options))
+    if spec.get("volumes") is None:
+        spec["volumes"] = []
+    for volume in volumes(config_map):
+        _put(spec["volumes"], volume)
+    if not isinstance(template.get("metadata"), dict):
+        insert_before(template, "metadata", {}, before="spec")
+    metadata = template["metadata"]
+    if not isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"] = {}
+    metadata["annotations"][MARKER] = "true"
+
+
+def _put(items: list[Any], item: dict[str, Any]) -> None:
+    """Replace the entry with ``item``'s name, or append ``item``."""
+    for index, existing in enumerate(items):
+        if isinstance(existing, Mapping) and existing.get("name") == item["name"]:
+            items[index] = item
+            return
+    items.append(item)
+
+
+def is_injected(template: Mapping[str, Any]) -> bool:
+    """Whether inject added the warmgate of this pod template (it carries :data:`MARKER`)."""
+    metadata = template.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return isinstance(annotations, Mapping) and str(annotations.get(MARKER)).lower() == "true"
+
+
+def has_warmgate(spec: Mapping[str, Any]) -> bool:
+    """Whether any container of the pod spec is named ``warmgate``."""
+    return any(
+        isinstance(container, Mapping) and container.get("name") == CONTAINER_NAME
         for key in ("initContainers", "containers")
         for container in spec.get(key) or []
-        if isinstance(container, Mapping)
-    ]
-    if CONTAINER_NAME in present:
-        return Injected(obj, changed=False, notes=(f"{name} already has warmgate; left as it is",))
-    config_map = _config_map_name(checked, options, name)
-    _check_conflicts(spec, options, name)
-    result = copy.deepcopy(dict(checked))
-    new_spec = _pod_template(result, POD_TEMPLATES[kind], name)["spec"]
-    container = warmgate_container(options)
-    if "initContainers" in new_spec and new_spec["initContainers"] is not None:
-        new_spec["initContainers"].append(container)
-    else:
-        _insert_before(new_spec, "initContainers", [container], before="containers")
-    if new_spec.get("volumes") is None:
-        new_spec["volumes"] = []
-    new_spec["volumes"].extend(volumes(config_map))
-    how = "a native sidecar" if options.mode == "sidecar" else "an init container"
-    note = f"{name}: warmgate added as {how}, config from ConfigMap {config_map}"
-    return Injected(result, changed=True, notes=(note,), config_maps=(config_map,))
-
-
-def _inject_list(obj: Mapping[str, Any], options: InjectOptions, where: str) -> Injected:
-    items = []
-    notes: list[str] = []
-    config_maps: list[str] = []
-    changed = False
-    for index, item in enumerate(obj["items"]):
-        done = inject_object(item, options, f"{where}, item {index + 1}")
-        items.append(done.obj)
-        notes.extend(done.notes)
-        config_maps.extend(done.config_maps)
-        changed = changed or done.changed
-    if not changed:
-        return Injected(obj, changed=False, notes=tuple(notes))
-    result = dict(obj)
-    result["items"] = items
-    return Injected(result, changed=True, notes=tuple(notes), config_maps=tuple(config_maps))
-
-
-def _pod_template(obj: Mapping[str, Any], path: tuple[str, ...], name: str) -> Any:
-    node: Any = obj
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    spec = node.get("spec") if isinstance(node, Mapping) else None
-    containers = spec.get("containers") if isinstance(spec, Mapping) else None
-    if not isinstance(containers, list):
-        where = ".".join((*path, "spec", "containers"))
-        raise ConfigError(
-            f"{name} has no {where} list, so there is no pod to add warmgate to; inject "
-            "complete manifests, not patches."
-        )
-    return node
+    )
 
 
 def _config_map_name(obj: Mapping[str, Any], options: InjectOptions, name: str) -> str:
@@ -306,8 +334,11 @@ def _config_map_name(obj: Mapping[str, Any], options: InjectOptions, name: str) 
     return config_map
 
 
-def _check_conflicts(spec: Mapping[str, Any], options: InjectOptions, name: str) -> None:
-    for volume in spec.get("volumes") or []:
+def _check_conflicts(
+    spec: Mapping[str, Any], options: InjectOptions, name: str, ours: bool
+) -> None:
+    """Refuse volume names and ports that clash with inject's; its own warmgate does not count."""
+    for volume in [] if ours else spec.get("volumes") or []:
         if isinstance(volume, Mapping) and volume.get("name") in (STATUS_VOLUME, CONFIG_VOLUME):
             raise ConfigError(
                 f"{name} already has a volume named '{volume.get('name')}'; rename it, or "
@@ -317,7 +348,7 @@ def _check_conflicts(spec: Mapping[str, Any], options: InjectOptions, name: str)
         return
     for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
-            if not isinstance(container, Mapping):
+            if not isinstance(container, Mapping) or container.get("name") == CONTAINER_NAME:
                 continue
             for port in container.get("ports") or []:
                 if not isinstance(port, Mapping):
@@ -330,57 +361,34 @@ def _check_conflicts(spec: Mapping[str, Any], options: InjectOptions, name: str)
                     )
 
 
-def _insert_before(mapping: dict[str, Any], key: str, value: Any, before: str) -> None:
-    """Set ``mapping[key]``, placed just before ``before`` so the output reads naturally."""
-    items = [(k, v) for k, v in mapping.items() if k != key]
-    mapping.clear()
-    for existing, existing_value in items:
-        if existing == before:
-            mapping[key] = value
-        mapping[existing] = existing_value
-    mapping.setdefault(key, value)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return type(value).__name__
-
-
 def inject_text(text: str, options: InjectOptions, source: str = "the input") -> InjectedText:
-    """Inject every workload in a YAML stream; everything else comes out as the same text."""
-    documents = parse(text, source)
-    spans = list(document_spans(text))
-    pieces: list[str] = []
-    notes: list[str] = []
-    config_maps: list[str] = []
-    for index, (document, span) in enumerate(zip(documents, spans, strict=True)):
-        if document is None:
-            pieces.append(text[span.start : span.end])
-            continue
-        done = inject_object(document, options, f"document {index + 1} of {source}")
-        notes.extend(done.notes)
-        config_maps.extend(c for c in done.config_maps if c not in config_maps)
-        if not done.changed:
-            pieces.append(text[span.start : span.end])
-            continue
-        prefix = text[span.start : span.content_start]
-        if prefix and not prefix.endswith("\n"):
-            prefix = prefix.rstrip(" \t") + "\n"  # a block mapping cannot start on the --- line
-        pieces.append(prefix)
-        pieces.append(dump(done.obj))
-        pieces.append(text[span.content_end : span.end].lstrip("\n"))
-    if spans:
-        pieces.append(text[spans[-1].end :])
-    else:
-        pieces.append(text)
-    return InjectedText("".join(pieces), tuple(notes), tuple(config_maps))
+    """Inject every workload in a YAML stream; everything else comes out as the same text.
+
+    With ``emit_config``, a starter ConfigMap follows the stream for every ConfigMap name the
+    injected workloads use that the stream does not define already.
+    """
+    result, results = rewrite_text(text, lambda doc, at: inject_object(doc, options, at), source)
+    if not options.emit_config:
+        return result
+    defined = {
+        str(obj.get("metadata", {}).get("name"))
+        for obj in parse(text, source)
+        if isinstance(obj, Mapping) and obj.get("kind") == "ConfigMap"
+    }
+    extra: list[str] = []
+    notes = list(result.notes)
+    written: set[str] = set()
+    for name, config_map in (starter for done in results for starter in done.starters):
+        if name in defined:
+            notes.append(f"ConfigMap {name} is in the input already; no starter written for it")
+        elif name not in written:
+            extra.append(dump(config_map))
+            notes.append(f"starter ConfigMap {name} written: make the choices marked CHOOSE")
+        written.add(name)
+    out = result.text
+    for document in extra:
+        out += ("" if not out or out.endswith("\n") else "\n") + "---\n" + document
+    return InjectedText(out, tuple(notes), (), result.objects)
 
 
 def inject_source(source: str, options: InjectOptions) -> InjectedText:
