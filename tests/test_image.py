@@ -61,6 +61,7 @@ LABELS = {
 QUICK_GATE = ["--concurrency", "4", "--window", "2s", "--hold", "1s", "--min-requests", "10",
               "--timeout", "60s"]  # fmt: skip
 BENCHMARKS = REPO / "docs" / "benchmarks.md"
+RECORDED_SIZE = re.compile(r"warmgate's own layers \S+ hold \*\*([\d,]+) bytes\*\*")
 
 # Runs in the private mount namespace: $1 the image's root, $2 where it goes, $3 the status dir.
 MOUNTS = r"""
@@ -351,6 +352,20 @@ def test_the_image_is_lean_labelled_and_carries_its_sbom(image: Image) -> None:
     installed = {normalise(info.name.split("-")[0]) for info in packages.glob("*.dist-info")}
     assert "warmgate" in installed
     assert installed <= listed, installed - listed
+
+
+def test_warmgate_s_own_layers_stay_within_ten_percent_of_their_recorded_size(
+    image: Image,
+) -> None:
+    """Everything above the base is at most 10% larger than docs/benchmarks.md records."""
+    recorded = RECORDED_SIZE.search(BENCHMARKS.read_text())
+    assert recorded, "docs/benchmarks.md records no size for warmgate's own layers"
+    limit = int(recorded[1].replace(",", "")) * 1.10
+    own = sum(image.layer_sizes[image.base_layers :])
+    assert own <= limit, (
+        f"warmgate's layers hold {own:,} bytes, over 110% of the recorded size: record the new "
+        "size in docs/benchmarks.md with a line saying what grew and why"
+    )
 
 
 def normalise(name: str) -> str:
