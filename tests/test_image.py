@@ -7,7 +7,7 @@ read-only volume, so ``pip`` reaches the index through a proxy the host trusts; 
 
 Run: no container engine either. The image's root file system (``buildah mount``) is bind-mounted
 read-only in a private mount namespace, with ``/proc``, a read-only ``/dev`` holding the usual
-device nodes, and the status directory: a 1 MiB tmpfs (an ``emptyDir`` in memory, as the
+device nodes and a ``/dev/shm`` tmpfs, and the status directory: a 1 MiB tmpfs (an ``emptyDir`` in memory, as the
 manifests use) or a plain directory (a default ``emptyDir``). A launcher then does what the
 kubelet does with the manifests' ``securityContext``: chroot, drop every capability (the
 bounding set too), set ``no_new_privs``, become UID/GID 65532 with no supplementary groups, and
@@ -76,6 +76,8 @@ for node in null zero full random urandom; do
   touch "$root/dev/$node"
   mount --bind "/dev/$node" "$root/dev/$node"
 done
+mkdir "$root/dev/shm"
+mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
 mount -o remount,ro "$root/dev"
 mount --bind "$status" "$root/warmgate"
 exec "$@"
@@ -292,6 +294,7 @@ def test_run_as_a_native_sidecar_becomes_ready_and_stops_on_sigterm(
         status = json.loads((in_memory.status_dir / "status.json").read_text())
         assert (status["state"], status["ready"]) == ("ready", True)
         assert (in_memory.status_dir / "ready").is_file()
+        assert not [*Path(f"/proc/{sidecar.pid}/root/dev/shm").iterdir()], "wrote to /dev/shm"
         sidecar.send_signal(signal.SIGTERM)
         code = sidecar.wait(timeout=10)  # generous: the grace period asked of it is 2 s
     finally:
