@@ -172,6 +172,7 @@ def image() -> Iterator[Image]:
         f"--build-arg={key.upper()}={value}" for key, value in LABELS.items()
     ]
     with storage_lock():
+        buildah("rm", "--all")  # working containers left by an interrupted run
         buildah("bud", "--isolation", "chroot", "--layers", "--pull=never", *build_args,
                 f"--volume={HOST_CA}:{HOST_CA}:ro", "--tag", TAG, str(REPO))  # fmt: skip
         container = buildah("from", "--pull=never", TAG).strip()
