@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 #
 # warmgate's image. The builder makes a virtual environment holding warmgate and its
-# dependencies (and no pip) plus a CycloneDX SBOM of it; the final stage copies both onto a clean
-# base and adds nothing else: no compiler, no package installer.
+# dependencies (and no pip) plus a CycloneDX SBOM of it, written by the tool the sbom-tool stage
+# installs; the final stage copies both onto a clean base and adds nothing else: no compiler, no
+# package installer.
 #
 #   docker build -t warmgate:0.1.0 --build-arg VERSION=0.1.0 \
 #     --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --build-arg SOURCE=https://REPO-URL .
 #
-# BASE_IMAGE names the base of both stages; pin it by digest for a repeatable build
+# BASE_IMAGE names the base of every stage; pin it by digest for a repeatable build
 # (--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...). It must provide python3 with
 # venv and pip on PATH, CA certificates, and useradd/groupadd.
 #
@@ -18,15 +19,17 @@
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS builder
+FROM ${BASE_IMAGE} AS sbom-tool
 ARG CYCLONEDX_BOM_VERSION=7.5.0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-# The SBOM tool lives in an environment of its own, so it lists only what the image runs; it
-# comes before the sources, so a rebuild after a code change reuses this layer.
+# The SBOM tool lives in an environment of its own, so it lists only what the image runs, in a
+# stage before the sources, so a rebuild after a code change reuses it.
 RUN python3 -m venv /opt/sbom \
     && /opt/sbom/bin/pip install "cyclonedx-bom==${CYCLONEDX_BOM_VERSION}"
+
+FROM sbom-tool AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY warmgate ./warmgate

@@ -4,6 +4,7 @@ Build: buildah with chroot isolation (no container engine, no daemon) builds ``D
 unchanged, on the base image ``.ci/image-base`` makes when no registry can be reached (passed in
 as ``BASE_IMAGE``; docs/image.md). The host's CA bundle is lent to the build's ``RUN`` steps as a
 read-only volume, so ``pip`` reaches the index through a proxy the host trusts; it is in no layer.
+The SBOM tool's stage stays cached between runs; everything else is built afresh and removed.
 
 Run: no container engine either. The image's root file system (``buildah mount``) is bind-mounted
 read-only in a private mount namespace, with ``/proc``, a read-only ``/dev`` holding the usual
@@ -50,6 +51,7 @@ STORAGE = ["--root", str(CACHE / "storage"), "--runroot", "/run/warmgate-ci/stor
            "--storage-driver", "overlay"]  # fmt: skip
 BASE = "localhost/warmgate-ci/python:3.11-slim-bookworm"
 TAG = "localhost/warmgate:test"
+SBOM_TOOL = "localhost/warmgate-ci/sbom-tool:latest"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 USER = 65532
 LABELS = {
@@ -171,10 +173,15 @@ def image() -> Iterator[Image]:
     build_args = [f"--build-arg=BASE_IMAGE={BASE}"] + [
         f"--build-arg={key.upper()}={value}" for key, value in LABELS.items()
     ]
+    if HOST_CA.is_file():
+        build_args.append(f"--volume={HOST_CA}:{HOST_CA}:ro")
+    bud = ["bud", "--isolation", "chroot", "--layers", "--pull=never", *build_args]
     with storage_lock():
         buildah("rm", "--all")  # working containers left by an interrupted run
-        buildah("bud", "--isolation", "chroot", "--layers", "--pull=never", *build_args,
-                f"--volume={HOST_CA}:{HOST_CA}:ro", "--tag", TAG, str(REPO))  # fmt: skip
+        # Kept under a tag, the SBOM tool's stage outlives the clean-up below, so later builds
+        # take it from the layer cache; a changed stage is rebuilt and the old one pruned.
+        buildah(*bud, "--target", "sbom-tool", "--tag", SBOM_TOOL, str(REPO))
+        buildah(*bud, "--tag", TAG, str(REPO))
         container = buildah("from", "--pull=never", TAG).strip()
         try:
             inspected = json.loads(buildah("inspect", "--type", "image", TAG))
