@@ -1,28 +1,51 @@
 # syntax=docker/dockerfile:1
 #
-# warmgate's image: build wheels in one stage, install only those wheels in a clean slim stage.
+# warmgate's image. The builder makes a virtual environment holding warmgate and its
+# dependencies (and no pip) plus a CycloneDX SBOM of it, written by the tool the sbom-tool stage
+# installs; the final stage copies both onto a clean base and adds nothing else: no compiler, no
+# package installer.
 #
 #   docker build -t warmgate:0.1.0 --build-arg VERSION=0.1.0 \
-#     --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=https://REPO-URL .
+#     --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --build-arg SOURCE=https://REPO-URL .
 #
-# The final image has no compiler and no build tools, runs as the numeric non-root user 65532,
-# and writes nothing outside the status directory, so it runs with readOnlyRootFilesystem: true
-# and an emptyDir mounted at /warmgate. tests/test_wheel_install.py performs the same steps
-# (pip wheel, then an offline install of those wheels into a fresh environment) in CI.
+# BASE_IMAGE names the base of every stage; pin it by digest for a repeatable build
+# (--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...). It must provide python3 with
+# venv and pip on PATH, CA certificates, and useradd/groupadd.
+#
+# The final image runs as the numeric non-root user 65532 and writes nothing outside the status
+# directory, so it runs with readOnlyRootFilesystem: true and an emptyDir mounted at /warmgate.
+# CI builds this file with buildah and runs the result that way (tests/test_image.py, docs/image.md).
 
-ARG PYTHON_VERSION=3.11
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS sbom-tool
+ARG CYCLONEDX_BOM_VERSION=7.5.0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# The SBOM tool lives in an environment of its own, so it lists only what the image runs, in a
+# stage before the sources, so a rebuild after a code change reuses it.
+RUN python3 -m venv /opt/sbom \
+    && /opt/sbom/bin/pip install "cyclonedx-bom==${CYCLONEDX_BOM_VERSION}"
+
+FROM sbom-tool AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY warmgate ./warmgate
-# warmgate's wheel and a wheel for every dependency: the final stage installs offline.
+# warmgate's wheel and a wheel for every dependency, then an offline install of only those into
+# an environment without pip: the builder's pip installs into it from outside.
 RUN pip wheel --wheel-dir /wheels .
+RUN python3 -m venv --without-pip /opt/warmgate \
+    && pip --python /opt/warmgate/bin/python install --no-index --no-cache-dir \
+       --find-links /wheels warmgate
+RUN mkdir /sbom \
+    && /opt/sbom/bin/cyclonedx-py environment --pyproject pyproject.toml --mc-type application \
+       --output-reproducible --output-format JSON --output-file /sbom/sbom.cdx.json \
+       /opt/warmgate/bin/python
 
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -33,17 +56,23 @@ LABEL org.opencontainers.image.title="warmgate" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="${SOURCE}"
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
-# Bytecode is compiled at install time; at run time nothing writes .pyc files, logs go
+# Bytecode was compiled at install time; at run time nothing writes .pyc files, logs go
 # straight to stdout, and `serve`/`check`/`cat /warmgate/ready` find the status directory.
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV PATH=/opt/warmgate/bin:${PATH} \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     WARMGATE_STATUS_DIR=/warmgate
 
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --no-cache-dir --find-links /wheels warmgate \
+COPY --from=builder /opt/warmgate /opt/warmgate
+COPY --from=builder /sbom/sbom.cdx.json /usr/share/doc/warmgate/sbom.cdx.json
+
+# The base's own pip is not needed at run time (the official image keeps it under /usr/local,
+# Debian's package under /usr); removing it leaves no installer in the image's file system.
+RUN rm -rf /usr/local/bin/pip* /usr/local/lib/python3*/site-packages/pip* \
+           /usr/bin/pip* /usr/lib/python3/dist-packages/pip* \
     && groupadd --gid 65532 warmgate \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin warmgate \

@@ -1,9 +1,11 @@
-"""The container image's install steps, without Docker: wheels, an offline install, a real run.
+"""The container image's install steps, without a container: wheels, an offline install, a run.
 
-The Dockerfile builds wheels for warmgate and every dependency in one stage and installs only
-those, offline, in the next. These tests check the Dockerfile still says so, then perform the
-same two commands into a fresh virtual environment and run the installed command the way the
-image does (no source tree on the path, no bytecode written, writes only to the status dir).
+The Dockerfile's builder builds wheels for warmgate and every dependency, then installs only
+those, offline, into a virtual environment that has no pip of its own; the final stage copies
+that environment. These tests check the Dockerfile still says so, then perform the same commands
+into a fresh environment and run the installed command the way the image does (no source tree on
+the path, no bytecode written, writes only to the status dir). tests/test_image.py builds and
+runs the real image where buildah is available.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from warmgate.simapp import SimApp
 
 DOCKERFILE = REPO / "Dockerfile"
 BUILD = ["pip", "wheel", "--wheel-dir", "/wheels", "."]
-INSTALL = ["pip", "install", "--no-index", "--no-cache-dir", "--find-links", "/wheels", "warmgate"]
+VENV = ["python3", "-m", "venv", "--without-pip", "/opt/warmgate"]
+INSTALL = ["pip", "--python", "/opt/warmgate/bin/python", "install", "--no-index", "--no-cache-dir",
+           "--find-links", "/wheels", "warmgate"]  # fmt: skip
 IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -36,9 +40,15 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -
     return done.stdout
 
 
-def here(command: list[str], wheels: Path) -> list[str]:
-    """A Dockerfile command with its /wheels directory moved to ``wheels``."""
-    return [str(wheels) if part == "/wheels" else part for part in command]
+def here(command: list[str], wheels: Path, venv: Path) -> list[str]:
+    """A Dockerfile command with /wheels moved to ``wheels`` and /opt/warmgate to ``venv``."""
+    return [part.replace("/wheels", str(wheels)).replace("/opt/warmgate", str(venv))
+            for part in command]  # fmt: skip
+
+
+def instructions(dockerfile: str) -> str:
+    """The Dockerfile with its continued lines joined and runs of blanks made one space."""
+    return " ".join(dockerfile.replace("\\\n", " ").split())
 
 
 def files_under(directory: Path) -> set[Path]:
@@ -47,12 +57,14 @@ def files_under(directory: Path) -> set[Path]:
 
 
 def test_the_dockerfile_installs_only_wheels_as_a_numeric_non_root_user() -> None:
-    """The Dockerfile runs the commands this module repeats, then drops to UID 65532."""
+    """The builder runs the commands this module repeats; the final stage copies, then drops to 65532."""
     text = DOCKERFILE.read_text()
-    assert f"RUN {' '.join(BUILD)}" in text
-    assert " ".join(INSTALL) in text
+    builder, final_stage = instructions(text).rsplit(" FROM ", 1)
+    assert f"RUN {' '.join(BUILD)}" in builder
+    assert f"RUN {' '.join(VENV)} && {' '.join(INSTALL)}" in builder
+    assert "COPY --from=builder /opt/warmgate /opt/warmgate" in final_stage
+    assert "pip install" not in final_stage
     final_stage = text.rsplit("\nFROM ", 1)[1]
-    assert "--mount=type=bind,from=builder,source=/wheels,target=/wheels" in final_stage
     assert "\nUSER 65532:65532\n" in final_stage
     assert '\nENTRYPOINT ["warmgate"]\n' in final_stage
     assert "PYTHONDONTWRITEBYTECODE=1" in final_stage
@@ -67,15 +79,15 @@ def test_the_dockerfile_installs_only_wheels_as_a_numeric_non_root_user() -> Non
 def test_the_wheel_installs_offline_into_a_fresh_venv_and_primes_an_app(
     sim_app: Callable[..., SimApp], tmp_path: Path
 ) -> None:
-    """pip wheel, an offline install of those wheels, then `--version` and a real `prime`."""
+    """pip wheel, an offline install into a pip-less venv, then `--version` and a real `prime`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WARMGATE_", "PYTHON"))}
-    wheels = tmp_path / "wheels"
-    run([sys.executable, "-m", *here(BUILD, wheels)], cwd=REPO, env=env)
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    run([sys.executable, "-m", *here(BUILD, wheels, venv)], cwd=REPO, env=env)
     assert any(wheels.glob(f"warmgate-{__version__}-py3-none-any.whl"))
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env)
+    run([sys.executable, *here(VENV, wheels, venv)[1:]], cwd=tmp_path, env=env)
+    run([sys.executable, "-m", *here(INSTALL, wheels, venv)], cwd=tmp_path, env=env)
     python = str(venv / "bin" / "python")
-    run([python, "-m", *here(INSTALL, wheels)], cwd=tmp_path, env=env)
+    assert not [*venv.glob("lib/python*/site-packages/pip")], "the environment has a pip"
 
     work = tmp_path / "work"
     work.mkdir()
