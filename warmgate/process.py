@@ -36,6 +36,8 @@ from warmgate.targets import compile_targets
 
 GRACE = 1.5
 """Seconds the runner gets to wind down after a signal before it is cancelled."""
+BEAT_INTERVAL = 1.0
+"""Seconds between a primer's heartbeats to its supervisor."""
 
 
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[str]:
@@ -150,6 +152,7 @@ async def _supervise(runner: Runner) -> Status:
     stop = asyncio.Event()
     received = install_stop_signals(asyncio.get_running_loop(), stop)
     task = asyncio.create_task(runner.run(stop))
+    beats = asyncio.create_task(_beat(runner))
     stop_waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
     if not task.done():
@@ -158,6 +161,7 @@ async def _supervise(runner: Runner) -> Status:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     stop_waiter.cancel()
+    beats.cancel()
     try:
         if received:
             await runner.stopped(received[0])
@@ -166,6 +170,14 @@ async def _supervise(runner: Runner) -> Status:
     finally:
         runner.publisher.close()  # every write made has landed, in order
     return runner.status
+
+
+async def _beat(runner: Runner) -> None:
+    """A primer of ``run`` says it is alive every second, whatever it is doing (jitter, a long
+    back-off, keeping warm): the supervisor replaces one that falls silent."""
+    while True:
+        await asyncio.sleep(BEAT_INTERVAL)
+        await runner.publisher.beat()
 
 
 def report_format(path: Path, option: str = "--report") -> str:

@@ -74,6 +74,10 @@ class Uplink:
         """Send the warm-up record."""
         self._send({"report": record})
 
+    def beat(self) -> None:
+        """Say "still here": a primer whose loop hangs stops saying it, and is replaced."""
+        self._send({"beat": True})
+
     def _send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         view = memoryview(data)
@@ -199,6 +203,12 @@ class Publisher:
             self._last_write = now
             await self._write(self.sink.write, status)
             self.status_written = self._write_error is None
+
+    async def beat(self) -> None:
+        """A heartbeat to the supervisor, when the sink is the :class:`Uplink`."""
+        sink = self.sink
+        if isinstance(sink, Uplink):
+            await self._write(lambda _: sink.beat(), None)
 
     async def write_report(self, record: dict[str, Any]) -> None:
         """Hand the warm-up record to the sink, if there is one."""

@@ -53,8 +53,9 @@ LIVENESS_STALL = 10.0
 """Seconds without a turn of the loop after which ``/livez`` fails."""
 SILENT_LIMIT = 30.0
 """Seconds a primer may go without a word before it counts as hung and is replaced."""
-GRACE = 2.0
-"""Seconds a primer gets to stop after SIGTERM before it is killed."""
+GRACE = 1.0
+"""Seconds a primer gets to stop after SIGTERM before it is killed (the supervisor writes the
+final status itself, so nothing of the primer's is lost)."""
 FILE_INTERVAL = 1.0
 
 
