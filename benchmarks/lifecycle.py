@@ -6,7 +6,9 @@ samples the resident memory of the supervisor and every primer it starts (from /
 another probes /readyz with a new connection every 20 ms, as a kubelet does but far more often
 (paused while the idle CPU is measured). Prints a
 Markdown table per phase: RSS peak/last (MiB, all processes together), /readyz p50/p99/max
-(ms) and failed probes, and the supervisor's CPU seconds per hour while ready and idle.
+(ms) and failed probes, the supervisor's CPU seconds per hour while ready and idle, and how long
+a `run` killed with SIGKILL takes to be ready again when started on the same status directory
+while the app stays warm.
 
     .venv/bin/python benchmarks/lifecycle.py [--idle 30] [--concurrency 16]
 """
@@ -127,11 +129,39 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, int(q * len(ordered)) - 1))] if ordered else 0.0
 
 
+def resume_seconds(concurrency: int) -> float:
+    """kill -9 a ready `run`, start it again on the same status dir: seconds to /readyz 200."""
+    port, serve = free_port(), free_port()
+    status_dir = Path(tempfile.mkdtemp(prefix="wg-resume-"))
+    command = [sys.executable, "-m", "warmgate", "run", "--url", items_url(port),
+               "--concurrency", str(concurrency), "--window", "3s", "--hold", "2s",
+               "--status-dir", str(status_dir), "--port", str(serve),
+               "--log-format", "json"]  # fmt: skip
+    base = f"http://127.0.0.1:{serve}"
+    app = SimApp(Behavior(start_capacity=64, full_capacity=64))
+    app.start(port=port)
+    try:
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_until(lambda: ready(base), 60)
+        first.kill()
+        first.wait()
+        started = time.monotonic()
+        second = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_until(lambda: ready(base), 60)
+        elapsed = time.monotonic() - started
+        second.terminate()
+        second.wait(10)
+    finally:
+        app.stop()
+    return elapsed
+
+
 def main() -> None:
     """Run the phases and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=float, default=30.0, help="seconds ready and idle")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--resumes", type=int, default=3, help="kill -9 and restart this often")
     args = parser.parse_args()
     cold = Behavior(start_capacity=2, full_capacity=64, warm_seconds=4.0, base_latency=0.005)
     port = free_port()
@@ -184,6 +214,9 @@ def main() -> None:
               f"{quantile(probes, 0.5):.1f} | {quantile(probes, 0.99):.1f} | "
               f"{max(probes, default=0):.1f} | {recorder.failures[phase]} |")  # fmt: skip
     per_hour = idle_cpu / idle_for * 3600
+    resumes = [resume_seconds(args.concurrency) for _ in range(args.resumes)]
+    print("\nready again after kill -9 of run (app warm), seconds: "
+          + ", ".join(f"{seconds:.2f}" for seconds in resumes))  # fmt: skip
     print(f"\nidle once ready: {per_hour:.1f} CPU seconds per hour (supervisor, {idle_for:.0f}s)")
     print(json.dumps({"idle_cpu_s_per_hour": round(per_hour, 2)}))
 
