@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from warmgate import __version__
 from warmgate.drivers import OUTCOMES
 from warmgate.errors import StatusDirError
+from warmgate.gate import OPENED_ON_TIMEOUT
 from warmgate.status import STATES, Status, is_ready, read_status
 from warmgate.window import Sample
 
@@ -119,7 +120,7 @@ class Metrics:
         self.state.state(status.state)
         self.concurrency.set(status.level)
         self.concurrency_target.set(status.target_level)
-        self.opened_on_timeout.set(1 if status.outcome == "opened_on_timeout" else 0)
+        self.opened_on_timeout.set(1 if status.outcome == OPENED_ON_TIMEOUT else 0)
         self.warmup_seconds.set(status.warmup_seconds() or 0)
         window = status.window
         self.window_requests.set(window.get("requests") or 0)
@@ -176,7 +177,7 @@ class StatusCollector(Collector):
         for percentile in PERCENTILES:
             latency.add_metric([percentile], _number(window.get(f"p{percentile}_ms")) / 1000)
         yield latency
-        opened = status.get("outcome") == "opened_on_timeout"
+        opened = status.get("outcome") == OPENED_ON_TIMEOUT
         yield _gauge("warmgate_opened_on_timeout", 1 if opened else 0)
         rearms = CounterMetricFamily("warmgate_rearms", HELP["warmgate_rearms"])
         rearms.add_metric([], _number(status.get("rearms")))

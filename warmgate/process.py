@@ -31,7 +31,7 @@ from warmgate.secrets import Secrets
 from warmgate.server import listen
 from warmgate.signals import EARLY as EARLY_SIGNALS
 from warmgate.signals import die_with_parent
-from warmgate.status import Status, StatusDir, atomic_write, read_status
+from warmgate.status import WAITING, Status, StatusDir, atomic_write, read_status
 from warmgate.targets import compile_targets
 
 GRACE = 1.5
@@ -318,7 +318,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         watch.append((host, port))
     now = time.time()
     first = Status(
-        state="waiting",
+        state=WAITING,
         ready=False,
         reason="confirming the app is still warm after warmgate restarted" if resume
         else "starting",

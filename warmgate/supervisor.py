@@ -30,15 +30,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from warmgate import __version__
+from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT
 from warmgate.logs import Log
 from warmgate.machine import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.secrets import Secrets
-from warmgate.status import STOPPED, WAITING, WARMING, StatusDir
+from warmgate.status import FAILED, READY, STOPPED, WAITING, StatusDir
 
 TICK = 0.25
 """Seconds between turns of the supervisor's loop while a primer runs (its words wake it
@@ -232,14 +233,14 @@ class Supervisor:
     def _from_primer(self, now: float, primer: Primer, status: dict[str, Any]) -> None:
         status = {**status, "started_at": self._status.get("started_at")}
         if self.machine.state is not State.PRIMING:
-            if status.get("state") == "ready" and self.machine.state is State.READY:
+            if status.get("state") == READY and self.machine.state is State.READY:
                 self._show(status, now)  # a keep-warm primer's progress; readiness unchanged
             return
         outcome = status.get("outcome")
-        if outcome is not None and status.get("state") in ("ready", "failed"):
+        if outcome is not None and status.get("state") in (READY, FAILED):
             primer.outcome_seen = True
             answered = bool(status.get("target_answered"))
-            ready = status.get("state") == "ready"
+            ready = status.get("state") == READY
             self._apply(self.machine.worker_outcome(now, ready=ready, answered=answered))
             self._show(status, now, force=True)
             return
@@ -330,7 +331,7 @@ class Supervisor:
             ):
                 verb = "failed closed" if step.state is State.FAILED else "opened anyway"
                 why = f"{verb}: no primer reached an outcome in time"
-                outcome = "failed_closed" if step.state is State.FAILED else "opened_on_timeout"
+                outcome = FAILED_CLOSED if step.state is State.FAILED else OPENED_ON_TIMEOUT
                 status = self._own_status(step.state.public, why, now, outcome=outcome)
                 self._show(status, now, force=True, own=True)
 
@@ -345,7 +346,7 @@ class Supervisor:
         return {
             **self._status,
             "state": state,
-            "ready": state == "ready",
+            "ready": state == READY,
             "reason": reason,
             "outcome": outcome,
             "updated_at": stamp,
@@ -519,6 +520,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["WARMING", "Plan", "Supervisor", "exec_supervisor", "main", "replace"]
