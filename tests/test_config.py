@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from warmgate.cli import overrides_from_flags
-from warmgate.errors import ConfigError, TemplateError
 from warmgate.config import warnings as config_warnings
 from warmgate.config_file import MAX_CONFIG_BYTES
+from warmgate.errors import ConfigError, TemplateError
 from warmgate.loading import describe, load_config, load_for_command
 from warmgate.secrets import redact_url
 from warmgate.targets import compile_targets
@@ -445,7 +445,9 @@ def test_an_at_sign_in_the_path_is_not_a_credential(url: str) -> None:
 
 def test_a_templated_url_that_renders_credentials_is_refused() -> None:
     """Credentials that appear only once the URL renders are refused when targets compile."""
-    config, _ = load_config(None, {"targets": [{"http": {"url": "http://{{ 'u:secret1\\x40h' }}/"}}]})
+    config, _ = load_config(
+        None, {"targets": [{"http": {"url": "http://{{ 'u:secret1\\x40h' }}/"}}]}
+    )
     with pytest.raises(TemplateError, match=re.escape("once rendered, 'http://u:***@h/' carries a user or password")):  # fmt: skip
         compile_targets(config)
 

@@ -81,12 +81,10 @@ def sql_url_secrets(url: str) -> set[str]:
 def spellings(value: str) -> set[str]:
     """``value`` as the surfaces may spell it: as written, percent-decoded and -encoded, and
     escaped for JSON and HTML."""
-    forms = {value, unquote(value), quote(value, safe="")}
-    for form in list(forms):
-        forms.add(json.dumps(form)[1:-1])
-        forms.add(json.dumps(form, ensure_ascii=False)[1:-1])
-        forms.add(html.escape(form))
-        forms.add(html.escape(form, quote=False))
+    forms = set()
+    for form in (value, unquote(value), quote(value, safe="")):
+        forms |= {form, html.escape(form), html.escape(form, quote=False)}
+        forms |= {json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1]}
     return forms
 
 
