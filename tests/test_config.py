@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -283,7 +284,7 @@ def test_template_functions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("source", "message"), [
     ("{{ randnt(1, 2) }}", "url: 'randnt' is undefined; the functions are randint"),
     ("{{ randint(1, 2 }}", "url: the template has a syntax error at line 1"),
-    ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt') cannot read"),
+    ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt'): /nonexistent/ids.txt does not exist; check the path."),
     ("{{ ''.__class__.__mro__ }}", "url: "),
     ("{{ 1 // 0 }}", "url: the template failed to render (ZeroDivisionError: integer division or modulo by zero); fix the expression."),
     ("{{ range(10**9) | list }}", "url: the template failed to render (OverflowError: "),
@@ -366,7 +367,7 @@ def test_only_regular_files_are_read(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             load_config(path)
         assert str(caught.value) == (
-            f"--config: {path} is {kind}, not a regular file; give the path of a YAML file."
+            f"--config: {path} is {kind}, not a regular file; give the path of a file."
         )
 
 
@@ -464,3 +465,66 @@ def test_a_timeout_longer_than_the_window_is_a_warning(tmp_path: Path) -> None:
         "lengthen the window.\n"
     )
     assert config_warnings(load_config(None, {"targets": [{"http": {"url": URL}}]})[0]) == []
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("{{ 'x' * 400000000 }}", "a repetition with *"),
+    ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "its output"),
+    ("{{ 'x'.ljust(1000000000) }}", "str.ljust"),
+    ("{{ 'x'|center(1000000000) }}", "the center filter"),
+    ("{{ 'x'|indent(1000000000, true) }}", "the indent filter"),
+    ("{{ 'abc'.replace('', 'y' * 900000) }}", "str.replace"),
+    ("{{ 'abc'|replace('', 'y' * 900000) }}", "the replace filter"),
+    ("{{ (['y' * 900000] * 1000)|join }}", "the join filter"),
+    ("{{ ''.join(['y' * 900000] * 1000) }}", "str.join"),
+    ("{{ '%1000000000d' % 1 }}", "a % format with a width of a million or more"),
+    ("{{ '{:>1000000000}'.format(1) }}", "a format with a width of a million or more"),
+    ("{{ '{:>{}}'.format(1, 1000000000) }}", "str.format"),
+    ("{{ '%1000000000d'|format(1) }}", "a format with a width of a million or more"),
+    ("{{ 7 ** 100000 }}", "a power with 4096+ bits"),
+    ("{{ ([[1] * 100000] * 100000)|sum(start=[])|length }}", "the sum filter"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "a value it builds"),
+])  # fmt: skip
+def test_a_template_cannot_render_a_huge_value(source: str, why: str) -> None:
+    """Whatever builds a value past 1,000,000 characters is refused before it is built."""
+    with pytest.raises(TemplateError) as caught:
+        Templates().compile(source, "body")
+    assert str(caught.value) == (
+        f"body: the template would render more than 1,000,000 characters ({why}); render less."
+    )
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
+])  # fmt: skip
+def test_a_template_that_renders_for_long_is_refused_at_start(source: str) -> None:
+    """The first render must finish within a second, even when it outputs nothing."""
+    with pytest.raises(TemplateError, match=re.escape("url: the template took more than 1s to render once; it renders for every request, so make it do less (smaller loops).")):  # fmt: skip
+        Templates().compile(source, "url")
+
+
+def test_templates_at_the_bounds_still_render(tmp_path: Path) -> None:
+    """A million characters is allowed; lipsum is gone; line() refuses what is not a file."""
+    assert len(Templates().compile("{{ 'x' * 1000000 }}", "body").render()) == 1_000_000
+    with pytest.raises(TemplateError, match="'lipsum' is undefined"):
+        Templates().compile("{{ lipsum(1000000) }}", "body")
+    with pytest.raises(TemplateError, match=re.escape("url: line('/dev/zero'): /dev/zero is a device, not a regular file")):  # fmt: skip
+        Templates().compile("{{ line('/dev/zero') }}", "url")
+
+
+def test_a_rendering_past_the_bound_later_is_an_error_naming_the_field() -> None:
+    """A template that renders small at start-up but huge later fails that request, naming the field."""
+    templates = Templates()
+    source = "{{ 'x' * choice([1, 2000000]) }}"
+    for _ in range(200):
+        with contextlib.suppress(TemplateError):
+            template = templates.compile(source, "targets[0].http.body")
+            break
+
+    def render_many() -> None:
+        for _ in range(200):
+            template.render()
+
+    with pytest.raises(TemplateError, match=re.escape("targets[0].http.body: the template would render more than 1,000,000 characters (a repetition with *); render less.")):  # fmt: skip
+        render_many()

@@ -60,8 +60,8 @@ def _refuse_duplicate_keys(loader: Any, node: yaml.MappingNode) -> None:
             )
 
 
-def read_text(path: Path, flag: str = "--config") -> str:
-    """The text of the regular file at ``path``, at most :data:`MAX_CONFIG_BYTES`."""
+def read_text(path: Path, flag: str = "--config", limit: int = MAX_CONFIG_BYTES) -> str:
+    """The text of the regular file at ``path``, at most ``limit`` bytes; ``flag`` names it."""
     try:
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -73,18 +73,20 @@ def read_text(path: Path, flag: str = "--config") -> str:
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise ConfigError(
-            f"{flag}: {path} is {_kind(mode)}, not a regular file; give the path of a YAML file."
+            f"{flag}: {path} is {_kind(mode)}, not a regular file; give the path of a file."
         )
     with os.fdopen(fd, "rb") as file:
         try:
-            data = file.read(MAX_CONFIG_BYTES + 1)
+            data = file.read(limit + 1)
         except OSError as exc:
             raise ConfigError(f"{flag}: {path} cannot be read ({exc.strerror}).") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{flag}: {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB, the most a config may "
-            "hold; move long lists of values into a file read with line()."
+    if len(data) > limit:
+        advice = (
+            "the most a config may hold; move long lists of values into a file read with line()"
+            if limit == MAX_CONFIG_BYTES
+            else "the most warmgate reads; keep a sample of it"
         )
+        raise ConfigError(f"{flag}: {path} is larger than {limit // 1024} KiB, {advice}.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
