@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from warmgate import __version__
-from warmgate.secrets import redact_url
+from warmgate.secrets import redact_url, url_passwords
 from warmgate.units import format_duration, parse_duration
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"
@@ -326,6 +326,12 @@ class SqlTarget(_Model):
         if scheme.startswith("sqlite") and not url.partition("://")[2].lstrip("/"):
             raise ValueError(
                 "a sqlite URL needs a file: sqlite:///relative.db or sqlite:////abs.db"
+            )
+        if any("@" in password for password in url_passwords(url)):
+            # The database driver would read the rest of the password as the host, and show it.
+            raise ValueError(
+                f"the password in '{redact_url(url)}' holds an @, which ends the password early; "
+                "percent-encode it as %40 (in the ${VAR} value too)"
             )
         return url
 
