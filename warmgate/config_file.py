@@ -29,6 +29,9 @@ MAX_CONFIG_BYTES = 256 * 1024
 """A config file may hold at most 256 KiB; long lists of values belong in files read by line()."""
 MAX_DEPTH = 64
 """Mappings and lists nested deeper than this are refused (a config needs about six)."""
+MAX_INT_BITS = 64
+"""Integers fit in 64 bits: a longer one is a mistake (and one of 4300+ digits cannot even be
+printed in an error message)."""
 MAX_NODES = 50_000
 """Nodes in the document once every alias is expanded: a 256 KiB file holds about that many."""
 
@@ -42,6 +45,19 @@ class _Loader(_Base):  # type: ignore[misc]
         if isinstance(node, yaml.MappingNode):
             _refuse_duplicate_keys(self, node)
         return super().construct_mapping(node, deep)
+
+
+def _bounded_int(loader: Any, node: yaml.ScalarNode) -> int:
+    value = int(yaml.SafeLoader.construct_yaml_int(loader, node))
+    if value.bit_length() > MAX_INT_BITS:
+        raise yaml.constructor.ConstructorError(
+            problem=f"the number is beyond {MAX_INT_BITS} bits; no setting needs one that large",
+            problem_mark=node.start_mark,
+        )
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
 def _refuse_duplicate_keys(loader: Any, node: yaml.MappingNode) -> None:

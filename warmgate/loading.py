@@ -172,15 +172,25 @@ def format_validation_error(exc: ValidationError) -> str:
         if error["type"] == "missing":
             message = "is required"
         elif error["type"] == "finite_number":
-            message = f"'{error.get('input')}' is not a finite number; write a number such as 10"
+            message = (
+                f"'{_shown(error.get('input'))}' is not a finite number; write a number such as 10"
+            )
         elif error["type"] == "literal_error":
-            message = f"'{error.get('input')}' is not allowed; {message[0].lower()}{message[1:]}"
+            message = (
+                f"'{_shown(error.get('input'))}' is not allowed; {message[0].lower()}{message[1:]}"
+            )
         # A check across sections (the model's own validator) names its fields itself.
         line = f"{location}: {message}." if error["loc"] else f"{message}."
         lines.append(line.replace("..", "."))
     problems = "\n".join(f"  - {line}" for line in lines)
     count = len(lines)
     return f"the configuration has {count} problem{'s' if count != 1 else ''}:\n{problems}"
+
+
+def _shown(value: Any) -> str:
+    """``value`` as text, at most 80 characters of it."""
+    text = str(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

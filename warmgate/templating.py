@@ -38,8 +38,8 @@ from warmgate.errors import ConfigError, TemplateError
 TEMPLATE_FUNCTIONS = ("randint", "choice", "uuid4", "line", "random")
 MAX_RENDERED_CHARS = 1_000_000
 """The most characters one rendering (a URL, a header, a body, a parameter) may produce."""
-FIRST_RENDER_SECONDS = 1.0
-"""The first render, at start-up, must finish within this long."""
+FIRST_RENDER_SECONDS = 0.5
+"""The first render, at start-up, must finish within this long (a usual one takes microseconds)."""
 MAX_LINE_FILE_BYTES = 64 * 1024 * 1024
 """The largest file ``line()`` reads (it keeps the file's lines in memory)."""
 _MAX_POWER_BITS = 4096
@@ -113,7 +113,7 @@ class Templates:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         env = _bounded_environment(ImmutableSandboxedEnvironment)(
-            undefined=jinja2.StrictUndefined, autoescape=False
+            undefined=jinja2.StrictUndefined, autoescape=False, finalize=_printable
         )
         # lipsum(n) writes n paragraphs, and nobody warms an app with lorem ipsum.
         env.globals.pop("lipsum", None)
@@ -221,8 +221,8 @@ def _bounded_join(parts: Iterator[str]) -> str:
 def _deadline(seconds: float) -> Iterator[None]:
     """Raise :class:`_TooSlowError` in the code running in this block once ``seconds`` have passed.
 
-    A trace function sees every line the template's compiled code runs, so even an empty loop
-    is interrupted; it costs time only here, at the one render at start-up.
+    A trace function sees every line the template's compiled code runs and every call, so even
+    an empty loop is interrupted; it costs time only here, at the one render at start-up.
     """
     end = time.monotonic() + seconds
     previous = sys.gettrace()
@@ -230,7 +230,9 @@ def _deadline(seconds: float) -> Iterator[None]:
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
         if time.monotonic() > end:
             raise _TooSlowError
-        return trace
+        # Line by line only in the template's own code: tracing every line of the library code
+        # it calls (and of the size checks here) would make the render itself slow.
+        return trace if frame.f_code.co_filename == "<template>" else None
 
     sys.settrace(trace)
     try:
@@ -240,7 +242,40 @@ def _deadline(seconds: float) -> Iterator[None]:
 
 
 def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+    """About how many characters printing ``value`` takes, with every nested container expanded
+    (quotes, brackets and separators included); counting stops just past
+    :data:`MAX_RENDERED_CHARS`, so it costs at most that.
+
+    Expanded, not in memory: ``[[0] * 100000] * 100000`` holds one inner list, but prints 10¹⁰
+    zeros.
+    """
+    total = 0
+    pending = [(value, False)]
+    while pending and total <= MAX_RENDERED_CHARS:
+        item, nested = pending.pop()
+        if isinstance(item, str | bytes):
+            total += len(item) + (4 if nested else 0)  # 'quotes' and ", " inside a container
+            continue
+        if isinstance(item, dict):
+            item = [*item.keys(), *item.values()]
+        if not isinstance(item, list | tuple | set | frozenset):
+            total += 3 if nested else 1
+        elif _SIZED.isdisjoint(map(type, item)):
+            total += 4 + 3 * len(item)  # brackets, and each scalar with its separator
+        else:
+            total += 4
+            pending.extend((element, True) for element in item)
+    return total
+
+
+_SIZED = frozenset({str, bytes, list, tuple, set, frozenset, dict})
+
+
+def _printable(value: Any) -> Any:
+    """What ``{{ value }}`` may print: a value whose printed form would pass the bound is
+    refused before ``str()`` builds it."""
+    _check_size(_size(value), "a value it prints")
+    return value
 
 
 def _check_size(size: int, what: str) -> None:
@@ -251,7 +286,7 @@ def _check_size(size: int, what: str) -> None:
 def _check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for items, count in ((left, right), (right, left)):
-            if isinstance(count, int) and _size(items):
+            if isinstance(count, int) and isinstance(items, str | bytes | list | tuple):
                 _check_size(_size(items) * count, "a repetition with *")
     elif operator == "+":
         _check_size(_size(left) + _size(right), "a concatenation with +")
@@ -278,8 +313,8 @@ def _check_call(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         _check_size(max((v for v in values if isinstance(v, int)), default=0), f"str.{name}")
     elif name == "replace" and len(args) >= 2 and isinstance(args[0], str):
         _check_size(_replaced_size(owner, args[0], args[1]), "str.replace")
-    elif name == "join" and args:
-        _check_size(sum(map(_size, args[0])) + len(owner) * _size(args[0]), "str.join")
+    elif name == "join" and args and isinstance(args[0], list | tuple):
+        _check_size(_size(args[0]) + len(owner) * len(args[0]), "str.join")
     elif name in {"format", "format_map"} and _WIDE.search(owner):
         raise _TooLargeError("a format with a width of a million or more")
 
@@ -291,7 +326,6 @@ def _replaced_size(text: str, old: str, new: Any) -> int:
 
 def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
     """The filters that can multiply a value's size in one step, checked before they run."""
-    from jinja2 import pass_context
 
     center, indent = filters["center"], filters["indent"]
     join, replace = filters["join"], filters["replace"]
@@ -307,28 +341,29 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
         _check_size(_size(value) + lines * pad, "the indent filter")
         return indent(value, width, *args, **kwargs)
 
-    @pass_context
-    def bounded_join(context: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+    def bounded_join(passed: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
         items = list(value)
-        _check_size(sum(map(_size, items)) + len(d) * len(items), "the join filter")
-        return join(context, items, d, attribute)
+        _check_size(_size(items) + len(d) * len(items), "the join filter")
+        return join(passed, items, d, attribute)
 
-    @pass_context
-    def bounded_replace(context: Any, value: Any, old: str, new: str, count: Any = None) -> Any:
+    def bounded_replace(passed: Any, value: Any, old: str, new: str, count: Any = None) -> Any:
         _check_size(_replaced_size(str(value), str(old), str(new)), "the replace filter")
-        return replace(context, value, old, new, count)
+        return replace(passed, value, old, new, count)
 
     def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(value, str) and _WIDE.search(value):
             raise _TooLargeError("a format with a width of a million or more")
         return fmt(value, *args, **kwargs)
 
-    @pass_context
-    def bounded_sum(context: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    def bounded_sum(passed: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
         items = list(iterable)
-        _check_size(sum(map(_size, items)) + _size(start), "the sum filter")
-        return total(context, items, attribute, start)
+        _check_size(_size(items) + _size(start), "the sum filter")
+        return total(passed, items, attribute, start)
 
+    for bounded, original in ((bounded_join, join), (bounded_replace, replace),
+                              (bounded_sum, total)):  # fmt: skip
+        # Jinja2 passes each the same first argument (context, eval context or environment).
+        setattr(bounded, "jinja_pass_arg", getattr(original, "jinja_pass_arg", None))  # noqa: B010
     return {"center": bounded_center, "indent": bounded_indent, "join": bounded_join,
             "replace": bounded_replace, "format": bounded_format, "sum": bounded_sum}  # fmt: skip
 
