@@ -13,7 +13,8 @@ from typing import Any
 from warmgate.config import DURATION_PATTERN, Config
 from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_NODES
 from warmgate.loading import MAX_EXPANSION_CHARS
-from warmgate.templating import FIRST_RENDER_SECONDS, MAX_LINE_FILE_BYTES, MAX_RENDERED_CHARS
+from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS
+from warmgate.templating import MAX_LINE_FILE_BYTES
 from warmgate.units import format_duration
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
