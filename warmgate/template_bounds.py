@@ -116,11 +116,13 @@ _SIZED = frozenset({str, bytes, list, tuple, set, frozenset, dict})
 def printable(value: Any) -> Any:
     """What ``{{ value }}`` may print: a value whose printed form would pass the bound is
     refused before ``str()`` builds it."""
-    _checksize(size(value), "a value it prints")
+    if isinstance(value, int | float) or value is None:  # the usual case, once per request
+        return value
+    _check_size(size(value), "a value it prints")
     return value
 
 
-def _checksize(size: int, what: str) -> None:
+def _check_size(size: int, what: str) -> None:
     if size > MAX_RENDERED_CHARS:
         raise TooLargeError(what)
 
@@ -129,9 +131,9 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for items, count in ((left, right), (right, left)):
             if isinstance(count, int) and isinstance(items, str | bytes | list | tuple):
-                _checksize(size(items) * count, "a repetition with *")
+                _check_size(size(items) * count, "a repetition with *")
     elif operator == "+":
-        _checksize(size(left) + size(right), "a concatenation with +")
+        _check_size(size(left) + size(right), "a concatenation with +")
     elif operator == "**":
         integers = isinstance(left, int) and isinstance(right, int) and right > 0
         if integers and left.bit_length() * right > _MAX_POWER_BITS:
@@ -148,20 +150,20 @@ def _check_call(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     owner = getattr(function, "__self__", None)
     values = [*args, *kwargs.values()]
     if name in {"format", "format_map"}:  # the sandbox's wrapper of str.format has no owner
-        _checksize(max((v for v in values if isinstance(v, int)), default=0), f"str.{name}")
+        _check_size(max((v for v in values if isinstance(v, int)), default=0), f"str.{name}")
     if not isinstance(owner, str):
         return
     if name in {"ljust", "rjust", "center", "zfill", "expandtabs"}:
-        _checksize(max((v for v in values if isinstance(v, int)), default=0), f"str.{name}")
+        _check_size(max((v for v in values if isinstance(v, int)), default=0), f"str.{name}")
     elif name == "replace" and len(args) >= 2 and isinstance(args[0], str):
-        _checksize(_replacedsize(owner, args[0], args[1]), "str.replace")
+        _check_size(_replaced_size(owner, args[0], args[1]), "str.replace")
     elif name == "join" and args and isinstance(args[0], list | tuple):
-        _checksize(size(args[0]) + len(owner) * len(args[0]), "str.join")
+        _check_size(size(args[0]) + len(owner) * len(args[0]), "str.join")
     elif name in {"format", "format_map"} and _WIDE.search(owner):
         raise TooLargeError("a format with a width of a million or more")
 
 
-def _replacedsize(text: str, old: str, new: Any) -> int:
+def _replaced_size(text: str, old: str, new: Any) -> int:
     count = text.count(old)
     return len(text) + count * (size(new) - len(old))
 
@@ -174,22 +176,22 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
     fmt, total = filters["format"], filters["sum"]
 
     def bounded_center(value: Any, width: int = 80) -> Any:
-        _checksize(width if isinstance(width, int) else 0, "the center filter")
+        _check_size(width if isinstance(width, int) else 0, "the center filter")
         return center(value, width)
 
     def bounded_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
         lines = str(value).count("\n") + 1
         pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-        _checksize(size(value) + lines * pad, "the indent filter")
+        _check_size(size(value) + lines * pad, "the indent filter")
         return indent(value, width, *args, **kwargs)
 
     def bounded_join(passed: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
         items = list(value)
-        _checksize(size(items) + len(d) * len(items), "the join filter")
+        _check_size(size(items) + len(d) * len(items), "the join filter")
         return join(passed, items, d, attribute)
 
     def bounded_replace(passed: Any, value: Any, old: str, new: str, count: Any = None) -> Any:
-        _checksize(_replacedsize(str(value), str(old), str(new)), "the replace filter")
+        _check_size(_replaced_size(str(value), str(old), str(new)), "the replace filter")
         return replace(passed, value, old, new, count)
 
     def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -199,7 +201,7 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
 
     def bounded_sum(passed: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
         items = list(iterable)
-        _checksize(size(items) + size(start), "the sum filter")
+        _check_size(size(items) + size(start), "the sum filter")
         return total(passed, items, attribute, start)
 
     for bounded, original in ((bounded_join, join), (bounded_replace, replace),
@@ -228,12 +230,12 @@ def bounded_environment(base: type[Any]) -> type[Any]:
         # namespace attribute doubled with ~ in a loop) stops as soon as it passes the bound.
         def getattr(self, obj: Any, attribute: str) -> Any:
             value = super().getattr(obj, attribute)
-            _checksize(size(value), "a value it builds")
+            _check_size(size(value), "a value it builds")
             return value
 
         def getitem(self, obj: Any, argument: Any) -> Any:
             value = super().getitem(obj, argument)
-            _checksize(size(value), "a value it builds")
+            _check_size(size(value), "a value it builds")
             return value
 
         def wrap_str_format(self, value: Any) -> Any:
