@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import fcntl
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from tests.helpers import (
     poll,
     run_cli,
 )
+from tests.test_config import billion_laughs
 from warmgate.simapp import Behavior, SimApp
 
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_seconds=6.0, base_latency=0.02)
@@ -168,7 +170,7 @@ def test_target_that_never_answers(tmp_path: Path) -> None:
         config = tmp_path / "c.yaml"
         config.write_text(
             f"targets:\n  - http: {{url: 'http://127.0.0.1:{port}/', timeout: 300ms}}\n"
-            "gate: {timeout: 3s, on_timeout: fail, window: 2s}\n"
+            "gate: {timeout: 3s, on_timeout: fail, window: 2s, hold: 1s}\n"
         )
         result = run_cli("prime", "--config", str(config), "--status-dir", str(tmp_path / "wg"))
     finally:
@@ -320,6 +322,17 @@ def test_url_flag_is_repeatable_and_wins_over_the_env_var() -> None:
     (["validate", "--config", "/nonexistent.yaml"], "/nonexistent.yaml does not exist"),
     (["prime", "--url", "http://127.0.0.1:9/", "--status-dir", "/sys/kernel"], "/sys/kernel is not writable"),
     (["run", "--bogus"], "No such option: --bogus"),
+    (["serve", "--status-dir", ".", "--port", "70000"], "Invalid value for '--port'"),
+    (["serve", "--status-dir", ".", "--port", "-1"], "Invalid value for '--port'"),
+    (["serve", "--status-dir", ".", "--log-format", "xml"], "'xml' is not one of 'auto'"),
+    (["demo", "--log-format", "xml"], "'xml' is not one of 'auto'"),
+    (["validate", "--url", "http://x/", "--log-format", "xml"], "log_format: 'xml' is not allowed"),
+    (["prime", "--url", "http://x/", "--port", "70000"], "server.port: Input should be less than or equal to 65535"),
+    (["validate", "--url", "http://x/", "--status-dir", ""], "status_dir: is empty; write a directory such as /warmgate"),
+    (["validate", "--url", "http://x/", "--rate", "inf"], "load.rate: 'inf' is not a finite number"),
+    (["validate", "--url", "http://x/", "--timeout", "3s"], "gate.hold 5s is not shorter than gate.timeout 3s"),
+    (["validate", "--url", "http://bob:pa/ss@x/"], "'http://bob:***@x/' carries a user or password"),
+    (["validate", "--config", "/dev/zero"], "--config: /dev/zero is a device, not a regular file"),
 ])  # fmt: skip
 def test_bad_input_exits_2_with_one_sentence(args: list[str], message: str) -> None:
     """Config and usage mistakes exit 2 with a sentence naming the field, never a traceback."""
@@ -327,6 +340,22 @@ def test_bad_input_exits_2_with_one_sentence(args: list[str], message: str) -> N
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert "pa/ss" not in result.stderr
+
+
+def test_hostile_config_files_exit_2_at_once(tmp_path: Path) -> None:
+    """A FIFO, an alias bomb and nesting 20,000 deep each exit 2 with one line, never hanging."""
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs())
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("targets: " + "[" * 20000 + "]" * 20000 + "\n")
+    for path in (fifo, bomb, deep):
+        result = run_cli("validate", "--config", str(path), timeout=20)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"warmgate: --config: {path} ")
+        assert result.stderr.count("\n") == 1
 
 
 def test_config_file_that_is_not_utf8_exits_2(tmp_path: Path) -> None:

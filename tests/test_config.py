@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from warmgate.cli import overrides_from_flags
+from warmgate.config import warnings as config_warnings
+from warmgate.config_file import MAX_CONFIG_BYTES
 from warmgate.errors import ConfigError, TemplateError
-from warmgate.loading import describe, load_config
+from warmgate.loading import describe, load_config, load_for_command
 from warmgate.secrets import redact_url
 from warmgate.targets import compile_targets
 from warmgate.templating import Templates
@@ -98,16 +103,18 @@ def test_env_expansion_and_secret_redaction(tmp_path: Path) -> None:
     """${VAR} expands; secret-looking variables are redacted from the plan."""
     path = write(
         tmp_path,
-        "targets:\n  - http:\n      url: 'http://app:${APP_PASSWORD}@127.0.0.1:${PORT}/x'\n"
-        "      headers: {Authorization: 'Bearer ${API_TOKEN}'}\n",
+        "targets:\n  - http:\n      url: 'http://127.0.0.1:${PORT}/x'\n"
+        "      headers: {Authorization: 'Bearer ${API_TOKEN}'}\n"
+        "  - sql: {url: 'postgresql://app:${APP_PASSWORD}@db/x', query: SELECT 1}\n",
     )
     env = {"APP_PASSWORD": "hunter2-secret", "PORT": "8080", "API_TOKEN": "tok-123456"}
     config, secrets = load_config(path, environ=env)
     assert config.targets[0].http is not None
-    assert config.targets[0].http.url == "http://app:hunter2-secret@127.0.0.1:8080/x"
+    assert config.targets[0].http.url == "http://127.0.0.1:8080/x"
+    assert config.targets[0].http.headers == {"Authorization": "Bearer tok-123456"}
     plan = describe(config, secrets)
     assert "hunter2" not in plan
-    assert "http://app:***@127.0.0.1:8080/x" in plan
+    assert "postgresql://app:***@db/x" in plan
     assert secrets.redact("Bearer tok-123456") == "Bearer ***"
 
 
@@ -195,7 +202,7 @@ def test_config_file_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
     ("http://127.0.0.1:0/", "has port '0'; write a port from 1 to 65535"),
     ("http://127.0.0.1:80x/", "has port '80x'"),
     ("http:///items", "targets[0].http.url: 'http:///items' has no host"),
-    ("http://app:s3cret@[::1/", "'http://app:***@[::1/' is not a valid URL"),
+    ("http://app:s3cret@[::1/", "'http://app:***@[::1/' carries a user or password"),
 ])  # fmt: skip
 def test_http_urls_need_a_host_and_a_valid_port(url: str, message: str) -> None:
     """A URL that cannot be parsed, or whose port is outside 1..65535, is refused naming the field."""
@@ -277,7 +284,7 @@ def test_template_functions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("source", "message"), [
     ("{{ randnt(1, 2) }}", "url: 'randnt' is undefined; the functions are randint"),
     ("{{ randint(1, 2 }}", "url: the template has a syntax error at line 1"),
-    ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt') cannot read"),
+    ("{{ line('/nonexistent/ids.txt') }}", "url: line('/nonexistent/ids.txt'): /nonexistent/ids.txt does not exist; check the path."),
     ("{{ ''.__class__.__mro__ }}", "url: "),
     ("{{ 1 // 0 }}", "url: the template failed to render (ZeroDivisionError: integer division or modulo by zero); fix the expression."),
     ("{{ range(10**9) | list }}", "url: the template failed to render (OverflowError: "),
@@ -307,3 +314,220 @@ def test_redact_url() -> None:
         "postgresql+psycopg://app:***@db:5432/x"
     )
     assert redact_url("http://127.0.0.1:8080/a") == "http://127.0.0.1:8080/a"
+
+
+def billion_laughs(levels: int = 10) -> str:
+    """A YAML alias bomb: ten levels of nine references each, 10⁹ strings once expanded."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        refs = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join([*lines, f"targets: *a{levels - 1}", ""])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (billion_laughs(), "expands to more than 50000 values once its aliases are expanded"),
+    ("targets: " + "[" * 20000 + "]" * 20000 + "\n", "is not valid YAML"),
+    ("targets:\n" + "".join("  " * i + "- x:\n" for i in range(1, 80)), "nests lists and mappings more than 64 deep (line 33); flatten it."),
+    ("a: &a [*a]\ntargets: []\n", "the alias *a (line 1) refers to a node it is inside"),
+    (f"targets:\n  - http: {{url: '{URL}'}}\ngate:\n  window: 5s\n  window: 20s\n", "at line 5, column 3: the key 'window' is written twice in one mapping (first at line 4); keep one."),
+    (f"targets:\n  - http: {{url: '{URL}'}}\nload: {{concurrency: {'1' * 5000}}}\n", "has a value YAML cannot build (Exceeds the limit (4300 digits) for integer string conversion); quote it."),
+    (f"targets:\n  - http: {{url: '{URL}'}}\nstatus_dir: 2001-02-30\n", "has a value YAML cannot build (day is out of range for month); quote it."),
+    (f"targets: []\nlog_format: 0x{'f' * 5000}\n", "at line 2, column 13: the number is beyond 64 bits; no setting needs one that large."),
+    ("targets: *nowhere\n", "the alias *nowhere (line 1) names no anchor written before it; write &nowhere on the node it stands for."),
+])  # fmt: skip
+def test_hostile_yaml_is_refused_before_it_is_built(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Alias bombs, deep nesting, self-reference, duplicate keys and unbuildable values are one sentence each."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_merge_key_may_repeat_what_it_merges(tmp_path: Path) -> None:
+    """`<<: *base` then an own value for the same key is an override, not a duplicate."""
+    path = write(
+        tmp_path,
+        f"base: &base {{window: 5s, hold: 1s}}\ntargets:\n  - http: {{url: '{URL}'}}\n"
+        "gate: {<<: *base, window: 8s}\n",
+    )
+    with pytest.raises(ConfigError, match="unknown key 'base'"):
+        load_config(path)  # the anchor's home is itself an unknown key; the merge was fine
+    path.write_text(f"targets:\n  - http: {{url: '{URL}'}}\n    <<: {{weight: 2}}\n    weight: 3\n")
+    config, _ = load_config(path)
+    assert config.targets[0].weight == 3
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    """A FIFO, a device and a directory are refused at once by kind; nothing blocks on the FIFO."""
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    for path, kind in [(fifo, "a named pipe"), (Path("/dev/zero"), "a device"), (tmp_path, "a directory")]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert str(caught.value) == (
+            f"--config: {path} is {kind}, not a regular file; give the path of a file."
+        )
+
+
+def test_a_config_larger_than_the_cap_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A sparse 2 GB file is refused by size; one byte under the cap is read."""
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as file:
+        file.truncate(2 * 1024**3)
+    message = f"--config: {huge} is larger than 256 KiB, the most a config may hold"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(huge)
+    head = f"targets:\n  - http: {{url: '{URL}'}}\n# "
+    path = write(tmp_path, head + "x" * (MAX_CONFIG_BYTES - len(head) - 1) + "\n")
+    assert path.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(path)[0].targets[0].http is not None
+
+
+def test_env_expansion_is_bounded(tmp_path: Path) -> None:
+    """A value repeated through ${VAR} cannot grow the config past 1 MiB."""
+    path = write(tmp_path, f"targets:\n  - http: {{url: '{URL}', body: '{'${BIG}' * 100}'}}\n")
+    with pytest.raises(ConfigError, match=re.escape("targets[0].http.body: the ${VAR} references add more than 1024 KiB")):  # fmt: skip
+        load_config(path, environ={"BIG": "x" * 100_000})
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"targets": [{"http": {"url": URL}, "weight": float("inf")}]}, "targets[0].weight: 'inf' is not a finite number; write a number such as 10."),
+    ({"load": {"rate": float("inf")}}, "load.rate: 'inf' is not a finite number"),
+    ({"gate": {"success_rate": float("nan")}}, "gate.success_rate: 'nan' is not a finite number"),
+    ({"gate": {"timeout": "1" * 400 + "s"}}, "gate.timeout: '1111111111111111111111111111111111111111' is longer than a year; write at most 8784h."),
+    ({"gate": {"min_requests": 10**400}}, "gate.min_requests: Input should be less than or equal to 1000000000."),
+    ({"targets": [{"http": {"url": URL, "headers": {"X-A": "a\r\nInjected: 1"}}}]}, "targets[0].http.headers: the value of header X-A contains a line break or control character, which would end the header; remove it."),
+    ({"targets": [{"http": {"url": URL, "headers": {"X A": "1"}}}]}, "targets[0].http.headers: 'X A' is not a header name"),
+    ({"traffic": {"headers": {"X-B": "b\n"}}}, "traffic.headers: the value of header X-B contains a line break"),
+    ({"traffic": {"user_agent": "warmgate\r\nX: 1"}}, "traffic.user_agent: contains a line break or control character"),
+    ({"targets": [{"http": {"url": "http://127.0.0.1/a\nb"}}]}, "contains a control character (a line break or tab); remove it."),
+    ({"status_dir": ""}, "status_dir: is empty; write a directory such as /warmgate, or leave it out."),
+    ({"status_dir": "  "}, "status_dir: is empty"),
+    ({"server": {"port": 70000}}, "server.port: Input should be less than or equal to 65535."),
+    ({"server": {"port": -1}}, "server.port: Input should be greater than or equal to 0."),
+    ({"log_format": "xml"}, "log_format: 'xml' is not allowed; input should be 'auto', 'json' or 'human'."),
+])  # fmt: skip
+def test_values_that_can_never_work_are_refused(overrides: dict[str, object], message: str) -> None:
+    """Infinity, NaN, endless durations, header injection, an empty status_dir, ports outside
+    0-65535 and unknown log formats are refused naming the field."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"targets": [{"http": {"url": URL}}], **overrides})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"gate": {"hold": "5m", "timeout": "5m"}}, "gate.hold 5m is not shorter than gate.timeout 5m, so the gate could never pass before the deadline; shorten gate.hold or lengthen gate.timeout."),
+    ({"gate": {"timeout": "3s"}}, "gate.hold 5s is not shorter than gate.timeout 3s"),
+    ({"targets": [{"name": "db", "rate": 0.5, "http": {"url": URL}}]}, "the targets' rate caps add up to 0.5 req/s, at most 5 requests in a gate.window of 10s, fewer than gate.min_requests 20, so the gate could never pass; raise the caps, lengthen gate.window to at least 40s or lower gate.min_requests to 5."),
+    ({"targets": [{"name": "a", "rate": 1, "http": {"url": URL}}, {"name": "b", "rate": 0.5, "http": {"url": URL}}]}, "the targets' rate caps add up to 1.5 req/s"),
+    ({"targets": [{"name": "a", "rate": 0.05, "http": {"url": URL}}, {"name": "b", "http": {"url": URL}}]}, "targets 'a' rate 0.05 req/s sends no request in a gate.window of 10s, so its check could never pass; raise its rate to at least 0.1 or lengthen gate.window to at least 20s."),
+    ({"targets": [{"http": {"url": "http://bob:pa/ss@127.0.0.1/"}}]}, "targets[0].http.url: 'http://bob:***@127.0.0.1/' carries a user or password, which would show wherever the URL does; remove it and send the credentials in a header, such as headers: {Authorization: 'Basic ${APP_BASIC_AUTH}'}."),
+    ({"targets": [{"http": {"url": "http://bob@127.0.0.1/"}}]}, "'http://bob@127.0.0.1/' carries a user or password"),
+    ({"wait": {"url": "https://u:p@127.0.0.1/ready"}}, "wait.url: 'https://u:***@127.0.0.1/ready' carries a user or password"),
+])  # fmt: skip
+def test_plans_that_can_never_pass_are_refused(overrides: dict[str, object], message: str) -> None:
+    """A hold as long as the deadline, rate caps that cannot fill the window and credentials in
+    a URL are refused with the fix."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"targets": [{"http": {"url": URL}}], **overrides})
+    assert message in str(caught.value)
+    assert "pa/ss" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/users/@me", "http://127.0.0.1/a?who=x@y", "http://[::1]:80/@",
+])  # fmt: skip
+def test_an_at_sign_in_the_path_is_not_a_credential(url: str) -> None:
+    """An @ after the host and port is part of the path, and is accepted."""
+    assert load_config(None, {"targets": [{"http": {"url": url}}]})
+
+
+def test_a_templated_url_that_renders_credentials_is_refused() -> None:
+    """Credentials that appear only once the URL renders are refused when targets compile."""
+    config, _ = load_config(
+        None, {"targets": [{"http": {"url": "http://{{ 'u:secret1\\x40h' }}/"}}]}
+    )
+    with pytest.raises(TemplateError, match=re.escape("once rendered, 'http://u:***@h/' carries a user or password")):  # fmt: skip
+        compile_targets(config)
+
+
+def test_a_timeout_longer_than_the_window_is_a_warning(tmp_path: Path) -> None:
+    """A request timeout above the window still loads, with a warning on stderr naming the fix."""
+    overrides = {"targets": [{"http": {"url": URL, "timeout": "20s"}}, {"http": {"url": URL}}]}
+    stream = io.StringIO()
+    config, _ = load_for_command(None, overrides, stream)
+    assert config.targets[0].http is not None
+    assert stream.getvalue() == (
+        "warmgate: warning: targets[0].http.timeout 20s is longer than gate.window 10s: while "
+        "requests hang that long the window holds no answers to judge; shorten the timeout or "
+        "lengthen the window.\n"
+    )
+    assert config_warnings(load_config(None, {"targets": [{"http": {"url": URL}}]})[0]) == []
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("{{ 'x' * 400000000 }}", "a repetition with *"),
+    ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "its output"),
+    ("{{ 'x'.ljust(1000000000) }}", "str.ljust"),
+    ("{{ 'x'|center(1000000000) }}", "the center filter"),
+    ("{{ 'x'|indent(1000000000, true) }}", "the indent filter"),
+    ("{{ 'abc'.replace('', 'y' * 900000) }}", "str.replace"),
+    ("{{ 'abc'|replace('', 'y' * 900000) }}", "the replace filter"),
+    ("{{ ['y' * 900000, 'y' * 900000]|join }}", "the join filter"),
+    ("{{ ''.join(['y' * 900000, 'y' * 900000]) }}", "str.join"),
+    ("{{ '%1000000000d' % 1 }}", "a % format with a width of a million or more"),
+    ("{{ '{:>1000000000}'.format(1) }}", "a format with a width of a million or more"),
+    ("{{ '{:>{}}'.format(1, 1000000000) }}", "str.format"),
+    ("{{ '%1000000000d'|format(1) }}", "a format with a width of a million or more"),
+    ("{{ 7 ** 100000 }}", "a power with 4096+ bits"),
+    ("{{ [['y' * 900000], ['y' * 900000]]|sum(start=[])|length }}", "the sum filter"),
+    ("{{ [[0] * 100000] * 100000 }}", "a repetition with *"),
+    ("{{ ['y' * 900000, 'y' * 900000] }}", "a value it prints"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "a value it builds"),
+])  # fmt: skip
+def test_a_template_cannot_render_a_huge_value(source: str, why: str) -> None:
+    """Whatever builds a value past 1,000,000 characters is refused before it is built."""
+    with pytest.raises(TemplateError) as caught:
+        Templates().compile(source, "body")
+    assert str(caught.value) == (
+        f"body: the template would render more than 1,000,000 characters ({why}); render less."
+    )
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
+])  # fmt: skip
+def test_a_template_that_renders_for_long_is_refused_at_start(source: str) -> None:
+    """The first render must finish within half a second, even when it outputs nothing."""
+    with pytest.raises(TemplateError, match=re.escape("url: the template took more than 0.5s to render once; it renders for every request, so make it do less (smaller loops).")):  # fmt: skip
+        Templates().compile(source, "url")
+
+
+def test_templates_at_the_bounds_still_render(tmp_path: Path) -> None:
+    """A million characters is allowed; lipsum is gone; line() refuses what is not a file."""
+    assert len(Templates().compile("{{ 'x' * 1000000 }}", "body").render()) == 1_000_000
+    with pytest.raises(TemplateError, match="'lipsum' is undefined"):
+        Templates().compile("{{ lipsum(1000000) }}", "body")
+    with pytest.raises(TemplateError, match=re.escape("url: line('/dev/zero'): /dev/zero is a device, not a regular file")):  # fmt: skip
+        Templates().compile("{{ line('/dev/zero') }}", "url")
+
+
+def test_a_rendering_past_the_bound_later_is_an_error_naming_the_field() -> None:
+    """A template that renders small at start-up but huge later fails that request, naming the field."""
+    templates = Templates()
+    source = "{{ 'x' * choice([1, 2000000]) }}"
+    for _ in range(200):
+        with contextlib.suppress(TemplateError):
+            template = templates.compile(source, "targets[0].http.body")
+            break
+
+    def render_many() -> None:
+        for _ in range(200):
+            template.render()
+
+    with pytest.raises(TemplateError, match=re.escape("targets[0].http.body: the template would render more than 1,000,000 characters (a repetition with *); render less.")):  # fmt: skip
+        render_many()

@@ -96,7 +96,7 @@ def test_run_retries_after_failing_closed(sim_app: Callable[..., SimApp], tmp_pa
     config.write_text(
         f"targets:\n  - http: {{url: '{items_url(app.port)}'}}\n"
         "load: {concurrency: 16}\n"
-        "gate: {timeout: 2s, on_timeout: fail, window: 2s}\n"
+        "gate: {timeout: 2s, on_timeout: fail, window: 2s, hold: 1s}\n"
         "after_ready: {retry_after: 1s}\n"
     )
     with WarmgateProcess("run", "--config", str(config), "--port", "0") as gate:
@@ -153,23 +153,24 @@ def test_sigterm_with_hung_requests_stops_within_two_seconds(tmp_path: Path) -> 
 def test_a_driver_that_raises_is_counted_not_fatal(
     sim_app: Callable[..., SimApp], tmp_path: Path
 ) -> None:
-    """A request the client libraries reject (credentials in the URL) is an error, logged once."""
+    """A request the client libraries reject (a line break in the rendered path) is an error,
+    logged once."""
     app = sim_app()
-    url = f"http://user:hunter2pw@127.0.0.1:{app.port}/items/1"
+    url = f"http://127.0.0.1:{app.port}/items/{{{{ '1' ~ '\\x0a' }}}}"
     args = ["run", "--url", url, *FAST_GATE, "--timeout", "2s", "--on-timeout", "fail",
             "--status-dir", str(tmp_path), "--port", "0"]  # fmt: skip
     with WarmgateProcess(*args) as gate:
         base = f"http://127.0.0.1:{gate.port()}"
-        crashed = gate.wait_for(is_event("driver_error"))
+        gate.wait_for(is_event("driver_error"))
         gate.wait_for(lambda e: e.get("event") == "phase" and e.get("state") == "failed")
+        reason = poll(
+            lambda: (body := http_get(f"{base}/readyz")[1]).startswith("not warm after") and body,
+            what="the supervisor to take the outcome",
+        )
         errors = metric(base, 'warmgate_requests_total{outcome="error",target="target-1"}')
         assert errors >= 3  # the worker survived its first crash, and paused between tries
-        reason = http_get(f"{base}/readyz")[1]
         assert " errors (" in reason
         assert gate.stop() == 0
-    assert "hunter2pw" not in json.dumps(gate.events)
-    assert "hunter2pw" not in reason
-    assert "hunter2pw" not in str(crashed)
     assert sum(1 for e in gate.events if e.get("event") == "driver_error") == 1
 
 

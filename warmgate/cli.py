@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -24,6 +24,7 @@ from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateE
 from warmgate.inject_cli import inject, uninject
 
 F = TypeVar("F", bound=Callable[..., Any])
+LogFormat = Literal["auto", "json", "human"]
 
 app = typer.Typer(
     name="warmgate",
@@ -59,7 +60,7 @@ PLAN_FLAGS = (
     PlanFlag("hold", "gate.hold", str, "How long thresholds must keep passing, e.g. 5s."),
     PlanFlag("timeout", "gate.timeout", str, "Deadline for warming, e.g. 5m."),
     PlanFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' or 'fail'."),
-    PlanFlag("status_dir", "status_dir", Path, "Directory for status.json and the ready marker."),
+    PlanFlag("status_dir", "status_dir", str, "Directory for status.json and the ready marker."),
     PlanFlag("port", "server.port", int, "Port of /readyz, /status, /metrics (0: any free port)."),
     PlanFlag("host", "server.host", str, "Address the endpoint listens on."),
     PlanFlag("wait_url", "wait.url", str, "URL that answers 2xx once the app is up."),
@@ -79,8 +80,8 @@ def _env_name(name: str, prefix: str = "WARMGATE_") -> str:
     return prefix + name.upper()
 
 
-def _option(name: str, help: str, *short: str, prefix: str = "WARMGATE_") -> Any:
-    return typer.Option(_option_name(name), *short, envvar=_env_name(name, prefix), help=help)
+def _option(name: str, help: str, *short: str, prefix: str = "WARMGATE_", **kw: Any) -> Any:
+    return typer.Option(_option_name(name), *short, envvar=_env_name(name, prefix), help=help, **kw)
 
 
 def urls_from_env(value: str) -> list[str]:
@@ -157,10 +158,10 @@ def reports_errors(command: F) -> F:
 
 
 def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
-    from warmgate.loading import load_config
+    from warmgate.loading import load_for_command
 
     config_path = plan.pop("config", None)
-    return load_config(config_path, overrides_from_flags(plan))
+    return load_for_command(config_path, overrides_from_flags(plan))
 
 
 def _version(value: bool) -> None:
@@ -249,9 +250,9 @@ def validate(plan: dict[str, Any]) -> None:
 @reports_errors
 def serve(
     status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
-    port: Annotated[int, _option("port", "Port to serve on.")] = 8099,
+    port: Annotated[int, _option("port", "Port to serve on.", min=0, max=65535)] = 8099,
     host: Annotated[str, _option("host", "Address to listen on.")] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
-    log_format: Annotated[str, _option("log_format", "auto, json or human.")] = "auto",
+    log_format: Annotated[LogFormat, _option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
     from warmgate.server import serve_directory
@@ -300,7 +301,7 @@ def demo(  # noqa: PLR0917 - typer maps each parameter to one option
     report: Annotated[
         Path | None, _option("report", "Also write the report to this .html or .svg file.")
     ] = None,
-    log_format: Annotated[str, _option("log_format", "auto, json or human.")] = "auto",
+    log_format: Annotated[LogFormat, _option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Watch a simulated cold app server warm up and the gate open (nothing to install)."""
     from warmgate.demo import demo_command

@@ -25,13 +25,18 @@ from pydantic import (
 )
 
 from warmgate import __version__
-from warmgate.secrets import redact_url
+from warmgate.secrets import redact_url, url_passwords
 from warmgate.units import format_duration, parse_duration
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"
 MIN_REARM_AFTER = 0.1
 """Seconds: anything shorter would re-arm on one slow answer."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_RATE = 1e6
+"""Requests per second: no one process sends more, so a larger value is a typo."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may hold: a CR or LF would end the header (tab is allowed)."""
 
 
 def _duration(value: object) -> object:
@@ -72,6 +77,7 @@ def http_endpoint(url: str) -> tuple[str, int, bool]:
     Raises ``ValueError`` with a sentence saying how to fix the URL.
     """
     shown = redact_url(url)
+    _refuse_userinfo(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -93,6 +99,42 @@ def http_endpoint(url: str) -> tuple[str, int, bool]:
     return parts.hostname, int(port_text) if port_text else (443 if tls else 80), tls
 
 
+def _refuse_userinfo(url: str) -> None:
+    """Refuse ``user:password@`` in an http(s) URL, even with an unencoded ``/`` in the password.
+
+    ``http://bob:pa/ss@host/`` parses as host ``bob`` with the password in the path, so the
+    authority alone cannot tell; what follows ``user:`` up to the first ``/`` being a port
+    number is what tells ``http://host:8080/path@x`` (a path with an ``@``) apart.
+    """
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo = re.match(r"[^:/?#@[\s]*:([^@\s]*)@", rest)
+    if "@" in authority or (
+        userinfo and not re.fullmatch(r"[0-9]+", re.split(r"[/?#]", userinfo[1])[0])
+    ):
+        raise ValueError(
+            f"'{redact_url(url)}' carries a user or password, which would show wherever the URL "
+            "does; remove it and send the credentials in a header, such as "
+            "headers: {Authorization: 'Basic ${APP_BASIC_AUTH}'}"
+        )
+
+
+def _header_values(headers: dict[str, str], what: str) -> dict[str, str]:
+    """``headers`` unchanged, or a ValueError naming a header that could never be sent."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a header name; use letters, digits and dashes, such as "
+                "X-Request-Id"
+            )
+        if _CONTROL.search(value):
+            raise ValueError(
+                f"the value of {what} {name} contains a line break or control character, which "
+                "would end the header; remove it"
+            )
+    return headers
+
+
 def _http_url(url: str) -> str:
     """``url`` stripped, or a ValueError unless it is http(s) with a valid host and port.
 
@@ -101,6 +143,11 @@ def _http_url(url: str) -> str:
     url = url.strip()
     if not re.match(r"^https?://", url, re.IGNORECASE):
         raise ValueError(f"'{redact_url(url)}' must start with http:// or https://")
+    if _CONTROL.search(url) or "\t" in url:
+        raise ValueError(
+            f"'{redact_url(url)}' contains a control character (a line break or tab); remove it"
+        )
+    _refuse_userinfo(url)
     authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
     if "{{" not in authority and "{%" not in authority:
         http_endpoint(url)
@@ -122,7 +169,8 @@ LatencyOrAuto = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity and NaN are never what anyone means (weight: .inf would starve every other target).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HttpTarget(_Model):
@@ -151,6 +199,11 @@ class HttpTarget(_Model):
     @classmethod
     def _timeout(cls, timeout: float) -> float:
         return _positive(timeout, "5s")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        return _header_values(headers, "header")
 
     @field_validator("method")
     @classmethod
@@ -299,6 +352,12 @@ class SqlTarget(_Model):
             raise ValueError(
                 "a sqlite URL needs a file: sqlite:///relative.db or sqlite:////abs.db"
             )
+        if any("@" in password for password in url_passwords(url)):
+            # The database driver would read the rest of the password as the host, and show it.
+            raise ValueError(
+                f"the password in '{redact_url(url)}' holds an @, which ends the password early; "
+                "percent-encode it as %40 (in the ${VAR} value too)"
+            )
         return url
 
     @field_validator("query")
@@ -316,10 +375,11 @@ class Target(_Model):
         description="Name used in metrics, status and logs (never the URL).",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
     )
-    weight: float = Field(1.0, gt=0, description="Relative share of requests.")
+    weight: float = Field(1.0, gt=0, le=1e6, description="Relative share of requests.")
     rate: float | None = Field(
         None,
         gt=0,
+        le=MAX_RATE,
         description=(
             "At most this many requests per second to this target (a shared database, say); "
             "the other targets take up the slack."
@@ -345,7 +405,10 @@ class LoadConfig(_Model):
 
     concurrency: int = Field(8, ge=1, le=4096, description="Target (and maximum) in flight.")
     rate: float | None = Field(
-        None, gt=0, description="Total requests per second (open model); unset: closed loop."
+        None,
+        gt=0,
+        le=MAX_RATE,
+        description="Total requests per second (open model); unset: closed loop.",
     )
     ramp_step: Duration = Field(1.0, description="How often the ramp judges and moves the level.")
     jitter: Duration = Field(
@@ -370,7 +433,9 @@ class GateConfig(_Model):
     plateau_tolerance: float = Field(
         0.10, gt=0, lt=1, description="For p95: auto, the p95 trend over 3 windows that is flat."
     )
-    min_requests: int = Field(20, ge=1, description="Minimum requests at target concurrency.")
+    min_requests: int = Field(
+        20, ge=1, le=1_000_000_000, description="Minimum requests at target concurrency."
+    )
     window: Duration = Field(10.0, gt=0, description="Sliding window the thresholds apply to.")
     hold: Duration = Field(5.0, ge=0, description="How long thresholds must keep passing.")
     timeout: Duration = Field(300.0, gt=0, description="Deadline for warming.")
@@ -410,7 +475,10 @@ class AfterReadyConfig(_Model):
     """What ``run`` does once warm."""
 
     keep_warm_rate: float = Field(
-        0.0, ge=0, description="Requests per second to keep sending once ready; 0: none."
+        0.0,
+        ge=0,
+        le=MAX_RATE,
+        description="Requests per second to keep sending once ready; 0: none.",
     )
     rearm_after: Duration = Field(
         5.0,
@@ -455,6 +523,20 @@ class TrafficConfig(_Model):
         ),
     )
 
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent(cls, user_agent: str) -> str:
+        if _CONTROL.search(user_agent):
+            raise ValueError(
+                "contains a line break or control character, which would end the header; remove it"
+            )
+        return user_agent
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        return _header_values(headers, "header")
+
 
 class Config(_Model):
     """The whole warm-up plan."""
@@ -484,6 +566,13 @@ class Config(_Model):
             data = {**data, "targets": targets}
         return data
 
+    @field_validator("status_dir", mode="before")
+    @classmethod
+    def _status_dir(cls, status_dir: object) -> object:
+        if isinstance(status_dir, str) and not status_dir.strip():
+            raise ValueError("is empty; write a directory such as /warmgate, or leave it out")
+        return status_dir
+
     @field_validator("targets")
     @classmethod
     def _unique_names(cls, targets: list[Target]) -> list[Target]:
@@ -512,3 +601,55 @@ class Config(_Model):
             f"gate.window of {format_duration(window)}, fewer than gate.min_requests "
             f"{needed}, so the gate could never pass; {', '.join(fixes[:-1])} or {fixes[-1]}"
         )
+
+    @model_validator(mode="after")
+    def _hold_before_the_deadline(self) -> Config:
+        gate = self.gate
+        if gate.hold >= gate.timeout:
+            raise ValueError(
+                f"gate.hold {format_duration(gate.hold)} is not shorter than gate.timeout "
+                f"{format_duration(gate.timeout)}, so the gate could never pass before the "
+                "deadline; shorten gate.hold or lengthen gate.timeout"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _caps_fill_the_window(self) -> Config:
+        window, needed = self.gate.window, self.gate.min_requests
+        for target in self.targets:
+            if target.rate is not None and target.rate * window + 1e-9 < 1:
+                raise ValueError(
+                    f"targets '{target.name}' rate {target.rate:g} req/s sends no request in a "
+                    f"gate.window of {format_duration(window)}, so its check could never pass; "
+                    f"raise its rate to at least {math.ceil(100 / window) / 100:g} or lengthen "
+                    f"gate.window to at least {format_duration(math.ceil(1 / target.rate))}"
+                )
+        caps = [target.rate for target in self.targets]
+        if any(cap is None for cap in caps):
+            return self
+        total = sum(cap for cap in caps if cap is not None)
+        if total * window + 1e-9 >= needed:
+            return self
+        raise ValueError(
+            f"the targets' rate caps add up to {total:g} req/s, at most {total * window:g} "
+            f"requests in a gate.window of {format_duration(window)}, fewer than "
+            f"gate.min_requests {needed}, so the gate could never pass; raise the caps, lengthen "
+            f"gate.window to at least {format_duration(math.ceil(needed / total))} or lower "
+            f"gate.min_requests to {max(1, math.floor(total * window + 1e-9))}"
+        )
+
+
+def warnings(config: Config) -> list[str]:
+    """Sentences about settings that can work but probably do not do what was meant."""
+    found = []
+    window = config.gate.window
+    for index, target in enumerate(config.targets):
+        kind = "http" if target.http is not None else "sql"
+        spec = target.http or target.sql
+        if spec is not None and spec.timeout > window:
+            found.append(
+                f"targets[{index}].{kind}.timeout {format_duration(spec.timeout)} is longer than "
+                f"gate.window {format_duration(window)}: while requests hang that long the "
+                "window holds no answers to judge; shorten the timeout or lengthen the window"
+            )
+    return found

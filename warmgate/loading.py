@@ -11,15 +11,17 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, TextIO, Union
 
 from pydantic import BaseModel, ValidationError
 
 from warmgate.config import Config
+from warmgate.config import warnings as config_warnings
 from warmgate.errors import ConfigError
 from warmgate.secrets import SECRET_NAME, Secrets, redact_url, sql_url_secrets, url_passwords
 from warmgate.units import format_duration
@@ -27,11 +29,21 @@ from warmgate.units import format_duration
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+MAX_EXPANSION_CHARS = 1024 * 1024
+"""Characters that ``${VAR}`` references may add to a config in all, so none can exhaust memory."""
+
+
 def expand_env(data: Any, environ: Mapping[str, str], secrets: set[str], path: str = "") -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``data``.
 
     Values of variables whose names look secret (PASSWORD, TOKEN, KEY, ...) go into ``secrets``.
     """
+    return _expand(data, environ, secrets, path, [MAX_EXPANSION_CHARS])
+
+
+def _expand(
+    data: Any, environ: Mapping[str, str], secrets: set[str], path: str, budget: list[int]
+) -> Any:
     if isinstance(data, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -44,6 +56,13 @@ def expand_env(data: Any, environ: Mapping[str, str], secrets: set[str], path: s
                         f"environment; export {name} or write ${{{name}:-default}}."
                     )
                 value = default
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                raise ConfigError(
+                    f"{path or 'the config'}: the ${{VAR}} references add more than "
+                    f"{MAX_EXPANSION_CHARS // 1024} KiB to the config; put long values in a file "
+                    "read with line()."
+                )
             if SECRET_NAME.search(name):
                 secrets.add(value)
             return value
@@ -51,12 +70,12 @@ def expand_env(data: Any, environ: Mapping[str, str], secrets: set[str], path: s
         return _ENV_REFERENCE.sub(substitute, data)
     if isinstance(data, Mapping):
         return {
-            key: expand_env(value, environ, secrets, _join(path, str(key)))
+            key: _expand(value, environ, secrets, _join(path, str(key)), budget)
             for key, value in data.items()
         }
     if isinstance(data, list):
         return [
-            expand_env(value, environ, secrets, f"{path}[{index}]")
+            _expand(value, environ, secrets, f"{path}[{index}]", budget)
             for index, value in enumerate(data)
         ]
     return data
@@ -79,27 +98,13 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The mapping in a YAML config file, or a ConfigError saying what is wrong with it."""
-    import yaml  # only configs from a file need a YAML parser
+    """The mapping in a YAML config file, or a ConfigError saying what is wrong with it.
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--config: {path} does not exist; check the path.") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"--config: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8."
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"--config: {path} cannot be read ({exc.strerror}).") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"--config: {path} is not valid YAML{where}: {problem}.") from None
+    Reading is bounded in size, nesting and alias expansion (see ``config_file.py``).
+    """
+    from warmgate import config_file  # only configs from a file need a YAML parser
+
+    data = config_file.parse(config_file.read_text(path), f"--config: {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -138,6 +143,16 @@ def load_config(
     return config, secrets
 
 
+def load_for_command(
+    path: Path | None, overrides: Mapping[str, Any], stream: TextIO | None = None
+) -> tuple[Config, Secrets]:
+    """:func:`load_config`, then a ``warmgate: warning:`` line on stderr per :func:`warnings`."""
+    config, secrets = load_config(path, overrides)
+    for warning in config_warnings(config):
+        print(f"warmgate: warning: {secrets.redact(warning)}.", file=stream or sys.stderr)
+    return config, secrets
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One sentence per problem, each naming the field: ``gate.p95: '200' has no unit; ...``."""
     lines = []
@@ -156,14 +171,26 @@ def format_validation_error(exc: ValidationError) -> str:
             message = message.removeprefix(prefix)
         if error["type"] == "missing":
             message = "is required"
+        elif error["type"] == "finite_number":
+            message = (
+                f"'{_shown(error.get('input'))}' is not a finite number; write a number such as 10"
+            )
         elif error["type"] == "literal_error":
-            message = f"'{error.get('input')}' is not allowed; {message[0].lower()}{message[1:]}"
+            message = (
+                f"'{_shown(error.get('input'))}' is not allowed; {message[0].lower()}{message[1:]}"
+            )
         # A check across sections (the model's own validator) names its fields itself.
         line = f"{location}: {message}." if error["loc"] else f"{message}."
         lines.append(line.replace("..", "."))
     problems = "\n".join(f"  - {line}" for line in lines)
     count = len(lines)
     return f"the configuration has {count} problem{'s' if count != 1 else ''}:\n{problems}"
+
+
+def _shown(value: Any) -> str:
+    """``value`` as text, at most 80 characters of it."""
+    text = str(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -11,6 +11,10 @@ import json
 from typing import Any
 
 from warmgate.config import DURATION_PATTERN, Config
+from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_NODES
+from warmgate.loading import MAX_EXPANSION_CHARS
+from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS
+from warmgate.templating import MAX_LINE_FILE_BYTES
 from warmgate.units import format_duration
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
@@ -71,6 +75,25 @@ def _default(prop: dict[str, Any], kind: str, required: bool) -> str:
     return f"`{json.dumps(value)}`"
 
 
+def _limits() -> list[str]:
+    """The bounds on what a config may hold, as a paragraph (from the constants that set them)."""
+    return [
+        f"Limits, each refused with one sentence (exit 2): a config file is a regular file of at "
+        f"most {MAX_CONFIG_BYTES // 1024} KiB, nested at most {MAX_DEPTH} deep, at most "
+        f"{MAX_NODES:,} values once its YAML aliases are expanded, with each key written once "
+        f"per mapping; `${{VAR}}` values add at most {MAX_EXPANSION_CHARS // 1024} KiB in all.",
+        "Infinity and NaN are refused everywhere; durations are at most a year. A template "
+        f"renders at most {MAX_RENDERED_CHARS:,} characters, its first render (at start-up) "
+        f"must finish within {FIRST_RENDER_SECONDS:g}s, and `line()` reads regular files of at "
+        f"most {MAX_LINE_FILE_BYTES // 1024**2} MiB. Header values and the user agent hold no "
+        "line breaks. HTTP URLs carry no user or password (send an `Authorization` header "
+        "instead); a database URL's password percent-encodes `@` as `%40`. A plan that could "
+        "never pass is refused: `gate.hold` not shorter than `gate.timeout`, or rate caps "
+        "(`load.rate`, or every target's `rate`) too low to send `gate.min_requests` in a "
+        "`gate.window`. A target timeout longer than `gate.window` is a warning.",
+    ]
+
+
 def markdown_reference() -> str:
     """The config reference in Markdown, one table per section."""
     schema = json_schema()
@@ -81,6 +104,8 @@ def markdown_reference() -> str:
         "Generated from the config model by `warmgate schema --markdown`; do not edit by hand.",
         "Durations are strings with a unit: `500ms`, `10s`, `5m`, `1h`. Unknown keys are",
         "rejected. `${VAR}` and `${VAR:-default}` expand from the environment.",
+        "",
+        *_limits(),
         "",
     ]
     queue: list[tuple[str, str, dict[str, Any]]] = [("", "Top level", schema)]

@@ -9,6 +9,10 @@ strict undefined names and these functions:
 - ``uuid4()``: a random UUID string
 - ``line(path)``: a random line of a text file (read once, blank lines skipped)
 - ``random()``: a float in [0, 1)
+
+A rendering is bounded in size (every render) and time (the first, at start-up): see
+``template_bounds.py``. Files read by ``line()`` must be regular files of at most
+:data:`MAX_LINE_FILE_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from warmgate.errors import TemplateError
+from warmgate.errors import ConfigError, TemplateError
+from warmgate.template_bounds import (
+    FIRST_RENDER_SECONDS,
+    MAX_RENDERED_CHARS,
+    TooLargeError,
+    TooSlowError,
+    bounded_environment,
+    bounded_join,
+    deadline,
+    printable,
+)
 
 TEMPLATE_FUNCTIONS = ("randint", "choice", "uuid4", "line", "random")
+MAX_LINE_FILE_BYTES = 64 * 1024 * 1024
+"""The largest file ``line()`` reads (it keeps the file's lines in memory)."""
 
 
 class Template(Protocol):
@@ -54,11 +70,12 @@ class _Lines:
     def __call__(self, path: str) -> str:
         lines = self._files.get(path)
         if lines is None:
+            from warmgate.config_file import read_text
+
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise TemplateError(f"line('{path}') cannot read the file ({reason}).") from exc
+                text = read_text(Path(path), f"line('{path}')", MAX_LINE_FILE_BYTES)
+            except ConfigError as exc:
+                raise TemplateError(str(exc)) from None
             lines = [stripped for raw in text.splitlines() if (stripped := raw.strip())]
             if not lines:
                 raise TemplateError(f"line('{path}') found no non-blank lines in the file.")
@@ -78,7 +95,11 @@ class Templates:
         import jinja2  # only configs that use templates pay for Jinja2
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        env = bounded_environment(ImmutableSandboxedEnvironment)(
+            undefined=jinja2.StrictUndefined, autoescape=False, finalize=printable
+        )
+        # lipsum(n) writes n paragraphs, and nobody warms an app with lorem ipsum.
+        env.globals.pop("lipsum", None)
         functions: dict[str, Any] = {
             "randint": _random.randint,
             "choice": _choice,
@@ -90,7 +111,7 @@ class Templates:
 
         def compile_one(source: str) -> Callable[[], str]:
             template = env.from_string(source)
-            return template.render
+            return lambda: bounded_join(template.generate())
 
         self._render = compile_one
         return compile_one
@@ -110,9 +131,17 @@ class Templates:
             raise TemplateError(
                 f"{where}: the template has a syntax error at line {exc.lineno}: {exc.message}."
             ) from None
-        compiled = _Compiled(render)
+        compiled = _Compiled(render, where)
         try:
-            compiled.render()
+            with deadline(FIRST_RENDER_SECONDS):
+                render()
+        except TooLargeError as exc:
+            raise TemplateError(_too_large(where, exc)) from None
+        except TooSlowError:
+            raise TemplateError(
+                f"{where}: the template took more than {FIRST_RENDER_SECONDS:g}s to render once; "
+                "it renders for every request, so make it do less (smaller loops)."
+            ) from None
         except TemplateError as exc:
             raise TemplateError(f"{where}: {exc}") from None
         except jinja2.UndefinedError as exc:
@@ -132,16 +161,28 @@ class Templates:
 
 
 class _Compiled:
-    __slots__ = ("_render",)
+    __slots__ = ("_render", "_where")
 
-    def __init__(self, render: Callable[[], str]) -> None:
+    def __init__(self, render: Callable[[], str], where: str) -> None:
         self._render = render
+        self._where = where
 
     def render(self) -> str:
-        return self._render()
+        try:
+            return self._render()
+        except TooLargeError as exc:
+            # Past start-up (a random choice can make one rendering larger than the first).
+            raise TemplateError(_too_large(self._where, exc)) from None
 
 
 def _choice(items: Sequence[Any]) -> Any:
     if not items:
         raise ValueError("choice() needs a non-empty list")
     return _random.choice(items)
+
+
+def _too_large(where: str, exc: TooLargeError) -> str:
+    return (
+        f"{where}: the template would render more than {MAX_RENDERED_CHARS:,} characters "
+        f"({exc}); render less."
+    )

@@ -6,6 +6,9 @@ import re
 
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 366 * 24 * 3600.0
+"""The longest duration a config may give: longer ones overflow timers and mean a mistake."""
+MAX_DURATION_TEXT = "8784h"
 
 
 def parse_duration(text: str) -> float:
@@ -29,6 +32,8 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"'{text}' is not a duration; write a number and a unit (ms, s, m, h), such as '500ms'"
         )
+    if not total <= MAX_DURATION:  # also refuses inf, which 400 digits of seconds become
+        raise ValueError(f"'{text[:40]}' is longer than a year; write at most {MAX_DURATION_TEXT}")
     return total
 
 
