@@ -615,28 +615,32 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _caps_fill_the_window(self) -> Config:
+        from warmgate.gate import target_minimums
+
         window, needed = self.gate.window, self.gate.min_requests
-        for target in self.targets:
-            if target.rate is not None and target.rate * window + 1e-9 < 1:
-                raise ValueError(
-                    f"targets '{target.name}' rate {target.rate:g} req/s sends no request in a "
-                    f"gate.window of {format_duration(window)}, so its check could never pass; "
-                    f"raise its rate to at least {math.ceil(100 / window) / 100:g} or lengthen "
-                    f"gate.window to at least {format_duration(math.ceil(1 / target.rate))}"
-                )
         caps = [target.rate for target in self.targets]
-        if any(cap is None for cap in caps):
-            return self
         total = sum(cap for cap in caps if cap is not None)
-        if total * window + 1e-9 >= needed:
-            return self
-        raise ValueError(
-            f"the targets' rate caps add up to {total:g} req/s, at most {total * window:g} "
-            f"requests in a gate.window of {format_duration(window)}, fewer than "
-            f"gate.min_requests {needed}, so the gate could never pass; raise the caps, lengthen "
-            f"gate.window to at least {format_duration(math.ceil(needed / total))} or lower "
-            f"gate.min_requests to {max(1, math.floor(total * window + 1e-9))}"
-        )
+        if all(cap is not None for cap in caps) and total * window + 1e-9 < needed:
+            raise ValueError(
+                f"the targets' rate caps add up to {total:g} req/s, at most {total * window:g} "
+                f"requests in a gate.window of {format_duration(window)}, fewer than "
+                f"gate.min_requests {needed}, so the gate could never pass; raise the caps, "
+                f"lengthen gate.window to at least {format_duration(math.ceil(needed / total))} "
+                f"or lower gate.min_requests to {max(1, math.floor(total * window + 1e-9))}"
+            )
+        # Each target must also bring its weight's share of the evidence (as the gate asks).
+        shares = target_minimums(needed, [target.weight for target in self.targets])
+        for target, share in zip(self.targets, shares, strict=True):
+            if target.rate is not None and target.rate * window + 1e-9 < share:
+                raise ValueError(
+                    f"targets '{target.name}' rate {target.rate:g} req/s sends at most "
+                    f"{target.rate * window:g} requests in a gate.window of "
+                    f"{format_duration(window)}, fewer than the {share} its weight's share of "
+                    f"gate.min_requests asks for, so its check could never pass; raise its rate "
+                    f"to at least {math.ceil(share / window * 100) / 100:g} or lengthen "
+                    f"gate.window to at least {format_duration(math.ceil(share / target.rate))}"
+                )
+        return self
 
 
 def warnings(config: Config) -> list[str]:

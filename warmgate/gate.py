@@ -97,6 +97,13 @@ def thresholds_text(thresholds: Thresholds) -> dict[str, str]:
     return limits
 
 
+def target_minimums(min_requests: int, weights: Sequence[float]) -> list[int]:
+    """Requests each target needs before it can pass: its weight's share of ``min_requests``,
+    at least 1 (so no target passes on one lucky request)."""
+    total = sum(weights)
+    return [max(1, math.ceil(min_requests * weight / total)) for weight in weights]
+
+
 class Gate:
     """Evaluates the thresholds over a window and latches the final outcome."""
 
@@ -122,11 +129,8 @@ class Gate:
         shares = list(weights) if weights is not None else [1.0] * len(targets)
         if len(shares) != len(targets) or any(w <= 0 for w in shares):
             raise ValueError("give one positive weight per target")
-        total = sum(shares)
-        self.target_minimum = {
-            name: max(1, math.ceil(thresholds.min_requests * share / total))
-            for name, share in zip(targets, shares, strict=True)
-        }
+        minimums = target_minimums(thresholds.min_requests, shares)
+        self.target_minimum = dict(zip(targets, minimums, strict=True))
         """Requests each target needs: its weight's share of ``min_requests``, at least 1."""
         self._started_at: float | None = None
         self._passing_since: float | None = None
