@@ -278,7 +278,7 @@ def test_a_capped_target_leaves_the_slack_to_the_others(sim_app: Callable[..., S
             url = f"http://127.0.0.1:{app.port}/items/1"
             capped = HttpDriver("db", HttpTarget(url=url), HttpPlan.compile(HttpTarget(url=url), Templates(), "t"), client)  # fmt: skip
             free = driver_for(url, client)
-            load = Load([capped, free], [1.0, 1.0], 8, samples.append, caps=[20.0, None])
+            load = Load([capped, free], [1.0, 1.0], 8, samples.append, rate_caps=[20.0, None])
             load.start()
             load.configure(8)
             await asyncio.sleep(2.0)  # the measured interval itself, not a synchronisation

@@ -48,7 +48,7 @@ class Load:
         cap: int,
         record: Callable[[Sample], None],
         *,
-        caps: Sequence[float | None] | None = None,
+        rate_caps: Sequence[float | None] | None = None,
         clock: Clock = time.monotonic,
         on_crash: Callable[[str, BaseException], None] | None = None,
     ) -> None:
@@ -58,7 +58,7 @@ class Load:
         self._weights = list(weights)
         self._cumulative = list(itertools.accumulate(weights))
         self._intervals = [
-            None if not cap else 1.0 / cap for cap in (caps or [None] * len(drivers))
+            None if not rate else 1.0 / rate for rate in (rate_caps or [None] * len(drivers))
         ]
         self._next_free = [0.0] * len(drivers)
         self.cap = cap

@@ -195,7 +195,7 @@ class Runner:
                 [item.target.weight for item in self.compiled],
                 self.config.load.concurrency,
                 self._record,
-                caps=[item.target.rate for item in self.compiled],
+                rate_caps=[item.target.rate for item in self.compiled],
                 on_crash=self._crash,
             )
             load.start()

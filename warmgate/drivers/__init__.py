@@ -30,11 +30,6 @@ class Outcome:
     status: int | None = None
     detail: str = ""
 
-    @property
-    def ok(self) -> bool:
-        """Whether the request succeeded."""
-        return self.outcome == OK
-
 
 Warn = Callable[[str], None]
 """Where a driver sends a warning: one sentence, never a secret."""
