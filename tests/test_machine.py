@@ -123,7 +123,7 @@ def test_timeouts_with_the_port_open_never_re_arm() -> None:
 
 
 def test_unreachable_for_rearm_after_re_arms() -> None:
-    """No route / connect timeouts for rearm_after seconds: the app may have moved."""
+    """No route or no such host for rearm_after seconds: the app may have moved."""
     machine = supervisor()
     assert machine.handle(Event.UNREACHABLE, 11.0).state is State.READY
     assert machine.handle(Event.UNREACHABLE, 15.9).state is State.READY
@@ -211,7 +211,7 @@ PROBES = st.sampled_from([Event.UP, Event.REFUSED, Event.UNREACHABLE])
 def test_prime_always_ends_by_its_deadline(
     history: list[tuple[float, str, Event]], resume: bool, fail_closed: bool
 ) -> None:
-    """Whatever the target does, a tick at wait + warm-up timeouts finds an outcome."""
+    """Whatever the target does, prime ends by wait + confirmation + warm-up timeouts."""
     policy = Policy(wait_timeout=20, gate_timeout=30, fail_closed=fail_closed, confirm_for=3)
     machine = primer(policy, resume=resume)
     now = 0.0
@@ -225,7 +225,12 @@ def test_prime_always_ends_by_its_deadline(
             machine.handle(Event.LOST, now)
         elif machine.state in (State.WAITING, State.RESUMING):
             machine.handle(probe, now)
-    machine.tick(max(now, 50.0))
+    # The bound: wait + confirmation budget + warm-up, the last from when warming began.
+    end = max(now, 20 + 3 + 30)
+    machine.tick(end)
+    if machine.state is State.WARMING:  # a confirmation that just ended starts the warm-up
+        assert machine.warming_since is not None
+        machine.tick(machine.warming_since + 30)
     assert machine.state in (State.READY, State.FAILED)
     assert machine.state is (State.FAILED if fail_closed else State.READY)
 
@@ -292,3 +297,28 @@ class SupervisedLifecycle(RuleBasedStateMachine):
 
 SupervisedLifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=30)
 TestSupervisedLifecycle = SupervisedLifecycle.TestCase
+
+
+def test_a_confirmation_ends_in_a_full_warm_up_never_in_an_outcome() -> None:
+    """A resume whose confirmation is still running at the wait deadline warms from nothing:
+    a deadline never waves a possibly restarted app through."""
+    machine = primer(Policy(wait_timeout=10, gate_timeout=60, confirm_for=5), resume=True)
+    machine.handle(Event.UP, 8.0)
+    assert machine.state is State.CONFIRMING
+    assert machine.tick(10.5) is None
+    step = machine.tick(13.0)
+    assert step is not None
+    assert (step.event, step.state) == (Event.NOT_CONFIRMED, State.WARMING)
+
+
+def test_the_supervisor_judges_its_own_deadline_with_what_the_primer_saw() -> None:
+    """A primer that answered, then kept crashing: the supervisor's fail-open is not undone
+    by the next probe (the target had answered, so an answer is not news)."""
+    machine = Lifecycle(Policy(wait_timeout=10, gate_timeout=20))
+    machine.handle(Event.SUPERVISE, 0.0)
+    machine.note_answered(True)
+    machine.worker_outcome(5.0, ready=None, answered=False)
+    step = machine.tick(40.0)
+    assert step is not None
+    assert step.state is State.READY
+    assert machine.handle(Event.UP, 40.5).state is State.READY

@@ -60,7 +60,7 @@ def test_marker_follows_readiness(tmp_path: Path) -> None:
 def test_prepare_removes_a_stale_marker(tmp_path: Path) -> None:
     """A marker left by an earlier run never claims readiness for this one."""
     (tmp_path / READY_FILE).write_text("old\n")
-    StatusDir(tmp_path).prepare()
+    StatusDir(tmp_path).lock()
     assert not (tmp_path / READY_FILE).exists()
 
 

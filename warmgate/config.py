@@ -485,8 +485,8 @@ class AfterReadyConfig(_Model):
         ge=0,
         description=(
             "Once ready, a refused connection re-arms at once (the app restarted); a target "
-            "unreachable (connect timeouts, no route) this long re-arms too (at least 100ms). "
-            "Slow answers or errors never re-arm. 0: never re-arm."
+            "unreachable (no route, unknown host) this long re-arms too (at least 100ms). "
+            "Slow answers, errors and connect timeouts never re-arm. 0: never re-arm."
         ),
     )
     retry_after: Duration = Field(

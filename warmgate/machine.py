@@ -28,8 +28,9 @@ resets neither, so a flapping target still ends by its deadline.
 *Restarts versus overload*: a refused connection means the app's process is gone (a sidecar
 talks to its own pod), so a ready gate re-arms at the first one, however short the outage. A
 target that does not answer with its port open (timeouts, resets) is overloaded, not
-restarted: that never re-arms. Only a target that cannot be reached at all (no route, connect
-timeouts, unknown host) for ``rearm_after`` seconds re-arms, as the app may have moved.
+restarted: that never re-arms (a connect that times out is a full accept queue: busy). Only a
+target that cannot be reached at all (no route, unknown host) for ``rearm_after`` seconds
+re-arms, as the app may have moved.
 
 Events the machine derives itself from what the shell reports (so the table stays plain
 data): ``gone`` (unreachable for ``rearm_after``), ``answered`` (a target that never answered
@@ -90,7 +91,7 @@ class Event(StrEnum):
     REFUSED = "refused"
     """A probe: a connection was refused; the target's process is gone."""
     UNREACHABLE = "unreachable"
-    """A probe: no answer at all (connect timeout, no route, unknown host)."""
+    """A probe: no way to reach the target at all (no route, unknown host)."""
     LOST = "lost"
     """Warming: nothing but connection errors for a while."""
     WARM = "warm"
@@ -264,8 +265,14 @@ class Lifecycle:
         return self.state is State.READY
 
     def deadline(self) -> float:
-        """When this arming gives up (fail open or closed); ``inf`` outside the priming states."""
+        """When this arming gives up (fail open or closed); ``inf`` outside the priming states.
+
+        The confirmation has none: its own budget ends it, in a full warm-up, never in an
+        outcome (a restarted app must not be waved through by a deadline).
+        """
         if self.state not in _PRIMING_STATES or self.armed_at is None:
+            return math.inf
+        if self.state is State.CONFIRMING:
             return math.inf
         policy = self.policy
         if self.state is State.PRIMING:
@@ -319,6 +326,11 @@ class Lifecycle:
             self.respawn_at = None
             return self.handle(Event.RESPAWN, now)
         return None
+
+    def note_answered(self, answered: bool) -> None:
+        """``run``: what the primer says about whether the target answered in this arming, so
+        an outcome the supervisor reaches itself (a crash-looping primer) judges the same."""
+        self.answered = self.answered or answered
 
     def worker_outcome(self, now: float, *, ready: bool | None, answered: bool) -> Transition:
         """``run``: the primer reached an outcome: ready, failed closed (``False``), or it died

@@ -224,7 +224,9 @@ class Runner:
     async def _wait_step(self, stop: asyncio.Event, load: Load, backoff: float) -> float:
         """One probe of every target; sleep the back-off if it is not up yet."""
         results = await asyncio.gather(*(probe.probe() for probe in self._probes))
-        down = next((reason for reason in results if reason), None)
+        # A refusal anywhere says more (a process is gone) than a timeout elsewhere.
+        refused = [r for r in results if r and probe_event(r) is Event.REFUSED]
+        down = next(iter(refused), None) or next((reason for reason in results if reason), None)
         if down is None:
             self.recorder.up(self._since_start())
             self.log.event("up", "the target answers; priming starts")

@@ -156,6 +156,9 @@ class StatusDir:
         except OSError:
             pass
         self._lock = fd
+        # Only now that the directory is ours: a marker left by an earlier run must not claim
+        # readiness before this run decides (and a refused second warmgate touches nothing).
+        self._remove_marker()
         return fd
 
     def beat(self) -> None:
@@ -167,7 +170,7 @@ class StatusDir:
             path.touch()
 
     def prepare(self) -> None:
-        """Create the directory if needed and prove it is writable; remove a stale marker."""
+        """Create the directory if needed and prove it is writable."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe-", delete=True)  # noqa: SIM115 - closed right below
@@ -178,8 +181,6 @@ class StatusDir:
                 f"--status-dir: {self.path} is not writable ({reason}); mount a writable "
                 "volume there (an emptyDir) or pick another directory."
             ) from None
-        # A marker left by an earlier run must not claim readiness before this run decides.
-        self._remove_marker()
 
     def write(self, status: Status) -> None:
         """Write ``status.json`` atomically, then create or remove the marker to match."""

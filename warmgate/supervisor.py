@@ -57,6 +57,8 @@ SILENT_LIMIT = 30.0
 GRACE = 1.0
 """Seconds a primer gets to stop after SIGTERM before it is killed (the supervisor writes the
 final status itself, so nothing of the primer's is lost)."""
+SHUTDOWN_GRACE = 0.5
+"""At SIGTERM the primer gets less: the whole sidecar must be gone within 2 s."""
 FILE_INTERVAL = 1.0
 
 
@@ -100,12 +102,18 @@ def exec_supervisor(plan: Plan, keep: list[int]) -> None:
 
 
 def probe_address(host: str, port: int) -> Event:
-    """One TCP connect: up, refused (nothing listens: the process is gone) or unreachable."""
+    """One TCP connect: up, refused (nothing listens: the process is gone) or unreachable.
+
+    A connect that times out counts as up: an overloaded app's full accept queue drops SYNs,
+    and overload is not a restart. Unreachable means no route, no such host, and the like.
+    """
     try:
         with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
             return Event.UP
     except ConnectionRefusedError:
         return Event.REFUSED
+    except TimeoutError:
+        return Event.UP
     except OSError:
         return Event.UNREACHABLE
 
@@ -118,6 +126,8 @@ class Primer:
     generation: int
     last_word: float
     outcome_seen: bool = False
+    ended: bool = False
+    """Its pipe has been read to the end: every word it said has been taken in."""
 
 
 class Supervisor:
@@ -219,8 +229,11 @@ class Supervisor:
             except queue.Empty:
                 return
             primer = self._primer
-            if primer is None or generation != primer.generation or message is None:
-                continue  # a primer that was replaced, or the end of its pipe
+            if primer is None or generation != primer.generation:
+                continue  # a primer that was replaced
+            if message is None:
+                primer.ended = True
+                continue
             primer.last_word = now
             directory = self._dir
             if "report" in message and directory is not None:
@@ -236,6 +249,7 @@ class Supervisor:
             if status.get("state") == READY and self.machine.state is State.READY:
                 self._show(status, now)  # a keep-warm primer's progress; readiness unchanged
             return
+        self.machine.note_answered(bool(status.get("target_answered")))
         outcome = status.get("outcome")
         if outcome is not None and status.get("state") in (READY, FAILED):
             primer.outcome_seen = True
@@ -257,6 +271,8 @@ class Supervisor:
         silent = now - primer.last_word
         if code is None and silent <= SILENT_LIMIT:
             return
+        if code is not None and not primer.ended and silent <= SILENT_LIMIT:
+            return  # its last words (an outcome, the record) are still in the pipe
         if code is None:
             self.log.event(
                 "primer_hung", f"the primer said nothing for {silent:.0f}s; replacing it"
@@ -409,8 +425,10 @@ class Supervisor:
             )
 
     def _spawn(self, now: float, *, resume: bool) -> None:
-        """Start a primer with a pipe to talk up."""
+        """Start a primer with a pipe to talk up (not once stopping)."""
         self._stop_primer()
+        if self._stop.is_set() or self._signal is not None:
+            return
         read_end, write_end = os.pipe()
         self._generation += 1
         supervised = {
@@ -426,6 +444,12 @@ class Supervisor:
         ]  # fmt: skip
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, pass_fds=(write_end,))  # noqa: S603 - our own CLI
+        except OSError as exc:  # a pids or memory limit: a crash like any other, with a back-off
+            os.close(read_end)
+            reason = f"cannot start a primer ({exc.strerror or exc}); trying again"
+            self.log.event("primer_crashed", reason)
+            self.machine.worker_outcome(now, ready=None, answered=False)
+            return
         finally:
             os.close(write_end)
         self._primer = Primer(process, self._generation, now)
@@ -449,13 +473,13 @@ class Supervisor:
         self._messages.put((generation, None))
         self._wake.set()
 
-    def _stop_primer(self) -> None:
+    def _stop_primer(self, grace: float = GRACE) -> None:
         primer = self._primer
         if primer is None or primer.process.poll() is not None:
             return
         primer.process.terminate()
         try:
-            primer.process.wait(GRACE)
+            primer.process.wait(grace)
         except subprocess.TimeoutExpired:
             primer.process.kill()
             primer.process.wait()
@@ -464,7 +488,7 @@ class Supervisor:
         now = time.monotonic()
         if self.machine.state is not State.STOPPED:
             self.machine.handle(Event.STOP, now)
-        self._stop_primer()
+        self._stop_primer(SHUTDOWN_GRACE)
         if self._signal is not None:
             reason = f"stopped by {self._signal}; not vouching for the app any more"
             self._show(self._own_status(STOPPED, reason, now), now, force=True, own=True)
