@@ -60,7 +60,7 @@ LABELS = {
     "created": "2026-01-02T03:04:05Z",
     "source": "https://example.org/warmgate",
 }
-QUICK_GATE = ["--concurrency", "4", "--window", "2s", "--hold", "1s", "--min-requests", "10",
+QUICK_GATE = ["--concurrency", "4", "--window", "5s", "--hold", "1s", "--min-requests", "10",
               "--timeout", "60s"]  # fmt: skip
 BENCHMARKS = REPO / "docs" / "benchmarks.md"
 RECORDED_SIZE = re.compile(r"warmgate's own layers \S+ hold \*\*([\d,]+) bytes\*\*")

@@ -157,11 +157,12 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
-    from warmgate.loading import load_for_command
+def _load(plan: dict[str, Any], *, warn: bool = True) -> tuple[Any, Any]:
+    from warmgate.loading import load_config, load_for_command
 
     config_path = plan.pop("config", None)
-    return load_for_command(config_path, overrides_from_flags(plan))
+    load = load_for_command if warn else load_config
+    return load(config_path, overrides_from_flags(plan))
 
 
 def _version(value: bool) -> None:
@@ -206,7 +207,7 @@ def prime(
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
     from warmgate.process import Supervised, execute
 
-    config, secrets = _load(plan)
+    config, secrets = _load(plan, warn=not supervised)  # run has warned once already
     primer = Supervised.from_json(supervised) if supervised else None
     status = execute(config, secrets, report=report, supervised=primer)
     if not status.ready:
