@@ -255,7 +255,6 @@ class Lifecycle:
         self.failed_at: float | None = None
         self.crashes = 0
         self.respawn_at: float | None = None
-        self.arms = 0
         self.rearms = 0
         self.last_probe: Event | None = None
 
@@ -389,7 +388,6 @@ class Lifecycle:
             self.failed_at = now
 
     def _arm(self, now: float) -> None:
-        self.arms += 1
         self.armed_at = now
         self.warming_since = None
         self.confirm_until = None

@@ -26,7 +26,7 @@ from warmgate.config import Config
 from warmgate.gate import Verdict
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
-from warmgate.status import READY, WAITING, Status
+from warmgate.status import READY, WAITING, Status, write_failure
 from warmgate.window import Stats
 
 
@@ -222,15 +222,10 @@ class Publisher:
             # Shielded: a cancelled caller stops waiting, the write still lands in its turn.
             await asyncio.shield(asyncio.wrap_future(future))
         except OSError as exc:
-            error = exc.strerror or type(exc).__name__
+            error, sentence = write_failure(getattr(self.sink, "path", "the supervisor"), exc)
             if error != self._write_error:
                 self._write_error = error
-                where = getattr(self.sink, "path", "the supervisor")
-                self.log.event(
-                    "status_write_failed",
-                    f"cannot write the status directory {where}: {error}; /readyz and "
-                    "/metrics still tell the truth",
-                )
+                self.log.event("status_write_failed", sentence)
         else:
             self._write_error = None
 

@@ -42,7 +42,8 @@ STATES = PUBLIC_STATES
 WAITING, WARMING, READY, FAILED, STOPPED = PUBLIC_STATES
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso_time(timestamp: float | None) -> str | None:
+    """The status JSON's timestamp form: ISO 8601 in UTC, to the millisecond."""
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
@@ -91,11 +92,11 @@ class Status:
             "ready": self.ready,
             "reason": self.reason,
             "outcome": self.outcome,
-            "started_at": _iso(self.started_at),
-            "updated_at": _iso(self.updated_at),
-            "phase_started_at": _iso(self.phase_started_at),
-            "armed_at": _iso(self.armed_at),
-            "ready_at": _iso(self.ready_at),
+            "started_at": iso_time(self.started_at),
+            "updated_at": iso_time(self.updated_at),
+            "phase_started_at": iso_time(self.phase_started_at),
+            "armed_at": iso_time(self.armed_at),
+            "ready_at": iso_time(self.ready_at),
             "warmup_seconds": self.warmup_seconds(),
             "concurrency": {"level": self.level, "target": self.target_level},
             "window": self.window,
@@ -206,6 +207,15 @@ class StatusDir:
 
     def _remove_marker(self) -> None:
         (self.path / READY_FILE).unlink(missing_ok=True)
+
+
+def write_failure(where: object, exc: OSError) -> tuple[str, str]:
+    """``(error, sentence)`` for a status directory write that failed: logged once per error."""
+    error = exc.strerror or type(exc).__name__
+    return error, (
+        f"cannot write the status directory {where}: {error}; /readyz and /metrics still tell "
+        "the truth"
+    )
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -39,7 +39,15 @@ from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT
 from warmgate.logs import Log
 from warmgate.machine import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.secrets import Secrets
-from warmgate.status import FAILED, READY, STOPPED, WAITING, StatusDir
+from warmgate.status import (
+    FAILED,
+    READY,
+    STOPPED,
+    WAITING,
+    StatusDir,
+    iso_time,
+    write_failure,
+)
 
 TICK = 0.25
 """Seconds between turns of the supervisor's loop while a primer runs (its words wake it
@@ -355,10 +363,7 @@ class Supervisor:
         self, state: str, reason: str, now: float, outcome: str | None = None
     ) -> dict[str, Any]:
         """A status of the supervisor's own, from the last one with new state and reason."""
-        wall = self._wall(now)
-        from datetime import UTC, datetime
-
-        stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+        stamp = iso_time(self._wall(now))
         return {
             **self._status,
             "state": state,
@@ -415,14 +420,10 @@ class Supervisor:
             self._write_error = None
 
     def _write_failed(self, exc: OSError) -> None:
-        error = exc.strerror or type(exc).__name__
+        error, sentence = write_failure(self.status_dir, exc)
         if error != self._write_error:
             self._write_error = error
-            self.log.event(
-                "status_write_failed",
-                f"cannot write the status directory {self.status_dir}: {error}; /readyz and "
-                "/metrics still tell the truth",
-            )
+            self.log.event("status_write_failed", sentence)
 
     def _spawn(self, now: float, *, resume: bool) -> None:
         """Start a primer with a pipe to talk up (not once stopping)."""
