@@ -193,6 +193,15 @@ def transitions(gate: WarmgateProcess) -> list[str]:
     return [str(e["message"]) for e in gate.events if e.get("event") == "transition"]
 
 
+def kill_9_once_ready(port: int, status_dir: Path) -> None:
+    """Start `run`, wait until it is ready, then kill it with SIGKILL (its status dir stays)."""
+    with WarmgateProcess(*run_args(port, status_dir)) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
+        gate.process.kill()
+        gate.process.wait(5)
+
+
 def test_a_short_app_restart_is_caught_and_re_armed(
     sim_app: Callable[..., SimApp], tmp_path: Path
 ) -> None:
@@ -238,11 +247,7 @@ def test_kill_9_of_run_with_the_app_warm_resumes_without_priming_again(
 ) -> None:
     """warmgate's own crash: started again on the same status dir it confirms, and is ready."""
     app = sim_app()
-    with WarmgateProcess(*run_args(app.port, tmp_path)) as first:
-        base = f"http://127.0.0.1:{first.port()}"
-        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
-        first.process.kill()
-        first.process.wait(5)
+    kill_9_once_ready(app.port, tmp_path)
     with WarmgateProcess(*run_args(app.port, tmp_path)) as second:
         base = f"http://127.0.0.1:{second.port()}"
         poll(lambda: readyz(base) == 200, timeout=15, what="ready again")
@@ -262,11 +267,7 @@ def test_kill_9_of_run_then_a_cold_app_is_not_ready_until_warm(
     """The app restarted while warmgate was down: the confirmation fails, a full warm-up follows."""
     app = sim_app()
     port = app.port
-    with WarmgateProcess(*run_args(port, tmp_path)) as first:
-        base = f"http://127.0.0.1:{first.port()}"
-        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
-        first.process.kill()
-        first.process.wait(5)
+    kill_9_once_ready(port, tmp_path)
     app.stop()
     cold = sim_app(NEVER_WARM, port=port)
     with WarmgateProcess(*run_args(port, tmp_path)) as second:
