@@ -12,8 +12,9 @@ import pytest
 
 from tests.helpers import cli_env, run_cli
 from warmgate.config import Config
-from warmgate.drivers.sql import bind_value, connect_phrase
+from warmgate.drivers.sql import bind_value
 from warmgate.drivers.sqlcheck import escape_problem, write_problem
+from warmgate.drivers.sqlerrors import connect_phrase
 from warmgate.errors import ConfigError
 from warmgate.loading import describe, load_config
 from warmgate.targets import compile_targets, open_drivers
@@ -225,8 +226,8 @@ def test_numbers_in_params_are_accepted() -> None:
             "target 'x' has both http: and sql:; a target has one kind",
         ),
         (
-            {"name": "x", "sql": {"url": "mysql://u:pw1234@h/db", "query": "SELECT 1"}},
-            "'mysql://u:***@h/db' is not a supported database URL",
+            {"name": "x", "sql": {"url": "mysql+pymysql://u:pw1234@h/db", "query": "SELECT 1"}},
+            "'mysql+pymysql://u:***@h/db' is not a supported database URL",
         ),
         ({"name": "x", "sql": {"url": "sqlite://", "query": "SELECT 1"}}, "needs a file"),
         ({"name": "x", "sql": {"url": PG, "query": "  "}}, "write the query to run"),

@@ -245,7 +245,16 @@ class HttpTarget(_Model):
         return False
 
 
-_SQL_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+aiosqlite")
+_SQL_SCHEMES = (
+    "postgresql",
+    "postgresql+psycopg",
+    "mysql",
+    "mysql+asyncmy",
+    "mariadb",
+    "mariadb+asyncmy",
+    "sqlite",
+    "sqlite+aiosqlite",
+)
 
 
 def _sql_param(value: object) -> object:
@@ -289,7 +298,8 @@ class SqlTarget(_Model):
     url: str = Field(
         description=(
             "SQLAlchemy URL: postgresql+psycopg://user@host:5432/db (password from ${VAR} or "
-            "libpq's PGPASSWORD) or sqlite:///path/to/file.db (opened read-only)."
+            "libpq's PGPASSWORD), mysql://user@host:3306/db or mariadb://... (asyncmy; password "
+            "from ${VAR}), or sqlite:///path/to/file.db (opened read-only)."
         )
     )
     query: str = Field(
@@ -346,7 +356,8 @@ class SqlTarget(_Model):
         if "://" not in url or scheme not in _SQL_SCHEMES:
             raise ValueError(
                 f"'{redact_url(url)}' is not a supported database URL; write "
-                "postgresql+psycopg://user@host:5432/dbname or sqlite:///path/to/file.db"
+                "postgresql+psycopg://user@host:5432/dbname, mysql://user@host:3306/dbname "
+                "(or mariadb://) or sqlite:///path/to/file.db"
             )
         if scheme.startswith("sqlite") and not url.partition("://")[2].lstrip("/"):
             raise ValueError(

@@ -1,24 +1,28 @@
-"""The SQL driver: read-only queries against PostgreSQL and SQLite.
+"""The SQL driver: read-only queries against PostgreSQL, MySQL, MariaDB and SQLite.
 
 PostgreSQL goes through psycopg 3's async connections, each query one pipelined round trip
-(``postgres.py``); SQLite through SQLAlchemy's asyncio engine over aiosqlite, a thread per
-connection (``sqlite.py``). No query blocks the event loop that also serves ``/readyz``. This
-module imports SQLAlchemy, so ``targets.py`` imports it only for configs with SQL targets, and it
-imports psycopg or aiosqlite only for a target that needs it (sidecar memory).
+(``postgres.py``); MySQL and MariaDB through asyncmy's (``mysql.py``); SQLite through
+SQLAlchemy's asyncio engine over aiosqlite, a thread per connection (``sqlite.py``). No query
+blocks the event loop that also serves ``/readyz``. This module imports SQLAlchemy, so
+``targets.py`` imports it only for configs with SQL targets, and it imports psycopg, asyncmy or
+aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
 1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
-   SELECT INTO, a locking read, several statements) or that names a function acting outside
-   its transaction (dblink, session advisory locks... see ``sqlcheck.py``) is a
+   SELECT INTO, a locking read, several statements, and MySQL's REPLACE, LOAD DATA, INTO
+   OUTFILE, ``:=``...) or that names a function acting outside
+   its transaction (dblink, session advisory locks, GET_LOCK... see ``sqlcheck.py``) is a
    :class:`ConfigError` naming the target;
 2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
-   query, whatever the session defaults say; SQLite a connection opened with ``mode=ro`` plus
+   query, whatever the session defaults say; MySQL and MariaDB ``START TRANSACTION READ ONLY``
+   before each query; SQLite a connection opened with ``mode=ro`` plus
    ``PRAGMA query_only``; so the database itself refuses a write that slipped past (1): outcome
    ``write_rejected``;
 3. nothing ever commits, and nothing outlives the query: each transaction is rolled back
    (PostgreSQL: a ROLLBACK in the same round trip, and one more if the query failed, then the
-   session reset; SQLite: returning a connection to the pool rolls back again);
+   session reset; MySQL and MariaDB: a ROLLBACK, then ``COM_RESET_CONNECTION``; SQLite:
+   returning a connection to the pool rolls back again);
 4. the first probe that reaches the database checks what the role may do: a role that can
    write is a warning, or a :class:`ConfigError` with ``require_read_only_role``, since only
    the role's privileges stop a function that hides an escape hatch in its body.
@@ -27,8 +31,9 @@ Rows are counted as they arrive, never held all at once, and reading stops past 
 ``row_cap`` (warned about once).
 
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
-transaction; SQLite an interrupt at the deadline) and always by the client too, a little later,
-with ``asyncio.timeout`` (it also covers waiting for the pool and connecting).
+transaction; MariaDB ``SET STATEMENT max_statement_time=... FOR`` the query; MySQL
+``max_execution_time``; SQLite an interrupt at the deadline) and always by the client too, a
+little later, with ``asyncio.timeout`` (it also covers waiting for the pool and connecting).
 
 Bound parameters: each ``params`` value is a template rendered for every request. A rendered
 value that is a whole number without a leading zero (``42``, ``-7``, ``0``) is bound as an
@@ -47,21 +52,12 @@ from urllib.parse import quote
 
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError
 
 from warmgate.config import SqlRows, SqlTarget
-from warmgate.drivers import (
-    CONNECTION_ERROR,
-    ERROR,
-    OK,
-    TIMEOUT,
-    UNEXPECTED_STATUS,
-    WRITE_REJECTED,
-    Outcome,
-    Warn,
-    warn_on_stderr,
-)
-from warmgate.drivers.sqlcheck import READ_STARTS, escape_problem, write_problem
+from warmgate.drivers import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
+from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, escape_problem, write_problem
+from warmgate.drivers.sqlerrors import classify
 from warmgate.errors import ConfigError
 from warmgate.secrets import redact_url
 from warmgate.templating import Template, Templates
@@ -74,46 +70,12 @@ CLIENT_GRACE = 0.5
 """The client gives up this long after the database should have cancelled the statement."""
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,17})")
-_CONNECT_PHRASES = (
-    (r"connection refused", "connection refused"),
-    (r'password authentication failed for user "?([^"\s]+)',
-     "password authentication failed for user {}"),
-    (r"no password supplied|fe_sendauth", "no password supplied"),
-    (r'role "?([^"\s]+)"? does not exist', "role {} does not exist"),
-    (r'database "?([^"\s]+)"? does not exist', "database {} does not exist"),
-    (r"no pg_hba\.conf entry", "pg_hba.conf has no entry for this connection"),
-    (r"failed to resolve host|could not translate host name|name or service not known",
-     "host name not found"),
-    (r"timeout expired|timed out", "connect timed out"),
-    (r"the database system is (starting up|shutting down|in recovery mode|not yet accepting)",
-     "the database system is {}"),
-    (r"too many (?:clients|connections)|remaining connection slots", "too many connections"),
-    (r"server closed the connection|terminating connection|connection is closed|"
-     r"consuming input failed", "the server closed the connection"),
-    (r"unable to open database file", "cannot open the database file"),
-    (r"file is not a database", "the file is not a database"),
-)  # fmt: skip
 
 
 def bind_value(rendered: str) -> int | str:
     """The value bound for a rendered parameter: an integer for a plain whole number, else
     the string as is (see the module docstring for the rule)."""
     return int(rendered) if _INTEGER.fullmatch(rendered) else rendered
-
-
-def connect_phrase(message: str) -> str:
-    """A short, secret-free reason from a driver's connection error message."""
-    for pattern, phrase in _CONNECT_PHRASES:
-        match = re.search(pattern, message, re.IGNORECASE)
-        if match:
-            return phrase.format(*match.groups())
-    return "connection failed"
-
-
-def _first_line(message: str, limit: int = 160) -> str:
-    line = message.strip().splitlines()[0] if message.strip() else ""
-    line = re.sub(r"^(ERROR|FATAL):\s+", "", line)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +86,7 @@ class SqlPlan:
     """
 
     url: URL
-    postgres: bool
+    dialect: Dialect
     place: str
     query: str
     params: tuple[tuple[str, Template], ...]
@@ -140,19 +102,19 @@ class SqlPlan:
         Raises :class:`ConfigError` naming the target when the query obviously writes or calls
         a function that acts outside its read-only transaction.
         """
-        problem = write_problem(target.query)
+        url, dialect, place = _connect_url(target.url, where)
+        problem = write_problem(target.query, dialect)
         if problem is not None:
             raise ConfigError(
                 f"target '{name}': {where}.query {problem}; warm-up traffic must never write, "
                 f"so give one read-only statement ({', '.join(READ_STARTS)})."
             )
-        escape = escape_problem(target.query)
+        escape = escape_problem(target.query, dialect)
         if escape is not None:
             raise ConfigError(
                 f"target '{name}': {where}.query {escape}; a warm-up query must stay inside its "
                 "read-only transaction, so query the tables the app reads instead."
             )
-        url, postgres, place = _connect_url(target.url, where)
         used = set(sqlalchemy.text(target.query).compile().params)
         for missing in sorted(used - set(target.params)):
             example = '"{{ randint(1, 100) }}"'
@@ -172,7 +134,7 @@ class SqlPlan:
         )
         return cls(
             url,
-            postgres,
+            dialect,
             place,
             target.query,
             params,
@@ -187,18 +149,28 @@ class SqlPlan:
         return {key: bind_value(template.render()) for key, template in self.params}
 
 
-def _connect_url(text: str, where: str) -> tuple[URL, bool, str]:
-    """``(url, postgres, place)``: the URL warmgate connects with and where it points."""
+def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
+    """``(url, dialect, place)``: the URL warmgate connects with and where it points."""
     try:
         url = make_url(text)
     except (ArgumentError, ValueError):
         raise ConfigError(
             f"{where}.url: '{redact_url(text)}' is not a valid database URL; write "
-            "postgresql+psycopg://user@host:5432/dbname or sqlite:///path/to/file.db."
+            "postgresql+psycopg://user@host:5432/dbname, mysql://user@host:3306/dbname or "
+            "sqlite:///path/to/file.db."
         ) from None
-    if url.get_backend_name() == "postgresql":
+    backend = url.get_backend_name()
+    if backend == "postgresql":
         place = f"{url.host or 'localhost'}:{url.port or 5432}"
-        return url.set(drivername="postgresql+psycopg"), True, place
+        return url.set(drivername="postgresql+psycopg"), Dialect.POSTGRESQL, place
+    if backend in {"mysql", "mariadb"}:
+        for option in sorted(set(url.query) & {"init_command", "client_flag", "local_infile"}):
+            raise ConfigError(
+                f"{where}.url: warmgate sets the {option} option itself (it resets the session "
+                f"after every query and keeps it read-only); remove ?{option}= from the URL."
+            )
+        place = f"{url.host or 'localhost'}:{url.port or 3306}"
+        return url.set(drivername=f"{backend}+asyncmy"), Dialect.MYSQL, place
     path = url.database or ""
     if url.query:
         raise ConfigError(
@@ -209,12 +181,12 @@ def _connect_url(text: str, where: str) -> tuple[URL, bool, str]:
     readonly = URL.create(
         "sqlite+aiosqlite", database=f"file:{quote(path)}", query={"mode": "ro", "uri": "true"}
     )
-    return readonly, False, path
+    return readonly, Dialect.SQLITE, path
 
 
 class SqlPool(Protocol):
     """Connections to one database, at most as many as the concurrency, that run queries
-    read-only (``postgres.PostgresPool``, ``sqlite.SqlitePool``)."""
+    read-only (``postgres.PostgresPool``, ``mysql.MysqlPool``, ``sqlite.SqlitePool``)."""
 
     errors: tuple[type[Exception], ...]
     """What :meth:`rows` raises when the database or the connection fails (see :func:`classify`)."""
@@ -242,13 +214,24 @@ class SqlPool(Protocol):
 
 def open_pool(plan: SqlPlan, size: int) -> SqlPool:
     """The pool of ``size`` connections for ``plan``'s database (none is opened yet)."""
-    if plan.postgres:
+    if plan.dialect is Dialect.POSTGRESQL:
         from warmgate.drivers.postgres import PostgresPool
 
         return PostgresPool(plan.url, size, wait=plan.timeout)
+    if plan.dialect is Dialect.MYSQL:
+        from warmgate.drivers.mysql import MysqlPool
+
+        return MysqlPool(plan.url, size, wait=plan.timeout)
     from warmgate.drivers.sqlite import SqlitePool
 
     return SqlitePool(plan.url, size, wait=plan.timeout)
+
+
+_ESCAPE_EXAMPLE = {
+    Dialect.POSTGRESQL: "dblink",
+    Dialect.MYSQL: "GET_LOCK inside a stored function",
+    Dialect.SQLITE: "none on a read-only file",
+}
 
 
 class SqlDriver:
@@ -288,8 +271,8 @@ class SqlDriver:
             self._capped = True
             self._warn(
                 f"target '{self.name}': the query returned more than {plan.row_cap} rows; "
-                "warmgate stops reading there, which stops the query (on PostgreSQL by closing "
-                "its connection): add a LIMIT to the query, or raise row_cap."
+                "warmgate stops reading there, which stops the query (on PostgreSQL and MySQL by "
+                "closing its connection): add a LIMIT to the query, or raise row_cap."
             )
         rows = plan.rows
         if rows is not None and not rows.accepts(count):
@@ -301,7 +284,7 @@ class SqlDriver:
         return Outcome(OK)
 
     def _classify(self, exc: BaseException) -> Outcome:
-        outcome = classify(exc, postgres=self._plan.postgres)
+        outcome = classify(exc, dialect=self._plan.dialect)
         if self._password and self._password in outcome.detail:
             return Outcome(outcome.outcome, detail=outcome.detail.replace(self._password, "***"))
         return outcome
@@ -337,53 +320,11 @@ class SqlDriver:
             )
         self._warn(
             f"target '{self.name}': the database role {access}. Warm-up queries run read-only, "
-            f"but a function can reach outside that (dblink, for one); {fix}, or set "
+            f"but a function can reach outside that ({_ESCAPE_EXAMPLE[self._plan.dialect]}, "
+            f"for one); {fix}, or set "
             "require_read_only_role: true to refuse to start."
         )
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._pool.aclose()
-
-
-def classify(exc: BaseException, *, postgres: bool) -> Outcome:
-    """The outcome of a query that raised ``exc``: a psycopg error, or a SQLAlchemy error
-    wrapping the database driver's."""
-    if isinstance(exc, sqlalchemy.exc.TimeoutError):
-        return Outcome(TIMEOUT, detail="no free connection in the pool")
-    original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-    sqlstate = str(getattr(original, "sqlstate", None) or "")
-    sqlite_error = str(getattr(original, "sqlite_errorname", None) or "")
-    message = _message(original)
-    if sqlstate == "25006" or sqlite_error.startswith("SQLITE_READONLY"):
-        return Outcome(WRITE_REJECTED, detail=f"the database refused a write: {message}")
-    if sqlstate == "57014" or sqlite_error == "SQLITE_INTERRUPT":
-        return Outcome(TIMEOUT, detail="statement timeout")
-    connection_lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-    refused = sqlstate[:2] in {"08", "28", "3D", "53"} or sqlstate.startswith("57P")
-    unreachable = postgres and not sqlstate and _psycopg_operational(original)
-    if (
-        connection_lost
-        or refused
-        or unreachable
-        or sqlite_error in {"SQLITE_CANTOPEN", "SQLITE_NOTADB"}
-    ):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(original)))
-    if isinstance(exc, OSError):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(exc)))
-    return Outcome(ERROR, detail=message or type(original).__name__)
-
-
-def _psycopg_operational(error: BaseException) -> bool:
-    """Whether ``error`` is psycopg's OperationalError; without a SQLSTATE it comes from the
-    client side: connecting failed, or the connection broke."""
-    import psycopg  # loaded already: only PostgreSQL targets ask
-
-    return isinstance(error, psycopg.OperationalError)
-
-
-def _message(error: BaseException) -> str:
-    """The database's own one-line message (PostgreSQL's primary message when there is one)."""
-    diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return _first_line(str(primary or error))

@@ -1,0 +1,277 @@
+"""MySQL and MariaDB for the SQL driver: a small pool of asyncmy connections.
+
+Theory of operation. Each query is one read-only transaction on a pooled connection, then the
+session is reset, one round trip each (MySQL and MariaDB have no pipelining that keeps the
+query from running when the statement before it failed)::
+
+    START TRANSACTION READ ONLY
+    SET STATEMENT max_statement_time = <s> FOR <the query>      (MariaDB)
+    SET SESSION max_execution_time = <ms>; <the query>          (MySQL: two round trips)
+    ROLLBACK
+    COM_RESET_CONNECTION
+
+This keeps every guarantee listed in ``sql.py``:
+
+- START TRANSACTION READ ONLY is sent before every query, whatever the session says, and the
+  query is only sent once the server said OK to it: the server then refuses every write to a
+  table, a sequence included (error 1792, SQLSTATE 25006), whatever function makes it;
+- one statement per query: the connection is opened without ``CLIENT_MULTI_STATEMENTS``
+  (asyncmy asks for it; warmgate clears the flag before the handshake), so the server refuses
+  ``SELECT 1; DELETE ...`` whole as a syntax error before running any of it;
+- the timeout is the server's own: MariaDB's ``SET STATEMENT max_statement_time=... FOR``
+  binds it to the statement, so no earlier query can lift it; MySQL has no such prefix, and its
+  ``max_execution_time`` (which covers read-only SELECTs, the only statements that pass the
+  check) is set in the session before each query. Which server it is, the handshake says;
+- nothing outlives the query: the transaction is rolled back, and ``COM_RESET_CONNECTION``
+  then resets the session as a new one would be: user variables, session variables, temporary
+  tables, prepared statements and user-level locks (``GET_LOCK``, even one taken inside a
+  stored function) are gone, while the login and the character set stay. If either fails, the
+  connection is closed instead of reused;
+- rows are read unbuffered and counted a chunk of ``CHUNK_ROWS`` at a time, never all held;
+  past the row cap the rest is left unread and the connection closed, which stops the query;
+- asyncmy runs on the event loop (an ``asyncio.Protocol``), so nothing waits on it.
+
+asyncmy has no public call for ``COM_RESET_CONNECTION``; it is sent with the connection's own
+command writer and OK reader (``_execute_command``, ``_read_ok_packet``), as its ``begin`` and
+``rollback`` do. pyproject.toml pins the asyncmy releases this is tested with. SQLAlchemy turns
+the URL into connection arguments, as its asyncmy dialect does, and ``:name`` into ``%s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncmy
+import asyncmy.errors
+import sqlalchemy
+from asyncmy.constants.CLIENT import MULTI_STATEMENTS
+from asyncmy.constants.COMMAND import COM_QUERY
+from asyncmy.cursors import SSCursor
+from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
+from sqlalchemy.engine import URL
+
+PROGRAM_NAME = "warmgate"
+"""What the server shows as the ``program_name`` connection attribute of warm-up connections."""
+CHUNK_ROWS = 100
+"""Rows read at once while a result is counted."""
+COM_RESET_CONNECTION = 0x1F
+"""The protocol command that resets a session (MySQL 5.7.3, MariaDB 10.2.4 and later)."""
+
+_FORMAT_PARAMS = MySQLDialect_asyncmy()
+_CONNECTION: Any = asyncmy.Connection
+
+
+@dataclass
+class _Session:
+    """A pooled connection, the server it talks to, and whether its last query ended cleanly."""
+
+    connection: Any  # asyncmy.Connection
+    mariadb: bool
+    clean: bool = False
+
+
+class MysqlPool:
+    """At most ``size`` connections, opened when first needed, each running one query at a time.
+
+    A connection goes back to the pool only when its query ended with the rollback and the
+    session reset; otherwise (a broken connection, a query the client gave up on, more rows than
+    the cap) it is closed and the next query opens a new one.
+    """
+
+    errors: tuple[type[Exception], ...] = (
+        asyncmy.errors.MySQLError,
+        sqlalchemy.exc.TimeoutError,
+        OSError,
+    )
+    """What :meth:`rows` raises when the database or the connection fails."""
+
+    def __init__(self, url: URL, size: int, wait: float) -> None:
+        _, arguments = url.get_dialect()().create_connect_args(url)
+        if "db" in arguments:
+            arguments["database"] = arguments.pop("db")
+        arguments.pop("client_flag", None)
+        arguments.setdefault("program_name", PROGRAM_NAME)
+        # LOAD DATA LOCAL would let the server read the client's files; the session's
+        # autocommit is the server's (warmgate opens its own transactions).
+        arguments.update(local_infile=False, autocommit=None)
+        self._arguments = arguments
+        self._wait = wait
+        self._free = asyncio.Semaphore(size)
+        self._idle: list[_Session] = []
+        self._closed = False
+
+    async def rows(
+        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
+    ) -> int:
+        """Run ``query`` once in a read-only transaction, rolled back; the rows it returned,
+        counted up to ``cap + 1`` (more than ``cap``: reading stopped there)."""
+        text, names = _positional(query)
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._free.acquire()
+        except TimeoutError:
+            # The error SQLAlchemy's pool raises, so that every database reports it alike.
+            raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        try:
+            session = self._idle.pop() if self._idle else await self._connect()
+            try:
+                values = [params[name] for name in names]
+                return await read_only(session, text, values, statement_timeout, cap)
+            finally:
+                if session.clean and session.connection.connected and not self._closed:
+                    self._idle.append(session)
+                else:
+                    session.connection.close()
+        finally:
+            self._free.release()
+
+    async def aclose(self) -> None:
+        """Close the idle connections now, and the ones in use when their query ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for session in idle:
+            await session.connection.ensure_closed()
+
+    async def write_access(self) -> str | None:
+        """How the connecting account can write (``app@% may INSERT ... in every database``),
+        or ``None`` when it can only read; on a connection of its own, closed after."""
+        session = await self._connect()
+        try:
+            cursor = session.connection.cursor()
+            await cursor.execute(_ACCOUNT_QUERY)
+            row = await cursor.fetchone()
+            await cursor.close()
+        finally:
+            session.connection.close()
+        if row is None:
+            return None
+        account, everywhere, schema, table, tables = row
+        if everywhere:
+            return f"{account} may {_either(everywhere)} in every database (global privileges)"
+        if schema is not None:
+            return (
+                f"{account} may INSERT, UPDATE, DELETE, CREATE, DROP or ALTER in database {schema}"
+            )
+        if table is not None:
+            more = f" and {tables - 1} more tables" if tables > 1 else ""
+            return f"{account} may INSERT, UPDATE or DELETE {table}{more}"
+        return None
+
+    async def _connect(self) -> _Session:
+        # asyncmy's stubs leave the constructor untyped and hide the client flags.
+        connection: Any = _CONNECTION(**self._arguments)
+        # Before the handshake: the server then runs one statement per query, never more.
+        connection._client_flag &= ~MULTI_STATEMENTS
+        await connection.connect()
+        return _Session(connection, "MariaDB" in connection.get_server_info())
+
+
+# Privileges that write data, the schema or files (FILE: SELECT ... INTO OUTFILE, which a
+# read-only transaction does not stop), for the account itself. Privileges that come through
+# roles are not followed (docs/sql.md, "A read-only role").
+_ACCOUNT_QUERY = """
+SELECT a.account,
+    (SELECT GROUP_CONCAT(DISTINCT p.PRIVILEGE_TYPE ORDER BY p.PRIVILEGE_TYPE SEPARATOR ', ')
+     FROM information_schema.USER_PRIVILEGES p
+     WHERE p.GRANTEE = a.grantee AND p.PRIVILEGE_TYPE IN
+        ('INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'ALTER', 'FILE', 'SUPER')),
+    (SELECT MIN(s.TABLE_SCHEMA) FROM information_schema.SCHEMA_PRIVILEGES s
+     WHERE s.GRANTEE = a.grantee AND s.PRIVILEGE_TYPE IN
+        ('INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'ALTER', 'FILE', 'SUPER')),
+    (SELECT MIN(CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME))
+     FROM information_schema.TABLE_PRIVILEGES t
+     WHERE t.GRANTEE = a.grantee AND t.PRIVILEGE_TYPE IN ('INSERT', 'UPDATE', 'DELETE')),
+    (SELECT COUNT(DISTINCT t.TABLE_SCHEMA, t.TABLE_NAME)
+     FROM information_schema.TABLE_PRIVILEGES t
+     WHERE t.GRANTEE = a.grantee AND t.PRIVILEGE_TYPE IN ('INSERT', 'UPDATE', 'DELETE'))
+FROM (SELECT CURRENT_USER() AS account,
+        CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''',
+               SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') AS grantee) a
+"""
+
+
+def _either(privileges: str) -> str:
+    """``INSERT, DELETE or FILE`` from ``INSERT, DELETE, FILE``."""
+    head, _, last = privileges.rpartition(", ")
+    return f"{head} or {last}" if head else last
+
+
+def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | None, str]:
+    """``(statement to send first or None, the query to send)`` so that the server stops the
+    query after ``statement_timeout`` seconds."""
+    if mariadb:
+        return None, f"SET STATEMENT max_statement_time={statement_timeout:.3f} FOR {query}"
+    milliseconds = max(1, round(statement_timeout * 1000))
+    return b"SET SESSION max_execution_time = %d" % milliseconds, query
+
+
+async def read_only(
+    session: _Session,
+    query: str,
+    values: Sequence[int | str],
+    statement_timeout: float,
+    cap: int,
+) -> int:
+    """One read-only transaction around ``query``, rolled back, then the session reset; the
+    number of rows it returned, counted up to ``cap + 1``.
+
+    ``session.clean`` says afterwards whether the connection may be used again. Raises the
+    asyncmy error of the statement that failed.
+    """
+    connection = session.connection
+    session.clean = False
+    before, text = timed(query, session.mariadb, statement_timeout)
+    await _command(connection, b"START TRANSACTION READ ONLY")
+    try:
+        if before is not None:
+            await _command(connection, before)
+        count = await _count(connection, text, values, cap)
+    except asyncmy.errors.MySQLError:
+        if connection.connected:
+            with contextlib.suppress(asyncmy.errors.MySQLError, OSError):
+                await _end(connection)
+                session.clean = True
+        raise
+    if count <= cap:
+        await _end(connection)
+        session.clean = True
+    return count
+
+
+async def _count(connection: Any, text: str, values: Sequence[int | str], cap: int) -> int:
+    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``."""
+    cursor = connection.cursor(SSCursor)
+    await cursor.execute(text, tuple(values))
+    count = 0
+    if cursor.description is not None:
+        while chunk := await cursor.fetchmany(CHUNK_ROWS):
+            count += len(chunk)
+            if count > cap:
+                return cap + 1  # the rest is left unread: the connection cannot be reused
+    return count
+
+
+async def _command(connection: Any, statement: bytes) -> None:
+    """Send one statement that answers OK (or an error, raised)."""
+    await connection._execute_command(COM_QUERY, statement)
+    await connection._read_ok_packet()
+
+
+async def _end(connection: Any) -> None:
+    """Roll back, then reset the session."""
+    await _command(connection, b"ROLLBACK")
+    await connection._execute_command(COM_RESET_CONNECTION, b"")
+    await connection._read_ok_packet()
+
+
+@functools.lru_cache(maxsize=64)
+def _positional(query: str) -> tuple[str, tuple[str, ...]]:
+    """``query`` with ``%s`` for its ``:name`` parameters (a literal ``%`` doubled), and the
+    names in order."""
+    compiled = sqlalchemy.text(query).compile(dialect=_FORMAT_PARAMS)
+    return compiled.string, tuple(compiled.positiontup or ())

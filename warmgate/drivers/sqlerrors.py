@@ -1,0 +1,133 @@
+"""What a failed SQL query or connection means: the outcome, and a short reason.
+
+The drivers raise their own errors (psycopg's, asyncmy's, sqlite3's, sometimes wrapped by
+SQLAlchemy); :func:`classify` turns each into an :class:`Outcome` — ``write_rejected`` when the
+database refused a write, ``timeout`` when it stopped the statement, ``connection_error`` when
+it could not be reached or the connection broke, ``error`` otherwise — and
+:func:`connect_phrase` turns a connection failure into a short phrase without secrets.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy
+from sqlalchemy.exc import DBAPIError
+
+from warmgate.drivers import CONNECTION_ERROR, ERROR, TIMEOUT, WRITE_REJECTED, Outcome
+from warmgate.drivers.sqlcheck import Dialect
+
+_CONNECT_PHRASES = (
+    (r"connection refused|\[Errno 111\]", "connection refused"),
+    (r"access denied for user '([^']*)'@'([^']*)'", "access denied for user {}@{}"),
+    (r"unknown database '([^']*)'", "database {} does not exist"),
+    (r'password authentication failed for user "?([^"\s]+)',
+     "password authentication failed for user {}"),
+    (r"no password supplied|fe_sendauth", "no password supplied"),
+    (r'role "?([^"\s]+)"? does not exist', "role {} does not exist"),
+    (r'database "?([^"\s]+)"? does not exist', "database {} does not exist"),
+    (r"no pg_hba\.conf entry", "pg_hba.conf has no entry for this connection"),
+    (r"failed to resolve host|could not translate host name|name or service not known",
+     "host name not found"),
+    (r"timeout expired|timed out", "connect timed out"),
+    (r"server shutdown in progress", "the database system is shutting down"),
+    (r"the database system is (starting up|shutting down|in recovery mode|not yet accepting)",
+     "the database system is {}"),
+    (r"too many (?:clients|connections)|remaining connection slots", "too many connections"),
+    (r"server closed the connection|terminating connection|connection is closed|"
+     r"consuming input failed|lost connection to mysql server|mysql server has gone away|"
+     r"connection was killed|not connected", "the server closed the connection"),
+    (r"unable to open database file", "cannot open the database file"),
+    (r"file is not a database", "the file is not a database"),
+)  # fmt: skip
+
+
+def connect_phrase(message: str) -> str:
+    """A short, secret-free reason from a driver's connection error message."""
+    for pattern, phrase in _CONNECT_PHRASES:
+        match = re.search(pattern, message, re.IGNORECASE)
+        if match:
+            return phrase.format(*match.groups())
+    return "connection failed"
+
+
+def _first_line(message: str, limit: int = 160) -> str:
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    line = re.sub(r"^(ERROR|FATAL):\s+", "", line)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def classify(exc: BaseException, *, dialect: Dialect) -> Outcome:
+    """The outcome of a query that raised ``exc``: a psycopg or asyncmy error, or a SQLAlchemy
+    error wrapping the database driver's."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return Outcome(TIMEOUT, detail="no free connection in the pool")
+    if dialect is Dialect.MYSQL:
+        return _mysql_outcome(exc)
+    return _outcome(exc, postgres=dialect is Dialect.POSTGRESQL)
+
+
+def _outcome(exc: BaseException, *, postgres: bool) -> Outcome:
+    """The outcome of a psycopg or sqlite3 error, or a SQLAlchemy error wrapping one."""
+    original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    sqlstate = str(getattr(original, "sqlstate", None) or "")
+    sqlite_error = str(getattr(original, "sqlite_errorname", None) or "")
+    message = _message(original)
+    if sqlstate == "25006" or sqlite_error.startswith("SQLITE_READONLY"):
+        return Outcome(WRITE_REJECTED, detail=f"the database refused a write: {message}")
+    if sqlstate == "57014" or sqlite_error == "SQLITE_INTERRUPT":
+        return Outcome(TIMEOUT, detail="statement timeout")
+    connection_lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    refused = sqlstate[:2] in {"08", "28", "3D", "53"} or sqlstate.startswith("57P")
+    unreachable = postgres and not sqlstate and _psycopg_operational(original)
+    if (
+        connection_lost
+        or refused
+        or unreachable
+        or sqlite_error in {"SQLITE_CANTOPEN", "SQLITE_NOTADB"}
+    ):
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(original)))
+    if isinstance(exc, OSError):
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(exc)))
+    return Outcome(ERROR, detail=message or type(original).__name__)
+
+
+def _psycopg_operational(error: BaseException) -> bool:
+    """Whether ``error`` is psycopg's OperationalError; without a SQLSTATE it comes from the
+    client side: connecting failed, or the connection broke."""
+    import psycopg  # loaded already: only PostgreSQL targets ask
+
+    return isinstance(error, psycopg.OperationalError)
+
+
+def _message(error: BaseException) -> str:
+    """The database's own one-line message (PostgreSQL's primary message when there is one)."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return _first_line(str(primary or error))
+
+
+# MySQL and MariaDB error numbers (the SQLSTATE is not kept by asyncmy).
+_MYSQL_READ_ONLY = frozenset({1792, 1290, 1036})
+"""In a READ ONLY transaction; the server runs with --read-only; the table is read only."""
+_MYSQL_TIMEOUT = frozenset({1969, 3024})
+"""max_statement_time (MariaDB) or max_execution_time (MySQL) exceeded."""
+_MYSQL_CONNECTION = frozenset(
+    {0, 1040, 1044, 1045, 1049, 1053, 1129, 1130, 1152, 1158, 1159, 1160, 1161, 1184, 1203,
+     1226, 1820, 1862, 1927, 2002, 2003, 2005, 2006, 2013, 2026, 2055, 2061, 4031}
+)  # fmt: skip
+"""Refused, denied, unknown database, too many connections, lost, killed, shut down..."""
+
+
+def _mysql_outcome(exc: BaseException) -> Outcome:
+    """The outcome of an asyncmy error (``args`` are the error number and the message)."""
+    args: tuple[object, ...] = exc.args
+    number = args[0] if args and isinstance(args[0], int) else None
+    message = _first_line(str(args[1]) if len(args) > 1 else str(exc))
+    if number in _MYSQL_READ_ONLY:
+        return Outcome(WRITE_REJECTED, detail=f"the database refused a write: {message}")
+    if number in _MYSQL_TIMEOUT:
+        return Outcome(TIMEOUT, detail="statement timeout")
+    if number in _MYSQL_CONNECTION or isinstance(exc, OSError):
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(message))
+    return Outcome(ERROR, detail=message or type(exc).__name__)
