@@ -197,7 +197,7 @@ def test_past_the_row_cap_reading_stops_with_one_warning(sqlite_url: str, databa
     assert outcomes[2].detail == "returned more than 1000 rows; expected 1 to 1000 rows"
     warning = (
         "target 'db': the query returned more than 1000 rows; warmgate stops reading there, "
-        "which stops the query (on PostgreSQL by closing its connection): add a LIMIT to the "
+        "which stops the query (on PostgreSQL and MySQL by closing its connection): add a LIMIT to the "
         "query, or raise row_cap."
     )
     assert warnings == [warning, warning]
