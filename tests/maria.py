@@ -15,12 +15,16 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port, poll
 
 HOST = "127.0.0.1"
 PORT = 3306
@@ -144,3 +148,63 @@ def password_account(password: str, *grants: str) -> Iterator[str]:
         yield name
     finally:
         sql(f"DROP USER {account}")
+
+
+class PrivateServer:
+    """A mariadbd of the test's own, on its own data directory and port, that the test may
+    kill and start again without touching the shared server."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def install(self) -> None:
+        """Make the data directory (``mariadb-install-db``, well under a second here)."""
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", f"--datadir={self.directory / 'data'}",
+             "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"],
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start mariadbd and wait until it answers."""
+        log = (self.directory / "mariadbd.log").open("ab")
+        self.process = subprocess.Popen(
+            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.directory / 'data'}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
+             f"--socket={self.directory / 'mariadbd.sock'}", "--skip-log-bin",
+             "--innodb-buffer-pool-size=16M"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        poll(self._answers, timeout=60, what=f"the private mariadbd on port {self.port}")
+
+    def _answers(self) -> bool:
+        try:
+            sql("SELECT 1", port=self.port, database="mysql")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return False
+        return True
+
+    def kill(self) -> None:
+        """Kill mariadbd at once (SIGKILL), as a crash would, and reap it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@contextmanager
+def private_server(directory: Path) -> Iterator[PrivateServer]:
+    """A private MariaDB with database ``test``, started; killed after."""
+    if shutil.which("mariadb-install-db") is None or not Path("/usr/sbin/mariadbd").exists():
+        fail_or_skip("mariadb-install-db or /usr/sbin/mariadbd is missing (Debian: mariadb-server)")
+    server = PrivateServer(directory, free_port())
+    server.install()
+    try:
+        server.start()
+        sql("CREATE DATABASE test", port=server.port, database="mysql")
+        yield server
+    finally:
+        server.kill()
