@@ -1,14 +1,17 @@
 """MySQL and MariaDB for the SQL driver: a small pool of asyncmy connections.
 
 Theory of operation. Each query is one read-only transaction on a pooled connection, then the
-session is reset, one round trip each (MySQL and MariaDB have no pipelining that keeps the
-query from running when the statement before it failed)::
+session is reset. MySQL's protocol answers commands in order, so commands that are safe whatever
+the one before did are written at once and their answers read after (a pipeline); the query
+itself is only sent once the server has said OK to the transaction around it::
 
-    START TRANSACTION READ ONLY
-    SET STATEMENT max_statement_time = <s> FOR <the query>      (MariaDB)
-    SET SESSION max_execution_time = <ms>; <the query>          (MySQL: two round trips)
-    ROLLBACK
-    COM_RESET_CONNECTION
+    START TRANSACTION READ ONLY                                 (MySQL: and, in the same write,
+                                                                 SET SESSION max_execution_time)
+    SET STATEMENT max_statement_time = <s> FOR <the query>      (MySQL: the query alone)
+    ROLLBACK, COM_RESET_CONNECTION                              (one write, two answers)
+
+Three round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
+the transaction when a statement fails, and MySQL's protocol would run the query regardless).
 
 This keeps every guarantee listed in ``sql.py``:
 
@@ -226,10 +229,9 @@ async def read_only(
     connection = session.connection
     session.clean = False
     before, text = timed(query, session.mariadb, statement_timeout)
-    await _command(connection, b"START TRANSACTION READ ONLY")
+    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY")]
+    await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
     try:
-        if before is not None:
-            await _command(connection, before)
         count = await _count(connection, text, values, cap)
     except asyncmy.errors.MySQLError:
         if connection.connected:
@@ -256,17 +258,27 @@ async def _count(connection: Any, text: str, values: Sequence[int | str], cap: i
     return count
 
 
-async def _command(connection: Any, statement: bytes) -> None:
-    """Send one statement that answers OK (or an error, raised)."""
-    await connection._execute_command(COM_QUERY, statement)
-    await connection._read_ok_packet()
+async def _pipeline(connection: Any, commands: Sequence[tuple[int, bytes]]) -> None:
+    """Write ``commands`` at once, then read the OK of each in order.
+
+    The first error is raised, and the answers after it are left unread: the connection is then
+    out of step, and the pool closes it (``clean`` stays false).
+    """
+    # Each command is one packet numbered 0: 3 bytes of length, the number, the command byte.
+    connection._write_bytes(
+        b"".join(
+            (len(payload) + 1).to_bytes(3, "little") + bytes((0, command)) + payload
+            for command, payload in commands
+        )
+    )
+    for _ in commands:
+        connection._next_seq_id = 1  # each answer is the first packet of its own exchange
+        await connection._read_ok_packet()
 
 
 async def _end(connection: Any) -> None:
-    """Roll back, then reset the session."""
-    await _command(connection, b"ROLLBACK")
-    await connection._execute_command(COM_RESET_CONNECTION, b"")
-    await connection._read_ok_packet()
+    """Roll back and reset the session, in one write."""
+    await _pipeline(connection, [(COM_QUERY, b"ROLLBACK"), (COM_RESET_CONNECTION, b"")])
 
 
 @functools.lru_cache(maxsize=64)
