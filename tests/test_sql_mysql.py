@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncmy.errors
@@ -13,6 +14,7 @@ import pytest
 
 from tests import maria
 from tests.helpers import free_port
+from tests.test_sql_config import imported_sql_modules
 from warmgate.config import SqlTarget
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
 from warmgate.drivers.mysql import timed
@@ -370,3 +372,10 @@ def test_require_read_only_role_refuses_root(orders: maria.Scratch) -> None:
         asyncio.run(scenario())
     assert "the database role root@127.0.0.1 may " in str(caught.value)
     assert "in every database (global privileges)" in str(caught.value)
+
+
+def test_asyncmy_is_imported_only_for_a_mysql_target(tmp_path: Path) -> None:
+    """``validate`` of a MySQL config needs SQLAlchemy only; asyncmy loads with the pool."""
+    config = tmp_path / "warmup.yaml"
+    config.write_text("targets:\n  - sql: {url: 'mysql://app@db/orders', query: SELECT 1}\n")
+    assert imported_sql_modules("validate", "--config", str(config)) == "['sqlalchemy']"
