@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ def test_the_timeout_goes_with_the_statement_on_mariadb_and_the_session_on_mysql
         "SET STATEMENT max_statement_time=2.500 FOR SELECT 1",
     )
     assert timed("SELECT 1", False, 2.5) == (b"SET SESSION max_execution_time = 2500", "SELECT 1")
+    assert timed("SELECT 1", True, 0.0001)[1].startswith("SET STATEMENT max_statement_time=0.001 ")
 
 
 @pytest.mark.parametrize(
@@ -379,3 +381,31 @@ def test_asyncmy_is_imported_only_for_a_mysql_target(tmp_path: Path) -> None:
     config = tmp_path / "warmup.yaml"
     config.write_text("targets:\n  - sql: {url: 'mysql://app@db/orders', query: SELECT 1}\n")
     assert imported_sql_modules("validate", "--config", str(config)) == "['sqlalchemy']"
+
+
+@pytest.mark.mariadb
+def test_a_slow_query_never_blocks_the_event_loop(orders: maria.Scratch) -> None:
+    """While MariaDB sleeps on a query, the loop that serves /readyz keeps ticking."""
+    plan = plan_for(maria.URL, "SELECT SLEEP(1)")
+
+    async def scenario() -> tuple[Any, float]:
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(asyncio.get_running_loop().time())
+                await asyncio.sleep(0.01)
+
+        pool = open_pool(plan, 1)
+        ticking = asyncio.create_task(ticker())
+        try:
+            outcome = await SqlDriver("db", plan, pool).execute()
+        finally:
+            ticking.cancel()
+            await pool.aclose()
+        gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+        return outcome, max(gaps)
+
+    outcome, longest_gap = asyncio.run(scenario())
+    assert outcome.outcome == OK
+    assert longest_gap < 0.5  # the query itself took a second

@@ -98,6 +98,9 @@ class MysqlPool:
         if "db" in arguments:
             arguments["database"] = arguments.pop("db")
         arguments.pop("client_flag", None)
+        if isinstance(arguments.get("password"), str):
+            # asyncmy would encode a str as Latin-1, and fail on any other character.
+            arguments["password"] = arguments["password"].encode()
         arguments.setdefault("program_name", PROGRAM_NAME)
         # LOAD DATA LOCAL would let the server read the client's files; the session's
         # autocommit is the server's (warmgate opens its own transactions).
@@ -208,7 +211,8 @@ def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | 
     """``(statement to send first or None, the query to send)`` so that the server stops the
     query after ``statement_timeout`` seconds."""
     if mariadb:
-        return None, f"SET STATEMENT max_statement_time={statement_timeout:.3f} FOR {query}"
+        seconds = max(0.001, statement_timeout)  # 0 would mean no limit at all
+        return None, f"SET STATEMENT max_statement_time={seconds:.3f} FOR {query}"
     milliseconds = max(1, round(statement_timeout * 1000))
     return b"SET SESSION max_execution_time = %d" % milliseconds, query
 
