@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncmy.errors
 import pytest
@@ -409,3 +410,13 @@ def test_a_slow_query_never_blocks_the_event_loop(orders: maria.Scratch) -> None
     outcome, longest_gap = asyncio.run(scenario())
     assert outcome.outcome == OK
     assert longest_gap < 0.5  # the query itself took a second
+
+
+@pytest.mark.mariadb
+def test_a_password_beyond_latin1_logs_in(orders: maria.Scratch) -> None:
+    """A password with characters outside Latin-1 is sent as UTF-8 and accepted."""
+    password = "Grüße-Ω-密码"  # noqa: S105 - a test account's
+    with maria.password_account(password, "GRANT SELECT ON test.* TO {account}") as account:
+        url = f"mariadb://{account}:{quote(password)}@127.0.0.1:3306/test"
+        (outcome,) = run_in_order([plan_for(url, "SELECT 1")])
+    assert outcome.outcome == OK, outcome.detail
