@@ -9,7 +9,7 @@ Creates a scratch table in database ``test`` with ``--rows`` rows, then measures
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same select
    by primary key: every query in its own read-only transaction (``START TRANSACTION READ
    ONLY``, ``SET STATEMENT max_statement_time=... FOR`` the query, ``ROLLBACK``, then
-   ``COM_RESET_CONNECTION``), over asyncmy, its rows counted.
+   ``COM_RESET_CONNECTION``), over aiomysql, its rows counted.
 
 It prints both and the ratio, then drops the table. Needs the MariaDB on 127.0.0.1:3306 (root
 without a password) and ``mysqlslap``.

@@ -331,7 +331,7 @@ def test_validate_cli_redacts_and_rejects_writes(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-SQL_MODULES = "('sqlalchemy', 'psycopg', 'asyncmy', 'aiosqlite', 'greenlet')"
+SQL_MODULES = "('sqlalchemy', 'psycopg', 'aiomysql', 'pymysql', 'aiosqlite', 'greenlet')"
 IMPORTED = (
     "import sys\n"
     "from warmgate.cli import app\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import asyncmy.errors
+import pymysql.err
 import pytest
 
 from tests import maria
@@ -62,15 +62,15 @@ def run_in_order(plans: list[SqlPlan], account: str | None = None) -> list[Any]:
     [
         ("mysql://app@db.internal/orders", "db.internal:3306"),
         ("mariadb://app@db.internal:3307/orders", "db.internal:3307"),
-        ("mysql+asyncmy://app@db/orders?charset=utf8mb4", "db:3306"),
-        ("mariadb+asyncmy://app@db/orders", "db:3306"),
+        ("mysql+aiomysql://app@db/orders?charset=utf8mb4", "db:3306"),
+        ("mariadb+aiomysql://app@db/orders", "db:3306"),
     ],
 )
-def test_mysql_and_mariadb_urls_go_through_asyncmy(url: str, place: str) -> None:
-    """mysql:// and mariadb:// (and their +asyncmy forms) are MySQL targets through asyncmy."""
+def test_mysql_and_mariadb_urls_go_through_aiomysql(url: str, place: str) -> None:
+    """mysql:// and mariadb:// (and their +aiomysql forms) are MySQL targets through aiomysql."""
     plan = plan_for(url, "SELECT 1")
     assert plan.dialect is MYSQL
-    assert plan.url.get_driver_name() == "asyncmy"
+    assert plan.url.get_driver_name() == "aiomysql"
     assert plan.place == place
 
 
@@ -175,26 +175,26 @@ def test_the_timeout_goes_with_the_statement_on_mariadb_and_the_session_on_mysql
 @pytest.mark.parametrize(
     ("error", "outcome", "detail"),
     [
-        (asyncmy.errors.OperationalError(1792, "Cannot execute statement in a READ ONLY transaction"),
+        (pymysql.err.OperationalError(1792, "Cannot execute statement in a READ ONLY transaction"),
          WRITE_REJECTED, "the database refused a write: Cannot execute statement in a READ ONLY transaction"),
-        (asyncmy.errors.OperationalError(1969, "Query execution was interrupted (max_statement_time exceeded)"),
+        (pymysql.err.OperationalError(1969, "Query execution was interrupted (max_statement_time exceeded)"),
          TIMEOUT, "statement timeout"),
-        (asyncmy.errors.OperationalError(3024, "maximum statement execution time exceeded"),
+        (pymysql.err.OperationalError(3024, "maximum statement execution time exceeded"),
          TIMEOUT, "statement timeout"),
-        (asyncmy.errors.OperationalError(1045, "Access denied for user 'app'@'10.0.0.7' (using password: YES)"),
+        (pymysql.err.OperationalError(1045, "Access denied for user 'app'@'10.0.0.7' (using password: YES)"),
          CONNECTION_ERROR, "access denied for user app@10.0.0.7"),
-        (asyncmy.errors.OperationalError(2003, "Can't connect to MySQL server on 'db' ([Errno 111] Connect call failed)"),
+        (pymysql.err.OperationalError(2003, "Can't connect to MySQL server on 'db' ([Errno 111] Connect call failed)"),
          CONNECTION_ERROR, "connection refused"),
-        (asyncmy.errors.OperationalError(1049, "Unknown database 'nope'"),
+        (pymysql.err.OperationalError(1049, "Unknown database 'nope'"),
          CONNECTION_ERROR, "database nope does not exist"),
-        (asyncmy.errors.OperationalError(2013, "Lost connection to MySQL server during query"),
+        (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"),
          CONNECTION_ERROR, "the server closed the connection"),
-        (asyncmy.errors.ProgrammingError(1146, "Table 'test.nope' doesn't exist"),
+        (pymysql.err.ProgrammingError(1146, "Table 'test.nope' doesn't exist"),
          ERROR, "Table 'test.nope' doesn't exist"),
     ],
 )  # fmt: skip
 def test_mysql_errors_become_outcomes(error: Exception, outcome: str, detail: str) -> None:
-    """asyncmy's errors, by number, are the same outcomes as PostgreSQL's by SQLSTATE."""
+    """PyMySQL's errors, by number, are the same outcomes as PostgreSQL's by SQLSTATE."""
     found = classify(error, dialect=MYSQL)
     assert (found.outcome, found.detail) == (outcome, detail)
 
@@ -237,7 +237,7 @@ def test_mariadb_queries_by_key_return_rows(orders: maria.Scratch) -> None:
         ("REPLACE INTO {orders} (id, customer_id, amount, placed, note) VALUES (1, 1, 0, NOW(), 'x')", WRITE_REJECTED),
         ("INSERT INTO {orders} (id, customer_id, amount, placed, note) VALUES (1, 1, 0, NOW(), 'x') ON DUPLICATE KEY UPDATE note = 'x'", WRITE_REJECTED),
         ("SELECT {purge}()", WRITE_REJECTED),
-        ("SELECT 1; DELETE FROM {orders}", ERROR),
+        ("SELECT 1; COMMIT; DELETE FROM {orders} WHERE id = 1", ERROR),
         ("LOAD DATA LOCAL INFILE '/etc/hostname' REPLACE INTO TABLE {orders}", ERROR),
     ],
 )  # fmt: skip
@@ -377,8 +377,8 @@ def test_require_read_only_role_refuses_root(orders: maria.Scratch) -> None:
     assert "in every database (global privileges)" in str(caught.value)
 
 
-def test_asyncmy_is_imported_only_for_a_mysql_target(tmp_path: Path) -> None:
-    """``validate`` of a MySQL config needs SQLAlchemy only; asyncmy loads with the pool."""
+def test_aiomysql_is_imported_only_for_a_mysql_target(tmp_path: Path) -> None:
+    """``validate`` of a MySQL config needs SQLAlchemy only; aiomysql loads with the pool."""
     config = tmp_path / "warmup.yaml"
     config.write_text("targets:\n  - sql: {url: 'mysql://app@db/orders', query: SELECT 1}\n")
     assert imported_sql_modules("validate", "--config", str(config)) == "['sqlalchemy']"

@@ -249,9 +249,9 @@ _SQL_SCHEMES = (
     "postgresql",
     "postgresql+psycopg",
     "mysql",
-    "mysql+asyncmy",
+    "mysql+aiomysql",
     "mariadb",
-    "mariadb+asyncmy",
+    "mariadb+aiomysql",
     "sqlite",
     "sqlite+aiosqlite",
 )
@@ -298,7 +298,7 @@ class SqlTarget(_Model):
     url: str = Field(
         description=(
             "SQLAlchemy URL: postgresql+psycopg://user@host:5432/db (password from ${VAR} or "
-            "libpq's PGPASSWORD), mysql://user@host:3306/db or mariadb://... (asyncmy; password "
+            "libpq's PGPASSWORD), mysql://user@host:3306/db or mariadb://... (aiomysql; password "
             "from ${VAR}), or sqlite:///path/to/file.db (opened read-only)."
         )
     )

@@ -1,4 +1,4 @@
-"""MySQL and MariaDB for the SQL driver: a small pool of asyncmy connections.
+"""MySQL and MariaDB for the SQL driver: a small pool of aiomysql connections.
 
 Theory of operation. Each query is one read-only transaction on a pooled connection, then the
 session is reset. MySQL's protocol answers commands in order, so commands that are safe whatever
@@ -19,7 +19,7 @@ This keeps every guarantee listed in ``sql.py``:
   query is only sent once the server said OK to it: the server then refuses every write to a
   table, a sequence included (error 1792, SQLSTATE 25006), whatever function makes it;
 - one statement per query: the connection is opened without ``CLIENT_MULTI_STATEMENTS``
-  (asyncmy asks for it; warmgate clears the flag before the handshake), so the server refuses
+  (aiomysql asks for it; warmgate clears the flag before the handshake), so the server refuses
   ``SELECT 1; DELETE ...`` whole as a syntax error before running any of it;
 - the timeout is the server's own: MariaDB's ``SET STATEMENT max_statement_time=... FOR``
   binds it to the statement, so no earlier query can lift it; MySQL has no such prefix, and its
@@ -32,12 +32,22 @@ This keeps every guarantee listed in ``sql.py``:
   connection is closed instead of reused;
 - rows are read unbuffered and counted a chunk of ``CHUNK_ROWS`` at a time, never all held;
   past the row cap the rest is left unread and the connection closed, which stops the query;
-- asyncmy runs on the event loop (an ``asyncio.Protocol``), so nothing waits on it.
+- aiomysql reads and writes through asyncio streams on the event loop, so nothing waits on it.
 
-asyncmy has no public call for ``COM_RESET_CONNECTION``; it is sent with the connection's own
-command writer and OK reader (``_execute_command``, ``_read_ok_packet``), as its ``begin`` and
-``rollback`` do. pyproject.toml pins the asyncmy releases this is tested with. SQLAlchemy turns
-the URL into connection arguments, as its asyncmy dialect does, and ``:name`` into ``%s``.
+Why aiomysql (PyMySQL's protocol code on asyncio streams) rather than asyncmy (a Cython
+rewrite of the same): both reached the same throughput here (docs/benchmarks.md, "MariaDB"),
+since a query's cost is its round trips and the load generator, not parsing three small
+packets; aiomysql and PyMySQL are two pure-Python wheels of about 120 kB that install on any
+platform without a compiler, where asyncmy is 36 MB installed (compiled modules and their C
+sources) and needs a compiler wherever it has no wheel.
+
+aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off or
+for writing several commands at once; warmgate uses the connection's own command writer, OK
+reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_bytes``,
+``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
+handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
+any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
+dialect does, and ``:name`` into ``%s``.
 """
 
 from __future__ import annotations
@@ -49,13 +59,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncmy
-import asyncmy.errors
+import aiomysql
+import pymysql.err
 import sqlalchemy
-from asyncmy.constants.CLIENT import MULTI_STATEMENTS
-from asyncmy.constants.COMMAND import COM_QUERY
-from asyncmy.cursors import SSCursor
-from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
+from aiomysql.cursors import SSCursor
+from pymysql.constants.CLIENT import MULTI_STATEMENTS
+from pymysql.constants.COMMAND import COM_QUERY
+from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
 from sqlalchemy.engine import URL
 
 PROGRAM_NAME = "warmgate"
@@ -65,15 +75,14 @@ CHUNK_ROWS = 100
 COM_RESET_CONNECTION = 0x1F
 """The protocol command that resets a session (MySQL 5.7.3, MariaDB 10.2.4 and later)."""
 
-_FORMAT_PARAMS = MySQLDialect_asyncmy()
-_CONNECTION: Any = asyncmy.Connection
+_FORMAT_PARAMS = MySQLDialect_aiomysql()
 
 
 @dataclass
 class _Session:
     """A pooled connection, the server it talks to, and whether its last query ended cleanly."""
 
-    connection: Any  # asyncmy.Connection
+    connection: Any  # aiomysql.Connection
     mariadb: bool
     clean: bool = False
 
@@ -87,7 +96,7 @@ class MysqlPool:
     """
 
     errors: tuple[type[Exception], ...] = (
-        asyncmy.errors.MySQLError,
+        pymysql.err.MySQLError,
         sqlalchemy.exc.TimeoutError,
         OSError,
     )
@@ -95,12 +104,13 @@ class MysqlPool:
 
     def __init__(self, url: URL, size: int, wait: float) -> None:
         _, arguments = url.get_dialect()().create_connect_args(url)
-        if "db" in arguments:
-            arguments["database"] = arguments.pop("db")
         arguments.pop("client_flag", None)
         if isinstance(arguments.get("password"), str):
-            # asyncmy would encode a str as Latin-1, and fail on any other character.
-            arguments["password"] = arguments["password"].encode()
+            # aiomysql sends the password encoded as Latin-1, which fails on any other character:
+            # give it the UTF-8 bytes spelt as Latin-1, so that it sends those.
+            arguments["password"] = arguments["password"].encode().decode("latin-1")
+        # Without a charset aiomysql speaks Latin-1 and returns bytes.
+        arguments.setdefault("charset", "utf8mb4")
         arguments.setdefault("program_name", PROGRAM_NAME)
         # LOAD DATA LOCAL would let the server read the client's files; the session's
         # autocommit is the server's (warmgate opens its own transactions).
@@ -129,7 +139,7 @@ class MysqlPool:
                 values = [params[name] for name in names]
                 return await read_only(session, text, values, statement_timeout, cap)
             finally:
-                if session.clean and session.connection.connected and not self._closed:
+                if session.clean and not session.connection.closed and not self._closed:
                     self._idle.append(session)
                 else:
                     session.connection.close()
@@ -148,7 +158,7 @@ class MysqlPool:
         or ``None`` when it can only read; on a connection of its own, closed after."""
         session = await self._connect()
         try:
-            cursor = session.connection.cursor()
+            cursor = await session.connection.cursor()
             await cursor.execute(_ACCOUNT_QUERY)
             row = await cursor.fetchone()
             await cursor.close()
@@ -169,11 +179,10 @@ class MysqlPool:
         return None
 
     async def _connect(self) -> _Session:
-        # asyncmy's stubs leave the constructor untyped and hide the client flags.
-        connection: Any = _CONNECTION(**self._arguments)
+        connection = aiomysql.Connection(**self._arguments)
         # Before the handshake: the server then runs one statement per query, never more.
-        connection._client_flag &= ~MULTI_STATEMENTS
-        await connection.connect()
+        connection.client_flag &= ~MULTI_STATEMENTS
+        await connection._connect()
         return _Session(connection, "MariaDB" in connection.get_server_info())
 
 
@@ -228,7 +237,7 @@ async def read_only(
     number of rows it returned, counted up to ``cap + 1``.
 
     ``session.clean`` says afterwards whether the connection may be used again. Raises the
-    asyncmy error of the statement that failed.
+    PyMySQL error of the statement that failed.
     """
     connection = session.connection
     session.clean = False
@@ -237,9 +246,9 @@ async def read_only(
     await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
     try:
         count = await _count(connection, text, values, cap)
-    except asyncmy.errors.MySQLError:
-        if connection.connected:
-            with contextlib.suppress(asyncmy.errors.MySQLError, OSError):
+    except pymysql.err.MySQLError:
+        if not connection.closed:
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 await _end(connection)
                 session.clean = True
         raise
@@ -251,7 +260,7 @@ async def read_only(
 
 async def _count(connection: Any, text: str, values: Sequence[int | str], cap: int) -> int:
     """Run ``text`` and count its rows as they arrive, up to ``cap + 1``."""
-    cursor = connection.cursor(SSCursor)
+    cursor = await connection.cursor(SSCursor)
     await cursor.execute(text, tuple(values))
     count = 0
     if cursor.description is not None:

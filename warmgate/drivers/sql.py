@@ -1,10 +1,10 @@
 """The SQL driver: read-only queries against PostgreSQL, MySQL, MariaDB and SQLite.
 
 PostgreSQL goes through psycopg 3's async connections, each query one pipelined round trip
-(``postgres.py``); MySQL and MariaDB through asyncmy's (``mysql.py``); SQLite through
+(``postgres.py``); MySQL and MariaDB through aiomysql's (``mysql.py``); SQLite through
 SQLAlchemy's asyncio engine over aiosqlite, a thread per connection (``sqlite.py``). No query
 blocks the event loop that also serves ``/readyz``. This module imports SQLAlchemy, so
-``targets.py`` imports it only for configs with SQL targets, and it imports psycopg, asyncmy or
+``targets.py`` imports it only for configs with SQL targets, and it imports psycopg, aiomysql or
 aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
@@ -170,7 +170,7 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
                 f"after every query and keeps it read-only); remove ?{option}= from the URL."
             )
         place = f"{url.host or 'localhost'}:{url.port or 3306}"
-        return url.set(drivername=f"{backend}+asyncmy"), Dialect.MYSQL, place
+        return url.set(drivername=f"{backend}+aiomysql"), Dialect.MYSQL, place
     path = url.database or ""
     if url.query:
         raise ConfigError(

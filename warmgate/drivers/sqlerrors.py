@@ -1,10 +1,10 @@
 """What a failed SQL query or connection means: the outcome, and a short reason.
 
-The drivers raise their own errors (psycopg's, asyncmy's, sqlite3's, sometimes wrapped by
-SQLAlchemy); :func:`classify` turns each into an :class:`Outcome` — ``write_rejected`` when the
-database refused a write, ``timeout`` when it stopped the statement, ``connection_error`` when
-it could not be reached or the connection broke, ``error`` otherwise — and
-:func:`connect_phrase` turns a connection failure into a short phrase without secrets.
+The drivers raise their own errors (psycopg's, PyMySQL's through aiomysql, sqlite3's, sometimes
+wrapped by SQLAlchemy); :func:`classify` turns each into an :class:`Outcome` —
+``write_rejected`` when the database refused a write, ``timeout`` when it stopped the statement,
+``connection_error`` when it could not be reached or the connection broke, ``error`` otherwise —
+and :func:`connect_phrase` turns a connection failure into a short phrase without secrets.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _first_line(message: str, limit: int = 160) -> str:
 
 
 def classify(exc: BaseException, *, dialect: Dialect) -> Outcome:
-    """The outcome of a query that raised ``exc``: a psycopg or asyncmy error, or a SQLAlchemy
+    """The outcome of a query that raised ``exc``: a psycopg or PyMySQL error, or a SQLAlchemy
     error wrapping the database driver's."""
     if isinstance(exc, sqlalchemy.exc.TimeoutError):
         return Outcome(TIMEOUT, detail="no free connection in the pool")
@@ -107,7 +107,7 @@ def _message(error: BaseException) -> str:
     return _first_line(str(primary or error))
 
 
-# MySQL and MariaDB error numbers (the SQLSTATE is not kept by asyncmy).
+# MySQL and MariaDB error numbers (PyMySQL does not keep the SQLSTATE).
 _MYSQL_READ_ONLY = frozenset({1792, 1290, 1036})
 """In a READ ONLY transaction; the server runs with --read-only; the table is read only."""
 _MYSQL_TIMEOUT = frozenset({1969, 3024})
@@ -120,7 +120,7 @@ _MYSQL_CONNECTION = frozenset(
 
 
 def _mysql_outcome(exc: BaseException) -> Outcome:
-    """The outcome of an asyncmy error (``args`` are the error number and the message)."""
+    """The outcome of a PyMySQL error (``args`` are the error number and the message)."""
     args: tuple[object, ...] = exc.args
     number = args[0] if args and isinstance(args[0], int) else None
     message = _first_line(str(args[1]) if len(args) > 1 else str(exc))
@@ -129,5 +129,7 @@ def _mysql_outcome(exc: BaseException) -> Outcome:
     if number in _MYSQL_TIMEOUT:
         return Outcome(TIMEOUT, detail="statement timeout")
     if number in _MYSQL_CONNECTION or isinstance(exc, OSError):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(message))
+        # aiomysql keeps the socket's own error (refused, host not found) as the cause.
+        cause = f" ({exc.__cause__})" if isinstance(exc.__cause__, OSError) else ""
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(message + cause))
     return Outcome(ERROR, detail=message or type(exc).__name__)
