@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -420,3 +421,12 @@ def test_a_password_beyond_latin1_logs_in(orders: maria.Scratch) -> None:
         url = f"mariadb://{account}:{quote(password)}@127.0.0.1:3306/test"
         (outcome,) = run_in_order([plan_for(url, "SELECT 1")])
     assert outcome.outcome == OK, outcome.detail
+
+
+def test_client_timeout_when_the_server_never_answers() -> None:
+    """A server that accepts and then says nothing is a timeout on the client's clock."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        plan = plan_for(f"mysql://app@127.0.0.1:{port}/test", "SELECT 1", timeout="200ms")
+        (outcome,) = run_in_order([plan])
+    assert (outcome.outcome, outcome.detail) == (TIMEOUT, "timed out")

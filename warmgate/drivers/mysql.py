@@ -151,7 +151,10 @@ class MysqlPool:
         self._closed = True
         idle, self._idle = self._idle, []
         for session in idle:
-            await session.connection.ensure_closed()
+            # A polite goodbye (COM_QUIT) when the server still listens; a closed socket if not.
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                await session.connection.ensure_closed()
+            session.connection.close()
 
     async def write_access(self) -> str | None:
         """How the connecting account can write (``app@% may INSERT ... in every database``),
@@ -182,7 +185,11 @@ class MysqlPool:
         connection = aiomysql.Connection(**self._arguments)
         # Before the handshake: the server then runs one statement per query, never more.
         connection.client_flag &= ~MULTI_STATEMENTS
-        await connection._connect()
+        try:
+            await connection._connect()
+        except BaseException:
+            connection.close()  # a handshake cut short (refused, denied, the client's timeout)
+            raise
         return _Session(connection, "MariaDB" in connection.get_server_info())
 
 
