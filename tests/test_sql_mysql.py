@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import pymysql.err
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests import maria
 from tests.helpers import free_port
@@ -430,3 +432,13 @@ def test_client_timeout_when_the_server_never_answers() -> None:
         plan = plan_for(f"mysql://app@127.0.0.1:{port}/test", "SELECT 1", timeout="200ms")
         (outcome,) = run_in_order([plan])
     assert (outcome.outcome, outcome.detail) == (TIMEOUT, "timed out")
+
+
+@given(st.text(max_size=60))
+def test_any_text_in_a_mysql_string_or_comment_is_not_code(text: str) -> None:
+    """Whatever a string literal or a comment holds, the check reads it as text, not SQL."""
+    literal = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    comment = text.replace("\n", " ").replace("\r", " ")
+    for query in (f"SELECT {literal} AS a", f"SELECT 1 # {comment}\n", f"SELECT 1 -- {comment}"):
+        assert write_problem(query, MYSQL) is None, query
+        assert escape_problem(query, MYSQL) is None, query
