@@ -140,8 +140,10 @@ http_targets = section(
 )  # fmt: skip
 sql_targets = section(
     {"url": mostly("sqlite:///x.db", "postgresql+psycopg://u:${DB_PASSWORD}@127.0.0.1:1/db",
-                   "postgresql://u@h/db"),
-     "query": mostly("SELECT 1", "SELECT * FROM t WHERE id = :id", "DELETE FROM t")},
+                   "postgresql://u@h/db", "mariadb://u:${DB_PASSWORD}@127.0.0.1:1/db",
+                   "mysql://u@h/db?init_command=x"),
+     "query": mostly("SELECT 1", "SELECT * FROM t WHERE id = :id", "DELETE FROM t",
+                     "SELECT GET_LOCK('a', 1) # x", "SELECT 1 INTO @v")},
     params=mostly({"id": "{{ randint(1, 9) }}"}, {}), rows=mostly({"min": 1}, {"min": 1, "max": 10}),
     timeout=mostly(*DURATIONS),
 )  # fmt: skip
