@@ -232,6 +232,21 @@ def test_mariadb_queries_by_key_return_rows(orders: maria.Scratch) -> None:
 
 
 @pytest.mark.mariadb
+def test_each_query_runs_in_a_transaction_with_the_statement_timeout(
+    orders: maria.Scratch,
+) -> None:
+    """Inside the query: a transaction is open, and max_statement_time is the target's."""
+    plan = plan_for(
+        maria.URL,
+        "SELECT 1 FROM DUAL WHERE @@in_transaction = 1 AND @@max_statement_time = 1.5",
+        timeout="1500ms",
+        rows={"min": 1, "max": 1},
+    )
+    outcomes = run_in_order([plan] * 3)
+    assert [outcome.outcome for outcome in outcomes] == [OK] * 3
+
+
+@pytest.mark.mariadb
 @pytest.mark.parametrize(
     ("write", "outcome"),
     [
@@ -290,7 +305,7 @@ def test_the_server_stops_a_slow_statement_and_the_connection_is_reused(
     connection serves the next query."""
     with maria.password_account("pw-31337", "GRANT SELECT ON test.* TO {account}") as account:
         url = f"mariadb://{account}:pw-31337@127.0.0.1:3306/test"
-        slow = plan_for(url, "SELECT SLEEP(30)", timeout="300ms")
+        slow = plan_for(url, "SELECT SLEEP(30)", timeout="1s")
         *outcomes, connections = run_in_order([slow, slow, plan_for(url, "SELECT 1")], account)
     assert [(o.outcome, o.detail) for o in outcomes] == [
         (TIMEOUT, "statement timeout"),
@@ -323,10 +338,8 @@ def test_a_wrong_password_is_a_clear_reason_without_the_password(orders: maria.S
     assert "Pw-5521" not in probe + outcome.detail
 
 
-@pytest.mark.mariadb
 def test_a_refused_port_is_the_wait_phase() -> None:
     """Nothing listening is 'connection refused', a reason, never a crash."""
-    maria.require_mariadb()
     plan = plan_for(f"mysql://app:pw@127.0.0.1:{free_port()}/test", "SELECT 1")
 
     async def scenario() -> str | None:

@@ -82,7 +82,6 @@ def test_a_wrong_password_fails_closed_with_a_clear_reason(
 def test_a_database_that_restarts_mid_warm_up_is_warmed_once_it_is_back(tmp_path: Path) -> None:
     """MariaDB killed while ``prime`` warms it: the queries fail as connection errors, never a
     crash, and once the server is back the gate holds and ``prime`` exits 0."""
-    maria.require_mariadb()
     with maria.private_server(tmp_path / "db") as server:
         maria.sql(
             "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20));"
