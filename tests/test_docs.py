@@ -18,6 +18,7 @@ README = REPO / "README.md"
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../docs/warmgate.schema.json"
 EXAMPLE_ENV = {
     "PGPASSWORD": "example-only",
+    "DB_PASSWORD": "example-only",
     "DEMO_URL": "http://127.0.0.1:9",
     "DEMO_DB": "demo.db",
 }
