@@ -84,6 +84,13 @@ def test_url_options_warmgate_sets_itself_are_refused() -> None:
     assert "remove ?init_command= from the URL" in str(caught.value)
 
 
+def test_tls_options_are_refused_until_they_are_supported() -> None:
+    """?ssl_ca= and friends are a sentence saying TLS is not supported yet, not a crash."""
+    with pytest.raises(ConfigError) as caught:
+        plan_for("mariadb://app@db/orders?ssl_ca=/etc/ca.pem", "SELECT 1")
+    assert "?ssl_ca= is not supported for MySQL and MariaDB yet" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("query", "problem"),
     [

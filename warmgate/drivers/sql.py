@@ -169,6 +169,13 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
                 f"{where}.url: warmgate sets the {option} option itself (it resets the session "
                 f"after every query and keeps it read-only); remove ?{option}= from the URL."
             )
+        for option in sorted(key for key in url.query if key.startswith("ssl")):
+            # SQLAlchemy hands these on as a dict, and aiomysql takes only an SSLContext.
+            raise ConfigError(
+                f"{where}.url: ?{option}= is not supported for MySQL and MariaDB yet (warmgate "
+                "connects to them without TLS); remove it, or reach the database over a "
+                "trusted network."
+            )
         place = f"{url.host or 'localhost'}:{url.port or 3306}"
         return url.set(drivername=f"{backend}+aiomysql"), Dialect.MYSQL, place
     path = url.database or ""
