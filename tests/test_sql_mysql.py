@@ -91,6 +91,18 @@ def test_tls_options_are_refused_until_they_are_supported() -> None:
     assert "?ssl_ca= is not supported for MySQL and MariaDB yet" in str(caught.value)
 
 
+def test_unknown_url_options_are_refused_naming_the_ones_that_work() -> None:
+    """An option aiomysql would not take is a sentence at start-up, not a crash at connect."""
+    with pytest.raises(ConfigError) as caught:
+        plan_for("mysql://app@db/orders?read_timeout=5", "SELECT 1")
+    assert str(caught.value) == (
+        "targets[0].sql.url: ?read_timeout= is not an option warmgate passes to MySQL or "
+        "MariaDB; it takes charset, connect_timeout, program_name, unix_socket."
+    )
+    plan = plan_for("mysql://app@db/orders?charset=utf8mb4&connect_timeout=3", "SELECT 1")
+    assert plan.url.query == {"charset": "utf8mb4", "connect_timeout": "3"}
+
+
 @pytest.mark.parametrize(
     ("query", "problem"),
     [

@@ -149,6 +149,10 @@ class SqlPlan:
         return {key: bind_value(template.render()) for key, template in self.params}
 
 
+_MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
+"""URL options that aiomysql takes and that leave the connection as warmgate needs it."""
+
+
 def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
     """``(url, dialect, place)``: the URL warmgate connects with and where it points."""
     try:
@@ -175,6 +179,11 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
                 f"{where}.url: ?{option}= is not supported for MySQL and MariaDB yet (warmgate "
                 "connects to them without TLS); remove it, or reach the database over a "
                 "trusted network."
+            )
+        for option in sorted(set(url.query) - _MYSQL_OPTIONS):
+            raise ConfigError(
+                f"{where}.url: ?{option}= is not an option warmgate passes to MySQL or MariaDB; "
+                f"it takes {', '.join(sorted(_MYSQL_OPTIONS))}."
             )
         place = f"{url.host or 'localhost'}:{url.port or 3306}"
         return url.set(drivername=f"{backend}+aiomysql"), Dialect.MYSQL, place
