@@ -119,14 +119,16 @@ def scratch_table(rows: int = ROWS) -> Iterator[Scratch]:
         f"seq, 1 + seq % {CUSTOMERS}, (seq % 1000) / 10.0,"
         " DATE '2024-01-01' + INTERVAL seq % 365 DAY, MD5(seq)"
     )
-    sql(f"CREATE TABLE {table} ({columns}) ENGINE=InnoDB")
-    sql(f"INSERT INTO {table} SELECT {values} FROM seq_1_to_{rows}")  # noqa: S608 - scratch
-    sql(f"ANALYZE TABLE {table}")
-    # The client splits statements at ";", so the body with one is sent under another delimiter.
-    body = f"BEGIN DELETE FROM {table}; RETURN 0; END"  # noqa: S608 - a scratch table's name
-    sql(f"DELIMITER //\nCREATE FUNCTION {scratch.purge}() RETURNS INT MODIFIES SQL DATA {body}//")
-    sql(f"CREATE FUNCTION {scratch.lock}() RETURNS INT NO SQL RETURN GET_LOCK('{table}', 0)")
     try:
+        sql(f"CREATE TABLE {table} ({columns}) ENGINE=InnoDB")
+        sql(f"INSERT INTO {table} SELECT {values} FROM seq_1_to_{rows}")  # noqa: S608 - scratch
+        sql(f"ANALYZE TABLE {table}")
+        # The client splits statements at ";", so the body with one is sent under another delimiter.
+        body = f"BEGIN DELETE FROM {table}; RETURN 0; END"  # noqa: S608 - a scratch table's name
+        sql(
+            f"DELIMITER //\nCREATE FUNCTION {scratch.purge}() RETURNS INT MODIFIES SQL DATA {body}//"
+        )
+        sql(f"CREATE FUNCTION {scratch.lock}() RETURNS INT NO SQL RETURN GET_LOCK('{table}', 0)")
         yield scratch
     finally:
         sql(
