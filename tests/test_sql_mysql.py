@@ -138,7 +138,8 @@ def test_mysql_write_forms_are_spotted(query: str, problem: str) -> None:
     "query",
     [
         "SELECT REPLACE(note, 'a', 'b'), TRUNCATE(amount, 0) FROM orders WHERE id = :id",
-        "SELECT 'it\\'s; delete' AS a, \"into; update\" AS b # drop table\n",
+        "SELECT 'it''s; delete' AS a, \"into; update\" AS b # drop table\n",
+        "SELECT 'C:\\\\temp' AS path",
         "SELECT 5--1 -- a comment\n",
         "SELECT /*+ MAX_EXECUTION_TIME(100) */ * FROM `orders` WHERE `into` = 1",
         "WITH recent AS (SELECT * FROM orders ORDER BY id DESC LIMIT 5) SELECT * FROM recent",
@@ -466,10 +467,24 @@ def test_client_timeout_when_the_server_never_answers() -> None:
     assert (outcome.outcome, outcome.detail) == (TIMEOUT, "timed out")
 
 
-@given(st.text(max_size=60))
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("SELECT 'a\\' ; DELETE FROM orders -- '", "holds more than one statement"),
+        ("SELECT 'a\\', GET_LOCK('x', 1) # '", "calls get_lock"),
+    ],
+)
+def test_a_backslash_in_a_string_is_read_in_both_sql_modes(query: str, problem: str) -> None:
+    """With NO_BACKSLASH_ESCAPES, 'a\\' ends the string: what follows is code, and is checked."""
+    found = write_problem(query, MYSQL) or escape_problem(query, MYSQL)
+    assert found is not None
+    assert problem in found
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\\"), max_size=60))
 def test_any_text_in_a_mysql_string_or_comment_is_not_code(text: str) -> None:
     """Whatever a string literal or a comment holds, the check reads it as text, not SQL."""
-    literal = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    literal = "'" + text.replace("'", "''") + "'"
     comment = text.replace("\n", " ").replace("\r", " ")
     for query in (f"SELECT {literal} AS a", f"SELECT 1 # {comment}\n", f"SELECT 1 -- {comment}"):
         assert write_problem(query, MYSQL) is None, query

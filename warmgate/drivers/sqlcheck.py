@@ -25,8 +25,10 @@ MySQL and MariaDB (``dialect=Dialect.MYSQL``) read differently, and write in mor
 comments are ``#``, ``-- `` (with a space) and ``/* */``, except ``/*! ... */`` and
 ``/*M! ... */``, whose text the server *runs*: such a query is refused, since this check would
 have to read it as code and as a comment at once. Strings take backslash escapes in either
-quote; backquotes quote names, and a double-quoted name followed by ``(`` counts as a call (it is
-one under ``ANSI_QUOTES``). On top of the common rules: ``REPLACE`` (as a statement),
+quote, unless the server's SQL mode has ``NO_BACKSLASH_ESCAPES``, which this check cannot know:
+a query with a backslash is checked both ways, so ``'a\\' ; DELETE ...`` is refused whichever mode
+the server is in. Backquotes quote names, and a double-quoted name followed by ``(`` counts as a
+call (it is one under ``ANSI_QUOTES``). On top of the common rules: ``REPLACE`` (as a statement),
 ``LOCK IN SHARE MODE``, ``SELECT ... INTO OUTFILE``/``DUMPFILE``/``@var``, and ``:=`` (a user
 variable that outlives the query) are writes; the escape hatches are ``GET_LOCK`` (a user-level
 lock held by the session, not the transaction), ``LOAD_FILE``, ``sys_exec``/``sys_eval``
@@ -63,14 +65,27 @@ _NOISE = re.compile(
     r"|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$",  # dollar-quoted string
     re.DOTALL,
 )
-_MYSQL_NOISE = re.compile(
-    r"(?:#|--(?=\s|$))[^\n]*"  # line comment ("--" only before a space)
-    r"|/\*(?!!|M!).*?\*/"  # block comment, not an executable /*! ... */
-    r"|'(?:[^'\\]|''|\\.)*'"  # string literal
-    r'|"(?:[^"\\]|""|\\.)*"'  # string literal (a name under ANSI_QUOTES)
-    r"|`(?:[^`]|``)*`",  # quoted name
-    re.DOTALL,
-)
+
+
+def _mysql_noise(backslash_escapes: bool) -> re.Pattern[str]:
+    """Comments, strings and quoted names of MySQL, read with or without backslash escapes
+    (the ``NO_BACKSLASH_ESCAPES`` SQL mode turns them off)."""
+    inside = r"[^'\\]|''|\\." if backslash_escapes else r"[^']|''"
+    double = inside.replace("'", '"')
+    return re.compile(
+        r"(?:#|--(?=\s|$))[^\n]*"  # line comment ("--" only before a space)
+        r"|/\*(?!!|M!).*?\*/"  # block comment, not an executable /*! ... */
+        rf"|'(?:{inside})*'"  # string literal
+        rf'|"(?:{double})*"'  # string literal (a name under ANSI_QUOTES)
+        r"|`(?:[^`]|``)*`",  # quoted name
+        re.DOTALL,
+    )
+
+
+_MYSQL_READINGS = (_mysql_noise(backslash_escapes=True), _mysql_noise(backslash_escapes=False))
+"""A query with a backslash in a string reads differently in the two SQL modes: both are checked."""
+
+
 _QUOTED_NAME = re.compile(r'(U&)?"((?:[^"]|"")*)"', re.IGNORECASE)
 _UNICODE_ESCAPE = re.compile(r"\\(?:\+([0-9A-Fa-f]{6})|([0-9A-Fa-f]{4}))")
 _ESCAPES = (
@@ -138,8 +153,17 @@ _MYSQL_WRITES = (
 )  # fmt: skip
 
 
+def _mysql_readings(query: str) -> tuple[re.Pattern[str], ...]:
+    return _MYSQL_READINGS if "\\" in query else _MYSQL_READINGS[:1]
+
+
 def _mysql_write_problem(query: str) -> str | None:
-    code = _MYSQL_NOISE.sub(" ", query)
+    problems = (_mysql_write_problem_as(query, noise) for noise in _mysql_readings(query))
+    return next((problem for problem in problems if problem is not None), None)
+
+
+def _mysql_write_problem_as(query: str, noise: re.Pattern[str]) -> str | None:
+    code = noise.sub(" ", query)
     if re.search(r"/\*M?!", code):
         return (
             "holds an executable comment (/*! ... */), whose text the server runs; write that "
@@ -183,18 +207,23 @@ def _comments_and_strings_removed(query: str) -> str:
 
 
 def _mysql_escape_problem(query: str) -> str | None:
-    code = _MYSQL_NOISE.sub(lambda m: m.group(0) if m.group(0)[0] in '`"' else " ", query)
+    problems = (_mysql_escape_problem_as(query, noise) for noise in _mysql_readings(query))
+    return next((problem for problem in problems if problem is not None), None)
+
+
+def _mysql_escape_problem_as(query: str, noise: re.Pattern[str]) -> str | None:
+    def names_kept(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text[0] == '"' and re.match(r"\s*\(", query[match.end() :]):
+            # "name"( is a call under ANSI_QUOTES: keep it, as a backquoted name.
+            return "`" + text[1:-1].replace('""', '"').replace("`", "``") + "`"
+        return text if text[0] == "`" else " "
+
+    code = noise.sub(names_kept, query)
     names = []
-    for match in re.finditer(
-        r'`((?:[^`]|``)*)`|"((?:[^"\\]|""|\\.)*)"(\s*\()?|([A-Za-z_$][\w$]*)', code
-    ):
-        quoted, text, call, plain = match.groups()
-        if quoted is not None:
-            names.append(quoted.replace("``", "`").lower())
-        elif call is not None:  # "name"( is a call under ANSI_QUOTES; other "text" a string
-            names.append(text.replace('""', '"').lower())
-        elif plain is not None:
-            names.append(plain.lower())
+    for match in re.finditer(r"`((?:[^`]|``)*)`|([A-Za-z_$][\w$]*)", code):
+        quoted, plain = match.groups()
+        names.append((plain if quoted is None else quoted.replace("``", "`")).lower())
     names += [" ".join(names[i : i + 3]) for i in range(len(names) - 2) if names[i] == "next"]
     for name in names:
         if _MYSQL_ESCAPE.fullmatch(name):
