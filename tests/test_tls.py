@@ -16,15 +16,17 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.helpers import WarmgateProcess, http_get, poll
 from tests.tls_server import APP_NAME, expired, self_signed, tls_server, write
 from warmgate.config import Config, TrafficConfig
 from warmgate.config import warnings as config_warnings
 from warmgate.drivers import CONNECTION_ERROR, OK, Outcome
-from warmgate.drivers.http import UrlProbe, make_client
+from warmgate.drivers.http import DIAGNOSE_EVERY, Diagnosis, UrlProbe, make_client
 from warmgate.errors import ConfigError
 from warmgate.loading import load_config
-from warmgate.simapp import SimApp
+from warmgate.simapp import Behavior, SimApp
 from warmgate.targets import Compiled, compile_config, open_drivers
+from warmgate.tls import TlsConfig, load_tls
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +259,87 @@ def test_wait_tls_is_explicit_when_targets_on_that_server_disagree(
     assert wait is not None
     assert wait.tls is not None
     assert wait.tls.settings.ca_file == files["ca"]
+
+
+def test_diagnosis_reads_the_alert_a_reset_hid(
+    ca: trustme.CA, client_ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """A broken pipe from a TLS 1.3 server that wants a client certificate becomes the server's
+    own reason, read by one quiet connection that is then reused for a while."""
+    now = [100.0]
+    with tls_server(ca.issue_cert(APP_NAME), client_ca=client_ca) as (port, seen):
+        tls = load_tls(TlsConfig(ca_file=files["ca"], server_name=APP_NAME), "wait.tls")
+        diagnosis = Diagnosis("127.0.0.1", port, tls, clock=lambda: now[0])
+        unclear = Outcome(CONNECTION_ERROR, detail="broken pipe")
+        required = Outcome(
+            CONNECTION_ERROR,
+            detail="handshake: the server asked for a client certificate; set tls.client_cert "
+            "and tls.client_key",
+        )
+        assert asyncio.run(diagnosis.explain(unclear)) == required
+        assert seen.connections == 1
+        assert asyncio.run(diagnosis.explain(unclear)) == required
+        assert seen.connections == 1
+        clear = Outcome(CONNECTION_ERROR, detail="connection refused")
+        assert asyncio.run(diagnosis.explain(clear)) == clear
+        now[0] += DIAGNOSE_EVERY
+        assert asyncio.run(diagnosis.explain(unclear)) == required
+        assert seen.connections == 2
+
+
+def test_diagnosis_leaves_a_reset_alone_when_the_handshake_is_fine(
+    ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """Against a server whose handshake succeeds, a reset stays a reset."""
+    with tls_server(ca.issue_cert(APP_NAME)) as (port, _):
+        tls = load_tls(TlsConfig(ca_file=files["ca"], server_name=APP_NAME), "wait.tls")
+        reset = Outcome(CONNECTION_ERROR, detail="connection reset by peer")
+        assert asyncio.run(Diagnosis("127.0.0.1", port, tls).explain(reset)) == reset
+
+
+@pytest.mark.slow
+def test_run_warms_an_https_app_with_mutual_tls_to_ready(
+    sim_app: Callable[..., SimApp],
+    tmp_path: Path,
+    ca: trustme.CA,
+    client_ca: trustme.CA,
+    files: dict[str, Path],
+) -> None:
+    """run over HTTPS with an internal CA, a server name and a client certificate: the primer
+    gets the settings, wait.url inherits them, and the gate opens."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(APP_NAME).configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    client_ca.configure_trust(context)
+    app = SimApp(Behavior(start_capacity=8, full_capacity=8))
+    port = app.start(tls=context)
+    try:
+        config = tmp_path / "warmgate.yaml"
+        config.write_text(
+            f"""\
+targets:
+  - name: app
+    http:
+      url: "https://127.0.0.1:{port}/items/{{{{ randint(1, 100) }}}}"
+      tls:
+        ca_file: {files["ca"]}
+        client_cert: {files["client_cert"]}
+        client_key: {files["client_key"]}
+        server_name: {APP_NAME}
+wait:
+  url: https://127.0.0.1:{port}/healthz
+load: {{concurrency: 8}}
+gate: {{window: 5s, hold: 1s, min_requests: 20, timeout: 1m, on_timeout: fail}}
+"""
+        )
+        status_dir = tmp_path / "wg"
+        args = ["run", "--config", str(config), "--status-dir", str(status_dir), "--port", "0"]
+        with WarmgateProcess(*args) as gate:
+            base = f"http://127.0.0.1:{gate.port()}"
+            poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=45, what="/readyz 200")
+            assert app.stats.served >= 20
+            assert gate.stop() == 0
+        assert gate.stderr_text() == ""  # no warning, no error: the handshakes all passed
+        assert any(event.get("event") == "up" for event in gate.events)
+    finally:
+        app.stop()

@@ -1,4 +1,4 @@
-"""TLS for HTTPS targets: the settings, the files behind them, the context, the failure reasons.
+"""TLS for HTTPS targets: the settings, the files behind them, and the SSL context.
 
 Theory of operation:
 
@@ -11,7 +11,7 @@ Theory of operation:
   certificate outside its validity is a warning naming the date, since the server decides.
 - Without ``ca_file`` the trusted roots are certifi's public bundle, as httpx's default; with
   it, only the CAs in that file (an internal CA, or a self-signed server certificate itself).
-- :func:`handshake_reason` turns a failed handshake into the phrase a reason carries
+- ``handshake.py`` turns a failed handshake into the phrase a reason carries
   (``certificate verify failed: self-signed certificate; ...``), from OpenSSL's verify code or
   alert; the HTTP driver uses it, so a TLS failure never reads as a generic error.
 
@@ -43,6 +43,7 @@ from warmgate.certs import (
     pem_blocks,
 )
 from warmgate.errors import ConfigError
+from warmgate.handshake import words
 
 if TYPE_CHECKING:
     from warmgate.config import Config
@@ -174,7 +175,7 @@ def load_tls(settings: TlsConfig | None, where: str, now: datetime | None = None
         except ssl.SSLError as exc:
             raise ConfigError(
                 f"{field}: OpenSSL cannot load the certificates in {settings.ca_file} "
-                f"({_words(exc.reason)}); re-export them as PEM."
+                f"({words(exc.reason)}); re-export them as PEM."
             ) from None
     else:
         import certifi  # httpx's dependency, and its default trust
@@ -313,7 +314,7 @@ def _load_client_pair(
             ) from None
         raise ConfigError(
             f"{cert_field}: OpenSSL cannot load {cert_path} with its key "
-            f"({_words(exc.reason)}); re-export the certificate and key as PEM."
+            f"({words(exc.reason)}); re-export the certificate and key as PEM."
         ) from None
     except OSError as exc:  # the file changed under us since it was read
         reason = (exc.strerror or type(exc).__name__).lower()
@@ -354,68 +355,3 @@ def describe_tls(settings: TlsConfig | None) -> str:
     if settings.client_cert is not None:
         parts.append(f"client certificate {settings.client_cert}")
     return "TLS " + ", ".join(parts)
-
-
-_VERIFY_HINTS = {
-    2: "set tls.ca_file to the CA that issued it",
-    9: "the server's certificate is not valid yet (check the clocks)",
-    10: "the server's certificate must be renewed",
-    18: "trust it with tls.ca_file (the certificate itself), or set tls.verify: false",
-    19: "trust that CA with tls.ca_file, or set tls.verify: false",
-    20: "set tls.ca_file to the CA that issued it",
-    21: "set tls.ca_file to the CA that issued it",
-}
-"""OpenSSL's X509_V_ERR codes, with what to do about each."""
-_NAME_MISMATCH = {62, 64}
-"""X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH."""
-_ALERTS = {
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server asked for a client certificate; set "
-    "tls.client_cert and tls.client_key",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server refused the handshake: it may require a "
-    "client certificate (tls.client_cert), or share no TLS version or cipher with warmgate",
-    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the client certificate (unknown CA)",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused the client certificate",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the server refused the client certificate",
-    "TLSV1_ALERT_ACCESS_DENIED": "the server refused the client certificate (access denied)",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the server says the client certificate has expired",
-    "WRONG_VERSION_NUMBER": "the server did not answer in TLS; is the port plain http?",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common (the server may offer only TLS "
-    "1.0 or 1.1, which warmgate refuses)",
-    "UNSUPPORTED_PROTOCOL": "no TLS version in common (the server may offer only TLS 1.0 or "
-    "1.1, which warmgate refuses)",
-}
-"""OpenSSL reasons of failed handshakes that are not a certificate check, by what they mean."""
-
-
-def verify_reason(code: int, message: str) -> str:
-    """``certificate verify failed: ...`` for OpenSSL's verify ``code`` and ``message``."""
-    message = message.strip().rstrip(".")
-    if code in _NAME_MISMATCH:
-        name = re.search(r"'([^']*)'", message)
-        which = f" for '{name.group(1)}'" if name else ""
-        return (
-            f"certificate verify failed: hostname mismatch, the certificate is not valid{which}; "
-            "set tls.server_name to a name it holds"
-        )
-    text = f"certificate verify failed: {message[:1].lower()}{message[1:]}"
-    hint = _VERIFY_HINTS.get(code)
-    return f"{text}; {hint}" if hint else text
-
-
-def alert_reason(reason: str | None) -> str:
-    """``handshake: ...`` for OpenSSL's reason code of a failed handshake (an alert, mostly)."""
-    if not reason:
-        return "handshake failed"
-    return f"handshake: {_ALERTS.get(reason) or _words(reason)}"
-
-
-def handshake_reason(error: ssl.SSLError) -> str:
-    """Why a handshake failed, in the words a reason carries."""
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return verify_reason(error.verify_code, error.verify_message or "")
-    return alert_reason(error.reason)
-
-
-def _words(reason: str | None) -> str:
-    """``TLSV1_ALERT_INTERNAL_ERROR`` as ``tlsv1 alert internal error``."""
-    return (reason or "unknown").replace("_", " ").lower()

@@ -40,8 +40,9 @@ import httpx
 from warmgate.config import HttpTarget, TrafficConfig, http_endpoint
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
 from warmgate.errors import TemplateError
+from warmgate.handshake import handshake_reason
 from warmgate.templating import Template, Templates
-from warmgate.tls import Tls, handshake_reason
+from warmgate.tls import Tls
 
 REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 """What a request may raise for the target's reasons: each becomes an outcome."""
