@@ -133,6 +133,23 @@ def test_wrong_name_fails_until_server_name_says_the_right_one(
         assert seen.server_names == [None, "other.internal", APP_NAME]
 
 
+def test_server_name_leaves_the_host_header_to_the_headers(
+    ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """server_name changes SNI and verification, not Host; a Host header set in headers is sent."""
+    with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
+        url = f"https://127.0.0.1:{port}/"
+        tls = {"ca_file": files["ca"], "server_name": APP_NAME}
+        assert one_request(config_for(url, tls))[0] == Outcome(OK, 200)
+        config, _ = load_config(
+            None,
+            {"targets": [{"http": {"url": url, "tls": {k: str(v) for k, v in tls.items()},
+                                   "headers": {"Host": APP_NAME}}}]},
+        )  # fmt: skip
+        assert one_request(config)[0] == Outcome(OK, 200)
+        assert seen.hosts == [f"127.0.0.1:{port}", APP_NAME]
+
+
 def test_expired_server_certificate_is_a_verify_failure(
     ca: trustme.CA, files: dict[str, Path]
 ) -> None:

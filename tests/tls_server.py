@@ -35,6 +35,8 @@ class Seen:
     server_names: list[str | None] = field(default_factory=list)
     client_subjects: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    """The Host header of each request."""
     requests: int = 0
     connections: int = 0
 
@@ -45,6 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.requests += 1
+        self.server.seen.hosts.append(self.headers.get("Host", ""))
         body = b"ok\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
