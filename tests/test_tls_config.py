@@ -63,6 +63,18 @@ def test_directory_instead_of_a_file(tmp_path: Path) -> None:
     )
 
 
+def test_named_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    """A named pipe with no writer (or a device) is refused at once, not read forever."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    assert compile_error({"ca_file": str(fifo)}) == (
+        f"targets[0].http.tls.ca_file: {fifo} is not a regular file; name a PEM file."
+    )
+    assert compile_error({"ca_file": "/dev/zero"}) == (
+        "targets[0].http.tls.ca_file: /dev/zero is not a regular file; name a PEM file."
+    )
+
+
 def test_unreadable_file_says_permission_denied(tmp_path: Path, ca: trustme.CA) -> None:
     """A file warmgate's user cannot read says so, with the uid to grant. Root reads any file
     its mode forbids, so as root the test reads a write-only sysctl, which even root cannot."""

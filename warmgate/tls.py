@@ -27,6 +27,7 @@ import ipaddress
 import os
 import re
 import ssl
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,22 +190,32 @@ def load_tls(settings: TlsConfig | None, where: str, now: datetime | None = None
 def read_pem(path: Path, field: str) -> list[PemBlock]:
     """The PEM blocks of ``path``; a ConfigError naming ``field`` if it cannot be one."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_PEM_BYTES + 1)
+        # O_NONBLOCK: a named pipe with no writer must not hang start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(
             f"{field}: {path} does not exist; fix the path, or mount the file there."
         ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"{field}: {path} is a directory; name the PEM file in it.") from None
     except PermissionError:
         raise ConfigError(
             f"{field}: {path} cannot be read (permission denied); make it readable by the user "
             f"warmgate runs as (uid {os.getuid()})."
         ) from None
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise ConfigError(f"{field}: {path} cannot be read ({reason}); fix the file.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(
+            f"{field}: {path} cannot be read ({_reason(exc)}); fix the path."
+        ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{field}: {path} is a directory; name the PEM file in it.")
+        raise ConfigError(f"{field}: {path} is not a regular file; name a PEM file.")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            data = file.read(MAX_PEM_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{field}: {path} cannot be read ({_reason(exc)}).") from None
     if len(data) > MAX_PEM_BYTES:
         raise ConfigError(
             f"{field}: {path} is larger than {MAX_PEM_BYTES // (1024 * 1024)} MiB, too large "
@@ -224,6 +235,11 @@ def read_pem(path: Path, field: str) -> list[PemBlock]:
             "(a Java keystore)."
         )
     return blocks
+
+
+def _reason(exc: Exception) -> str:
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return text.lower() or type(exc).__name__
 
 
 def _certificates(blocks: list[PemBlock], path: Path, field: str) -> list[PemBlock]:
@@ -317,8 +333,7 @@ def _load_client_pair(
             f"({words(exc.reason)}); re-export the certificate and key as PEM."
         ) from None
     except OSError as exc:  # the file changed under us since it was read
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise ConfigError(f"{cert_field}: {cert_path} cannot be read ({reason}).") from None
+        raise ConfigError(f"{cert_field}: {cert_path} cannot be read ({_reason(exc)}).") from None
     return warnings
 
 
