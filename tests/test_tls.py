@@ -90,8 +90,7 @@ def test_internal_ca_needs_ca_file(ca: trustme.CA, files: dict[str, Path]) -> No
 
 
 def test_self_signed_fails_verification_and_passes_with_verify_false(tmp_path: Path) -> None:
-    """A self-signed certificate is a verify failure that says so; verify: false lets it through
-    with a warning, and so does trusting the certificate itself with ca_file."""
+    """Self-signed fails with that reason; verify: false (warned) or ca_file of itself pass."""
     leaf = self_signed()
     with tls_server(leaf) as (port, seen):
         url = f"https://127.0.0.1:{port}/"
@@ -114,8 +113,7 @@ def test_self_signed_fails_verification_and_passes_with_verify_false(tmp_path: P
 def test_wrong_name_fails_until_server_name_says_the_right_one(
     ca: trustme.CA, files: dict[str, Path]
 ) -> None:
-    """The URL says 127.0.0.1, the certificate app.internal: a hostname mismatch, until
-    server_name names it; then it is the name sent in SNI and the name verified."""
+    """A name mismatch until server_name names the certificate's; then SNI carries it."""
     with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
         url = f"https://127.0.0.1:{port}/"
         outcome, _ = one_request(config_for(url, {"ca_file": files["ca"]}))
@@ -185,8 +183,7 @@ def test_mutual_tls_needs_a_client_certificate(
     version: ssl.TLSVersion | None,
     detail: str,
 ) -> None:
-    """A server that requires a client certificate: without one the reason says so (TLS 1.2
-    cannot tell it from other refusals, and says that too); with one it answers, and saw it."""
+    """mTLS: without a client certificate the reason says so; with one the server answers."""
     with tls_server(ca.issue_cert(APP_NAME), client_ca=client_ca, maximum_version=version) as (
         port,
         seen,
@@ -227,8 +224,7 @@ def test_plain_http_port_under_an_https_url(sim_app: Callable[..., SimApp]) -> N
 def test_wait_url_inherits_the_tls_of_the_target_on_the_same_server(
     ca: trustme.CA, files: dict[str, Path]
 ) -> None:
-    """wait.url on the target's host and port uses the target's TLS (one load, shared); the
-    probe verifies with it and sends its server name."""
+    """wait.url on a target's host and port probes with that target's TLS, loaded once."""
     with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
         base = f"https://127.0.0.1:{port}"
         tls = {"ca_file": files["ca"], "server_name": APP_NAME}
@@ -281,8 +277,7 @@ def test_wait_tls_is_explicit_when_targets_on_that_server_disagree(
 def test_diagnosis_reads_the_alert_a_reset_hid(
     ca: trustme.CA, client_ca: trustme.CA, files: dict[str, Path]
 ) -> None:
-    """A broken pipe from a TLS 1.3 server that wants a client certificate becomes the server's
-    own reason, read by one quiet connection that is then reused for a while."""
+    """A TLS 1.3 broken pipe becomes the server's alert, read by one reused quiet connection."""
     now = [100.0]
     with tls_server(ca.issue_cert(APP_NAME), client_ca=client_ca) as (port, seen):
         tls = load_tls(TlsConfig(ca_file=files["ca"], server_name=APP_NAME), "wait.tls")
@@ -322,8 +317,7 @@ def test_run_warms_an_https_app_with_mutual_tls_to_ready(
     client_ca: trustme.CA,
     files: dict[str, Path],
 ) -> None:
-    """run over HTTPS with an internal CA, a server name and a client certificate: the primer
-    gets the settings, wait.url inherits them, and the gate opens."""
+    """run warms an mTLS app behind an internal CA and a server name to ready."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(APP_NAME).configure_cert(context)
     context.verify_mode = ssl.CERT_REQUIRED

@@ -76,8 +76,8 @@ def test_named_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_says_permission_denied(tmp_path: Path, ca: trustme.CA) -> None:
-    """A file warmgate's user cannot read says so, with the uid to grant. Root reads any file
-    its mode forbids, so as root the test reads a write-only sysctl, which even root cannot."""
+    """A file warmgate's user cannot read says so, with the uid to grant."""
+    # Root reads any file its mode forbids; a write-only sysctl is refused even to root.
     if os.geteuid() == 0:
         path = Path("/proc/sys/vm/compact_memory")
         if not path.exists():
@@ -184,8 +184,7 @@ def test_expired_certificates_are_warnings_with_the_date(tmp_path: Path, ca: tru
 
 
 def test_settings_that_cannot_work_are_config_errors() -> None:
-    """TLS on an http URL, wait.tls without wait.url, a key without its certificate, a server
-    name with a port: each refused at load with the fix."""
+    """TLS settings that cannot work are each refused at load, with the fix."""
     cases = [
         ({"targets": [{"http": {"url": "http://a/", "tls": {"verify": False}}}]},
          "targets[0].http: tls is set but the URL starts with http://, so it would do nothing; "
@@ -283,3 +282,23 @@ def test_validate_warns_about_verify_false_and_an_expired_certificate(
         f"in {old} expired on 2021-01-01 00:00 UTC; TLS with it will likely fail until it is "
         "renewed.",
     ]
+
+
+def test_inject_starter_for_an_https_app_validates_and_says_what_to_choose(
+    tmp_path: Path,
+) -> None:
+    """An HTTPS app's starter skips verification as the kubelet does, marked CHOOSE."""
+    from warmgate.starter import starter_config
+
+    probe = {"httpGet": {"scheme": "HTTPS", "port": 8443, "path": "/ready"}}
+    app = {"name": "app", "ports": [{"containerPort": 8443}], "readinessProbe": probe}
+    text = starter_config({"spec": {"containers": [app]}}, "deployment/shop")
+    assert "CHOOSE: the app speaks HTTPS" in text
+    path = tmp_path / "warmgate.yaml"
+    path.write_text(text)
+    config, _ = load_config(path)
+    compiled = compile_config(config, lambda _: None)
+    assert compiled.wait is not None
+    assert compiled.wait.url == "https://127.0.0.1:8443/ready"
+    assert compiled.wait.tls is compiled.targets[0].tls
+    assert config_warnings(config)[0].startswith("targets[0].http.tls.verify is false")
