@@ -281,7 +281,7 @@ def test_diagnosis_reads_the_alert_a_reset_hid(
     now = [100.0]
     with tls_server(ca.issue_cert(APP_NAME), client_ca=client_ca) as (port, seen):
         tls = load_tls(TlsConfig(ca_file=files["ca"], server_name=APP_NAME), "wait.tls")
-        diagnosis = Diagnosis("127.0.0.1", port, tls, clock=lambda: now[0])
+        diagnosis = Diagnosis("127.0.0.1", port, tls, 10.0, clock=lambda: now[0])
         unclear = Outcome(CONNECTION_ERROR, detail="broken pipe")
         required = Outcome(
             CONNECTION_ERROR,
@@ -306,7 +306,7 @@ def test_diagnosis_leaves_a_reset_alone_when_the_handshake_is_fine(
     with tls_server(ca.issue_cert(APP_NAME)) as (port, _):
         tls = load_tls(TlsConfig(ca_file=files["ca"], server_name=APP_NAME), "wait.tls")
         reset = Outcome(CONNECTION_ERROR, detail="connection reset by peer")
-        assert asyncio.run(Diagnosis("127.0.0.1", port, tls).explain(reset)) == reset
+        assert asyncio.run(Diagnosis("127.0.0.1", port, tls, 10.0).explain(reset)) == reset
 
 
 @pytest.mark.slow

@@ -56,8 +56,9 @@ MARKER = ("X-Warmgate", "1")
 """The header on every synthetic request, so the app can keep them out of business metrics."""
 DIAGNOSE_EVERY = 5.0
 """Seconds one diagnosis of an unclear TLS failure stands before another connection is spent."""
-DIAGNOSE_TIMEOUT = 0.5
-"""Seconds a diagnostic connection waits for the server's alert (a TLS-happy server sends none)."""
+ALERT_WAIT = 1.0
+"""Seconds a diagnostic connection waits for the server's alert after its handshake (a server
+content with the handshake sends none, so a diagnosis that finds nothing takes this long)."""
 _UNCLEAR = frozenset({"broken pipe", "connection reset by peer", "server disconnected"})
 """Details of a failed TLS exchange that do not say why: a diagnosis may."""
 
@@ -251,12 +252,13 @@ async def tcp_probe(host: str, port: int) -> str | None:
     return None
 
 
-async def handshake_alert(host: str, port: int, tls: Tls) -> str | None:
-    """Connect with ``tls``, send nothing, and read: the handshake's reason if the server
-    refuses (its alert), ``None`` if it does not or cannot be reached."""
+async def handshake_alert(host: str, port: int, tls: Tls, within: float) -> str | None:
+    """Connect with ``tls`` (handshake ``within`` seconds), send nothing, and read: the
+    handshake's reason if the server refuses (its alert), ``None`` if it does not or cannot be
+    reached."""
     name = tls.settings.server_name
     try:
-        async with asyncio.timeout(DIAGNOSE_TIMEOUT * 2):
+        async with asyncio.timeout(within):
             if name:
                 reader, writer = await asyncio.open_connection(
                     host, port, ssl=tls.context, server_hostname=name
@@ -268,7 +270,7 @@ async def handshake_alert(host: str, port: int, tls: Tls) -> str | None:
     except (OSError, TimeoutError):
         return None
     try:
-        async with asyncio.timeout(DIAGNOSE_TIMEOUT):
+        async with asyncio.timeout(ALERT_WAIT):
             await reader.read(1)
     except ssl.SSLError as exc:
         return handshake_reason(exc)
@@ -289,14 +291,20 @@ class Diagnosis:
     CA") then races the client's request, and often loses to a reset or a broken pipe. A
     connection that sends nothing reads the alert every time (:func:`handshake_alert`). One
     diagnosis at a time, reused for :data:`DIAGNOSE_EVERY` seconds, so a failing server costs
-    at most one extra connection that often.
+    at most one extra connection that often. Its handshake may take ``timeout`` (the target's).
     """
 
     def __init__(
-        self, host: str, port: int, tls: Tls, clock: Callable[[], float] = time.monotonic
+        self,
+        host: str,
+        port: int,
+        tls: Tls,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._address = (host, port)
         self._tls = tls
+        self._timeout = timeout
         self._clock = clock
         self._reason: str | None = None
         self._at = -DIAGNOSE_EVERY
@@ -309,7 +317,7 @@ class Diagnosis:
         if not self._busy and self._clock() - self._at >= DIAGNOSE_EVERY:
             self._busy = True
             try:
-                self._reason = await handshake_alert(*self._address, self._tls)
+                self._reason = await handshake_alert(*self._address, self._tls, self._timeout)
             finally:
                 self._busy = False
                 self._at = self._clock()
@@ -332,7 +340,9 @@ class HttpDriver:
         self._plan = plan
         self._client = client
         self._extensions = tls.extensions if tls is not None else {}
-        self._diagnosis = Diagnosis(plan.host, plan.port, tls) if tls is not None else None
+        self._diagnosis = (
+            Diagnosis(plan.host, plan.port, tls, target.timeout) if tls is not None else None
+        )
         self._timeout = target.timeout
         self._timeouts = httpx.Timeout(target.timeout)
 
@@ -373,7 +383,7 @@ class UrlProbe:
         self._client = client
         self._extensions = tls.extensions if tls is not None else {}
         host, port, _ = http_endpoint(url)
-        self._diagnosis = Diagnosis(host, port, tls) if tls is not None else None
+        self._diagnosis = Diagnosis(host, port, tls, PROBE_TIMEOUT * 2) if tls is not None else None
 
     async def probe(self) -> str | None:
         """``None`` when the URL answered 2xx, else why not."""
