@@ -302,3 +302,23 @@ def test_inject_starter_for_an_https_app_validates_and_says_what_to_choose(
     assert compiled.wait.url == "https://127.0.0.1:8443/ready"
     assert compiled.wait.tls is compiled.targets[0].tls
     assert config_warnings(config)[0].startswith("targets[0].http.tls.verify is false")
+
+
+def test_wait_url_inherits_defaults_written_either_way() -> None:
+    """No tls and an empty tls mean the same settings, so wait.url inherits without a conflict."""
+    targets = [
+        {"http": {"url": "https://127.0.0.1:8443/a"}},
+        {"http": {"url": "https://127.0.0.1:8443/b", "tls": {}}},
+    ]
+    config, _ = load_config(None, {"targets": targets, "wait": {"url": "https://127.0.0.1:8443/"}})
+    compiled = compile_config(config)
+    assert compiled.wait is not None
+    assert compiled.wait.tls is compiled.targets[0].tls is compiled.targets[1].tls
+
+
+def test_wait_url_with_a_templated_port_is_a_sentence() -> None:
+    """A wait.url port that is a template (never rendered) is refused with one sentence."""
+    data = {"targets": [{"http": {"url": URL}}], "wait": {"url": "https://h:{{ 1 }}/"}}
+    config, _ = load_config(None, data)
+    with pytest.raises(ConfigError, match=r"^wait.url: 'https://h:\{\{ 1 \}\}/' has port"):
+        compile_config(config)

@@ -112,9 +112,12 @@ def wait_tls_settings(
     """
     if config.wait.tls is not None or config.wait.url is None:
         return config.wait.tls, "wait.tls"
-    host, port, _ = http_endpoint(config.wait.url)
+    try:
+        host, port, _ = http_endpoint(config.wait.url)
+    except ValueError as exc:  # a template in the host or port is checked only here
+        raise ConfigError(f"wait.url: {exc}.") from None
     same = {
-        index: item.target.http.tls
+        index: item.target.http.tls or TlsConfig()
         for index, item in enumerate(compiled)
         if item.http is not None and item.target.http is not None and item.http.tls
         and (item.http.host, item.http.port) == (host, port)
