@@ -318,7 +318,13 @@ def test_wait_url_inherits_defaults_written_either_way() -> None:
 
 def test_wait_url_with_a_templated_port_is_a_sentence() -> None:
     """A wait.url port that is a template (never rendered) is refused with one sentence."""
-    data = {"targets": [{"http": {"url": URL}}], "wait": {"url": "https://h:{{ 1 }}/"}}
-    config, _ = load_config(None, data)
-    with pytest.raises(ConfigError, match=r"^wait.url: 'https://h:\{\{ 1 \}\}/' has port"):
-        compile_config(config)
+    for scheme in ("https", "http"):
+        data = {"targets": [{"http": {"url": URL}}], "wait": {"url": f"{scheme}://h:{{{{ 1 }}}}/"}}
+        config, _ = load_config(None, data)
+        with pytest.raises(
+            ConfigError, match=rf"^wait.url: '{scheme}://h:\{{\{{ 1 \}}\}}/' has port"
+        ):
+            compile_config(config)
+    result = run_cli("run", "--url", URL, "--wait-url", "http://h:{{ 1 }}/", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("warmgate: wait.url: 'http://h:{{ 1 }}/' has port '{{ 1 }}'")

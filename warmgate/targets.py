@@ -112,10 +112,7 @@ def wait_tls_settings(
     """
     if config.wait.tls is not None or config.wait.url is None:
         return config.wait.tls, "wait.tls"
-    try:
-        host, port, _ = http_endpoint(config.wait.url)
-    except ValueError as exc:  # a template in the host or port is checked only here
-        raise ConfigError(f"wait.url: {exc}.") from None
+    host, port, _ = http_endpoint(config.wait.url)
     same = {
         index: item.target.http.tls or TlsConfig()
         for index, item in enumerate(compiled)
@@ -141,6 +138,10 @@ def _compile_wait(
     url = config.wait.url
     if url is None:
         return None
+    try:
+        http_endpoint(url)
+    except ValueError as exc:  # a template in the host or port, never rendered
+        raise ConfigError(f"wait.url: {exc}.") from None
     if not url.lower().startswith("https://"):
         return WaitPlan(url)
     settings, where = wait_tls_settings(config, compiled)
