@@ -214,6 +214,30 @@ def test_client_certificate_the_server_does_not_trust(
         )
 
 
+def test_targets_with_different_tls_each_use_their_own(
+    ca: trustme.CA, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two servers with different CAs, each target trusting its own: both answer."""
+    other = self_signed()
+    pinned = write(tmp_path / "other.pem", other.cert_chain_pems[0].bytes())
+    with tls_server(ca.issue_cert(APP_NAME)) as (a, _), tls_server(other) as (b, _):
+        targets = [
+            {"name": "a", "http": {"url": f"https://127.0.0.1:{a}/",
+                                   "tls": {"ca_file": str(files["ca"]), "server_name": APP_NAME}}},
+            {"name": "b", "http": {"url": f"https://127.0.0.1:{b}/",
+                                   "tls": {"ca_file": str(pinned), "server_name": APP_NAME}}},
+        ]  # fmt: skip
+        config, _ = load_config(None, {"targets": targets})
+        compiled = compile_config(config)
+
+        async def both() -> list[Outcome]:
+            async with AsyncExitStack() as stack:
+                drivers = await open_drivers(config, compiled.targets, stack)
+                return [await driver.execute() for driver in drivers]
+
+        assert asyncio.run(both()) == [Outcome(OK, 200), Outcome(OK, 200)]
+
+
 def test_plain_http_port_under_an_https_url(sim_app: Callable[..., SimApp]) -> None:
     """An https URL on a plain-http port says the server did not answer in TLS."""
     app = sim_app()
