@@ -21,7 +21,8 @@ from tests.tls_server import APP_NAME, expired, self_signed, tls_server, write
 from warmgate.config import Config, TrafficConfig
 from warmgate.config import warnings as config_warnings
 from warmgate.drivers import CONNECTION_ERROR, OK, Outcome
-from warmgate.drivers.http import DIAGNOSE_EVERY, Diagnosis, UrlProbe, make_client
+from warmgate.drivers.diagnosis import DIAGNOSE_EVERY, Diagnosis
+from warmgate.drivers.http import UrlProbe, make_client
 from warmgate.errors import ConfigError
 from warmgate.loading import load_config
 from warmgate.simapp import Behavior, SimApp
