@@ -54,6 +54,7 @@ KEYS = [
     "concurrency", "ramp_step", "jitter", "success_rate", "p50", "p95", "p99",
     "plateau_tolerance", "min_requests", "window", "hold", "on_timeout", "initial_backoff",
     "max_backoff", "keep_warm_rate", "rearm_after", "retry_after", "host", "port", "user_agent",
+    "tls", "verify", "ca_file", "client_cert", "client_key", "server_name",
 ]  # fmt: skip
 WORDS = [
     "10s", "500ms", "0s", "1h", "auto", "ready", "fail", "json", "human", "GET", "POST", "2xx",
@@ -137,6 +138,8 @@ http_targets = section(
                    {"X-T": "{{ uuid4() }}"}),
     body=mostly('{"a": {{ randint(1, 9) }}}', None), expect_status=mostly([200], ["2xx", 404]),
     confirm_read_only=mostly(True, False),
+    tls=mostly({"verify": False}, {"server_name": "app.internal"}, {"ca_file": "/nonexistent.pem"},
+               {"ca_file": "/dev/null"}, {"ca_file": "/"}, {"client_key": "k.pem"}, None),
 )  # fmt: skip
 sql_targets = section(
     {"url": mostly("sqlite:///x.db", "postgresql+psycopg://u:${DB_PASSWORD}@127.0.0.1:1/db",

@@ -8,6 +8,7 @@ start and stop it around a warm-up.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 
 from aiohttp import web
@@ -18,10 +19,13 @@ from warmgate.errors import ServeError
 class BackgroundServer:
     """Serves an aiohttp application from a background thread with its own event loop."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self._app = app
+        self._tls = tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -61,7 +65,7 @@ class BackgroundServer:
     async def _bind(self) -> None:
         runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True, ssl_context=self._tls)
         try:
             await site.start()
         except OSError:

@@ -240,10 +240,10 @@ def report_command(
 def validate(plan: dict[str, Any]) -> None:
     """Check the config (and templates) and print the effective plan; exit 2 if it is wrong."""
     from warmgate.loading import describe
-    from warmgate.targets import compile_targets
+    from warmgate.targets import compile_config
 
     config, secrets = _load(plan)
-    compile_targets(config)
+    compile_config(config, secrets.warn)
     typer.echo(describe(config, secrets))
 
 

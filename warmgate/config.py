@@ -26,6 +26,7 @@ from pydantic import (
 
 from warmgate import __version__
 from warmgate.secrets import redact_url, url_passwords
+from warmgate.tls import TlsConfig, needs_https, tls_warnings
 from warmgate.units import format_duration, parse_duration
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"
@@ -189,6 +190,7 @@ class HttpTarget(_Model):
         False,
         description="Allow a method other than GET/HEAD/OPTIONS: the endpoint only reads.",
     )
+    tls: TlsConfig | None = Field(None, description="TLS settings of an https URL.")
 
     @field_validator("url")
     @classmethod
@@ -224,6 +226,11 @@ class HttpTarget(_Model):
             if not valid:
                 raise ValueError(f"'{status}' is not a status; write a number such as 200 or '2xx'")
         return statuses
+
+    @model_validator(mode="after")
+    def _tls_for_https(self) -> HttpTarget:
+        needs_https(self.url, self.tls)
+        return self
 
     @model_validator(mode="after")
     def _read_only(self) -> HttpTarget:
@@ -464,6 +471,13 @@ class WaitConfig(_Model):
     timeout: Duration = Field(300.0, gt=0, description="Deadline for the app to come up.")
     initial_backoff: Duration = Field(0.1, gt=0, description="First retry delay.")
     max_backoff: Duration = Field(2.0, gt=0, description="Cap of the exponential backoff.")
+    tls: TlsConfig | None = Field(
+        None,
+        description=(
+            "TLS settings of an https wait.url; unset: those of the HTTP target with the same "
+            "host and port."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -480,6 +494,11 @@ class WaitConfig(_Model):
                 f"{format_duration(initial)}; raise max_backoff or lower initial_backoff"
             )
         return max_backoff
+
+    @model_validator(mode="after")
+    def _tls_for_https(self) -> WaitConfig:
+        needs_https(self.url, self.tls)
+        return self
 
 
 class AfterReadyConfig(_Model):
@@ -667,4 +686,4 @@ def warnings(config: Config) -> list[str]:
                 f"gate.window {format_duration(window)}: while requests hang that long the "
                 "window holds no answers to judge; shorten the timeout or lengthen the window"
             )
-    return found
+    return found + tls_warnings(config)

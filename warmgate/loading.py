@@ -24,6 +24,7 @@ from warmgate.config import Config
 from warmgate.config import warnings as config_warnings
 from warmgate.errors import ConfigError
 from warmgate.secrets import SECRET_NAME, Secrets, redact_url, sql_url_secrets, url_passwords
+from warmgate.tls import describe_tls
 from warmgate.units import format_duration
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -243,6 +244,8 @@ def describe(config: Config, secrets: Secrets) -> str:
             statuses = ", ".join(map(str, http.expect_status))
             what = f"HTTP {http.method} {http.url} (expect {statuses}"
             what += f", timeout {format_duration(http.timeout)})"
+            if http.url.lower().startswith("https://"):
+                what += f", {describe_tls(http.tls)}"
         elif target.sql is not None:
             sql = target.sql
             query = " ".join(sql.query.split())
@@ -273,6 +276,8 @@ def describe(config: Config, secrets: Secrets) -> str:
     action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
     lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
     wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
+    if config.wait.tls is not None:
+        wait_what += f" ({describe_tls(config.wait.tls)})"
     lines.append(f"wait: until {wait_what}, at most {format_duration(config.wait.timeout)}")
     after = config.after_ready
     keep = f"keep warm at {after.keep_warm_rate:g} req/s" if after.keep_warm_rate else "no trickle"

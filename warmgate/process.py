@@ -32,7 +32,7 @@ from warmgate.server import listen
 from warmgate.signals import EARLY as EARLY_SIGNALS
 from warmgate.signals import die_with_parent
 from warmgate.status import WAITING, Status, StatusDir, atomic_write, read_status
-from warmgate.targets import compile_targets
+from warmgate.targets import compile_config
 
 GRACE = 1.5
 """Seconds the runner gets to wind down after a signal before it is cancelled."""
@@ -101,7 +101,9 @@ def execute(
     """
     if report is not None:
         check_report_path(report)
-    compiled = compile_targets(config)
+    # A primer of run stays quiet about the files: run has warned once already.
+    plan = compile_config(config, secrets.warn if supervised is None else _quiet)
+    compiled = plan.targets
     log = Log.for_format(config.log_format, secrets)
     registry = CollectorRegistry()
     metrics = Metrics(registry, tuple(item.target.name for item in compiled))
@@ -124,6 +126,7 @@ def execute(
         resume=supervised is not None and supervised.resume,
         keep_warm=supervised is not None and supervised.keep_warm,
         rearms=0 if supervised is None else supervised.rearms,
+        wait=plan.wait,
     )
     log.event(
         "start",
@@ -279,6 +282,10 @@ def _safe_read(directory: Path) -> dict[str, Any] | None:
         return None
 
 
+def _quiet(_: str) -> None:
+    """A warning sink that drops what was said already."""
+
+
 def primer_argv(argv: list[str]) -> list[str]:
     """``run``'s command line with the command word turned into ``prime``."""
     args = list(argv)
@@ -298,7 +305,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     from warmgate.runner import policy_of
     from warmgate.supervisor import Plan, exec_supervisor
 
-    compiled = compile_targets(config)
+    compiled = compile_config(config, secrets.warn).targets
     keep: list[int] = []
     resume = False
     status_dir: StatusDir | None = None

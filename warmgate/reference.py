@@ -15,6 +15,7 @@ from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_NODES
 from warmgate.loading import MAX_EXPANSION_CHARS
 from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS
 from warmgate.templating import MAX_LINE_FILE_BYTES
+from warmgate.tls import MAX_PEM_BYTES
 from warmgate.units import format_duration
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
@@ -91,6 +92,10 @@ def _limits() -> list[str]:
         "never pass is refused: `gate.hold` not shorter than `gate.timeout`, or rate caps "
         "(`load.rate`, or every target's `rate`) too low to send `gate.min_requests` in a "
         "`gate.window`. A target timeout longer than `gate.window` is a warning.",
+        f"TLS files (`ca_file`, `client_cert`, `client_key`) are PEM files of at most "
+        f"{MAX_PEM_BYTES // 1024**2} MiB, read once at start-up (paths relative to the working "
+        "directory); a key must be unencrypted and belong to its certificate. A certificate "
+        "outside its validity, and `verify: false`, are warnings.",
     ]
 
 
@@ -108,14 +113,17 @@ def markdown_reference() -> str:
         *_limits(),
         "",
     ]
-    queue: list[tuple[str, str, dict[str, Any]]] = [("", "Top level", schema)]
-    seen: set[str] = set()
+    queue: list[tuple[str, str, dict[str, Any]]] = [("", "", schema)]
+    # A model used in several places is described once, under each of their names.
+    places: dict[str, list[str]] = {"": ["Top level"]}
+    sections: list[tuple[str, str, list[str]]] = []
     while queue:
-        prefix, title, model = queue.pop(0)
-        out += [f"## {title}", ""]
+        prefix, section, model = queue.pop(0)
+        lines: list[str] = []
+        sections.append((prefix, section, lines))
         if prefix and model.get("description"):
-            out += [model["description"].strip().splitlines()[0], ""]
-        out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+            lines += [model["description"].strip().splitlines()[0], ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
         required = set(model.get("required", []))
         for name, prop in model.get("properties", {}).items():
             path = f"{prefix}{name}"
@@ -126,12 +134,21 @@ def markdown_reference() -> str:
             if refs:
                 child = _ref_name(refs[0])
                 inner = f"{path}[]" if prop.get("type") == "array" else path
-                if child not in seen:
-                    seen.add(child)
-                    queue.append((f"{inner}.", f"`{inner}`", definitions[child]))
+                if child not in places:
+                    places[child] = []
+                    queue.append((f"{inner}.", child, definitions[child]))
+                places[child].append(f"`{inner}`")
                 description = description or definitions[child].get("description", "").strip()
             cell = description.replace("|", "\\|").replace("\n", " ")
             default = _default(prop, kind, name in required)
-            out.append(f"| `{path}` | {kind} | {default} | {cell} |")
-        out.append("")
+            lines.append(f"| `{path}` | {kind} | {default} | {cell} |")
+        lines.append("")
+    for prefix, section, lines in sections:
+        shared = len(places[section]) > 1
+        # Keys of a shared model are written from its own name: `tls.verify`.
+        short = prefix.rstrip(".").rsplit(".", 1)[-1] + "."
+        rows = (
+            [line.replace(f"| `{prefix}", f"| `{short}", 1) for line in lines] if shared else lines
+        )
+        out += [f"## {' and '.join(places[section])}", "", *rows]
     return "\n".join(out)

@@ -40,7 +40,7 @@ from warmgate.metrics import Metrics
 from warmgate.publisher import Publisher, Sink
 from warmgate.report import Point, Record, Recorder
 from warmgate.status import FAILED, READY, STOPPED, WAITING, WARMING, Status
-from warmgate.targets import CompiledTarget, open_drivers
+from warmgate.targets import CompiledTarget, WaitPlan, open_drivers
 from warmgate.units import format_duration
 from warmgate.window import Sample
 
@@ -128,6 +128,7 @@ class Runner:
         resume: bool = False,
         keep_warm: bool = False,
         rearms: int = 0,
+        wait: WaitPlan | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -137,6 +138,8 @@ class Runner:
         self.log = log
         self._clock = clock
         self._resume = resume
+        self._wait = wait
+        """The ``wait.url`` probe; without it the targets probe themselves."""
         self._keep_warm = keep_warm
         self.publisher = Publisher(
             config, metrics, log, sink, mode=mode, rearms=rearms, clock=clock, wall=wall
@@ -183,13 +186,13 @@ class Runner:
         async with AsyncExitStack() as stack:
             drivers = await open_drivers(self.config, self.compiled, stack, self._warn)
             self._probes = list(drivers)
-            if self.config.wait.url is not None:
-                tls = self.config.wait.url.startswith("https")
-                client = make_client(1, self.config.traffic, tls)
+            if self._wait is not None:
+                tls = self._wait.tls
+                client = make_client(1, self.config.traffic, tls.context if tls else None)
                 stack.push_async_callback(client.aclose)
                 # wait.url stands for the HTTP targets; other kinds still probe themselves.
                 others = [d for d, c in zip(drivers, self.compiled, strict=True) if c.http is None]
-                self._probes = [UrlProbe(self.config.wait.url, client), *others]
+                self._probes = [UrlProbe(self._wait.url, client, tls), *others]
             load = Load(
                 drivers,
                 [item.target.weight for item in self.compiled],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sys
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
@@ -103,6 +104,10 @@ class Secrets:
         if pattern is not None:
             text = pattern.sub(MASK, text)
         return redact_url(text)
+
+    def warn(self, message: str) -> None:
+        """A warning line on stderr, redacted (a ``Warn`` for start-up checks)."""
+        print(f"warmgate: warning: {self.redact(message)}", file=sys.stderr, flush=True)
 
     def _compiled(self) -> re.Pattern[str] | None:
         if self._seen != self.values:

@@ -23,6 +23,7 @@ It has nothing to do with the gate; it is only something to warm.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -157,9 +158,11 @@ class SimApp:
         application.router.add_get("/healthz", self._healthz)
         return application
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Serve from a background thread; returns the bound port."""
-        self._server = BackgroundServer(self.app(), host, port)
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> int:
+        """Serve from a background thread (over HTTPS with ``tls``); returns the bound port."""
+        self._server = BackgroundServer(self.app(), host, port, tls)
         self.port = self._server.start()
         return self.port
 

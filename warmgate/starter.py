@@ -51,18 +51,28 @@ def starter_config(template: Mapping[str, Any], name: str) -> str:
     port = int(tcp[0]["containerPort"])
     probe = _mapping(_mapping(app.get("readinessProbe")).get("httpGet"))
     base = f"http://127.0.0.1:{port}"
-    wait = ""
+    wait = tls = ""
     if probe:
         scheme = str(probe.get("scheme", "HTTP")).lower()
         probe_port = _port_number(probe.get("port"), ports, port)
         path = str(probe.get("path") or "/")
         base = f"{scheme}://127.0.0.1:{port}"
+        # wait.url takes the TLS settings of the target on its port; another port needs its own.
+        wait_tls = "  tls: {verify: false}\n" if scheme == "https" and probe_port != port else ""
         wait = (
             "wait:\n"
             f"  # From the readinessProbe of container '{app.get('name')}': the app is up.\n"
             f"  url: {_quote(f'{scheme}://127.0.0.1:{probe_port}{path}')}\n"
+            f"{wait_tls}"
             "  timeout: 10m\n"
         )
+        if scheme == "https":
+            tls = (
+                "      # CHOOSE: the app speaks HTTPS. Like the kubelet's probe this skips\n"
+                "      # checking its certificate (warned at start-up); trust it instead with\n"
+                "      # ca_file and server_name (docs/https.md).\n"
+                "      tls: {verify: false}\n"
+            )
     return (
         f"# A starter config for {name}, written by warmgate inject --emit-config.\n"
         "# Lines marked CHOOSE are choices only you can make: set them from production figures\n"
@@ -73,6 +83,7 @@ def starter_config(template: Mapping[str, Any], name: str) -> str:
         "      # CHOOSE: requests that warm what users hit (real paths, templated ids), not a\n"
         "      # health check. Methods other than GET/HEAD/OPTIONS need confirm_read_only.\n"
         f"      url: {_quote(base + '/')}\n"
+        f"{tls}"
         "load:\n"
         "  # CHOOSE: about the peak req/s one pod serves times its warm latency in seconds.\n"
         "  concurrency: 8\n"

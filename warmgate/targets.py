@@ -1,8 +1,14 @@
 """Turn the configured targets into compiled plans and live drivers.
 
-Compiling (templates, endpoints, the read-only check of SQL queries) needs no network, so
-``validate`` runs it too and mistakes surface before any traffic. Opening drivers creates the
-shared clients and pools. SQLAlchemy is imported only when a config has SQL targets.
+Compiling (templates, endpoints, the read-only check of SQL queries, the TLS files) needs no
+network, so ``validate`` and ``run`` run it too and mistakes surface before any traffic. Each
+distinct TLS setting is loaded once and shared by every target (and the ``wait.url`` probe) that
+has it. Opening drivers creates the shared clients and pools: one HTTP client per distinct TLS
+setting. SQLAlchemy is imported only when a config has SQL targets.
+
+``wait.url`` takes ``wait.tls`` when set; otherwise the TLS setting of the HTTP target with the
+same host and port, since it is the same server with the same certificate and the same demand
+for a client certificate. A ``wait.url`` with no such target uses the defaults.
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from warmgate.config import Config, Target
+from warmgate.config import Config, Target, http_endpoint
 from warmgate.drivers import Driver, Warn, warn_on_stderr
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
+from warmgate.errors import ConfigError
+from warmgate.secrets import redact_url
 from warmgate.templating import Templates
+from warmgate.tls import Tls, TlsConfig, load_tls
 
 if TYPE_CHECKING:
+    import httpx
+
     from warmgate.drivers.sql import SqlPlan
 
 
@@ -28,23 +39,113 @@ class CompiledTarget:
     target: Target
     http: HttpPlan | None = None
     sql: SqlPlan | None = None
+    tls: Tls | None = None
+    """For an https target: its TLS, loaded."""
 
 
-def compile_targets(config: Config) -> list[CompiledTarget]:
-    """Compile every target's templates; raises TemplateError naming the field."""
+@dataclass(frozen=True, slots=True)
+class WaitPlan:
+    """The ``wait.url`` probe: its URL and, for https, its TLS."""
+
+    url: str
+    tls: Tls | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """Everything compiled from a config, ready to open."""
+
+    targets: list[CompiledTarget]
+    wait: WaitPlan | None = None
+
+
+class _TlsLoader:
+    """Loads each distinct TLS setting once; its warnings go to ``warn`` once."""
+
+    def __init__(self, warn: Warn) -> None:
+        self._warn = warn
+        self._loaded: dict[TlsConfig, Tls] = {}
+
+    def __call__(self, settings: TlsConfig | None, where: str) -> Tls:
+        settings = settings or TlsConfig()
+        if settings not in self._loaded:
+            tls = load_tls(settings, where)
+            for warning in tls.warnings:
+                self._warn(f"{warning}.")
+            self._loaded[settings] = tls
+        return self._loaded[settings]
+
+
+def compile_config(config: Config, warn: Warn = warn_on_stderr) -> Compiled:
+    """Compile every target and the wait probe, loading TLS files once; raises ConfigError
+    (TemplateError) naming the field. Warnings about the files (an expired certificate) go to
+    ``warn``."""
     templates = Templates()
+    load = _TlsLoader(warn)
     compiled = []
     for index, target in enumerate(config.targets):
         where = f"targets[{index}]"
         if target.http is not None:
             plan = HttpPlan.compile(target.http, templates, f"{where}.http")
-            compiled.append(CompiledTarget(target, http=plan))
+            tls = load(target.http.tls, f"{where}.http.tls") if plan.tls else None
+            compiled.append(CompiledTarget(target, http=plan, tls=tls))
         elif target.sql is not None:
             from warmgate.drivers.sql import SqlPlan
 
             sql = SqlPlan.compile(target.sql, templates, f"{where}.sql", target.name)
             compiled.append(CompiledTarget(target, sql=sql))
-    return compiled
+    return Compiled(compiled, _compile_wait(config, compiled, load))
+
+
+def compile_targets(config: Config, warn: Warn = warn_on_stderr) -> list[CompiledTarget]:
+    """The targets of :func:`compile_config`."""
+    return compile_config(config, warn).targets
+
+
+def wait_tls_settings(
+    config: Config, compiled: Sequence[CompiledTarget]
+) -> tuple[TlsConfig | None, str]:
+    """The TLS settings of ``wait.url`` and the field they come from.
+
+    ``wait.tls`` when set; else those of the https targets on the same host and port, which
+    must agree; else the defaults. Raises ConfigError when those targets disagree.
+    """
+    if config.wait.tls is not None or config.wait.url is None:
+        return config.wait.tls, "wait.tls"
+    host, port, _ = http_endpoint(config.wait.url)
+    same = {
+        index: item.target.http.tls or TlsConfig()
+        for index, item in enumerate(compiled)
+        if item.http is not None and item.target.http is not None and item.http.tls
+        and (item.http.host, item.http.port) == (host, port)
+    }  # fmt: skip
+    settings = set(same.values())
+    if len(settings) > 1:
+        names = " and ".join(f"targets[{index}]" for index in same)
+        raise ConfigError(
+            f"wait.url {redact_url(config.wait.url)} is on the server of {names}, whose "
+            "tls settings differ; set wait.tls to the settings the wait probe should use."
+        )
+    if settings:
+        index = next(iter(same))
+        return settings.pop(), f"targets[{index}].http.tls"
+    return None, "wait.tls"
+
+
+def _compile_wait(
+    config: Config, compiled: Sequence[CompiledTarget], load: _TlsLoader
+) -> WaitPlan | None:
+    url = config.wait.url
+    if url is None:
+        return None
+    try:
+        http_endpoint(url)
+    except ValueError as exc:  # a template in the host or port, never rendered
+        raise ConfigError(f"wait.url: {exc}.") from None
+    if not url.lower().startswith("https://"):
+        return WaitPlan(url)
+    settings, where = wait_tls_settings(config, compiled)
+    return WaitPlan(url, load(settings, where))
 
 
 async def open_drivers(
@@ -57,15 +158,17 @@ async def open_drivers(
     everything they hold is closed when ``stack`` closes. Drivers send warnings to ``warn``
     (a role that can write, a row cap reached)."""
     drivers: list[Driver] = []
-    client = None
-    if any(item.http is not None for item in compiled):
-        tls = any(item.http.tls for item in compiled if item.http is not None)
-        client = make_client(config.load.concurrency, config.traffic, tls=tls)
-        stack.push_async_callback(client.aclose)
+    clients: dict[Tls | None, httpx.AsyncClient] = {}
+    for item in compiled:
+        if item.http is not None and item.tls not in clients:
+            context = item.tls.context if item.tls is not None else None
+            clients[item.tls] = make_client(config.load.concurrency, config.traffic, context)
+            stack.push_async_callback(clients[item.tls].aclose)
     for item in compiled:
         target = item.target
-        if item.http is not None and target.http is not None and client is not None:
-            drivers.append(HttpDriver(target.name, target.http, item.http, client))
+        if item.http is not None and target.http is not None:
+            client = clients[item.tls]
+            drivers.append(HttpDriver(target.name, target.http, item.http, client, item.tls))
         elif item.sql is not None:
             from warmgate.drivers.sql import SqlDriver
 

@@ -16,7 +16,12 @@ session the transport drives):
   aiohttp's connect and read timeouts (httpx's 5 s default would otherwise cut every longer
   timeout to 5 s), and ``asyncio.timeout`` bounds the whole exchange, body included;
 - bodies: read in the transport's 16 KiB chunks and dropped, never joined and never
-  decompressed, so a 1 GB or endless answer costs a few MiB and ends at the timeout.
+  decompressed, so a 1 GB or endless answer costs a few MiB and ends at the timeout;
+- TLS: the target's ``ssl.SSLContext`` (``tls.py``) goes to the aiohttp connector, and its
+  ``server_name`` rides on each request as httpx's ``sni_hostname`` extension, which the
+  transport hands to aiohttp as ``server_hostname``: the name sent in SNI and verified. A failed
+  handshake becomes a reason that says which check failed (:func:`classify`), and one hidden
+  behind a reset is read from the server's alert (``diagnosis.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +38,11 @@ import httpx
 
 from warmgate.config import HttpTarget, TrafficConfig, http_endpoint
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
+from warmgate.drivers.diagnosis import Diagnosis
 from warmgate.errors import TemplateError
+from warmgate.handshake import handshake_reason
 from warmgate.templating import Template, Templates
+from warmgate.tls import Tls
 
 REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 """What a request may raise for the target's reasons: each becomes an outcome."""
@@ -102,21 +111,28 @@ class StatelessClient(httpx.AsyncClient):
 
 
 def make_client(
-    concurrency: int, traffic: TrafficConfig, tls: bool = False, timeout: float = DEFAULT_TIMEOUT
+    concurrency: int,
+    traffic: TrafficConfig,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> httpx.AsyncClient:
     """An httpx client over the aiohttp transport, pooled for ``concurrency`` connections.
 
     Every request carries ``traffic.user_agent`` and :data:`MARKER`, then ``traffic.headers``,
     which may override either. No layer keeps cookies. ``timeout`` applies to requests that do
-    not set their own (the drivers do). Certificates are loaded only when a target uses https
-    (each CA bundle costs memory).
+    not set their own (the drivers do). ``tls`` is the context of https connections (see
+    ``tls.py``); without one the client is for http URLs and loads no certificates (each CA
+    bundle costs memory), and an https URL fails its handshake rather than go unverified.
     """
     from httpx_aiohttp import AiohttpTransport
+
+    # A context that trusts nothing: loads no bundle, and verifies (and so refuses) everything.
+    context = tls or ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
     def session() -> aiohttp.ClientSession:
         # The transport calls this on its first request, inside the event loop.
         connector = aiohttp.TCPConnector(
-            limit=concurrency, keepalive_timeout=KEEPALIVE, ssl=transport.ssl_context
+            limit=concurrency, keepalive_timeout=KEEPALIVE, ssl=context
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -127,7 +143,7 @@ def make_client(
             trust_env=False,
         )
 
-    transport = AiohttpTransport(verify=tls, trust_env=False, client=session)
+    transport = AiohttpTransport(verify=context, trust_env=False, client=session)
     headers = httpx.Headers({"User-Agent": traffic.user_agent, MARKER[0]: MARKER[1]})
     headers.update(traffic.headers)  # case-insensitive: x-warmgate replaces X-Warmgate
     return StatelessClient(
@@ -140,21 +156,55 @@ def make_client(
 
 
 def classify(exc: BaseException) -> Outcome:
-    """The outcome of a request that raised ``exc`` (an httpx error or its aiohttp cause)."""
+    """The outcome of a request that raised ``exc`` (an httpx error or its aiohttp cause).
+
+    A failed TLS handshake is a connection error whose detail says which check failed.
+    """
     cause = exc.__cause__ or exc
-    if isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
+    # httpx-aiohttp maps every aiohttp connection error to a ConnectTimeout: the cause decides.
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
         cause, aiohttp.ClientConnectionError
-    ):
+    )
+    if timed_out or isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
         return Outcome(TIMEOUT, detail="timed out")
-    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
-        return Outcome(TIMEOUT, detail="timed out")
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return Outcome(CONNECTION_ERROR, detail=_connect_phrase(cause.os_error))
-    if isinstance(cause, aiohttp.ServerDisconnectedError):
-        return Outcome(CONNECTION_ERROR, detail="server disconnected")
-    if isinstance(cause, aiohttp.ClientConnectionError | httpx.ConnectError | OSError):
-        return Outcome(CONNECTION_ERROR, detail="connection failed")
+    detail = _connection_detail(cause)
+    if detail is not None:
+        return Outcome(CONNECTION_ERROR, detail=detail)
     return Outcome(ERROR, detail=type(cause).__name__)
+
+
+def _connection_detail(cause: BaseException) -> str | None:
+    """What went wrong with the connection, if that is why the request failed."""
+    tls_error = _tls_error(cause)
+    if tls_error is not None:
+        return handshake_reason(tls_error)
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return _connect_phrase(cause.os_error)
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(cause, OSError) and cause.strerror:  # a ClientOSError too: "broken pipe"
+        return _connect_phrase(cause)
+    if isinstance(cause, aiohttp.ClientConnectionError | httpx.ConnectError | OSError):
+        return "connection failed"
+    return None
+
+
+def _tls_error(cause: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind an aiohttp error, if TLS is why it failed.
+
+    A failed certificate check carries it as ``certificate_error``; other handshake failures as
+    ``os_error``; an alert that arrives after the client's side of the handshake (TLS 1.3's
+    "certificate required") as the ``__cause__`` of the read's error.
+    """
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+        return (
+            cause.certificate_error if isinstance(cause.certificate_error, ssl.SSLError) else None
+        )
+    if isinstance(cause, aiohttp.ClientConnectorError) and isinstance(cause.os_error, ssl.SSLError):
+        return cause.os_error
+    if isinstance(cause, aiohttp.ClientOSError) and isinstance(cause.__cause__, ssl.SSLError):
+        return cause.__cause__
+    return None
 
 
 def _connect_phrase(error: OSError) -> str:
@@ -199,12 +249,21 @@ class HttpDriver:
     """Sends one target's requests through an injected client."""
 
     def __init__(
-        self, name: str, target: HttpTarget, plan: HttpPlan, client: httpx.AsyncClient
+        self,
+        name: str,
+        target: HttpTarget,
+        plan: HttpPlan,
+        client: httpx.AsyncClient,
+        tls: Tls | None = None,
     ) -> None:
         self.name = name
         self._target = target
         self._plan = plan
         self._client = client
+        self._extensions = tls.extensions if tls is not None else {}
+        self._diagnosis = (
+            Diagnosis(plan.host, plan.port, tls, target.timeout) if tls is not None else None
+        )
         self._timeout = target.timeout
         self._timeouts = httpx.Timeout(target.timeout)
 
@@ -218,11 +277,13 @@ class HttpDriver:
                 headers={name: value.render() for name, value in plan.headers},
                 content=None if plan.body is None else plan.body.render().encode(),
                 timeout=self._timeouts,
+                extensions=self._extensions,
             )
             async with asyncio.timeout(self._timeout):
                 status = await exchange(self._client, request)
         except REQUEST_ERRORS as exc:
-            return classify(exc)
+            outcome = classify(exc)
+            return await self._diagnosis.explain(outcome) if self._diagnosis else outcome
         if self._target.accepts(status):
             return Outcome(OK, status)
         return Outcome(UNEXPECTED_STATUS, status, f"answered {status}")
@@ -238,18 +299,26 @@ class HttpDriver:
 class UrlProbe:
     """The wait probe when ``wait.url`` is set: the app is up when the URL answers 2xx."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient, tls: Tls | None = None) -> None:
         self._url = url
         self._client = client
+        self._extensions = tls.extensions if tls is not None else {}
+        host, port, _ = http_endpoint(url)
+        self._diagnosis = Diagnosis(host, port, tls, PROBE_TIMEOUT * 2) if tls is not None else None
 
     async def probe(self) -> str | None:
         """``None`` when the URL answered 2xx, else why not."""
         try:
-            request = self._client.build_request("GET", self._url, timeout=PROBE_TIMEOUT * 2)
+            request = self._client.build_request(
+                "GET", self._url, timeout=PROBE_TIMEOUT * 2, extensions=self._extensions
+            )
             async with asyncio.timeout(PROBE_TIMEOUT * 2):
                 status = await exchange(self._client, request)
         except REQUEST_ERRORS as exc:
-            return f"wait.url: {classify(exc).detail}"
+            outcome = classify(exc)
+            if self._diagnosis is not None:
+                outcome = await self._diagnosis.explain(outcome)
+            return f"wait.url: {outcome.detail}"
         if 200 <= status < 300:
             return None
         return f"wait.url answered {status}"
