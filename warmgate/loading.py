@@ -136,8 +136,13 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(secrets.redact(format_validation_error(exc))) from None
     for target in config.targets:
-        if target.http is not None:
+        if target.http is not None and target.http.url is not None:
             secrets.values.update(url_passwords(target.http.url))
+        if target.journey is not None:
+            from warmgate.drivers.journey import secret_values as journey_secrets
+
+            environment = os.environ if environ is None else environ
+            secrets.values.update(journey_secrets(target.journey, environment).values())
         if target.sql is not None:
             secrets.values.update(sql_url_secrets(target.sql.url))
     return config, secrets
@@ -241,7 +246,8 @@ def describe(config: Config, secrets: Secrets) -> str:
         if target.http is not None:
             http = target.http
             statuses = ", ".join(map(str, http.expect_status))
-            what = f"HTTP {http.method} {http.url} (expect {statuses}"
+            url = http.url if http.url is not None else f"a URL from {http.urls_file}"
+            what = f"HTTP {http.method} {url} (expect {statuses}"
             what += f", timeout {format_duration(http.timeout)})"
         elif target.sql is not None:
             sql = target.sql
@@ -251,8 +257,14 @@ def describe(config: Config, secrets: Secrets) -> str:
                 what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
             expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
             what += f" ({expect}timeout {format_duration(sql.timeout)})"
+        elif target.journey is not None:
+            what = f"a journey of {len(target.journey.steps)} steps"
         cap = f", at most {target.rate:g} req/s" if target.rate else ""
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
+        if target.journey is not None:
+            from warmgate.journey import describe as describe_journey
+
+            lines.extend(f"      {line}" for line in describe_journey(target.journey))
     pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
     lines.append(
         f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "

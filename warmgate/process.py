@@ -312,7 +312,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         resume = bool(previous and previous.get("mode") == "run" and previous.get("ready"))
     listener = listen(config.server.host, config.server.port)
     keep.append(listener.fileno())
-    watch = [(item.http.host, item.http.port) for item in compiled if item.http is not None]
+    watch = [endpoint for item in compiled for endpoint in item.endpoints()]
     if config.wait.url is not None:
         host, port, _ = http_endpoint(config.wait.url)
         watch.append((host, port))

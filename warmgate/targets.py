@@ -18,6 +18,7 @@ from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
 from warmgate.templating import Templates
 
 if TYPE_CHECKING:
+    from warmgate.drivers.journey import JourneyPlan
     from warmgate.drivers.sql import SqlPlan
 
 
@@ -28,6 +29,15 @@ class CompiledTarget:
     target: Target
     http: HttpPlan | None = None
     sql: SqlPlan | None = None
+    journey: JourneyPlan | None = None
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The HTTP hosts and ports this target sends to (none for SQL)."""
+        if self.http is not None:
+            return [(self.http.host, self.http.port)]
+        if self.journey is not None:
+            return list(dict.fromkeys((step.host, step.port) for step in self.journey.steps))
+        return []
 
 
 def compile_targets(config: Config) -> list[CompiledTarget]:
@@ -44,6 +54,11 @@ def compile_targets(config: Config) -> list[CompiledTarget]:
 
             sql = SqlPlan.compile(target.sql, templates, f"{where}.sql", target.name)
             compiled.append(CompiledTarget(target, sql=sql))
+        elif target.journey is not None:
+            from warmgate.drivers.journey import JourneyPlan
+
+            journey = JourneyPlan.compile(target.journey, templates, f"{where}.journey")
+            compiled.append(CompiledTarget(target, journey=journey))
     return compiled
 
 
@@ -58,8 +73,11 @@ async def open_drivers(
     (a role that can write, a row cap reached)."""
     drivers: list[Driver] = []
     client = None
-    if any(item.http is not None for item in compiled):
-        tls = any(item.http.tls for item in compiled if item.http is not None)
+    if any(item.http is not None or item.journey is not None for item in compiled):
+        plans: list[HttpPlan | JourneyPlan] = [
+            plan for item in compiled for plan in (item.http, item.journey) if plan is not None
+        ]
+        tls = any(plan.tls for plan in plans)
         client = make_client(config.load.concurrency, config.traffic, tls=tls)
         stack.push_async_callback(client.aclose)
     for item in compiled:
@@ -70,6 +88,10 @@ async def open_drivers(
             from warmgate.drivers.sql import SqlDriver
 
             drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency, warn))
+        elif item.journey is not None and client is not None:
+            from warmgate.drivers.journey import JourneyDriver
+
+            drivers.append(JourneyDriver(target.name, item.journey, client, warn))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers
