@@ -207,7 +207,7 @@ class SimApp:
         if served < self.behavior.page_warm_requests:
             delay += self.behavior.page_cold_latency
         await asyncio.sleep(delay)
-        stats.page_served[page] = served + 1
+        stats.page_served[page] = stats.page_served.get(page, 0) + 1
         stats.session_pages[session] = stats.session_pages.get(session, 0) + 1
         return web.json_response({"page": page, "user": "demo"})
 
