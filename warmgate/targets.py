@@ -7,7 +7,7 @@ shared clients and pools. SQLAlchemy is imported only when a config has SQL targ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,8 +40,13 @@ class CompiledTarget:
         return []
 
 
-def compile_targets(config: Config) -> list[CompiledTarget]:
-    """Compile every target's templates; raises TemplateError naming the field."""
+def compile_targets(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> list[CompiledTarget]:
+    """Compile every target's templates; raises TemplateError naming the field.
+
+    Journey secrets are read from ``environ`` (default: the process environment) or files.
+    """
     templates = Templates()
     compiled = []
     for index, target in enumerate(config.targets):
@@ -57,7 +62,7 @@ def compile_targets(config: Config) -> list[CompiledTarget]:
         elif target.journey is not None:
             from warmgate.drivers.journey import JourneyPlan
 
-            journey = JourneyPlan.compile(target.journey, templates, f"{where}.journey")
+            journey = JourneyPlan.compile(target.journey, templates, f"{where}.journey", environ)
             compiled.append(CompiledTarget(target, journey=journey))
     return compiled
 
