@@ -98,3 +98,22 @@ def test_a_missing_urls_file_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"targets\[0\]\.http\.urls_file: .* does not exist"):
         compile_targets(config)
+
+
+def test_a_large_set_gives_back_its_lines_whole(tmp_path: Path) -> None:
+    """Past the chunks the loader joins, every pick is still exactly one line's URL."""
+    lines = [f"http://app:8080/p/{number}/{'x' * (number % 7)}" for number in range(10_000)]
+    urls = load_url_set(write(tmp_path, "\n".join(lines) + "\n"), Templates(), "urls_file")
+    random.seed(3)
+    picks = {urls.render() for _ in range(20_000)}
+    assert len(urls) == 10_000
+    assert picks <= set(lines)
+    assert len(picks) > 8_000
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are a config error, not a traceback."""
+    path = tmp_path / "urls.txt"
+    path.write_bytes(b"http://a/x\nhttp://a/\xff\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_url_set(path, Templates(), "urls_file")

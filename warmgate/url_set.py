@@ -12,8 +12,9 @@ skipped::
 A URL template may itself hold spaces (``{{ randint(1, 9) }}``), so the weight is the last
 word of a line only when it reads as a number.
 
-Theory of operation: loading is one pass over the lines, so 100,000 lines load in a fraction of
-a second (see ``docs/benchmarks.md``). Plain URLs stay the strings they are; only lines with
+Theory of operation: loading is one streaming pass over the lines, so 100,000 lines load in a
+fraction of a second and the file is never held whole (see ``docs/benchmarks.md``). Plain URLs
+are joined into one string with an array of where each starts and ends; only lines with
 template markup are compiled (once per distinct template, sharing the one sandbox and bounds of
 ``templating.py``). The weights become one cumulative ``array`` of doubles, and a pick is a
 binary search over it. Every line must name the same scheme, host and port as the first: the
@@ -25,9 +26,12 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import random
 import re
+import stat
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from warmgate.errors import ConfigError, TemplateError
@@ -38,39 +42,55 @@ MAX_URLS_FILE_BYTES = 64 * 1024 * 1024
 """The largest URL-set file read (its URLs are kept in memory)."""
 _ORIGIN = re.compile(r"(?i)(https?://[^/?#\s]*)")
 _NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
+_CHUNK = 4096
+"""Plain URLs joined into one string at a time while loading."""
 _SPLIT = re.compile(r"(.*\S)\s+(\S+)")
 _NUMBERISH = re.compile(r"[-+]?[0-9.][0-9.eE+-]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 
 
 class UrlSet:
-    """URL templates with weights; :meth:`render` picks one by weight and renders it."""
+    """URL templates with weights; :meth:`render` picks one by weight and renders it.
 
-    __slots__ = ("_cumulative", "_entries", "_total", "first")
+    Plain URLs are kept as one string (``text``) with the start and end of each, so a set of
+    100,000 costs about its file's size plus 24 bytes a line, not an object per line.
+    """
 
-    def __init__(self, entries: list[str | Template], weights: list[float]) -> None:
-        if not entries or len(entries) != len(weights):
-            raise ValueError("give one weight per URL, and at least one URL")
-        self._entries = entries
-        cumulative = array("d")
-        total = 0.0
-        for weight in weights:
-            total += weight
-            cumulative.append(total)
+    __slots__ = ("_cumulative", "_ends", "_starts", "_templates", "_text", "_total", "first")
+
+    def __init__(
+        self,
+        text: str,
+        starts: array[int],
+        ends: array[int],
+        cumulative: array[float],
+        templates: list[Template],
+    ) -> None:
+        if not starts or not len(starts) == len(ends) == len(cumulative):
+            raise ValueError("give one start, end and cumulative weight per URL, at least one")
+        self._text = text
+        self._starts = starts
+        self._ends = ends
         self._cumulative = cumulative
-        self._total = total
-        first = entries[0]
-        self.first = first if isinstance(first, str) else first.render()
+        self._total = cumulative[-1]
+        self._templates = templates
+        self.first = self._entry(0).render() if starts[0] < 0 else text[starts[0] : ends[0]]
         """The first line's URL, rendered: its host and port are the target's."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._starts)
+
+    def _entry(self, index: int) -> Template:
+        return self._templates[-self._starts[index] - 1]
 
     def render(self, variables: Variables | None = None) -> str:
         """A URL picked by weight, rendered."""
         index = bisect.bisect_right(self._cumulative, random.random() * self._total)
-        entry = self._entries[min(index, len(self._entries) - 1)]
-        return entry if isinstance(entry, str) else entry.render()
+        index = min(index, len(self._starts) - 1)
+        start = self._starts[index]
+        if start < 0:
+            return self._entry(index).render()
+        return self._text[start : self._ends[index]]
 
 
 def parse_line(line: str) -> tuple[str, float] | None:
@@ -97,16 +117,16 @@ def parse_line(line: str) -> tuple[str, float] | None:
 def load_url_set(path: Path, templates: Templates, where: str) -> UrlSet:
     """Read and compile the URL set at ``path``; ``where`` names the config field.
 
-    Raises :class:`ConfigError` naming the line for a bad one.
+    The file is read line by line, never whole. Raises :class:`ConfigError` naming the line
+    for a bad one.
     """
-    from warmgate.config_file import read_text
-
-    text = read_text(path, where, MAX_URLS_FILE_BYTES)
-    entries: list[str | Template] = []
-    weights: list[float] = []
-    compiled: dict[str, Template] = {}
-    origin = ""
-    for number, line in enumerate(text.splitlines(), start=1):
+    plain: list[str] = []  # joined into chunks as they fill, so no line stays an object
+    chunks: list[str] = []
+    starts, ends, cumulative = array("q"), array("q"), array("d")
+    compiled: dict[str, int] = {}
+    entries: list[Template] = []
+    offset, total, origin = 0, 0.0, ""
+    for number, line in _lines(path, where):
         try:
             parsed = parse_line(line)
         except ValueError as exc:
@@ -115,51 +135,92 @@ def load_url_set(path: Path, templates: Templates, where: str) -> UrlSet:
             continue
         url, weight = parsed
         at = f"{where}: {path} line {number}"
-        found = _ORIGIN.match(url)
-        if found is None:
-            fix = (
-                "write a full URL such as http://app:8080/path (warmgate paths --base-url "
-                "writes them)"
-                if url.startswith("/")
-                else "write a URL starting with http:// or https://"
-            )
-            raise ConfigError(f"{at}: '{redact_url(url)[:200]}' is not a URL; {fix}.")
-        if _CONTROL.search(url):
-            raise ConfigError(f"{at}: the URL contains a control character; remove it.")
+        host = _host(url, at)
         if not origin:
-            origin = _first_origin(url, at)
-        elif found.group(1).lower() != origin:
+            origin = _first_origin(url, host, at)
+        elif host.lower() != origin:
             raise ConfigError(
-                f"{at}: '{redact_url(found.group(1))}' is not the host of line 1 "
+                f"{at}: '{redact_url(host)}' is not the host of line 1 "
                 f"('{redact_url(origin)}'); every URL of a set goes to one host (the probes "
                 "check one), so make one target per host."
             )
         if "{{" in url or "{%" in url:
-            template = compiled.get(url)
-            if template is None:
+            slot = compiled.get(url)
+            if slot is None:
                 try:
-                    template = templates.compile(url, at)
+                    entries.append(templates.compile(url, at))
                 except TemplateError as exc:
                     raise ConfigError(str(exc)) from None
-                compiled[url] = template
-            entries.append(template)
+                slot = compiled[url] = len(entries)
+            starts.append(-slot)
+            ends.append(0)
         else:
-            entries.append(url)
-        weights.append(weight)
-    if not entries:
+            plain.append(url)
+            if len(plain) == _CHUNK:
+                chunks.append("\n".join(plain) + "\n")
+                plain.clear()
+            starts.append(offset)
+            ends.append(offset + len(url))
+            offset += len(url) + 1
+        total += weight
+        cumulative.append(total)
+    if not starts:
         raise ConfigError(
             f"{where}: {path} holds no URL; write one `URL [WEIGHT]` a line, such as "
             "http://app:8080/catalog 10."
         )
-    return UrlSet(entries, weights)
+    text = "".join([*chunks, "\n".join(plain)])
+    return UrlSet(text, starts, ends, cumulative, entries)
 
 
-def _first_origin(url: str, at: str) -> str:
-    """The scheme, host and port of the first URL, lowercased; checked as the url field is."""
+def _lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
+    """``(number, line)`` of a regular UTF-8 file of at most :data:`MAX_URLS_FILE_BYTES`."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path} does not exist; check the path.") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: {path} cannot be read ({exc.strerror}).") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_URLS_FILE_BYTES:
+        os.close(fd)
+        raise ConfigError(
+            f"{where}: {path} is not a regular file of at most "
+            f"{MAX_URLS_FILE_BYTES // 2**20} MiB; give the path of a URL-set file."
+        )
+    number = 0
+    with os.fdopen(fd, encoding="utf-8", errors="strict", newline=None) as file:
+        try:
+            for number, line in enumerate(file, start=1):
+                yield number, line
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{where}: {path} is not UTF-8 text (after line {number}); save it as UTF-8."
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: {path} cannot be read ({exc.strerror}).") from None
+
+
+def _host(url: str, at: str) -> str:
+    """The ``scheme://host:port`` of a line's URL, or a ConfigError saying what is wrong."""
+    found = _ORIGIN.match(url)
+    if found is None:
+        fix = (
+            "write a full URL such as http://app:8080/path (warmgate paths --base-url writes them)"
+            if url.startswith("/")
+            else "write a URL starting with http:// or https://"
+        )
+        raise ConfigError(f"{at}: '{redact_url(url)[:200]}' is not a URL; {fix}.")
+    if _CONTROL.search(url):
+        raise ConfigError(f"{at}: the URL contains a control character; remove it.")
+    return found.group(1)
+
+
+def _first_origin(url: str, origin: str, at: str) -> str:
+    """The first URL's ``scheme://host:port``, lowercased; checked as the url field is."""
     from warmgate.config import _http_url
 
-    found = _ORIGIN.match(url)
-    origin = found.group(1) if found else url
     if "{{" in origin or "{%" in origin:
         raise ConfigError(
             f"{at}: the host is a template; write the host and port as they are, and templates "
