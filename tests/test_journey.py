@@ -202,3 +202,14 @@ def test_the_load_runs_one_journey_per_worker_and_records_judged_steps_only(
     assert stats.logins >= served // 2
     assert max(stats.session_pages.values()) <= 2
     assert (stats.login_with_cookie, stats.mismatched, stats.unauthorized) == (0, 0, 0)
+
+
+def test_unknown_keys_in_a_journey_get_a_suggestion() -> None:
+    """A typo inside a capture or a secret (sections kept by name) gets a did-you-mean."""
+    target = login_journey(8080)
+    step(target, 0)["capture"] = {"token": {"jsn": "$.token"}}
+    target["journey"]["secrets"]["password"] = {"evn": "APP_PASSWORD"}
+    with pytest.raises(ConfigError) as error:
+        config_of(target)
+    assert "capture.token: unknown key 'jsn'; did you mean 'json'?" in str(error.value)
+    assert "secrets.password: unknown key 'evn'; did you mean 'env'?" in str(error.value)

@@ -213,22 +213,31 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _known_fields(loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model found at ``loc`` (for did-you-mean)."""
     model: type[BaseModel] = Config
+    key_next = False  # the part after a map field is one of its keys (a capture's name)
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         field = model.model_fields.get(part)
         found = _model_in(field.annotation) if field is not None else None
-        if found is None:
+        if field is None or found is None:
             return []
+        key_next = _is_map(field.annotation)
         model = found
-    return sorted(model.model_fields)
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _is_map(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_is_map(arg) for arg in typing.get_args(annotation))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
-    if origin in (list, Union, types.UnionType, Annotated):
+    if origin in (list, dict, Union, types.UnionType, Annotated):
         for arg in typing.get_args(annotation):
             found = _model_in(arg)
             if found is not None:
