@@ -213,3 +213,18 @@ def test_unknown_keys_in_a_journey_get_a_suggestion() -> None:
         config_of(target)
     assert "capture.token: unknown key 'jsn'; did you mean 'json'?" in str(error.value)
     assert "secrets.password: unknown key 'evn'; did you mean 'env'?" in str(error.value)
+
+
+def test_a_secret_in_a_compile_error_is_redacted(tmp_path: Path) -> None:
+    """A first render that shows a secret (a journey's, or a ${VAR} one) is masked in the error."""
+    target = login_journey(8080)
+    step(target, 1)["http"]["url"] = "http://h{{ password }}:99999/x"
+    with pytest.raises(TemplateError) as error:
+        compile_targets(config_of(target))
+    assert "'http://h***:99999/x' has port '99999'" in str(error.value)
+    path = tmp_path / "plain.yaml"
+    path.write_text('targets: [{http: {url: "http://h${APP_PASSWORD}{{ 0 }}:99999/x"}}]')
+    result = run_cli("validate", "--config", str(path), env=ENV)
+    assert result.returncode == 2
+    assert "'http://h***0:99999/x' has port" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr

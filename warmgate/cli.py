@@ -243,7 +243,7 @@ def validate(plan: dict[str, Any]) -> None:
     from warmgate.targets import compile_targets
 
     config, secrets = _load(plan)
-    compile_targets(config)
+    compile_targets(config, secrets=secrets)
     typer.echo(describe(config, secrets))
 
 

@@ -101,7 +101,7 @@ def execute(
     """
     if report is not None:
         check_report_path(report)
-    compiled = compile_targets(config)
+    compiled = compile_targets(config, secrets=secrets)
     log = Log.for_format(config.log_format, secrets)
     registry = CollectorRegistry()
     metrics = Metrics(registry, tuple(item.target.name for item in compiled))
@@ -298,7 +298,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     from warmgate.runner import policy_of
     from warmgate.supervisor import Plan, exec_supervisor
 
-    compiled = compile_targets(config)
+    compiled = compile_targets(config, secrets=secrets)
     keep: list[int] = []
     resume = False
     status_dir: StatusDir | None = None

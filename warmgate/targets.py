@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from warmgate.config import Config, Target
 from warmgate.drivers import Driver, Warn, warn_on_stderr
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
+from warmgate.errors import ConfigError
+from warmgate.secrets import Secrets
 from warmgate.templating import Templates
 
 if TYPE_CHECKING:
@@ -41,12 +43,23 @@ class CompiledTarget:
 
 
 def compile_targets(
-    config: Config, environ: Mapping[str, str] | None = None
+    config: Config, environ: Mapping[str, str] | None = None, secrets: Secrets | None = None
 ) -> list[CompiledTarget]:
     """Compile every target's templates; raises TemplateError naming the field.
 
     Journey secrets are read from ``environ`` (default: the process environment) or files.
+    A template's first render may hold a secret (``${VAR}`` in a URL whose host is a
+    template): error messages go through ``secrets`` first.
     """
+    try:
+        return _compile(config, environ)
+    except ConfigError as exc:
+        if secrets is None:
+            raise
+        raise type(exc)(secrets.redact(str(exc))) from None
+
+
+def _compile(config: Config, environ: Mapping[str, str] | None) -> list[CompiledTarget]:
     templates = Templates()
     compiled = []
     for index, target in enumerate(config.targets):

@@ -36,6 +36,7 @@ from warmgate.drivers import (
 from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
 from warmgate.errors import ConfigError, TemplateError
 from warmgate.journey import Journey
+from warmgate.secrets import Secrets
 from warmgate.templating import Template, Templates
 
 MAX_CAPTURE_BYTES = 1024 * 1024
@@ -123,6 +124,17 @@ class JourneyPlan:
         """Compile every step, rendering each template once with the names it may use: the
         secrets and what earlier steps capture. A name captured only later is a mistake here."""
         secrets = secret_values(journey, os.environ if environ is None else environ)
+        try:
+            steps = cls._compile_steps(journey, templates, where, secrets)
+        except ConfigError as exc:
+            # A first render may show a secret ("once rendered, 'http://h<secret>:0/' has...").
+            raise type(exc)(Secrets(set(secrets.values())).redact(str(exc))) from None
+        return cls(tuple(steps), secrets)
+
+    @staticmethod
+    def _compile_steps(
+        journey: Journey, templates: Templates, where: str, secrets: Mapping[str, str]
+    ) -> list[StepPlan]:
         known: dict[str, str] = dict(secrets)
         steps = []
         for index, step in enumerate(journey.steps):
@@ -158,7 +170,7 @@ class JourneyPlan:
                 )
             )
             known.update(dict.fromkeys(step.capture, _EXAMPLE))
-        return cls(tuple(steps), secrets)
+        return steps
 
 
 async def _exchange(
