@@ -228,3 +228,13 @@ def test_a_secret_in_a_compile_error_is_redacted(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'http://h***0:99999/x' has port" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_run_watches_every_host_a_journey_talks_to() -> None:
+    """The supervisor's re-arm watch gets each step's host and port once; probes use the first."""
+    target = login_journey(8080)
+    step(target, 2)["http"]["url"] = "http://127.0.0.2:8081/account/profile"
+    (compiled,) = compile_targets(config_of(target))
+    assert compiled.endpoints() == [("127.0.0.1", 8080), ("127.0.0.2", 8081)]
+    assert compiled.journey is not None
+    assert (compiled.journey.host, compiled.journey.port) == ("127.0.0.1", 8080)
