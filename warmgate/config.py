@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from warmgate import __version__
-from warmgate.journey import Journey
+from warmgate.journey import Journey, JourneyStep
 from warmgate.secrets import redact_url, url_passwords
 from warmgate.units import format_duration, parse_duration
 
@@ -694,9 +694,8 @@ def warnings(config: Config) -> list[str]:
     return found
 
 
-# A journey step holds the same http block as a plain target, defined above.
-from warmgate.journey import JourneyStep  # noqa: E402 - resolves a forward reference
-
+# A journey step holds the same http block as a plain target, defined in this module: resolve
+# that forward reference now, then the models that contain a journey.
 JourneyStep.model_rebuild(_types_namespace={"HttpTarget": HttpTarget})
 Journey.model_rebuild()
 Target.model_rebuild()
