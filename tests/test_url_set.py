@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from warmgate.errors import ConfigError
 from warmgate.loading import load_config
@@ -117,3 +119,18 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"http://a/x\nhttp://a/\xff\n")
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_url_set(path, Templates(), "urls_file")
+
+
+PATHS = st.from_regex(r"/[A-Za-z0-9/_.?=&%-]{0,30}", fullmatch=True)
+
+
+@given(
+    PATHS,
+    st.one_of(st.none(), st.floats(min_value=1e-6, max_value=1e6)),
+    st.sampled_from([" ", "\t", "   "]),
+)
+def test_a_written_line_parses_back(path: str, weight: float | None, space: str) -> None:
+    """Property: `URL WEIGHT` as warmgate paths writes it parses back to the same pair."""
+    url = f"http://app:8080{path}"
+    line = url if weight is None else f"{url}{space}{weight!r}"
+    assert parse_line(line) == (url, 1.0 if weight is None else weight)
