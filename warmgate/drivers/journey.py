@@ -255,11 +255,6 @@ class VirtualUser:
         """Whether the next request counts toward the gate."""
         return self._walk.judged()
 
-    @property
-    def iteration(self) -> int:
-        """How many iterations this virtual user has started before the current one."""
-        return self._walk.iteration
-
     async def execute(self) -> Outcome:
         """Send the upcoming step (or count it failed, in a failed iteration)."""
         walk = self._walk
