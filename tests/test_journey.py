@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
 from warmgate.config import TrafficConfig
+from warmgate.config import warnings as config_warnings
 from warmgate.drivers import OK, UNEXPECTED_STATUS, Outcome
 from warmgate.drivers.http import make_client
 from warmgate.drivers.journey import JourneyDriver
@@ -238,3 +239,20 @@ def test_run_watches_every_host_a_journey_talks_to() -> None:
     assert compiled.endpoints() == [("127.0.0.1", 8080), ("127.0.0.2", 8081)]
     assert compiled.journey is not None
     assert (compiled.journey.host, compiled.journey.port) == ("127.0.0.1", 8080)
+
+
+def test_a_rate_too_low_for_the_judged_steps_is_warned_about() -> None:
+    """load.rate counts unjudged logins too: when judged answers cannot fill the window, say so."""
+    overrides: dict[str, Any] = {
+        "targets": [login_journey(8080)],
+        "load": {"rate": 3},
+        "gate": {"window": "10s", "min_requests": 25},
+    }
+    config, _ = load_config(None, overrides, environ=ENV)
+    (warning,) = config_warnings(config)
+    assert warning.startswith("only 67% of requests are judged")
+    assert "at most 20 judged answers" in warning
+    assert "raise load.rate to at least 3.75" in warning
+    overrides["load"]["rate"] = 4
+    config, _ = load_config(None, overrides, environ=ENV)
+    assert config_warnings(config) == []

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from warmgate import __version__
-from warmgate.journey import Journey, JourneyStep
+from warmgate.journey import Journey, JourneyStep, evidence_warnings
 from warmgate.secrets import redact_url, url_passwords
 from warmgate.units import format_duration, parse_duration
 
@@ -691,7 +691,7 @@ def warnings(config: Config) -> list[str]:
                     "the window holds no answers to judge; shorten the timeout or lengthen the "
                     "window"
                 )
-    return found
+    return found + evidence_warnings(config)
 
 
 # A journey step holds the same http block as a plain target, defined in this module: resolve

@@ -20,6 +20,7 @@ JSON paths, one virtual user's progress) is ``capture.py`` and the I/O is
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from warmgate.capture import JsonPathError, parse_json_path
 from warmgate.units import format_duration
 
 if TYPE_CHECKING:
-    from warmgate.config import HttpTarget
+    from warmgate.config import Config, HttpTarget
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 """Methods a step may use without ``allow_methods``."""
@@ -287,3 +288,31 @@ def describe(journey: Journey) -> list[str]:
         "counts as a failure with its reason"
     )
     return lines
+
+
+def evidence_warnings(config: Config) -> list[str]:
+    """A sentence when unjudged steps leave ``load.rate`` too few judged answers for the gate.
+
+    ``load.rate`` counts every request, steps with ``judged: false`` included, while the gate
+    counts judged ones only: a rate that fills the window with requests may not fill it with
+    evidence.
+    """
+    rate, window, needed = config.load.rate, config.gate.window, config.gate.min_requests
+    weights = [target.weight for target in config.targets]
+    judged = [
+        1.0
+        if target.journey is None
+        else sum(step.judged for step in target.journey.steps) / len(target.journey.steps)
+        for target in config.targets
+    ]
+    share = sum(w * j for w, j in zip(weights, judged, strict=True)) / sum(weights)
+    if rate is None or share >= 1 or rate * window * share + 1e-9 >= needed:
+        return []
+    return [
+        f"only {share:.0%} of requests are judged (journey steps with judged: false are sent "
+        f"but not counted), so load.rate {rate:g} req/s brings at most "
+        f"{rate * window * share:g} judged answers in a gate.window of "
+        f"{format_duration(window)}, fewer than gate.min_requests {needed}, and the gate "
+        f"could never pass; raise load.rate to at least "
+        f"{math.ceil(needed / window / share * 100) / 100:g} or lower gate.min_requests"
+    ]
