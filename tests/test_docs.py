@@ -21,6 +21,7 @@ EXAMPLE_ENV = {
     "DB_PASSWORD": "example-only",
     "DEMO_URL": "http://127.0.0.1:9",
     "DEMO_DB": "demo.db",
+    "APP_PASSWORD": "example-only",
 }
 
 
@@ -43,7 +44,7 @@ def test_example_configs_validate_and_carry_the_schema(path: Path) -> None:
     """Every shipped config names the schema for editors and passes validation."""
     assert path.read_text().splitlines()[0] == SCHEMA_COMMENT
     config, _ = load_config(path, environ=EXAMPLE_ENV)
-    assert compile_targets(config)
+    assert compile_targets(config, EXAMPLE_ENV)
 
 
 def runnable_blocks() -> list[str]:

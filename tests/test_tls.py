@@ -379,3 +379,42 @@ gate: {{window: 5s, hold: 1s, min_requests: 20, timeout: 1m, on_timeout: fail}}
         assert any(event.get("event") == "up" for event in gate.events)
     finally:
         app.stop()
+
+
+def journey_config(port: int, tls: list[dict[str, Any]]) -> Config:
+    """A two-step journey to ``port``: step n has the settings ``tls[n]``."""
+    steps = [
+        {"name": f"page{n}", "http": {"url": f"https://127.0.0.1:{port}/{n}",
+                                      "tls": {key: str(value) for key, value in settings.items()}}}
+        for n, settings in enumerate(tls)
+    ]  # fmt: skip
+    config, _ = load_config(None, {"targets": [{"name": "walk", "journey": {"steps": steps}}]})
+    return config
+
+
+def test_journey_steps_use_their_tls(ca: trustme.CA, files: dict[str, Path]) -> None:
+    """A journey's https steps verify with their CA and present their server name."""
+    with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
+        tls = {"ca_file": files["ca"], "server_name": APP_NAME}
+        config = journey_config(port, [tls, tls])
+        compiled = compile_config(config)
+
+        async def walk() -> list[Outcome]:
+            async with AsyncExitStack() as stack:
+                [driver] = await open_drivers(config, compiled.targets, stack)
+                return [await driver.execute() for _ in range(4)]
+
+        assert asyncio.run(walk()) == [Outcome(OK, 200)] * 4
+        assert seen.requests == 4
+        assert set(seen.server_names) == {APP_NAME}
+
+
+def test_journey_steps_with_different_tls_are_refused(
+    ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """The https steps of one journey share a client, so differing tls settings are a mistake."""
+    config = journey_config(1, [{"ca_file": files["ca"]}, {"verify": False}])
+    with pytest.raises(
+        ConfigError, match=r"steps\[0\]\.http\.tls and .*steps\[1\]\.http\.tls differ"
+    ):
+        compile_config(config, lambda _: None)

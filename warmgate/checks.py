@@ -35,6 +35,7 @@ _NOUNS = {
     "error": ("error", "errors"),
     "write_rejected": ("rejected write", "rejected writes"),
     "unexpected_status": ("unexpected result", "unexpected results"),
+    "capture_failed": ("failed capture", "failed captures"),
 }
 _OBVIOUS_DETAILS = frozenset({"", "timed out"})
 

@@ -243,7 +243,7 @@ def validate(plan: dict[str, Any]) -> None:
     from warmgate.targets import compile_config
 
     config, secrets = _load(plan)
-    compile_config(config, secrets.warn)
+    compile_config(config, secrets.warn, secrets=secrets)
     typer.echo(describe(config, secrets))
 
 

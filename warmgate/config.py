@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from warmgate import __version__
+from warmgate.journey import Journey, JourneyStep, evidence_warnings
 from warmgate.secrets import redact_url, url_passwords
 from warmgate.tls import TlsConfig, needs_https, tls_warnings
 from warmgate.units import format_duration, parse_duration
@@ -177,7 +178,16 @@ class _Model(BaseModel):
 class HttpTarget(_Model):
     """One HTTP request to repeat. ``url``, header values and ``body`` are templates."""
 
-    url: str = Field(description="URL template, rendered for every request.")
+    url: str | None = Field(
+        None, description="URL template, rendered for every request (or give urls_file)."
+    )
+    urls_file: Path | None = Field(
+        None,
+        description=(
+            "Instead of url: a file of URL templates, one `URL [WEIGHT]` a line (# comments), "
+            "as warmgate paths writes it; one is picked by weight for every request."
+        ),
+    )
     method: str = Field("GET", description="HTTP method.")
     headers: dict[str, str] = Field(default_factory=dict, description="Header templates.")
     body: str | None = Field(None, description="Request body template.")
@@ -194,13 +204,21 @@ class HttpTarget(_Model):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, url: str) -> str:
-        return _http_url(url)
+    def _url(cls, url: str | None) -> str | None:
+        return None if url is None else _http_url(url)
 
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, timeout: float) -> float:
         return _positive(timeout, "5s")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> HttpTarget:
+        if (self.url is None) == (self.urls_file is None):
+            raise ValueError(
+                "give exactly one of url (one URL template) or urls_file (a file of them)"
+            )
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -229,17 +247,21 @@ class HttpTarget(_Model):
 
     @model_validator(mode="after")
     def _tls_for_https(self) -> HttpTarget:
-        needs_https(self.url, self.tls)
+        if self.urls_file is None:  # a URL set's scheme is known once the file is read
+            needs_https(self.url, self.tls)
         return self
 
-    @model_validator(mode="after")
-    def _read_only(self) -> HttpTarget:
+    def read_only_problem(self) -> str | None:
+        """Why this request may write, unless its method is safe or confirmed read-only.
+
+        Checked by a plain target; a journey step has its own rule (``allow_methods``).
+        """
         if self.method not in _SAFE_METHODS and not self.confirm_read_only:
-            raise ValueError(
+            return (
                 f"method {self.method} may change data and warm-up traffic must never write; "
                 "use GET, or set confirm_read_only: true if this endpoint only reads"
             )
-        return self
+        return None
 
     def accepts(self, status: int) -> bool:
         """Whether ``status`` counts as success."""
@@ -405,16 +427,25 @@ class Target(_Model):
     )
     http: HttpTarget | None = Field(None, description="An HTTP target.")
     sql: SqlTarget | None = Field(None, description="A SQL target (read-only queries).")
+    journey: Journey | None = Field(
+        None, description="A journey: ordered HTTP steps per virtual user (a login, then pages)."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Target:
-        if self.http is None and self.sql is None:
-            raise ValueError(f"target '{self.name}' needs a kind; add an http: or sql: section")
-        if self.http is not None and self.sql is not None:
+        kinds = [kind for kind in ("http", "sql", "journey") if getattr(self, kind) is not None]
+        if not kinds:
             raise ValueError(
-                f"target '{self.name}' has both http: and sql:; a target has one kind, so make "
-                "them two targets"
+                f"target '{self.name}' needs a kind; add an http:, sql: or journey: section"
             )
+        if len(kinds) > 1:
+            raise ValueError(
+                f"target '{self.name}' has both {kinds[0]}: and {kinds[1]}:; a target has one "
+                "kind, so make them two targets"
+            )
+        problem = self.http.read_only_problem() if self.http is not None else None
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -679,11 +710,24 @@ def warnings(config: Config) -> list[str]:
     window = config.gate.window
     for index, target in enumerate(config.targets):
         kind = "http" if target.http is not None else "sql"
-        spec = target.http or target.sql
-        if spec is not None and spec.timeout > window:
-            found.append(
-                f"targets[{index}].{kind}.timeout {format_duration(spec.timeout)} is longer than "
-                f"gate.window {format_duration(window)}: while requests hang that long the "
-                "window holds no answers to judge; shorten the timeout or lengthen the window"
-            )
-    return found + tls_warnings(config)
+        specs: list[tuple[str, HttpTarget | SqlTarget | None]] = [(kind, target.http or target.sql)]
+        if target.journey is not None:
+            steps = enumerate(target.journey.steps)
+            specs = [(f"journey.steps[{number}].http", step.http) for number, step in steps]
+        for field, spec in specs:
+            if spec is not None and spec.timeout > window:
+                found.append(
+                    f"targets[{index}].{field}.timeout {format_duration(spec.timeout)} is longer "
+                    f"than gate.window {format_duration(window)}: while requests hang that long "
+                    "the window holds no answers to judge; shorten the timeout or lengthen the "
+                    "window"
+                )
+    return found + evidence_warnings(config) + tls_warnings(config)
+
+
+# A journey step holds the same http block as a plain target, defined in this module: resolve
+# that forward reference now, then the models that contain a journey.
+JourneyStep.model_rebuild(_types_namespace={"HttpTarget": HttpTarget})
+Journey.model_rebuild()
+Target.model_rebuild()
+Config.model_rebuild()

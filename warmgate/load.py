@@ -17,10 +17,16 @@ The load also knows which requests are still open (:meth:`Load.open_requests`): 
 that is already older than the latency limit as slow, so a hung worker holds the gate shut now,
 not when its request finally times out.
 
-A closed-loop worker whose request could not even connect pauses before the next one (doubling
-up to a second), so a target that went away is not hammered thousands of times a second. A
-driver that raises instead of returning an outcome (a bug, or user input only the client
-libraries reject) costs an ``error`` sample and the same pause, never a worker.
+A worker is also a virtual user: a driver whose requests follow each other (a journey) gives
+each worker its own :class:`~warmgate.drivers.VirtualUser` (its place in the steps, captures and
+cookie jar), so one worker runs one journey at a time, one step per request. A step that is not
+judged (a login) is sent and timed like any other, but neither recorded nor counted as open.
+
+A closed-loop worker whose request could not even connect, or whose journey step failed,
+pauses before the next one (doubling up to a second), so a target that went away (or a login
+that keeps failing) is not hammered thousands of times a second. A driver that raises instead
+of returning an outcome (a bug, or user input only the client libraries reject) costs an
+``error`` sample and the same pause, never a worker.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from warmgate.drivers import CONNECTION_ERROR, ERROR, Driver, Outcome
+from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, Driver, Outcome, PerUser, VirtualUser
 from warmgate.window import Pending, Sample
 
 Clock = Callable[[], float]
@@ -111,12 +117,20 @@ class Load:
         """The requests open right now: when each was (meant to be) sent, level, target."""
         return list(self._open.values())
 
-    def _pick(self) -> tuple[Driver, float]:
-        """A driver by weight, and when its cap lets the request go (now, if uncapped)."""
+    def _users(self) -> list[tuple[Driver, VirtualUser | None]]:
+        """One worker's drivers: its own virtual user of each driver that has them."""
+        found: list[tuple[Driver, VirtualUser | None]] = []
+        for driver in self._drivers:
+            user = driver.for_user() if isinstance(driver, PerUser) else None
+            found.append((user or driver, user))
+        return found
+
+    def _pick(self) -> tuple[int, float]:
+        """A driver's index by weight, and when its cap lets the request go (now, if uncapped)."""
         count = len(self._drivers)
         index = 0 if count == 1 else random.choices(range(count), cum_weights=self._cumulative)[0]
         if self._intervals[index] is None:
-            return self._drivers[index], self._clock()
+            return index, self._clock()
         now = self._clock()
         if self._next_free[index] > now:
             # Capped and busy: any other target with a free slot, by weight; else the earliest.
@@ -127,7 +141,7 @@ class Load:
                 index = random.choices(free, weights=[self._weights[i] for i in free])[0]
             else:
                 index = min(range(count), key=self._next_free.__getitem__)
-        return self._drivers[index], self._reserve(index, now)
+        return index, self._reserve(index, now)
 
     def _reserve(self, index: int, now: float) -> float:
         interval = self._intervals[index]
@@ -139,24 +153,15 @@ class Load:
 
     async def _work(self, index: int) -> None:
         pause = 0.0
+        drivers = self._users()
         while True:
             while index >= self.level:
                 await self._changed.wait()
-            if self._interval is not None:
-                intended = self._next_send
-                self._next_send += self._interval
-                delay = intended - self._clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if index >= self.level:
-                    continue
-            else:
-                # Always yield: a driver that fails without awaiting must not starve the loop.
-                await asyncio.sleep(pause)
-                if index >= self.level:
-                    continue  # paused or lowered while yielding
-                intended = self._clock()
-            driver, release = self._pick()
+            intended = await self._turn(index, pause)
+            if intended is None:
+                continue  # paused or lowered while waiting for its turn
+            chosen, release = self._pick()
+            driver, user = drivers[chosen]
             if release > self._clock():
                 await asyncio.sleep(release - self._clock())
                 if index >= self.level:
@@ -165,15 +170,22 @@ class Load:
             # Just after the level drops, requests issued at the old level may still be in
             # flight: label the sample with the concurrency it really met.
             level = max(self.level, self.in_flight + 1)
-            self._open[index] = Pending(intended, level, driver.name)
+            judged = user is None or user.judged
+            if judged:
+                self._open[index] = Pending(intended, level, driver.name)
             try:
                 outcome, crashed = await self._execute(driver)
             finally:
-                del self._open[index]
-            if outcome.outcome == CONNECTION_ERROR or crashed:
+                self._open.pop(index, None)
+            # A virtual user whose step failed waits too: its next try may be a login again,
+            # and a login hammered with a wrong password can lock the account.
+            failed_user = user is not None and outcome.outcome != OK
+            if outcome.outcome == CONNECTION_ERROR or crashed or failed_user:
                 pause = min(1.0, max(0.05, pause * 2))
             else:
                 pause = 0.0
+            if not judged:
+                continue
             self._record(
                 Sample(
                     intended,
@@ -185,6 +197,21 @@ class Load:
                     outcome.detail,
                 )
             )
+
+    async def _turn(self, index: int, pause: float) -> float | None:
+        """When worker ``index``'s next request is (meant to be) sent, once it is time; ``None``
+        when the worker was paused or lowered meanwhile."""
+        if self._interval is not None:
+            intended = self._next_send
+            self._next_send += self._interval
+            delay = intended - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        else:
+            # Always yield: a driver that fails without awaiting must not starve the loop.
+            await asyncio.sleep(pause)
+            intended = self._clock()
+        return None if index >= self.level else intended
 
     async def _execute(self, driver: Driver) -> tuple[Outcome, bool]:
         """The driver's outcome, and whether it raised instead of returning one."""

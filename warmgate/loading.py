@@ -137,8 +137,13 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(secrets.redact(format_validation_error(exc))) from None
     for target in config.targets:
-        if target.http is not None:
+        if target.http is not None and target.http.url is not None:
             secrets.values.update(url_passwords(target.http.url))
+        if target.journey is not None:
+            from warmgate.drivers.journey import secret_values as journey_secrets
+
+            environment = os.environ if environ is None else environ
+            secrets.values.update(journey_secrets(target.journey, environment).values())
         if target.sql is not None:
             secrets.values.update(sql_url_secrets(target.sql.url))
     return config, secrets
@@ -209,22 +214,31 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _known_fields(loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model found at ``loc`` (for did-you-mean)."""
     model: type[BaseModel] = Config
+    key_next = False  # the part after a map field is one of its keys (a capture's name)
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         field = model.model_fields.get(part)
         found = _model_in(field.annotation) if field is not None else None
-        if found is None:
+        if field is None or found is None:
             return []
+        key_next = _is_map(field.annotation)
         model = found
-    return sorted(model.model_fields)
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _is_map(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_is_map(arg) for arg in typing.get_args(annotation))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
-    if origin in (list, Union, types.UnionType, Annotated):
+    if origin in (list, dict, Union, types.UnionType, Annotated):
         for arg in typing.get_args(annotation):
             found = _model_in(arg)
             if found is not None:
@@ -242,9 +256,10 @@ def describe(config: Config, secrets: Secrets) -> str:
         if target.http is not None:
             http = target.http
             statuses = ", ".join(map(str, http.expect_status))
-            what = f"HTTP {http.method} {http.url} (expect {statuses}"
+            url = http.url if http.url is not None else f"a URL from {http.urls_file}"
+            what = f"HTTP {http.method} {url} (expect {statuses}"
             what += f", timeout {format_duration(http.timeout)})"
-            if http.url.lower().startswith("https://"):
+            if (http.url or "").lower().startswith("https://") or http.tls is not None:
                 what += f", {describe_tls(http.tls)}"
         elif target.sql is not None:
             sql = target.sql
@@ -254,8 +269,14 @@ def describe(config: Config, secrets: Secrets) -> str:
                 what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
             expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
             what += f" ({expect}timeout {format_duration(sql.timeout)})"
+        elif target.journey is not None:
+            what = f"a journey of {len(target.journey.steps)} steps"
         cap = f", at most {target.rate:g} req/s" if target.rate else ""
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
+        if target.journey is not None:
+            from warmgate.journey import describe as describe_journey
+
+            lines.extend(f"      {line}" for line in describe_journey(target.journey))
     pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
     lines.append(
         f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "

@@ -102,7 +102,8 @@ def execute(
     if report is not None:
         check_report_path(report)
     # A primer of run stays quiet about the files: run has warned once already.
-    plan = compile_config(config, secrets.warn if supervised is None else _quiet)
+    warn = secrets.warn if supervised is None else _quiet
+    plan = compile_config(config, warn, secrets=secrets)
     compiled = plan.targets
     log = Log.for_format(config.log_format, secrets)
     registry = CollectorRegistry()
@@ -305,7 +306,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     from warmgate.runner import policy_of
     from warmgate.supervisor import Plan, exec_supervisor
 
-    compiled = compile_config(config, secrets.warn).targets
+    compiled = compile_config(config, secrets.warn, secrets=secrets).targets
     keep: list[int] = []
     resume = False
     status_dir: StatusDir | None = None
@@ -319,7 +320,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         resume = bool(previous and previous.get("mode") == "run" and previous.get("ready"))
     listener = listen(config.server.host, config.server.port)
     keep.append(listener.fileno())
-    watch = [(item.http.host, item.http.port) for item in compiled if item.http is not None]
+    watch = [endpoint for item in compiled for endpoint in item.endpoints()]
     if config.wait.url is not None:
         host, port, _ = http_endpoint(config.wait.url)
         watch.append((host, port))

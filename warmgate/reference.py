@@ -128,12 +128,15 @@ def markdown_reference() -> str:
         for name, prop in model.get("properties", {}).items():
             path = f"{prefix}{name}"
             kind = _type(prop)
-            options = [prop, prop.get("items", {}), *prop.get("anyOf", [])]
+            values = prop.get("additionalProperties")
+            values = values if isinstance(values, dict) else {}
+            options = [prop, prop.get("items", {}), values, *prop.get("anyOf", [])]
             refs = [option["$ref"] for option in options if "$ref" in option]
             description = prop.get("description", "")
             if refs:
                 child = _ref_name(refs[0])
                 inner = f"{path}[]" if prop.get("type") == "array" else path
+                inner = f"{inner}.NAME" if "$ref" in values else inner
                 if child not in places:
                     places[child] = []
                     queue.append((f"{inner}.", child, definitions[child]))

@@ -15,8 +15,14 @@ It is a real HTTP server (aiohttp, on a port of its own) that behaves like a col
   end of the freeze.
 - **sparse errors**: every ``error_every``-th request answers 500, however warm the app is.
 
-Routes: ``GET /items/{id}`` answers JSON; ``GET /healthz`` always answers 200; anything else is
-404. It keeps counters (:class:`SimStats`) so tests can check *when* it really became warm.
+- **a login-protected area**: ``POST /login`` with the right ``password`` (JSON or form)
+  answers ``{"token": ...}`` and sets a ``SESSION`` cookie; ``GET /account/{page}`` needs both
+  (``Authorization: Bearer <token>`` and the cookie of the same session), else 401. Each page is
+  slow (``page_cold_latency``) for its first ``page_warm_requests`` answers.
+
+Routes: ``GET /items/{id}`` answers JSON; ``GET /healthz`` always answers 200; the login area
+above; anything else is 404. It keeps counters (:class:`SimStats`) so tests can check *when* it
+really became warm.
 It has nothing to do with the gate; it is only something to warm.
 """
 
@@ -26,6 +32,7 @@ import asyncio
 import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -49,6 +56,9 @@ class Behavior:
     stall_every: float = 0.0
     stall_for: float = 0.0
     error_every: int = 0
+    password: str = "demo-password"  # noqa: S105 - the simulated app's own, for demos
+    page_cold_latency: float = 0.0
+    page_warm_requests: int = 0
 
 
 @dataclass
@@ -65,6 +75,16 @@ class SimStats:
     errors: int = 0
     requests: int = 0
     user_agents: set[str] = field(default_factory=set)
+    logins: int = 0
+    failed_logins: int = 0
+    login_with_cookie: int = 0
+    """Logins that arrived carrying a session cookie already (a jar kept across iterations)."""
+    mismatched: int = 0
+    """Protected requests whose cookie and token belong to different sessions."""
+    unauthorized: int = 0
+    session_pages: dict[str, int] = field(default_factory=dict)
+    """Protected pages served per session."""
+    page_served: dict[str, int] = field(default_factory=dict)
 
 
 class SimApp:
@@ -75,6 +95,7 @@ class SimApp:
         self.stats = SimStats()
         self._first_request: float | None = None
         self._compiled: set[str] = set()
+        self._tokens: dict[str, str] = {}  # token -> session id
         self._server: BackgroundServer | None = None
         self.port = 0
 
@@ -148,6 +169,49 @@ class SimApp:
         stats.served += 1
         return web.json_response({"id": request.match_info["id"], "name": "widget"})
 
+    async def _login(self, request: web.Request) -> web.Response:
+        stats = self.stats
+        if "SESSION" in request.cookies:
+            stats.login_with_cookie += 1
+        if request.content_type == "application/json":
+            try:
+                sent = await request.json()
+            except ValueError:
+                sent = {}
+        else:
+            sent = dict(await request.post())
+        password = sent.get("password") if isinstance(sent, dict) else None
+        if password != self.behavior.password:
+            stats.failed_logins += 1
+            return web.json_response({"error": "wrong user or password"}, status=401)
+        stats.logins += 1
+        session, token = uuid.uuid4().hex, uuid.uuid4().hex
+        self._tokens[token] = session
+        response = web.json_response({"token": token, "user": {"name": "demo"}})
+        response.set_cookie("SESSION", session, path="/", httponly=True)
+        return response
+
+    async def _account(self, request: web.Request) -> web.Response:
+        stats = self.stats
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        session = self._tokens.get(token)
+        cookie = request.cookies.get("SESSION")
+        if session is None or cookie is None:
+            stats.unauthorized += 1
+            return web.json_response({"error": "log in first"}, status=401)
+        if cookie != session:
+            stats.mismatched += 1
+            return web.json_response({"error": "session and token differ"}, status=401)
+        page = request.match_info["page"]
+        served = stats.page_served.get(page, 0)
+        delay = self.behavior.base_latency
+        if served < self.behavior.page_warm_requests:
+            delay += self.behavior.page_cold_latency
+        await asyncio.sleep(delay)
+        stats.page_served[page] = stats.page_served.get(page, 0) + 1
+        stats.session_pages[session] = stats.session_pages.get(session, 0) + 1
+        return web.json_response({"page": page, "user": "demo"})
+
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -156,6 +220,8 @@ class SimApp:
         application = web.Application()
         application.router.add_get("/items/{id}", self._item)
         application.router.add_get("/healthz", self._healthz)
+        application.router.add_post("/login", self._login)
+        application.router.add_get("/account/{page}", self._account)
         return application
 
     def start(

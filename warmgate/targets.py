@@ -13,7 +13,7 @@ for a client certificate. A ``wait.url`` with no such target uses the defaults.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,14 +22,16 @@ from warmgate.config import Config, Target, http_endpoint
 from warmgate.drivers import Driver, Warn, warn_on_stderr
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
 from warmgate.errors import ConfigError
-from warmgate.secrets import redact_url
+from warmgate.secrets import Secrets, redact_url
 from warmgate.templating import Templates
 from warmgate.tls import Tls, TlsConfig, load_tls
 
 if TYPE_CHECKING:
     import httpx
 
+    from warmgate.drivers.journey import JourneyPlan
     from warmgate.drivers.sql import SqlPlan
+    from warmgate.journey import Journey
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +41,17 @@ class CompiledTarget:
     target: Target
     http: HttpPlan | None = None
     sql: SqlPlan | None = None
+    journey: JourneyPlan | None = None
     tls: Tls | None = None
-    """For an https target: its TLS, loaded."""
+    """For an https target (or a journey with https steps): its TLS, loaded."""
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The HTTP hosts and ports this target sends to (none for SQL)."""
+        if self.http is not None:
+            return [(self.http.host, self.http.port)]
+        if self.journey is not None:
+            return list(dict.fromkeys((step.host, step.port) for step in self.journey.steps))
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +87,30 @@ class _TlsLoader:
         return self._loaded[settings]
 
 
-def compile_config(config: Config, warn: Warn = warn_on_stderr) -> Compiled:
+def compile_config(
+    config: Config,
+    warn: Warn = warn_on_stderr,
+    *,
+    environ: Mapping[str, str] | None = None,
+    secrets: Secrets | None = None,
+) -> Compiled:
     """Compile every target and the wait probe, loading TLS files once; raises ConfigError
     (TemplateError) naming the field. Warnings about the files (an expired certificate) go to
-    ``warn``."""
+    ``warn``.
+
+    Journey secrets are read from ``environ`` (default: the process environment) or files.
+    A template's first render may hold a secret (``${VAR}`` in a URL whose host is a
+    template): error messages go through ``secrets`` first.
+    """
+    try:
+        return _compile(config, warn, environ)
+    except ConfigError as exc:
+        if secrets is None:
+            raise
+        raise type(exc)(secrets.redact(str(exc))) from None
+
+
+def _compile(config: Config, warn: Warn, environ: Mapping[str, str] | None) -> Compiled:
     templates = Templates()
     load = _TlsLoader(warn)
     compiled = []
@@ -94,12 +125,43 @@ def compile_config(config: Config, warn: Warn = warn_on_stderr) -> Compiled:
 
             sql = SqlPlan.compile(target.sql, templates, f"{where}.sql", target.name)
             compiled.append(CompiledTarget(target, sql=sql))
+        elif target.journey is not None:
+            from warmgate.drivers.journey import JourneyPlan
+
+            journey = JourneyPlan.compile(target.journey, templates, f"{where}.journey", environ)
+            tls = _journey_tls(target.journey, journey, where, load)
+            compiled.append(CompiledTarget(target, journey=journey, tls=tls))
     return Compiled(compiled, _compile_wait(config, compiled, load))
 
 
-def compile_targets(config: Config, warn: Warn = warn_on_stderr) -> list[CompiledTarget]:
+def compile_targets(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    secrets: Secrets | None = None,
+    warn: Warn = warn_on_stderr,
+) -> list[CompiledTarget]:
     """The targets of :func:`compile_config`."""
-    return compile_config(config, warn).targets
+    return compile_config(config, warn, environ=environ, secrets=secrets).targets
+
+
+def _journey_tls(journey: Journey, plan: JourneyPlan, where: str, load: _TlsLoader) -> Tls | None:
+    """The one TLS setting of a journey's https steps; they share one client, so they must
+    agree. ``None`` when no step uses https."""
+    settings = {
+        number: step.http.tls or TlsConfig()
+        for number, (step, compiled) in enumerate(zip(journey.steps, plan.steps, strict=True))
+        if compiled.tls
+    }
+    if not settings:
+        return None
+    if len(set(settings.values())) > 1:
+        names = " and ".join(f"{where}.journey.steps[{number}].http.tls" for number in settings)
+        raise ConfigError(
+            f"{names} differ: a journey's https steps share one connection pool; give them "
+            "the same tls settings."
+        )
+    first = next(iter(settings))
+    return load(journey.steps[first].http.tls, f"{where}.journey.steps[{first}].http.tls")
 
 
 def wait_tls_settings(
@@ -160,7 +222,7 @@ async def open_drivers(
     drivers: list[Driver] = []
     clients: dict[Tls | None, httpx.AsyncClient] = {}
     for item in compiled:
-        if item.http is not None and item.tls not in clients:
+        if (item.http is not None or item.journey is not None) and item.tls not in clients:
             context = item.tls.context if item.tls is not None else None
             clients[item.tls] = make_client(config.load.concurrency, config.traffic, context)
             stack.push_async_callback(clients[item.tls].aclose)
@@ -173,6 +235,11 @@ async def open_drivers(
             from warmgate.drivers.sql import SqlDriver
 
             drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency, warn))
+        elif item.journey is not None:
+            from warmgate.drivers.journey import JourneyDriver
+
+            client = clients[item.tls]
+            drivers.append(JourneyDriver(target.name, item.journey, client, warn, item.tls))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers

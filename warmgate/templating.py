@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random as _random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,11 +40,16 @@ MAX_LINE_FILE_BYTES = 64 * 1024 * 1024
 """The largest file ``line()`` reads (it keeps the file's lines in memory)."""
 
 
+Variables = Mapping[str, str]
+"""Values a template may name besides the functions: a journey's captures and secrets."""
+_Render = Callable[[Variables | None], str]
+
+
 class Template(Protocol):
     """Something that renders to a string, once per request."""
 
-    def render(self) -> str:
-        """A freshly rendered value."""
+    def render(self, variables: Variables | None = None) -> str:
+        """A freshly rendered value; ``variables`` are the names it may use besides functions."""
         ...
 
 
@@ -56,7 +61,7 @@ class Constant:
     def __init__(self, value: str) -> None:
         self.value = value
 
-    def render(self) -> str:
+    def render(self, variables: Variables | None = None) -> str:
         """The constant."""
         return self.value
 
@@ -87,9 +92,9 @@ class Templates:
     """Compiles template strings into renderers sharing one sandboxed environment."""
 
     def __init__(self) -> None:
-        self._render: Callable[[str], Callable[[], str]] | None = None
+        self._render: Callable[[str], _Render] | None = None
 
-    def _environment_compiler(self) -> Callable[[str], Callable[[], str]]:
+    def _environment_compiler(self) -> Callable[[str], _Render]:
         if self._render is not None:
             return self._render
         import jinja2  # only configs that use templates pay for Jinja2
@@ -109,17 +114,18 @@ class Templates:
         }
         env.globals.update(functions)
 
-        def compile_one(source: str) -> Callable[[], str]:
+        def compile_one(source: str) -> _Render:
             template = env.from_string(source)
-            return lambda: bounded_join(template.generate())
+            return lambda variables: bounded_join(template.generate(variables or {}))
 
         self._render = compile_one
         return compile_one
 
-    def compile(self, source: str, where: str) -> Template:
+    def compile(self, source: str, where: str, variables: Variables | None = None) -> Template:
         """Compile ``source`` and render it once, so mistakes surface at start-up.
 
-        ``where`` names the config field in error messages.
+        ``where`` names the config field in error messages. ``variables`` are examples of the
+        names it will be rendered with (the first render uses them).
         """
         if "{{" not in source and "{%" not in source:
             return Constant(source)
@@ -134,7 +140,7 @@ class Templates:
         compiled = _Compiled(render, where)
         try:
             with deadline(FIRST_RENDER_SECONDS):
-                render()
+                render(variables)
         except TooLargeError as exc:
             raise TemplateError(_too_large(where, exc)) from None
         except TooSlowError:
@@ -145,9 +151,11 @@ class Templates:
         except TemplateError as exc:
             raise TemplateError(f"{where}: {exc}") from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(
-                f"{where}: {exc.message}; the functions are {', '.join(TEMPLATE_FUNCTIONS)}."
-            ) from None
+            known = f"the functions are {', '.join(TEMPLATE_FUNCTIONS)}"
+            if variables is not None:
+                names = ", ".join(sorted(variables)) or "none"
+                known += f", and the variables here (captured by earlier steps, secrets): {names}"
+            raise TemplateError(f"{where}: {exc.message}; {known}.") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{where}: the template failed to render: {exc}.") from None
         # The template is the user's code and this is where it first runs: whatever it raises
@@ -163,13 +171,13 @@ class Templates:
 class _Compiled:
     __slots__ = ("_render", "_where")
 
-    def __init__(self, render: Callable[[], str], where: str) -> None:
+    def __init__(self, render: _Render, where: str) -> None:
         self._render = render
         self._where = where
 
-    def render(self) -> str:
+    def render(self, variables: Variables | None = None) -> str:
         try:
-            return self._render()
+            return self._render(variables)
         except TooLargeError as exc:
             # Past start-up (a random choice can make one rendering larger than the first).
             raise TemplateError(_too_large(self._where, exc)) from None

@@ -343,6 +343,12 @@ def tls_warnings(config: Config) -> list[str]:
     places = [
         (f"targets[{i}].http.tls", t.http.tls) for i, t in enumerate(config.targets) if t.http
     ]
+    places += [
+        (f"targets[{i}].journey.steps[{n}].http.tls", step.http.tls)
+        for i, t in enumerate(config.targets)
+        if t.journey
+        for n, step in enumerate(t.journey.steps)
+    ]
     places.append(("wait.tls", config.wait.tls))
     for where, tls in places:
         if tls is None or tls.verify:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 OK = "ok"
 UNEXPECTED_STATUS = "unexpected_status"
@@ -18,7 +18,9 @@ TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 ERROR = "error"
 WRITE_REJECTED = "write_rejected"
-OUTCOMES = (OK, UNEXPECTED_STATUS, TIMEOUT, CONNECTION_ERROR, ERROR, WRITE_REJECTED)
+CAPTURE_FAILED = "capture_failed"
+"""A journey step's capture found no value in the answer."""
+OUTCOMES = (OK, UNEXPECTED_STATUS, TIMEOUT, CONNECTION_ERROR, ERROR, WRITE_REJECTED, CAPTURE_FAILED)
 """Every outcome label a driver may return: a bounded set, so metrics labels stay bounded."""
 
 
@@ -55,4 +57,22 @@ class Driver(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and pools."""
+        ...
+
+
+class VirtualUser(Driver, Protocol):
+    """One virtual user of a driver whose requests follow each other (a journey's steps)."""
+
+    @property
+    def judged(self) -> bool:
+        """Whether the next request counts toward the gate (a login step may not)."""
+        ...
+
+
+@runtime_checkable
+class PerUser(Protocol):
+    """A driver whose requests belong to virtual users: the load makes one per worker."""
+
+    def for_user(self) -> VirtualUser:
+        """A new virtual user with its own state."""
         ...

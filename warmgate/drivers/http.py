@@ -70,14 +70,25 @@ class HttpPlan:
 
     @classmethod
     def compile(cls, target: HttpTarget, templates: Templates, where: str) -> HttpPlan:
-        """Compile every template of ``target`` (rendering each once to catch mistakes)."""
-        url = templates.compile(target.url, f"{where}.url")
+        """Compile every template of ``target`` (rendering each once to catch mistakes).
+
+        A ``urls_file`` is read and compiled here too; its first line gives the host and port.
+        """
+        url: Template
+        if target.urls_file is not None:
+            from warmgate.url_set import load_url_set
+
+            url = load_url_set(target.urls_file, templates, f"{where}.urls_file")
+            rendered = url.first
+        else:
+            assert target.url is not None  # noqa: S101 - the model holds one of the two
+            url = templates.compile(target.url, f"{where}.url")
+            rendered = url.render()
         headers = tuple(
             (name, templates.compile(value, f"{where}.headers.{name}"))
             for name, value in target.headers.items()
         )
         body = None if target.body is None else templates.compile(target.body, f"{where}.body")
-        rendered = url.render()
         try:
             host, port, tls = http_endpoint(rendered)
         except ValueError as exc:

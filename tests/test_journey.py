@@ -1,0 +1,258 @@
+"""Journeys: their config rules, the plan `validate` prints, and virtual users against a real app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import run_cli
+from tests.journeys import PASSWORD, login_journey
+from warmgate.config import TrafficConfig
+from warmgate.config import warnings as config_warnings
+from warmgate.drivers import OK, UNEXPECTED_STATUS, Outcome
+from warmgate.drivers.http import make_client
+from warmgate.drivers.journey import JourneyDriver
+from warmgate.errors import ConfigError, TemplateError
+from warmgate.load import Load
+from warmgate.loading import load_config
+from warmgate.simapp import Behavior, SimApp
+from warmgate.targets import compile_targets
+from warmgate.window import Sample
+
+ENV = {"APP_PASSWORD": PASSWORD}
+
+
+@pytest.fixture(autouse=True)
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets compile with the process environment, as in a container."""
+    monkeypatch.setenv("APP_PASSWORD", PASSWORD)
+
+
+def config_of(target: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
+    config, _ = load_config(
+        None, {"targets": [target]}, environ=ENV if environ is None else environ
+    )
+    return config
+
+
+def step(target: dict[str, Any], index: int) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = target["journey"]["steps"]
+    return steps[index]
+
+
+def test_a_step_that_can_write_needs_allow_methods() -> None:
+    """POST is refused unless the journey lists it, with the step named and the fix."""
+    target = login_journey(8080)
+    target["journey"]["allow_methods"] = []
+    with pytest.raises(ConfigError, match=r"step 'login' uses POST.*allow_methods: \[POST\]"):
+        config_of(target)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: step(t, 0).update(capture={"t": {"json": "$.a", "header": "X"}}), "exactly one"),
+        (lambda t: step(t, 0).update(capture={"t": {"json": "$.items[*]"}}), "not supported at"),
+        (lambda t: step(t, 0).update(capture={"t": {"regex": "(a)(b)"}}), "has 2 groups"),
+        (lambda t: step(t, 0).update(capture={"range": {"json": "$.a"}}), "cannot be a template"),
+        (lambda t: step(t, 1).update(judged=False) or step(t, 2).update(judged=False), "judge"),
+        (lambda t: step(t, 1)["http"].update(confirm_read_only=True), "allow_methods instead"),
+        (lambda t: step(t, 1).update(name="login"), "two steps are named 'login'"),
+        (lambda t: t["journey"]["secrets"].update(token={"env": "X"}), "also a secret's name"),
+        (lambda t: t.update(http={"url": "http://a/"}), "has both http: and journey:"),
+    ],
+)
+def test_journey_config_mistakes(change: Callable[[dict[str, Any]], Any], message: str) -> None:
+    """Each mistake in a journey is one sentence naming what to change."""
+    target = login_journey(8080)
+    change(target)
+    with pytest.raises(ConfigError, match=message):
+        config_of(target)
+
+
+def test_a_variable_captured_later_is_an_error_at_compile() -> None:
+    """A step naming a value no earlier step captures fails validate, listing the known names."""
+    target = login_journey(8080)
+    step(target, 0)["http"]["headers"]["X-Early"] = "{{ token }}"
+    with pytest.raises(TemplateError, match=r"steps\[0\]\.http\.headers\.X-Early: 'token' is"):
+        compile_targets(config_of(target))
+
+
+def test_secrets_come_from_env_or_a_file(tmp_path: Path) -> None:
+    """A missing env secret is a config error; a file secret loses its trailing newline."""
+    with pytest.raises(ConfigError, match=r"reads \$APP_PASSWORD, which is not set"):
+        config_of(login_journey(8080), environ={})
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    target = login_journey(8080)
+    target["journey"]["secrets"] = {"password": {"file": str(secret)}}
+    config, secrets = load_config(None, {"targets": [target]}, environ={})
+    (compiled,) = compile_targets(config)
+    assert compiled.journey is not None
+    assert compiled.journey.secrets == {"password": PASSWORD}
+    assert secrets.redact(f"body {PASSWORD}") == "body ***"
+
+
+def test_validate_prints_the_journey_plan_and_what_can_change_state(tmp_path: Path) -> None:
+    """validate lists the steps in order, what they capture, which can write; no secret."""
+    path = tmp_path / "journey.yaml"
+    path.write_text(json.dumps({"targets": [login_journey(8080)]}))
+    result = run_cli("validate", "--config", str(path), env=ENV)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "1. login: POST http://127.0.0.1:8080/login" in out
+    assert "captures token from $.token; not judged" in out
+    assert "3. profile: GET http://127.0.0.1:8080/account/profile" in out
+    assert "CAN CHANGE STATE: 'login' (POST)" in out
+    assert "password from $APP_PASSWORD" in out
+    assert PASSWORD not in out + result.stderr
+
+
+async def run_users(port: int, users: int, steps: int, capture: str = "$.token") -> list[Outcome]:
+    """``users`` virtual users, each sending ``steps`` requests in turn."""
+    config = config_of(login_journey(port, capture))
+    (compiled,) = compile_targets(config)
+    assert compiled.journey is not None
+    client = make_client(4, TrafficConfig())
+    warnings: list[str] = []
+    try:
+        driver = JourneyDriver("account", compiled.journey, client, warnings.append)
+        virtual = [driver.for_user() for _ in range(users)]
+        outcomes = []
+        for _ in range(steps):
+            outcomes += await asyncio.gather(*(user.execute() for user in virtual))
+    finally:
+        await client.aclose()
+    if capture != "$.token":
+        assert len(warnings) == 1
+        assert warnings[0].startswith(f"target 'account': step 'login': no `{capture}`")
+    return outcomes
+
+
+def test_each_virtual_user_and_iteration_has_its_own_session(
+    sim_app: Callable[..., SimApp],
+) -> None:
+    """Two users, two iterations each: four logins, four sessions, no cookie carried over."""
+    app = sim_app(Behavior(password=PASSWORD))
+    outcomes = asyncio.run(run_users(app.port, users=2, steps=6))
+    assert {outcome.outcome for outcome in outcomes} == {OK}
+    stats = app.stats
+    assert stats.logins == 4
+    assert len(stats.session_pages) == 4
+    assert set(stats.session_pages.values()) == {2}
+    assert (stats.login_with_cookie, stats.mismatched, stats.unauthorized) == (0, 0, 0)
+
+
+def test_a_failed_capture_fails_the_rest_of_the_iteration(sim_app: Callable[..., SimApp]) -> None:
+    """A capture that finds nothing skips the iteration's pages, with the reason on each."""
+    app = sim_app(Behavior(password=PASSWORD))
+    outcomes = asyncio.run(run_users(app.port, users=1, steps=6, capture="$.jwt"))
+    reason = "step 'login': no `$.jwt` in the response (status 200)"
+    assert [(o.outcome, o.detail) for o in outcomes] == [("capture_failed", reason)] * 6
+    assert app.stats.logins == 2
+    assert app.stats.page_served == {}
+
+
+def test_a_wrong_password_fails_the_pages_with_the_status(sim_app: Callable[..., SimApp]) -> None:
+    """A login answering 401 fails the judged pages of that iteration with the reason."""
+    app = sim_app(Behavior(password="something-else"))  # noqa: S106 - not the one sent
+    outcomes = asyncio.run(run_users(app.port, users=1, steps=3))
+    assert outcomes[0] == Outcome(UNEXPECTED_STATUS, 401, "answered 401")
+    skipped = Outcome(UNEXPECTED_STATUS, None, "step 'login': answered 401")
+    assert outcomes[1:] == [skipped, skipped]
+
+
+def test_the_load_runs_one_journey_per_worker_and_records_judged_steps_only(
+    sim_app: Callable[..., SimApp],
+) -> None:
+    """Under the load, unjudged logins are never samples, and workers never share sessions."""
+    app = sim_app(Behavior(password=PASSWORD))
+    samples: list[Sample] = []
+
+    async def main() -> None:
+        (compiled,) = compile_targets(config_of(login_journey(app.port)))
+        assert compiled.journey is not None
+        client = make_client(4, TrafficConfig())
+        driver = JourneyDriver("account", compiled.journey, client)
+        enough = asyncio.Event()
+
+        def record(sample: Sample) -> None:
+            samples.append(sample)
+            if len(samples) >= 200:
+                enough.set()
+
+        load = Load([driver], [1.0], 4, record)
+        load.start()
+        load.configure(4)
+        async with asyncio.timeout(20):
+            await enough.wait()
+        await load.stop(grace=5)
+        await client.aclose()
+
+    asyncio.run(main())
+    stats = app.stats
+    served = sum(stats.page_served.values())
+    assert len(samples) >= 200
+    assert all(sample.ok and sample.target == "account" for sample in samples)
+    assert len(samples) <= served <= len(samples) + 4
+    assert stats.logins >= served // 2
+    assert max(stats.session_pages.values()) <= 2
+    assert (stats.login_with_cookie, stats.mismatched, stats.unauthorized) == (0, 0, 0)
+
+
+def test_unknown_keys_in_a_journey_get_a_suggestion() -> None:
+    """A typo inside a capture or a secret (sections kept by name) gets a did-you-mean."""
+    target = login_journey(8080)
+    step(target, 0)["capture"] = {"token": {"jsn": "$.token"}}
+    target["journey"]["secrets"]["password"] = {"evn": "APP_PASSWORD"}
+    with pytest.raises(ConfigError) as error:
+        config_of(target)
+    assert "capture.token: unknown key 'jsn'; did you mean 'json'?" in str(error.value)
+    assert "secrets.password: unknown key 'evn'; did you mean 'env'?" in str(error.value)
+
+
+def test_a_secret_in_a_compile_error_is_redacted(tmp_path: Path) -> None:
+    """A first render that shows a secret (a journey's, or a ${VAR} one) is masked in the error."""
+    target = login_journey(8080)
+    step(target, 1)["http"]["url"] = "http://h{{ password }}:99999/x"
+    with pytest.raises(TemplateError) as error:
+        compile_targets(config_of(target))
+    assert "'http://h***:99999/x' has port '99999'" in str(error.value)
+    path = tmp_path / "plain.yaml"
+    path.write_text('targets: [{http: {url: "http://h${APP_PASSWORD}{{ 0 }}:99999/x"}}]')
+    result = run_cli("validate", "--config", str(path), env=ENV)
+    assert result.returncode == 2
+    assert "'http://h***0:99999/x' has port" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_run_watches_every_host_a_journey_talks_to() -> None:
+    """The supervisor's re-arm watch gets each step's host and port once; probes use the first."""
+    target = login_journey(8080)
+    step(target, 2)["http"]["url"] = "http://127.0.0.2:8081/account/profile"
+    (compiled,) = compile_targets(config_of(target))
+    assert compiled.endpoints() == [("127.0.0.1", 8080), ("127.0.0.2", 8081)]
+    assert compiled.journey is not None
+    assert (compiled.journey.host, compiled.journey.port) == ("127.0.0.1", 8080)
+
+
+def test_a_rate_too_low_for_the_judged_steps_is_warned_about() -> None:
+    """load.rate counts unjudged logins too: when judged answers cannot fill the window, say so."""
+    overrides: dict[str, Any] = {
+        "targets": [login_journey(8080)],
+        "load": {"rate": 3},
+        "gate": {"window": "10s", "min_requests": 25},
+    }
+    config, _ = load_config(None, overrides, environ=ENV)
+    (warning,) = config_warnings(config)
+    assert warning.startswith("only 67% of requests are judged")
+    assert "at most 20 judged answers" in warning
+    assert "raise load.rate to at least 3.75" in warning
+    overrides["load"]["rate"] = 4
+    config, _ = load_config(None, overrides, environ=ENV)
+    assert config_warnings(config) == []

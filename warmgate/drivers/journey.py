@@ -1,0 +1,313 @@
+"""The journey driver: ordered HTTP steps, one virtual user per worker of the load.
+
+The load asks a journey driver for one :class:`VirtualUser` per worker (:meth:`for_user`), and
+each virtual user sends one step per ``execute``. What to send next, and what a failure does to
+the rest of the iteration, is decided by the pure :class:`~warmgate.capture.Walk`; this module
+only renders, sends, reads and extracts.
+
+Client policy: the requests go through the load's shared client, which keeps no cookies. A
+virtual user keeps its own ``httpx.Cookies`` jar for one iteration and throws it away when the
+walk starts the next: the jar adds the ``Cookie`` header to each request it sends and takes
+``Set-Cookie`` from each answer. No jar is ever shared, so no session passes between virtual
+users or iterations, and plain targets stay as stateless as before. A body is read and kept
+(decoded, at most :data:`MAX_CAPTURE_BYTES`) only by a step with a JSON or regex capture;
+other answers are read in chunks and dropped, as plain targets do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from warmgate.capture import Answer, CaptureError, Extract, Walk, extract
+from warmgate.config import HttpTarget, http_endpoint
+from warmgate.drivers import (
+    CAPTURE_FAILED,
+    OK,
+    UNEXPECTED_STATUS,
+    Outcome,
+    Warn,
+    warn_on_stderr,
+)
+from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
+from warmgate.errors import ConfigError, TemplateError
+from warmgate.journey import Journey
+from warmgate.secrets import Secrets
+from warmgate.templating import Template, Templates
+from warmgate.tls import Tls
+
+MAX_CAPTURE_BYTES = 1024 * 1024
+"""The most of an answer's body kept for a capture; the rest is read and dropped."""
+MAX_SECRET_BYTES = 64 * 1024
+"""The largest secret file read."""
+_EXAMPLE = "x"
+"""The value captured variables take in the first render at start-up."""
+
+
+def secret_values(journey: Journey, environ: Mapping[str, str]) -> dict[str, str]:
+    """The journey's secrets by name, read from ``environ`` or their files.
+
+    Raises :class:`ConfigError` naming the secret when one is missing or empty.
+    """
+    from warmgate.config_file import read_text
+
+    values = {}
+    for name, secret in journey.secrets.items():
+        where = f"journey secret '{name}'"
+        if secret.env is not None:
+            value = environ.get(secret.env)
+            if value is None:
+                raise ConfigError(
+                    f"{where} reads ${secret.env}, which is not set in the environment; export "
+                    "it (from a Kubernetes Secret, say) or read it from a file with file:."
+                )
+        else:
+            assert secret.file is not None  # noqa: S101 - the model holds one of the two
+            value = read_text(secret.file, where, MAX_SECRET_BYTES)
+            value = value.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ConfigError(f"{where} is empty; give it a value.")
+        values[name] = value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One step with its templates compiled and its captures parsed."""
+
+    name: str
+    judged: bool
+    target: HttpTarget
+    url: Template
+    headers: tuple[tuple[str, Template], ...]
+    body: Template | None
+    captures: tuple[tuple[str, Extract], ...]
+    needs_body: bool
+    host: str
+    port: int
+    tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyPlan:
+    """A journey's compiled steps and its secrets' values."""
+
+    steps: tuple[StepPlan, ...]
+    secrets: Mapping[str, str]
+
+    @property
+    def host(self) -> str:
+        """The first step's host: the one the probes check."""
+        return self.steps[0].host
+
+    @property
+    def port(self) -> int:
+        """The first step's port."""
+        return self.steps[0].port
+
+    @property
+    def tls(self) -> bool:
+        """Whether any step uses https."""
+        return any(step.tls for step in self.steps)
+
+    @classmethod
+    def compile(
+        cls,
+        journey: Journey,
+        templates: Templates,
+        where: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> JourneyPlan:
+        """Compile every step, rendering each template once with the names it may use: the
+        secrets and what earlier steps capture. A name captured only later is a mistake here."""
+        secrets = secret_values(journey, os.environ if environ is None else environ)
+        try:
+            steps = cls._compile_steps(journey, templates, where, secrets)
+        except ConfigError as exc:
+            # A first render may show a secret ("once rendered, 'http://h<secret>:0/' has...").
+            raise type(exc)(Secrets(set(secrets.values())).redact(str(exc))) from None
+        return cls(tuple(steps), secrets)
+
+    @staticmethod
+    def _compile_steps(
+        journey: Journey, templates: Templates, where: str, secrets: Mapping[str, str]
+    ) -> list[StepPlan]:
+        known: dict[str, str] = dict(secrets)
+        steps = []
+        for index, step in enumerate(journey.steps):
+            at = f"{where}.steps[{index}].http"
+            http = step.http
+            assert http.url is not None  # noqa: S101 - a step's model requires url
+            url = templates.compile(http.url, f"{at}.url", known)
+            try:
+                host, port, tls = http_endpoint(url.render(known))
+            except ValueError as exc:
+                raise TemplateError(f"{at}.url: once rendered, {exc}.") from None
+            headers = tuple(
+                (name, templates.compile(value, f"{at}.headers.{name}", known))
+                for name, value in http.headers.items()
+            )
+            body = None if http.body is None else templates.compile(http.body, f"{at}.body", known)
+            captures = tuple(
+                (name, Extract.of(*capture.rule())) for name, capture in step.capture.items()
+            )
+            steps.append(
+                StepPlan(
+                    name=step.name,
+                    judged=step.judged,
+                    target=http,
+                    url=url,
+                    headers=headers,
+                    body=body,
+                    captures=captures,
+                    needs_body=any(rule.needs_body for _, rule in captures),
+                    host=host,
+                    port=port,
+                    tls=tls,
+                )
+            )
+            known.update(dict.fromkeys(step.capture, _EXAMPLE))
+        return steps
+
+
+async def _exchange(
+    client: httpx.AsyncClient, request: httpx.Request, keep_body: bool, jar: httpx.Cookies
+) -> tuple[httpx.Response, str | None]:
+    """Send ``request``; the answer (body closed), its cookies taken into ``jar``, and its
+    decoded body up to :data:`MAX_CAPTURE_BYTES` when ``keep_body``."""
+    response = await client.send(request, stream=True)
+    body = None
+    try:
+        jar.extract_cookies(response)
+        if keep_body:
+            kept = bytearray()
+            async for chunk in response.aiter_bytes():
+                if len(kept) < MAX_CAPTURE_BYTES:
+                    kept += chunk[: MAX_CAPTURE_BYTES - len(kept)]
+            body = kept.decode(response.encoding or "utf-8", errors="replace")
+        elif not response.is_stream_consumed:
+            async for _ in response.aiter_raw():
+                pass  # the app did the work of sending it; nothing here needs it
+    finally:
+        await response.aclose()
+    return response, body
+
+
+class JourneyDriver:
+    """Runs one journey target's steps; each worker of the load is a virtual user of it."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: JourneyPlan,
+        client: httpx.AsyncClient,
+        warn: Warn = warn_on_stderr,
+        tls: Tls | None = None,
+    ) -> None:
+        self.name = name
+        self.plan = plan
+        self.client = client
+        self.extensions = tls.extensions if tls is not None else {}
+        self._warn = warn
+        self._warned: set[tuple[int, str, int | None]] = set()
+        self._anonymous: VirtualUser | None = None
+
+    def for_user(self) -> VirtualUser:
+        """A new virtual user: its own progress, captures and cookie jar."""
+        return VirtualUser(self)
+
+    async def execute(self) -> Outcome:
+        """The next step of one virtual user kept by the driver (the load makes its own)."""
+        if self._anonymous is None:
+            self._anonymous = self.for_user()
+        return await self._anonymous.execute()
+
+    async def probe(self) -> str | None:
+        """Whether the first step's host and port accept TCP connections."""
+        return await tcp_probe(self.plan.host, self.plan.port)
+
+    async def aclose(self) -> None:
+        """The client is shared and owned by whoever made it; nothing to release here."""
+
+    def failed(self, index: int, outcome: Outcome, reason: str) -> None:
+        """Log an iteration's failure once per step, outcome and status."""
+        key = (index, outcome.outcome, outcome.status)
+        if key not in self._warned and len(self._warned) < 64:
+            self._warned.add(key)
+            self._warn(
+                f"target '{self.name}': {reason}; the rest of that iteration is skipped and its "
+                "judged steps count as failures"
+            )
+
+
+class VirtualUser:
+    """One virtual user of a journey: a :class:`Walk` and the cookie jar of its iteration."""
+
+    __slots__ = ("_driver", "_jar", "_jar_iteration", "_walk", "name")
+
+    def __init__(self, driver: JourneyDriver) -> None:
+        self._driver = driver
+        self.name = driver.name
+        steps = driver.plan.steps
+        self._walk = Walk([step.name for step in steps], [step.judged for step in steps])
+        self._jar = httpx.Cookies()
+        self._jar_iteration = self._walk.iteration
+
+    @property
+    def judged(self) -> bool:
+        """Whether the next request counts toward the gate."""
+        return self._walk.judged()
+
+    async def execute(self) -> Outcome:
+        """Send the upcoming step (or count it failed, in a failed iteration)."""
+        walk = self._walk
+        index = walk.upcoming()
+        if walk.failure is not None:
+            failure = walk.skipped()
+            return Outcome(failure.outcome, detail=failure.detail)
+        if self._jar_iteration != walk.iteration:
+            self._jar = httpx.Cookies()  # a new iteration: the last one's session goes
+            self._jar_iteration = walk.iteration
+        step = self._driver.plan.steps[index]
+        variables = {**self._driver.plan.secrets, **walk.variables}
+        client = self._driver.client
+        try:
+            request = client.build_request(
+                step.target.method,
+                step.url.render(variables),
+                headers={name: value.render(variables) for name, value in step.headers},
+                content=None if step.body is None else step.body.render(variables).encode(),
+                timeout=httpx.Timeout(step.target.timeout),
+                extensions=self._driver.extensions,
+            )
+            self._jar.set_cookie_header(request)
+            async with asyncio.timeout(step.target.timeout):
+                response, body = await _exchange(client, request, step.needs_body, self._jar)
+        except REQUEST_ERRORS as exc:
+            return self._fail(index, classify(exc))
+        status = response.status_code
+        if not step.target.accepts(status):
+            return self._fail(index, Outcome(UNEXPECTED_STATUS, status, f"answered {status}"))
+        captured = {}
+        if step.captures:
+            cookies = {cookie.name: cookie.value or "" for cookie in self._jar.jar}
+            answer = Answer(status, response.headers.multi_items(), cookies, body)
+            try:
+                for name, rule in step.captures:
+                    captured[name] = extract(rule, answer)
+            except CaptureError as exc:
+                return self._fail(index, Outcome(CAPTURE_FAILED, status, str(exc)))
+        walk.succeeded(captured)
+        return Outcome(OK, status)
+
+    def _fail(self, index: int, outcome: Outcome) -> Outcome:
+        """Fail the iteration at step ``index``; this step's own outcome."""
+        failure = self._walk.failed(outcome.outcome, outcome.detail)
+        self._driver.failed(index, outcome, failure.detail)
+        if outcome.outcome == UNEXPECTED_STATUS:
+            return outcome  # the status is counted, as for a plain target
+        return Outcome(outcome.outcome, detail=failure.detail)
