@@ -532,3 +532,18 @@ def test_a_rendering_past_the_bound_later_is_an_error_naming_the_field() -> None
 
     with pytest.raises(TemplateError, match=re.escape("targets[0].http.body: the template would render more than 1,000,000 characters (a repetition with *); render less.")):  # fmt: skip
         render_many()
+
+
+def test_accept_is_another_name_for_expect_status() -> None:
+    """`accept` sets the statuses a plain target or a journey step counts as success."""
+    step = {"name": "home", "http": {"url": "http://app:8080/", "accept": [200, "3xx"]}}
+    plain = {"http": {"url": "http://app:8080/", "accept": [401]}}
+    config, _ = load_config(
+        None, {"targets": [plain, {"name": "walk", "journey": {"steps": [step]}}]}
+    )
+    assert config.targets[0].http is not None
+    assert config.targets[0].http.expect_status == [401]
+    assert config.targets[1].journey is not None
+    assert config.targets[1].journey.steps[0].http.expect_status == [200, "3xx"]
+    with pytest.raises(ConfigError, match="write only one of them"):
+        load_config(None, {"targets": [{"http": {**plain["http"], "expect_status": [200]}}]})

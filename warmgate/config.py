@@ -193,7 +193,8 @@ class HttpTarget(_Model):
     body: str | None = Field(None, description="Request body template.")
     expect_status: list[int | str] = Field(
         default_factory=lambda: list[int | str](["2xx"]),
-        description="Statuses that count as success: numbers or classes such as '2xx'.",
+        description="Statuses that count as success: numbers or classes such as '2xx'. "
+        "May also be written `accept`.",
     )
     timeout: Duration = Field(5.0, description="Per-request timeout; a timeout is a failure.")
     confirm_read_only: bool = Field(
@@ -244,6 +245,17 @@ class HttpTarget(_Model):
             if not valid:
                 raise ValueError(f"'{status}' is not a status; write a number such as 200 or '2xx'")
         return statuses
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_is_expect_status(cls, data: object) -> object:
+        if isinstance(data, dict) and "accept" in data:
+            if "expect_status" in data:
+                raise ValueError(
+                    "accept and expect_status are the same setting; write only one of them"
+                )
+            data = {("expect_status" if key == "accept" else key): v for key, v in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _tls_for_https(self) -> HttpTarget:
