@@ -33,8 +33,9 @@ import heapq
 import json
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+from operator import itemgetter
 
 from warmgate.accesslog import Parsed
 from warmgate.errors import ConfigError
@@ -110,17 +111,17 @@ class Tally:
     evicted_templates: int = 0
 
 
-@dataclass
-class _Template:
-    """One template's count and the ids seen in its slots."""
+class _Ids:
+    """The ids seen in one template's slots: their range, and a bottom-k sample of paths."""
 
-    slots: int
-    count: int = 0
-    low: list[int] = field(default_factory=list)
-    high: list[int] = field(default_factory=list)
-    # Bottom-k sketch: the CRC-32s of the sampled id tuples (a max-heap, negated) and the ids.
-    heap: list[int] = field(default_factory=list)
-    sample: dict[int, bytes] = field(default_factory=dict)
+    __slots__ = ("heap", "high", "low", "sample")
+
+    def __init__(self) -> None:
+        self.low: list[int] = []
+        self.high: list[int] = []
+        # The CRC-32s of the sampled paths, negated (a max-heap), and the paths by CRC-32.
+        self.heap: list[int] = []
+        self.sample: dict[int, bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,9 @@ class PathCounter:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.tally = Tally()
-        self._table: dict[bytes, _Template] = {}
+        # Counts of every template, and the ids of those with id slots (most have none).
+        self._counts: dict[bytes, int] = {}
+        self._ids: dict[bytes, _Ids] = {}
 
     def add(self, parsed: Parsed) -> None:
         """Count one chunk's requests."""
@@ -182,7 +185,7 @@ class PathCounter:
         paths = self._usable(targets)
         tally.kept += sum(paths.values())
         self._count(paths)
-        if len(self._table) > self.policy.max_templates:
+        if len(self._counts) > self.policy.max_templates:
             self._prune()
 
     def _usable(self, targets: dict[bytes, int]) -> dict[bytes, int]:
@@ -223,43 +226,42 @@ class PathCounter:
         return any(pattern.search(text) for pattern in self.policy.exclude)
 
     def _count(self, paths: dict[bytes, int]) -> None:
-        table = self._table
+        counts = self._counts
         if not paths:
             return
         if self.policy.ids is IdMode.KEEP:
             for path, n in paths.items():
-                template = table.get(path)
-                if template is None:
-                    template = table[path] = _Template(0)
-                template.count += n
+                counts[path] = counts.get(path, 0) + n
             return
         # One substitution over all paths gives every path's template key, in order.
         keys = ID_SLOTS.sub(SLOT, b"\n".join(paths)).split(b"\n")
         observe = self._observe_range if self.policy.ids is IdMode.RANGE else self._observe_sample
+        table = self._ids
         for (path, n), key in zip(paths.items(), keys, strict=True):
-            template = table.get(key)
-            if template is None:
-                template = table[key] = _Template(key.count(SLOT))
-            template.count += n
-            if template.slots:
-                observe(template, path)
+            counts[key] = counts.get(key, 0) + n
+            if SLOT in key:
+                ids = table.get(key)
+                if ids is None:
+                    ids = table[key] = _Ids()
+                observe(ids, path)
 
-    def _observe_range(self, template: _Template, path: bytes) -> None:
-        ids = [int(text) for text in ID_SLOT.findall(path)]
-        if not template.low:
-            template.low, template.high = ids, list(ids)
+    @staticmethod
+    def _observe_range(ids: _Ids, path: bytes) -> None:
+        values = [int(text) for text in ID_SLOT.findall(path)]
+        if not ids.low:
+            ids.low, ids.high = values, list(values)
             return
-        low, high = template.low, template.high
-        for slot, value in enumerate(ids):
+        low, high = ids.low, ids.high
+        for slot, value in enumerate(values):
             if value < low[slot]:
                 low[slot] = value
             elif value > high[slot]:
                 high[slot] = value
 
-    def _observe_sample(self, template: _Template, path: bytes) -> None:
+    def _observe_sample(self, ids: _Ids, path: bytes) -> None:
         # Distinct paths of one template are distinct id tuples: the sketch hashes the path.
         digest = zlib.crc32(path)
-        sample, heap = template.sample, template.heap
+        sample, heap = ids.sample, ids.heap
         if len(sample) < self.policy.sample_size:
             if digest not in sample:
                 sample[digest] = path
@@ -270,41 +272,43 @@ class PathCounter:
 
     def _prune(self) -> None:
         keep = self.policy.max_templates // 2
-        ranked = sorted(self._table.items(), key=lambda item: item[1].count, reverse=True)
-        for key, template in ranked[keep:]:
-            self.tally.evicted_requests += template.count
-            del self._table[key]
+        ranked = sorted(self._counts.items(), key=itemgetter(1), reverse=True)
+        for key, count in ranked[keep:]:
+            self.tally.evicted_requests += count
+            del self._counts[key]
+            self._ids.pop(key, None)
         self.tally.evicted_templates += len(ranked) - keep
 
     @property
     def templates(self) -> int:
         """How many distinct templates the table holds."""
-        return len(self._table)
+        return len(self._counts)
 
     def ranked(self, *, top: int | None = None, min_count: int = 1) -> list[UrlLine]:
         """The URL set: templates seen at least ``min_count`` times, most frequent first."""
         lines = [
-            UrlLine(self._render(key, template), template.count)
-            for key, template in self._table.items()
-            if template.count >= min_count
+            UrlLine(self._render(key), count)
+            for key, count in self._counts.items()
+            if count >= min_count
         ]
         lines.sort(key=lambda line: (-line.weight, line.url))
         return lines if top is None else lines[:top]
 
-    def _render(self, key: bytes, template: _Template) -> str:
-        literals = [part.decode("ascii") for part in key.split(SLOT)] if template.slots else []
-        if not literals:
+    def _render(self, key: bytes) -> str:
+        ids = self._ids.get(key)
+        if ids is None:
             return key.decode("ascii")
+        literals = [part.decode("ascii") for part in key.split(SLOT)]
         if self.policy.ids is IdMode.RANGE:
             slots = [
                 str(low) if low == high else f"{{{{randint({low},{high})}}}}"
-                for low, high in zip(template.low, template.high, strict=True)
+                for low, high in zip(ids.low, ids.high, strict=True)
             ]
             return literals[0] + "".join(
                 f"/{slot}{literal}" for slot, literal in zip(slots, literals[1:], strict=True)
             )
         samples = sorted(
-            (tuple(ID_SLOT.split(path)[1::2]) for path in template.sample.values()),
+            (tuple(ID_SLOT.split(path)[1::2]) for path in ids.sample.values()),
             key=lambda ids: [int(i) for i in ids],
         )
         spans = [
@@ -314,7 +318,7 @@ class PathCounter:
         ]
         if len(spans) == 1:
             middle = spans[0]
-        elif template.slots == 1:
+        elif len(literals) == 2:
             middle = f"{{{{choice([{','.join(spans)}])}}}}"
         else:
             middle = f"{{{{choice([{','.join(json.dumps(span) for span in spans)}])}}}}"
