@@ -36,7 +36,7 @@ from warmgate.accesslog import (
 from warmgate.errors import ConfigError
 from warmgate.pathstats import IdMode, PathCounter, Policy, Tally, UrlLine, statuses_from
 
-READ_BYTES = 8 * 1024 * 1024
+READ_BYTES = 4 * 1024 * 1024
 """Bytes read at a time: large enough that the per-chunk work is paid rarely, small enough
 that memory stays flat."""
 

@@ -51,8 +51,9 @@ LETTER = re.compile(rb"[A-Za-z]")
 NOT_PLAIN = re.compile(rb"[^!#-\[\]-z|~\n]")
 """Anything but printable ASCII, ``"``, ``\\``, ``{`` and ``}`` (logs write odd bytes as
 ``\\xHH``; braces would read as template markup)."""
-UNCLEAN = re.compile(rb"^(?!/)|;", re.MULTILINE)
-"""A target that is not a plain path: absolute-form, or with path parameters."""
+PATH_PARAMETER = re.compile(rb";")
+NOT_ROOTED = re.compile(rb"\n[^/]")
+"""The start of a target that is not a path (absolute-form); the first target is checked apart."""
 ID_SLOTS = re.compile(rb"/(?:[1-9][0-9]{0,17}|0)(?=[/\n]|\Z)")
 PATH_PARAMETERS = re.compile(rb";[^/]*")
 ABSOLUTE_FORM = re.compile(rb"[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
@@ -114,14 +115,16 @@ class Tally:
 class _Ids:
     """The ids seen in one template's slots: their range, and a bottom-k sample of paths."""
 
-    __slots__ = ("heap", "high", "low", "sample")
+    __slots__ = ("bound", "heap", "high", "low", "sample")
 
     def __init__(self) -> None:
         self.low: list[int] = []
         self.high: list[int] = []
-        # The CRC-32s of the sampled paths, negated (a max-heap), and the paths by CRC-32.
+        # The CRC-32s of the sampled paths, negated (a max-heap), and the paths by CRC-32; a
+        # path joins the sample only if its CRC-32 is below the bound (the largest, once full).
         self.heap: list[int] = []
         self.sample: dict[int, bytes] = {}
+        self.bound = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,10 @@ class PathCounter:
         if not paths:
             return paths
         blob = b"\n".join(paths)
-        unclean = {_line_at(blob, found.start()) for found in UNCLEAN.finditer(blob)}
+        unclean = {_line_at(blob, found.start()) for found in PATH_PARAMETER.finditer(blob)}
+        if not blob.startswith(b"/"):
+            unclean.add(_line_at(blob, 0))
+        unclean.update(_line_at(blob, found.start() + 1) for found in NOT_ROOTED.finditer(blob))
         if unclean:
             for target in unclean:
                 n = paths.pop(target)
@@ -235,40 +241,47 @@ class PathCounter:
             return
         # One substitution over all paths gives every path's template key, in order.
         keys = ID_SLOTS.sub(SLOT, b"\n".join(paths)).split(b"\n")
-        observe = self._observe_range if self.policy.ids is IdMode.RANGE else self._observe_sample
-        table = self._ids
+        if self.policy.ids is IdMode.RANGE:
+            self._count_ranges(paths, keys)
+            return
+        # Sampling is inlined: this loop runs once per distinct path of the chunk.
+        table, size, crc32 = self._ids, self.policy.sample_size, zlib.crc32
         for (path, n), key in zip(paths.items(), keys, strict=True):
             counts[key] = counts.get(key, 0) + n
-            if SLOT in key:
-                ids = table.get(key)
-                if ids is None:
-                    ids = table[key] = _Ids()
-                observe(ids, path)
+            if SLOT not in key:
+                continue
+            ids = table.get(key)
+            if ids is None:
+                ids = table[key] = _Ids()
+            # Distinct paths of one template are distinct id tuples: the sketch hashes the path.
+            digest = crc32(path)
+            if digest >= ids.bound or digest in ids.sample:
+                continue
+            ids.sample[digest] = path
+            heapq.heappush(ids.heap, -digest)
+            if len(ids.sample) > size:
+                del ids.sample[-heapq.heappop(ids.heap)]
+            if len(ids.sample) == size:
+                ids.bound = -ids.heap[0]
 
-    @staticmethod
-    def _observe_range(ids: _Ids, path: bytes) -> None:
-        values = [int(text) for text in ID_SLOT.findall(path)]
-        if not ids.low:
-            ids.low, ids.high = values, list(values)
-            return
-        low, high = ids.low, ids.high
-        for slot, value in enumerate(values):
-            if value < low[slot]:
-                low[slot] = value
-            elif value > high[slot]:
-                high[slot] = value
-
-    def _observe_sample(self, ids: _Ids, path: bytes) -> None:
-        # Distinct paths of one template are distinct id tuples: the sketch hashes the path.
-        digest = zlib.crc32(path)
-        sample, heap = ids.sample, ids.heap
-        if len(sample) < self.policy.sample_size:
-            if digest not in sample:
-                sample[digest] = path
-                heapq.heappush(heap, -digest)
-        elif digest < -heap[0] and digest not in sample:
-            del sample[-heapq.heapreplace(heap, -digest)]
-            sample[digest] = path
+    def _count_ranges(self, paths: dict[bytes, int], keys: list[bytes]) -> None:
+        counts, table = self._counts, self._ids
+        for (path, n), key in zip(paths.items(), keys, strict=True):
+            counts[key] = counts.get(key, 0) + n
+            if SLOT not in key:
+                continue
+            values = [int(text) for text in ID_SLOT.findall(path)]
+            ids = table.get(key)
+            if ids is None:
+                ids = table[key] = _Ids()
+                ids.low, ids.high = values, list(values)
+                continue
+            low, high = ids.low, ids.high
+            for slot, value in enumerate(values):
+                if value < low[slot]:
+                    low[slot] = value
+                elif value > high[slot]:
+                    high[slot] = value
 
     def _prune(self) -> None:
         keep = self.policy.max_templates // 2
