@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections import Counter
 
 import pytest
@@ -356,3 +357,64 @@ def test_the_table_never_outgrows_its_cap_after_a_chunk(paths: list[bytes], cap:
         assert counter.templates <= cap
     total = sum(line.weight for line in counter.ranked())
     assert total + counter.tally.evicted_requests == counter.tally.kept == len(paths)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ids=st.lists(st.integers(1, 10**6), min_size=1, max_size=200),
+    size=st.integers(1, 12),
+    chunk=st.integers(1, 50),
+)
+def test_the_sample_is_the_bottom_k_of_distinct_paths_by_crc(
+    ids: list[int], size: int, chunk: int
+) -> None:
+    """The ids written are exactly the `size` distinct paths with the smallest CRC-32, however
+    the log is chunked (a uniform, reproducible sample)."""
+    counter = PathCounter(Policy(sample_size=size))
+    requests = [(b"GET", b"/order/%d" % n, b"", b"200") for n in ids]
+    for start in range(0, len(requests), chunk):
+        counter.add(parse_ncsa(ncsa_log(requests[start : start + chunk], [])))
+    distinct = sorted({b"/order/%d" % n for n in ids}, key=zlib.crc32)[:size]
+    expected = sorted(int(path.rsplit(b"/", 1)[1]) for path in distinct)
+    [line] = counter.ranked()
+    assert line.weight == len(ids)
+    if len(expected) == 1:
+        assert line.url == f"/order/{expected[0]}"
+    else:
+        assert line.url == f"/order/{{{{choice([{','.join(map(str, expected))}])}}}}"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    objects=st.lists(
+        st.one_of(
+            JSON_VALUES,
+            st.fixed_dictionaries(
+                {"request_uri": st.text(max_size=12), "method": st.sampled_from(["GET", "POST", 1]),
+                 "status": st.one_of(st.integers(0, 999), st.text(max_size=3))}
+            ),
+        ),
+        max_size=20,
+    )
+)  # fmt: skip
+def test_any_json_line_is_a_request_or_a_bad_line(objects: list[object]) -> None:
+    """Whatever JSON a line holds, it is counted once: as a request or as a bad line."""
+    log = b"".join(json.dumps(obj).encode() + b"\n" for obj in objects)
+    parsed = parse_json(log, JsonFields())
+    assert parsed.lines == len(objects)
+    assert parsed.bad + sum(parsed.requests.values()) == len(objects)
+    for method, target, status in parsed.requests:
+        assert b"\n" not in target
+        assert b"?" not in target
+        assert status.isdigit()
+        assert len(status) == 3
+        assert method.isupper() or not method.isalpha()

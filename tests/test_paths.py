@@ -156,3 +156,21 @@ def test_usage_errors_exit_2_with_a_sentence(tmp_path: Path) -> None:
     assert empty.returncode == 2
     assert "found no successful GET request" in empty.stderr
     assert "left out 1 bad lines" in empty.stderr
+
+
+def test_a_full_table_and_a_forced_format_are_reported(tmp_path: Path) -> None:
+    """--max-templates caps the table and says what it cost; --format ncsa reads JSON as bad."""
+    log = tmp_path / "unique.log"
+    log.write_text(log_text(*[("GET", f"/p{n}", 200) for n in range(300)]) + SHOP)
+    result = run_cli("paths", str(log), "--max-templates", "20", "--top", "1",
+                     env={"WARMGATE_PATHS_IDS": "keep"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert url_lines(result.stdout) == [("/", 3)]
+    assert "the template table was full" in result.stderr
+    assert "(raise --max-templates)" in result.stderr
+    assert "Ids: keep." in result.stdout
+    jsonl = tmp_path / "log.jsonl"
+    jsonl.write_text(json.dumps({"uri": "/a", "method": "GET", "status": 200}) + "\n")
+    forced = run_cli("paths", str(jsonl), "--format", "ncsa")
+    assert forced.returncode == 2
+    assert "left out 1 bad lines" in forced.stderr

@@ -149,7 +149,7 @@ def parse_json(chunk: bytes, fields: JsonFields) -> Parsed:
     found: Counter[Request] = Counter()
     lines = bad = 0
     pieces = chunk.split(b"\n")
-    if chunk.endswith(b"\n"):
+    if chunk.endswith(b"\n") or not chunk:
         pieces.pop()
     for line in pieces:
         lines += 1

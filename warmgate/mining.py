@@ -120,6 +120,10 @@ def _base(base_url: str | None) -> str:
 @contextmanager
 def _opened(source: str) -> Iterator[IO[bytes]]:
     if source == "-":
+        if sys.stdin.isatty():
+            typer.echo(
+                "warmgate paths: reading an access log from the terminal (Ctrl-D ends)", err=True
+            )
         yield sys.stdin.buffer
         return
     try:
