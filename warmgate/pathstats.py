@@ -23,8 +23,9 @@ Theory of operation: :class:`PathCounter` is fed the requests of one chunk of lo
    bounded memory; the counts of the rarest templates are then lower bounds, the ranking of the
    frequent ones holds.
 
-Samples are a bottom-k sketch over a CRC-32 of the ids: uniform over distinct ids, the same for
-the same log every time, and mergeable chunk by chunk. Pure; no I/O.
+Samples are a bottom-k sketch over the CRC-32 of each path (within one template, distinct paths
+are distinct ids): uniform over the distinct ids seen, the same for the same log every time, and
+independent of how the log was cut into chunks. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -320,14 +321,18 @@ class PathCounter:
             return literals[0] + "".join(
                 f"/{slot}{literal}" for slot, literal in zip(slots, literals[1:], strict=True)
             )
-        samples = sorted(
-            (tuple(ID_SLOT.split(path)[1::2]) for path in ids.sample.values()),
-            key=lambda ids: [int(i) for i in ids],
+        # Each sampled path, from its first id to its last: "12" or "12/invoice/7".
+        tuples = sorted(
+            (ID_SLOT.findall(path) for path in ids.sample.values()),
+            key=lambda values: [int(value) for value in values],
         )
         spans = [
-            ids[0].decode()
-            + "".join(f"{lit}/{i.decode()}" for lit, i in zip(literals[1:-1], ids[1:], strict=True))
-            for ids in samples
+            values[0].decode()
+            + "".join(
+                f"{literal}/{value.decode()}"
+                for literal, value in zip(literals[1:-1], values[1:], strict=True)
+            )
+            for values in tuples
         ]
         if len(spans) == 1:
             middle = spans[0]
