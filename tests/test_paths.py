@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import cli_env, run_cli
+import typer.main
+
+from tests.helpers import REPO, cli_env, run_cli
+from warmgate.cli import app
 
 LINE = '10.0.0.{n} - - [29/Nov/2026:12:00:00 +0000] "{method} {target} HTTP/1.1" {status} 12 "-" "ua"\n'
 
@@ -174,3 +178,14 @@ def test_a_full_table_and_a_forced_format_are_reported(tmp_path: Path) -> None:
     forced = run_cli("paths", str(jsonl), "--format", "ncsa")
     assert forced.returncode == 2
     assert "left out 1 bad lines" in forced.stderr
+
+
+def test_the_docs_list_every_option() -> None:
+    """docs/paths.md's option table has a row for each option of `warmgate paths`, and no other."""
+    command = typer.main.get_command(app).commands["paths"]  # type: ignore[attr-defined]
+    options = {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+    options.discard("--help")
+    table = (REPO / "docs" / "paths.md").read_text().split("## Options", 1)[1]
+    documented = set(re.findall(r"^\| (?:`-\w`, )?`(--[\w-]+)", table, re.MULTILINE))
+    assert len(options) == 11
+    assert documented == options
