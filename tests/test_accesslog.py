@@ -79,6 +79,13 @@ def test_apache_common_line_is_read() -> None:
     assert urls(count(APACHE_COMMON)) == {"/apache_pb.gif": 1}
 
 
+def test_a_status_may_end_the_line() -> None:
+    """A pattern ending in the status (Tomcat's %h %t "%r" %s), CRLF or not, is read."""
+    log = b'h [t] "GET /a HTTP/1.1" 200\nh [t] "GET /b HTTP/1.1" 200\r\nh [t] "GET /c HTTP/1.1" 200'
+    assert urls(count(log)) == {"/a": 1, "/b": 1, "/c": 1}
+    assert count(b'h [t] "GET /a HTTP/1.1" 2000 1\n').tally.bad == 1
+
+
 def test_escaped_bytes_and_absolute_form_targets() -> None:
     """A \\xHH-escaped path is left out as unusable, a TLS handshake on the port is a 400, and a
     proxy-style absolute target counts by its path."""
@@ -418,3 +425,31 @@ def test_any_json_line_is_a_request_or_a_bad_line(objects: list[object]) -> None
         assert status.isdigit()
         assert len(status) == 3
         assert method.isupper() or not method.isalpha()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunk=st.binary(max_size=300)
+    | st.lists(
+        st.sampled_from(
+            [b"] \"", b"GET ", b"/", b"1", b";", b"?", b" HTTP/1.1\" ", b"200", b" ", b"\n",
+             b"\\x", b"{", b"http://h", b"\r", b"a" * 25 + b"1", b"\0"]
+        ),
+        max_size=40,
+    ).map(b"".join),
+    mode=st.sampled_from(list(IdMode)),
+)  # fmt: skip
+def test_any_bytes_are_counted_without_error(chunk: bytes, mode: IdMode) -> None:
+    """Whatever bytes a log holds, every line is kept or left out for a reason, and every URL
+    written is plain ASCII starting with /, without a query or path parameters."""
+    counter = count(chunk, Policy(ids=mode))
+    t = counter.tally
+    left_out = t.bad + t.other_method + t.other_status + t.unusable + t.token_like + t.excluded
+    assert t.kept + left_out >= t.lines  # a line can hold two requests, never fewer than none
+    assert sum(line.weight for line in counter.ranked()) == t.kept
+    for line in counter.ranked():
+        assert line.url.startswith("/")
+        assert line.url.isascii()
+        assert line.url.isprintable()
+        assert "?" not in line.url
+        assert ";" not in line.url

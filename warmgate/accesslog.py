@@ -34,7 +34,7 @@ from warmgate.errors import ConfigError
 Request = tuple[bytes, bytes, bytes]
 """``(method, target, status)`` as the log wrote them; the target has no query string."""
 
-NCSA = re.compile(rb'\] "([A-Z]{1,20}) ([^ "?\n]++)[^"\n]*+" ([0-9]{3}) ')
+NCSA = re.compile(rb'\] "([A-Z]{1,20}) ([^ "?\n]++)[^"\n]*+" ([0-9]{3})(?=\s|\Z)')
 """The request and status of an NCSA line: after the ``[time]`` field, the quoted request line
 (method, target, protocol) and the status. The target stops at ``?``: queries are dropped here."""
 
