@@ -184,6 +184,22 @@ def test_the_table_is_pruned_past_its_cap() -> None:
     assert counter.tally.evicted_requests == counter.tally.evicted_templates == 1001 - 50
 
 
+@pytest.mark.parametrize("mode", list(IdMode))
+def test_huge_paths_are_bounded_by_bytes(mode: IdMode) -> None:
+    """Long unique paths fill max_bytes before max_templates; the table stays under it."""
+    policy = Policy(ids=mode, max_bytes=20_000, sample_size=3)
+    counter = PathCounter(policy)
+    for batch in range(10):
+        long = b"a.b" * 170  # long, but not token-like
+        paths = [b"/a.%d/%s" % (batch * 100 + n, long) for n in range(100)]
+        paths += [b"/b.%d/%s/%d" % (n % 7, long, batch * 100 + n) for n in range(100)]
+        counter.add(parse_ncsa(ncsa_log([(b"GET", p, b"", b"200") for p in paths], [])))
+        assert counter.held_bytes <= policy.max_bytes
+        assert counter.held_bytes >= 0
+    assert counter.tally.evicted_templates > 0
+    assert sum(line.weight for line in counter.ranked()) + counter.tally.evicted_requests == 2000
+
+
 def test_path_of() -> None:
     """Path parameters go from every segment; targets that are not paths are unusable."""
     assert path_of(b"/a;x=1/b;jsessionid=Z") == b"/a/b"

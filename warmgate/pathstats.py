@@ -17,11 +17,12 @@ Theory of operation: :class:`PathCounter` is fed the requests of one chunk of lo
    (``{{choice([7,12345])}}``); several slots are sampled together, so a customer's invoice
    number is never paired with another customer. ``range`` writes ``{{randint(LOW,HIGH)}}``
    with the range seen (it may invent ids that do not exist). ``keep`` counts paths as they are.
-4. **Bounded memory**: the table holds at most ``max_templates`` templates after each chunk;
-   past that, the less frequent half is evicted (and counted in :class:`Tally`). Between two
-   prunings it grows by at most one chunk's distinct paths. A hostile log of unique paths costs
-   bounded memory; the counts of the rarest templates are then lower bounds, the ranking of the
-   frequent ones holds.
+4. **Bounded memory**: after each chunk the table holds at most ``max_templates`` templates
+   and ``max_bytes`` of templates and sampled paths; past either, the rarest templates are
+   evicted until both are at half their cap (and counted in :class:`Tally`). Between two
+   prunings it grows by at most one chunk's distinct paths. A hostile log of unique or huge
+   paths costs bounded memory; the counts of the rarest templates are then lower bounds, the
+   ranking of the frequent ones holds.
 
 Samples are a bottom-k sketch over the CRC-32 of each path (within one template, distinct paths
 are distinct ids): uniform over the distinct ids seen, the same for the same log every time, and
@@ -95,6 +96,8 @@ class Policy:
     exclude: tuple[re.Pattern[str], ...] = ()
     max_templates: int = 50_000
     sample_size: int = 20
+    max_bytes: int = 64 * 1024 * 1024
+    """Bytes of templates and sampled paths held at most (a path can be 64 KiB long)."""
 
 
 @dataclass
@@ -163,6 +166,11 @@ def token_like(path: bytes) -> bool:
     return False
 
 
+def _ids_bytes(ids: _Ids) -> int:
+    """The bytes :attr:`PathCounter._held` counts for one template's ids (8 per range bound)."""
+    return sum(map(len, ids.sample.values())) + 16 * len(ids.low)
+
+
 class PathCounter:
     """Counts URL templates over a stream of parsed chunks, in bounded memory."""
 
@@ -172,6 +180,7 @@ class PathCounter:
         # Counts of every template, and the ids of those with id slots (most have none).
         self._counts: dict[bytes, int] = {}
         self._ids: dict[bytes, _Ids] = {}
+        self._held = 0  # bytes of the templates and sampled paths held (see Policy.max_bytes)
 
     def add(self, parsed: Parsed) -> None:
         """Count one chunk's requests."""
@@ -189,7 +198,7 @@ class PathCounter:
         paths = self._usable(targets)
         tally.kept += sum(paths.values())
         self._count(paths)
-        if len(self._counts) > self.policy.max_templates:
+        if len(self._counts) > self.policy.max_templates or self._held > self.policy.max_bytes:
             self._prune()
 
     def _usable(self, targets: dict[bytes, int]) -> dict[bytes, int]:
@@ -237,8 +246,7 @@ class PathCounter:
         if not paths:
             return
         if self.policy.ids is IdMode.KEEP:
-            for path, n in paths.items():
-                counts[path] = counts.get(path, 0) + n
+            self._count_paths(paths)
             return
         # One substitution over all paths gives every path's template key, in order.
         keys = ID_SLOTS.sub(SLOT, b"\n".join(paths)).split(b"\n")
@@ -247,8 +255,14 @@ class PathCounter:
             return
         # Sampling is inlined: this loop runs once per distinct path of the chunk.
         table, size, crc32 = self._ids, self.policy.sample_size, zlib.crc32
+        held = 0
         for (path, n), key in zip(paths.items(), keys, strict=True):
-            counts[key] = counts.get(key, 0) + n
+            count = counts.get(key)
+            if count is None:
+                counts[key] = n
+                held += len(key)
+            else:
+                counts[key] = count + n
             if SLOT not in key:
                 continue
             ids = table.get(key)
@@ -259,16 +273,35 @@ class PathCounter:
             if digest >= ids.bound or digest in ids.sample:
                 continue
             ids.sample[digest] = path
+            held += len(path)
             heapq.heappush(ids.heap, -digest)
             if len(ids.sample) > size:
-                del ids.sample[-heapq.heappop(ids.heap)]
+                held -= len(ids.sample.pop(-heapq.heappop(ids.heap)))
             if len(ids.sample) == size:
                 ids.bound = -ids.heap[0]
+        self._held += held
+
+    def _count_paths(self, paths: dict[bytes, int]) -> None:
+        counts, held = self._counts, 0
+        for path, n in paths.items():
+            count = counts.get(path)
+            if count is None:
+                counts[path] = n
+                held += len(path)
+            else:
+                counts[path] = count + n
+        self._held += held
 
     def _count_ranges(self, paths: dict[bytes, int], keys: list[bytes]) -> None:
         counts, table = self._counts, self._ids
+        held = 0
         for (path, n), key in zip(paths.items(), keys, strict=True):
-            counts[key] = counts.get(key, 0) + n
+            count = counts.get(key)
+            if count is None:
+                counts[key] = n
+                held += len(key)
+            else:
+                counts[key] = count + n
             if SLOT not in key:
                 continue
             values = [int(text) for text in ID_SLOT.findall(path)]
@@ -276,6 +309,7 @@ class PathCounter:
             if ids is None:
                 ids = table[key] = _Ids()
                 ids.low, ids.high = values, list(values)
+                held += _ids_bytes(ids)
                 continue
             low, high = ids.low, ids.high
             for slot, value in enumerate(values):
@@ -283,20 +317,30 @@ class PathCounter:
                     low[slot] = value
                 elif value > high[slot]:
                     high[slot] = value
+        self._held += held
 
     def _prune(self) -> None:
-        keep = self.policy.max_templates // 2
-        ranked = sorted(self._counts.items(), key=itemgetter(1), reverse=True)
-        for key, count in ranked[keep:]:
-            self.tally.evicted_requests += count
-            del self._counts[key]
-            self._ids.pop(key, None)
-        self.tally.evicted_templates += len(ranked) - keep
+        """Evict the rarest templates until both the count and the bytes are at half their cap."""
+        counts, tally = self._counts, self.tally
+        templates, held = self.policy.max_templates // 2, self.policy.max_bytes // 2
+        for key, count in sorted(counts.items(), key=itemgetter(1)):
+            if len(counts) <= templates and self._held <= held:
+                break
+            del counts[key]
+            ids = self._ids.pop(key, None)
+            self._held -= len(key) + (_ids_bytes(ids) if ids else 0)
+            tally.evicted_requests += count
+            tally.evicted_templates += 1
 
     @property
     def templates(self) -> int:
         """How many distinct templates the table holds."""
         return len(self._counts)
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of templates and sampled paths the table holds."""
+        return self._held
 
     def ranked(self, *, top: int | None = None, min_count: int = 1) -> list[UrlLine]:
         """The URL set: templates seen at least ``min_count`` times, most frequent first."""
