@@ -69,6 +69,10 @@ def test_a_log_becomes_a_weighted_url_set_without_secrets(tmp_path: Path) -> Non
     assert "left out 2 bad lines" in result.stderr
     assert "left out 1 not GET" in result.stderr
     assert "left out 1 with another status" in result.stderr
+    assert "give --base-url" not in result.stderr
+    relative = run_cli("paths", str(log), "-o", "-")
+    assert url_lines(relative.stdout)[0] == ("/", 3)
+    assert "the lines are paths: give --base-url" in relative.stderr
 
 
 def test_gzip_stdin_top_min_count_exclude_and_output_file(tmp_path: Path) -> None:
@@ -171,7 +175,7 @@ def test_a_full_table_and_a_forced_format_are_reported(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert url_lines(result.stdout) == [("/", 3)]
     assert "the template table was full" in result.stderr
-    assert "(raise --max-templates)" in result.stderr
+    assert "(raise --max-templates, or leave paths out with --exclude)" in result.stderr
     assert "Ids: keep." in result.stdout
     jsonl = tmp_path / "log.jsonl"
     jsonl.write_text(json.dumps({"uri": "/a", "method": "GET", "status": 200}) + "\n")

@@ -76,13 +76,18 @@ def mine_command(sources: list[str], output: Path | None, options: MineOptions) 
         sample_size=options.sample_size,
     )
     prefix = _base(options.base_url)
+    if output is not None and str(output) == "-":
+        output = None
     fields = JsonFields().with_overrides(options.json_field)
     counter = PathCounter(policy)
     reading = Reading()
     for source in sources:
         _mine(source, LogFormat(options.log_format), fields, counter, reading)
     lines = counter.ranked(top=options.top, min_count=options.min_count)
-    typer.echo(summary(counter.tally, reading, len(lines), counter.templates, output), err=True)
+    report = summary(counter.tally, reading, len(lines), counter.templates, output)
+    if not prefix and lines:
+        report += "\n  the lines are paths: give --base-url for full URLs (a urls_file needs them)"
+    typer.echo(report, err=True)
     if counter.tally.kept == 0:
         raise ConfigError(
             "found no successful GET request to write: is the input an access log (NCSA "
@@ -191,7 +196,7 @@ def summary(
         parts.append(
             f"  the template table was full: {tally.evicted_templates:,} rare templates "
             f"({tally.evicted_requests:,} requests) were dropped; counts of rare templates "
-            "are lower bounds (raise --max-templates)"
+            "are lower bounds (raise --max-templates, or leave paths out with --exclude)"
         )
     parts.extend(f"  {note}" for note in reading.notes)
     where = "standard output" if output is None else str(output)

@@ -30,7 +30,8 @@ def paths(
     ] = None,
     *,
     output: Annotated[
-        Path | None, _option("output", "Write the URL set here (default: standard output).", "-o")
+        Path | None,
+        _option("output", "Write the URL set here (default or -: standard output).", "-o"),
     ] = None,
     top: Annotated[
         int | None, _option("top", "Write only the N most frequent templates.", min=1)
