@@ -238,8 +238,8 @@ def test_nginx_combined_and_json_logs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["common", "combined", "%h %l %u %t &quot;%r&quot; %s %b %D"],
-    ids=["common", "combined", "with-duration"],
+    ["common", "combined", "%h %l %u %t &quot;%r&quot; %s %b %D", "%h %t &quot;%r&quot; %s"],
+    ids=["common", "combined", "with-duration", "status-last"],
 )
 def test_tomcat_access_log_valve(tmp_path: Path, pattern: str) -> None:
     """Tomcat's AccessLogValve, with ;jsessionid in a URL, mines the same set in any pattern."""
