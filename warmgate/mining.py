@@ -154,7 +154,7 @@ def _mine(
     source: str, log_format: LogFormat, fields: JsonFields, counter: PathCounter, reading: Reading
 ) -> None:
     name = "standard input" if source == "-" else source
-    started = time.perf_counter()
+    started, before = time.perf_counter(), reading.bytes
     with _opened(source) as raw:
         blocks = _blocks(raw)
         if raw.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined] # buffered readers
@@ -162,15 +162,16 @@ def _mine(
         chosen = log_format
         try:
             for chunk in whole_lines(_counted(blocks, reading)):
-                if chosen is LogFormat.AUTO:
-                    chosen = detect(chunk.lstrip()[:1])
+                if chosen is LogFormat.AUTO and chunk.strip():
+                    chosen = detect(chunk[:4096])
                 if chosen is LogFormat.JSON:
                     counter.add(parse_json(chunk, fields))
                 else:
                     counter.add(parse_ncsa(chunk))
         except (TruncatedError, OSError) as exc:
             # A truncated or corrupt gzip stream: keep what was read, say where it stopped.
-            reading.notes.append(f"{name}: stopped reading after {reading.bytes:,} bytes ({exc})")
+            read = reading.bytes - before
+            reading.notes.append(f"{name}: stopped reading after {read:,} bytes of log ({exc})")
     reading.seconds += time.perf_counter() - started
 
 
