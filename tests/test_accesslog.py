@@ -469,3 +469,24 @@ def test_any_bytes_are_counted_without_error(chunk: bytes, mode: IdMode) -> None
         assert line.url.isprintable()
         assert "?" not in line.url
         assert ";" not in line.url
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=600) | st.lists(st.sampled_from([b"a", b"\n", b"bc"]), max_size=80).map(b"".join),
+    cuts=st.lists(st.integers(0, 100), max_size=10),
+    level=st.integers(0, 9),
+)  # fmt: skip
+def test_reading_in_pieces_loses_and_adds_nothing(data: bytes, cuts: list[int], level: int) -> None:
+    """Re-cut into whole lines, or gzip'd and inflated in pieces, a stream comes back as it was."""
+    pieces, start = [], 0
+    for size in cuts:
+        pieces.append(data[start : start + size])
+        start += size
+    pieces.append(data[start:])
+    chunks = list(whole_lines(pieces, max_line=1000))
+    assert b"".join(chunks) == data
+    assert all(chunk.endswith(b"\n") for chunk in chunks[:-1])
+    packed = gzip.compress(data, compresslevel=level)
+    blocks = [packed[i : i + 7] for i in range(0, len(packed), 7)]
+    assert b"".join(gunzip(blocks, 50)) == data
