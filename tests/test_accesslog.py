@@ -276,7 +276,7 @@ def test_gunzip_bounds_a_bomb() -> None:
 METHODS = st.sampled_from([b"GET", b"GET", b"GET", b"POST", b"HEAD"])
 STATUSES = st.sampled_from([b"200", b"200", b"304", b"404", b"500", b"302"])
 SEGMENT = st.one_of(
-    st.sampled_from([b"order", b"customer", b"static", b"app.js", b"a-b_c"]),
+    st.sampled_from([b"order", b"customer", b"static", b"app.js", b"a-b_c", b"007"]),
     st.integers(0, 10**6).map(lambda n: b"%d" % n),
 )
 PATH = st.lists(SEGMENT, min_size=0, max_size=4).map(lambda parts: b"/" + b"/".join(parts))
@@ -490,3 +490,39 @@ def test_reading_in_pieces_loses_and_adds_nothing(data: bytes, cuts: list[int], 
     packed = gzip.compress(data, compresslevel=level)
     blocks = [packed[i : i + 7] for i in range(0, len(packed), 7)]
     assert b"".join(gunzip(blocks, 50)) == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests=st.lists(REQUEST, min_size=1, max_size=40))
+def test_range_templates_cover_every_path_seen_and_render_within_it(
+    requests: list[tuple[bytes, bytes, bytes, bytes]],
+) -> None:
+    """With --ids range, each kept path fits exactly one template, whose renderings keep its
+    shape and draw each id from the range that slot saw."""
+    counter = count(ncsa_log(requests, []), Policy(ids=IdMode.RANGE))
+    seen = {
+        path.decode()
+        for method, path, _, status in requests
+        if method == b"GET" and status in {b"200", b"304"}
+    }
+    shapes = {}
+    for line in counter.ranked():
+        pattern = re.escape(line.url)
+        slots = re.findall(r"randint\\\((\d+),(\d+)\\\)", pattern)
+        for slot, (low, high) in enumerate(slots):
+            pattern = pattern.replace(
+                re.escape(f"{{{{randint({low},{high})}}}}"),
+                f"(?P<s{slot}_{low}_{high}>[1-9][0-9]{{0,17}}|0)",
+                1,
+            )
+        shapes[line.url] = re.compile(pattern)
+    templates = Templates()
+    for url, shape in shapes.items():
+        rendered = templates.compile(url, "test").render()
+        found = shape.fullmatch(rendered)
+        assert found is not None
+        for name, value in found.groupdict().items():
+            low, high = (int(part) for part in name.split("_")[1:])
+            assert low <= int(value) <= high
+    for path in seen:
+        assert sum(1 for shape in shapes.values() if shape.fullmatch(path)) == 1
