@@ -152,7 +152,8 @@ def test_usage_errors_exit_2_with_a_sentence(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text(SHOP)
     cases = [
-        (["paths", str(tmp_path / "nope.log")], "cannot read the log"),
+        (["paths", str(log), str(tmp_path / "nope.log")], "nope.log: it does not exist"),
+        (["paths", str(tmp_path)], "it is not a file"),
         (["paths", str(log), "--exclude", "("], "--exclude '(': not a regular expression"),
         (["paths", str(log), "--json-field", "url"], "--json-field 'url': write KEY=FIELD"),
         (["paths", str(log), "--base-url", "127.0.0.1:8080"], "--base-url"),

@@ -79,6 +79,10 @@ def mine_command(sources: list[str], output: Path | None, options: MineOptions) 
     if output is not None and str(output) == "-":
         output = None
     fields = JsonFields().with_overrides(options.json_field)
+    for source in sources:  # a missing log fails before a long read of the others, not after
+        if source != "-" and not Path(source).is_file() and not Path(source).is_fifo():
+            what = "is not a file" if Path(source).exists() else "does not exist"
+            raise ConfigError(f"cannot read the log {source}: it {what}.")
     counter = PathCounter(policy)
     reading = Reading()
     for source in sources:
