@@ -114,6 +114,22 @@ def test_ids_become_a_sample_of_real_ids_by_default() -> None:
     assert urls(count(log)) == {"/order/{{choice([5,17,300])}}": 4}
 
 
+def test_an_id_may_carry_an_extension() -> None:
+    """/article/12.html and /article/345.html are one template; /v1.2 and /a.b.c are names."""
+    log = b"".join(
+        b'h - - [t] "GET %s HTTP/1.1" 200 1\n' % path
+        for path in (b"/article/12.html", b"/article/345.html", b"/api/1.2", b"/api/2.2",
+                     b"/f/3.tar.gz", b"/f/4.tar.gz")
+    )  # fmt: skip
+    assert urls(count(log)) == {
+        "/article/{{choice([12,345])}}.html": 2,
+        "/api/1.2": 1,
+        "/api/2.2": 1,
+        "/f/3.tar.gz": 1,
+        "/f/4.tar.gz": 1,
+    }
+
+
 def test_range_mode_writes_randint_over_the_range_seen() -> None:
     """--ids range writes randint(LOW,HIGH) per slot; a slot that never varied stays literal."""
     log = b"".join(
@@ -276,7 +292,7 @@ def test_gunzip_bounds_a_bomb() -> None:
 METHODS = st.sampled_from([b"GET", b"GET", b"GET", b"POST", b"HEAD"])
 STATUSES = st.sampled_from([b"200", b"200", b"304", b"404", b"500", b"302"])
 SEGMENT = st.one_of(
-    st.sampled_from([b"order", b"customer", b"static", b"app.js", b"a-b_c", b"007"]),
+    st.sampled_from([b"order", b"customer", b"static", b"app.js", b"a-b_c", b"007", b"9.html"]),
     st.integers(0, 10**6).map(lambda n: b"%d" % n),
 )
 PATH = st.lists(SEGMENT, min_size=0, max_size=4).map(lambda parts: b"/" + b"/".join(parts))
@@ -512,7 +528,7 @@ def test_range_templates_cover_every_path_seen_and_render_within_it(
         for slot, (low, high) in enumerate(slots):
             pattern = pattern.replace(
                 re.escape(f"{{{{randint({low},{high})}}}}"),
-                f"(?P<s{slot}_{low}_{high}>[1-9][0-9]{{0,17}}|0)",
+                f"(?P<s{slot}_{low}_{high}>[1-9][0-9]{{0,17}}|0)",  # the id alone
                 1,
             )
         shapes[line.url] = re.compile(pattern)

@@ -11,8 +11,9 @@ Theory of operation: :class:`PathCounter` is fed the requests of one chunk of lo
    secret in a log must not land in a config. A path holding something token-like (a UUID, a
    long run of letters mixed with digits) is left out whole, and so is one that is not plain
    printable ASCII, or holds ``{``/``}`` (they would read as template markup).
-3. **Ids become templates** (:class:`IdMode`): a path segment of decimal digits is an id slot,
-   so ``/order/12345`` and ``/order/7`` count together as ``/order/{id}``. ``sample`` (the
+3. **Ids become templates** (:class:`IdMode`): a path segment of decimal digits (perhaps before
+   an extension, ``/4711.html``) is an id slot, so ``/order/12345`` and ``/order/7`` count
+   together as ``/order/{id}``. ``sample`` (the
    default) writes up to ``sample_size`` real ids seen, chosen at random per request
    (``{{choice([7,12345])}}``); several slots are sampled together, so a customer's invoice
    number is never paired with another customer. ``range`` writes ``{{randint(LOW,HIGH)}}``
@@ -42,8 +43,9 @@ from operator import itemgetter
 from warmgate.accesslog import Parsed
 from warmgate.errors import ConfigError
 
-ID_SLOT = re.compile(rb"/([1-9][0-9]{0,17}|0)(?=/|$)")
-"""A path segment that is a decimal id (no leading zeros: ``/007`` is a name, not a number)."""
+ID_SLOT = re.compile(rb"/([1-9][0-9]{0,17}|0)(?=(?:\.[A-Za-z][A-Za-z0-9]{0,4})?(?:/|\Z))")
+"""A path segment that is a decimal id, alone or before an extension (``/4711``,
+``/4711.html``); without leading zeros: ``/007`` is a name, not a number."""
 LONG_RUN = re.compile(rb"[A-Za-z0-9_-]{20,}")
 """20 or more letters, digits, ``-`` and ``_``: token-like when it mixes letters and digits (a
 session id, an API key, a reset token, a JWT part) or is a UUID."""
@@ -56,7 +58,7 @@ NOT_PLAIN = re.compile(rb"[^!#-\[\]-z|~\n]")
 PATH_PARAMETER = re.compile(rb";")
 NOT_ROOTED = re.compile(rb"\n[^/]")
 """The start of a target that is not a path (absolute-form); the first target is checked apart."""
-ID_SLOTS = re.compile(rb"/(?:[1-9][0-9]{0,17}|0)(?=[/\n]|\Z)")
+ID_SLOTS = re.compile(rb"/(?:[1-9][0-9]{0,17}|0)(?=(?:\.[A-Za-z][A-Za-z0-9]{0,4})?(?:[/\n]|\Z))")
 PATH_PARAMETERS = re.compile(rb";[^/]*")
 ABSOLUTE_FORM = re.compile(rb"[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
 SLOT = b"\x00"
