@@ -22,6 +22,7 @@ import typer
 from warmgate import __version__, signals
 from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateError
 from warmgate.inject_cli import inject, uninject
+from warmgate.paths_cli import paths
 
 F = TypeVar("F", bound=Callable[..., Any])
 LogFormat = Literal["auto", "json", "human"]
@@ -332,6 +333,7 @@ def schema(
 # inject and uninject only map flags onto warmgate.inject; their options live beside them.
 app.command()(reports_errors(inject))
 app.command()(reports_errors(uninject))
+app.command()(reports_errors(paths))
 
 
 def main() -> None:
