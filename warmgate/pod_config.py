@@ -21,12 +21,16 @@ naming the annotation; the webhook then admits the pod unmutated. Pure: no I/O, 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warmgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from warmgate.templating import Templates
 
 CONFIG_MAP = "warmgate.io/config"
 """Annotation naming the ConfigMap that holds the pod's config."""
@@ -148,14 +152,22 @@ def _typed(key: str, value: str, kind: Any) -> Any:
     return value
 
 
+@functools.cache
+def _templates() -> Templates:
+    """One sandbox for every review: building Jinja2's environment costs more than a review."""
+    from warmgate.templating import Templates
+
+    return Templates(files=False)
+
+
 def _check_template(url: str, where: str) -> None:
-    from warmgate.templating import Templates, referenced_names
+    from warmgate.templating import referenced_names
 
     key = "warmgate.io/url"
     try:
         reading = referenced_names(url) & FILE_FUNCTIONS
         if not reading:
-            Templates(files=False).compile(url, where)
+            _templates().compile(url, where)
     except ConfigError as exc:
         raise InvalidAnnotationError(key, str(exc)) from None
     if reading:
