@@ -2,7 +2,7 @@
 
 The schemas ship inside the kubernetes-validate package (no network needed). Validation is
 strict (unknown fields are errors) for the oldest Kubernetes with native sidecars on by default
-(1.29) and for the newest the package knows. Custom resources such as the Prometheus Operator's
+(1.29), the one where they are GA (1.33) and the newest the package knows. Custom resources such as the Prometheus Operator's
 PodMonitor have no schema there: they are checked by hand against the pods they select.
 """
 
@@ -31,9 +31,15 @@ OPERATOR = K8S / "variants" / "prometheus-operator"
 OPENSHIFT = K8S / "variants" / "openshift"
 EXAMPLES = REPO / "examples"
 SAMPLES = REPO / "tests" / "samples"
-VERSIONS = (
-    "1.29",
-    kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
+VERSIONS = tuple(
+    sorted(
+        {
+            "1.29",
+            "1.33",
+            kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
+        },
+        key=lambda version: tuple(int(part) for part in version.split(".")),
+    )
 )
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PodMonitor"),

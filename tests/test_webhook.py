@@ -1,8 +1,8 @@
 """`warmgate webhook` as the API server meets it: a real subprocess over TLS on port 0.
 
 Certificates come from trustme. The patched pods are checked the way the cluster would: strict
-Kubernetes schemas (1.29, 1.33 and the newest the validator knows) and Go's decoding through
-kubectl.
+Kubernetes schemas (1.29, 1.33 and the newest the validator knows: tests/test_k8s_manifests.py's
+``VERSIONS``) and Go's decoding through kubectl.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +27,7 @@ from tests.helpers import WarmgateProcess, poll
 from tests.kubectl import assert_go_reads_as_python
 from tests.pss import violations
 from tests.reviews import deployment_pod, patched, request, with_sidecars
+from tests.test_k8s_manifests import validate
 from warmgate.inject import INLINE_CONFIG
 from warmgate.yaml_stream import dump
 
@@ -37,13 +37,6 @@ INLINE = ENABLED | {
     "warmgate.io/concurrency": "16",
     "warmgate.io/p95": "200ms",
 }
-SCHEMA_VERSIONS = sorted(
-    {
-        "1.29",
-        "1.33",
-        kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
-    }
-)
 
 
 def write_pair(cert: trustme.LeafCert, directory: Path, cert_name: str = "tls.crt") -> None:
@@ -142,12 +135,7 @@ def client(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def check_like_the_cluster(pod: dict[str, Any], where: str) -> None:
     """``pod`` is valid Kubernetes for every version checked, and kubectl reads it as we do."""
-    for version in SCHEMA_VERSIONS:
-        try:
-            kubernetes_validate.validate(pod, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(part) for part in exc.path)
-            pytest.fail(f"{where} is not valid Kubernetes {version}: {path}: {exc.message}")
+    validate(pod, where)
     assert_go_reads_as_python(dump(pod), where)
 
 

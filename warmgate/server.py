@@ -29,11 +29,14 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from warmgate.errors import ServeError
+
+if TYPE_CHECKING:
+    from warmgate.logs import Log
 
 StatusSource = Callable[[], tuple[bool, str, dict[str, Any]]]
 """Returns ``(ready, reason, status_json)`` for the current moment."""
@@ -285,7 +288,11 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     )
     bound = endpoint.start(listener)
     log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
+    serve_until_signalled(endpoint, log)
 
+
+def serve_until_signalled(endpoint: Endpoint, log: Log) -> None:
+    """Keep ``endpoint`` serving until SIGTERM or SIGINT, then stop it and say so."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

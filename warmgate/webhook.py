@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import ssl
 import threading
 import time
@@ -34,7 +33,7 @@ from warmgate.admission import MalformedReviewError, Outcome, admit, parse_revie
 from warmgate.errors import ServeError
 from warmgate.inject import InjectOptions
 from warmgate.pod_config import CONFIG_MAP, INLINE
-from warmgate.server import Endpoint, Reporter, listen
+from warmgate.server import Endpoint, Reporter, listen, serve_until_signalled
 
 ANNOTATION_PATH = "/mutate"
 """Reviews from the entry that sends pods annotated ``warmgate.io/inject: enabled``."""
@@ -194,15 +193,7 @@ def serve_webhook(
     )
     bound = endpoint.start(listener)
     log.event("listening", f"answering admission reviews on port {bound}", host=host, port=bound)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        endpoint.stop()
-        log.event("stop", "stopped", at=time.time())
+    serve_until_signalled(endpoint, log)
 
 
 def _prepare() -> None:
