@@ -23,7 +23,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import WarmgateProcess, poll
+from tests.helpers import WarmgateProcess, poll, run_cli
 from tests.kubectl import assert_go_reads_as_python
 from tests.pss import violations
 from tests.reviews import deployment_pod, patched, request, with_sidecars
@@ -310,3 +310,21 @@ def test_certificate_rotation_while_serving_fails_no_admission(tmp_path: Path) -
         assert client.metric("warmgate_webhook_certificate_loads_total", result="loaded") >= 2
         assert client.metric("warmgate_webhook_certificate_loads_total", result="failed") >= 1
         process.wait_for(lambda e: "loaded the new certificate" in e.get("message", ""))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"],
+         "--tls-cert/--tls-key: cannot load"),
+        (["--tls-cert", "x", "--tls-key", "y", "--sidecar-port", "70000"], "--sidecar-port"),
+        (["--tls-cert", "x", "--tls-key", "y", "--memory-limit", "lots"], "--memory-limit"),
+    ],
+    ids=["no-certificate", "sidecar-port", "memory-limit"],
+)  # fmt: skip
+def test_a_webhook_that_cannot_start_says_why_and_exits_2(args: list[str], words: str) -> None:
+    """Unreadable certificates and bad sidecar options: exit 2, one sentence, no traceback."""
+    result = run_cli("webhook", *args, "--port", "0")
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 import typer
 
 
-def _option(name: str, help: str) -> Any:
+def _option(name: str, help: str, **kw: Any) -> Any:
     return typer.Option(
-        "--" + name.replace("_", "-"), envvar=f"WARMGATE_WEBHOOK_{name.upper()}", help=help
+        "--" + name.replace("_", "-"), envvar=f"WARMGATE_WEBHOOK_{name.upper()}", help=help, **kw
     )
 
 
@@ -20,14 +20,17 @@ def webhook(
     *,
     tls_cert: Annotated[Path, _option("tls_cert", "PEM certificate chain (reloaded on change).")],
     tls_key: Annotated[Path, _option("tls_key", "PEM private key (reloaded on change).")],
-    port: Annotated[int, _option("port", "Port to answer reviews on (0: any free port).")] = 8443,
+    port: Annotated[
+        int, _option("port", "Port to answer reviews on (0: any free port).", min=0, max=65535)
+    ] = 8443,
     host: Annotated[str, _option("host", "Address to listen on.")] = "0.0.0.0",  # noqa: S104 - the API server calls the pod IP
     image: Annotated[str | None, _option("image", "warmgate image the sidecar runs.")] = None,
     config_map: Annotated[
         str, _option("config_map", "ConfigMap for pods that name no config in annotations.")
     ] = "warmgate",
     sidecar_port: Annotated[
-        int | None, _option("sidecar_port", "Port of the sidecar's /readyz (default 8099).")
+        int | None,
+        _option("sidecar_port", "Port of the sidecar's /readyz (default 8099).", min=1, max=65535),
     ] = None,
     cpu_request: Annotated[str | None, _option("cpu_request", "Sidecar CPU request.")] = None,
     memory_request: Annotated[
