@@ -306,3 +306,13 @@ def test_every_answer_allows_and_a_second_pass_never_patches(
         assert again.patch == ()
     else:
         assert after == pod
+
+
+def test_uninject_takes_out_exactly_what_the_webhook_put_in() -> None:
+    """The patched pod, inline config included, goes back to the received pod through uninject."""
+    from warmgate.uninject import uninject_object
+
+    pod = with_sidecars(deployment_pod(ENABLED | {"warmgate.io/url": URL}))
+    _, after = decide(pod)
+    assert INLINE_CONFIG in after["metadata"]["annotations"]
+    assert uninject_object(after).obj == pod
