@@ -28,6 +28,7 @@ from tests.kubectl import assert_go_reads_as_python
 from tests.pss import violations
 from tests.reviews import deployment_pod, patched, request, with_sidecars
 from tests.test_k8s_manifests import validate
+from tests.test_prometheus import promtool_check
 from warmgate.inject import INLINE_CONFIG
 from warmgate.yaml_stream import dump
 
@@ -328,3 +329,13 @@ def test_a_webhook_that_cannot_start_says_why_and_exits_2(args: list[str], words
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_webhook_metrics_pass_promtool(client: Client) -> None:
+    """/metrics of the webhook, after reviews of every outcome, is lint-clean for promtool."""
+    client.review(request(deployment_pod(INLINE)))
+    client.review(request(deployment_pod(ENABLED | {"warmgate.io/p95": "1s"})))
+    client.post("/mutate", b"not a review")
+    _, text = client.get("/metrics")
+    assert "warmgate_webhook_invalid_annotations_total" in text
+    promtool_check(text)

@@ -64,6 +64,8 @@ class Decision:
     patch: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
     invalid_annotation: str = ""
+    pod: str = ""
+    """The pod as a person knows it (``pod shop/web-7c9f8d5b4-*``), for the log."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def decide(
     import jsonpatch
 
     patch = tuple(jsonpatch.make_patch(pod, injected.obj).patch)
-    return Decision(Outcome.MUTATED if patch else Outcome.SKIPPED, patch)
+    return Decision(Outcome.MUTATED if patch else Outcome.SKIPPED, patch, pod=name)
 
 
 def _opted_in_pod(

@@ -154,7 +154,7 @@ class Webhook:
             self.invalid.labels(annotation=label if label in INVALID_LABELS else "other").inc()
         self.latency.observe(time.perf_counter() - started)
         if decision.outcome is not Outcome.SKIPPED or decision.warnings:
-            detail = "; ".join(decision.warnings) or "patched"
+            detail = "; ".join(decision.warnings) or f"{decision.pod}: warmgate added"
             self.report(f"{decision.outcome.value} {review.uid}: {detail}")
         return 200, answer, "application/json"
 
