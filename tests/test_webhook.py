@@ -339,3 +339,15 @@ def test_the_webhook_metrics_pass_promtool(client: Client) -> None:
     _, text = client.get("/metrics")
     assert "warmgate_webhook_invalid_annotations_total" in text
     promtool_check(text)
+
+
+def test_the_inline_config_is_one_the_sidecar_accepts(client: Client, tmp_path: Path) -> None:
+    """The annotation the downwardAPI volume mounts passes `warmgate validate`, as the sidecar reads it."""
+    pod = deployment_pod(INLINE | {"warmgate.io/on-timeout": "fail", "warmgate.io/p99": "1s"})
+    after = patched(copy.deepcopy(pod), client.review(request(pod)))
+    config = tmp_path / "warmgate.yaml"
+    config.write_text(after["metadata"]["annotations"][INLINE_CONFIG])
+    result = run_cli("validate", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    for words in ("ramp from 1 to 16 in flight", "p95 <= 200ms, p99 <= 1s", "fail closed"):
+        assert words in result.stdout
