@@ -112,7 +112,9 @@ def _reason(exc: Exception) -> str:
 class Webhook:
     """Answers AdmissionReviews on the POST routes and counts them."""
 
-    def __init__(self, options: InjectOptions, registry: CollectorRegistry, report: Reporter):
+    def __init__(
+        self, options: InjectOptions, registry: CollectorRegistry, report: Reporter
+    ) -> None:
         self.options = options
         self.report = report
         self.admissions = Counter(
