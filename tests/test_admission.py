@@ -20,11 +20,13 @@ from warmgate.admission import (
     response,
 )
 from warmgate.inject import INLINE_CONFIG, MARKER, InjectOptions, inject_object
-from warmgate.pod_config import MAX_ANNOTATION_CHARS, InvalidAnnotationError, pod_config
+from warmgate.pod_config import INLINE, MAX_ANNOTATION_CHARS, InvalidAnnotationError, pod_config
+from warmgate.templating import referenced_names
 
 OPTIONS = InjectOptions(config_map="warmgate")
 ENABLED = {"warmgate.io/inject": "enabled"}
 URL = "http://127.0.0.1:8080/items/{{ randint(1, 1000) }}"
+INLINE_KEYS = sorted(INLINE)
 JOB_OWNER = {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly-1", "uid": "u",
              "controller": True}  # fmt: skip
 
@@ -316,3 +318,29 @@ def test_uninject_takes_out_exactly_what_the_webhook_put_in() -> None:
     _, after = decide(pod)
     assert INLINE_CONFIG in after["metadata"]["annotations"]
     assert uninject_object(after).obj == pod
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["warmgate.io/config", *INLINE_KEYS]),
+        st.one_of(st.text(max_size=200), st.sampled_from(["{{ line('x') }}", "{{", "{% for %}"])),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_annotation_text_is_a_config_or_an_invalid_annotation(
+    annotations: dict[str, str],
+) -> None:
+    """pod_config never fails any other way, and an accepted inline config never reads files."""
+    import yaml
+
+    outcome: Any
+    try:
+        outcome = pod_config(annotations)
+    except InvalidAnnotationError as exc:
+        outcome = exc
+    if isinstance(outcome, InvalidAnnotationError):
+        assert outcome.annotation in annotations
+        return
+    assert not (outcome.config_map and outcome.inline)
+    for target in yaml.safe_load(outcome.inline or "{}").get("targets", []):
+        assert "line" not in referenced_names(target["http"]["url"])
