@@ -12,6 +12,7 @@ import copy
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -320,8 +321,9 @@ def test_certificate_rotation_while_serving_fails_no_admission(tmp_path: Path) -
          "--tls-cert/--tls-key: cannot load"),
         (["--tls-cert", "x", "--tls-key", "y", "--sidecar-port", "70000"], "--sidecar-port"),
         (["--tls-cert", "x", "--tls-key", "y", "--memory-limit", "lots"], "--memory-limit"),
+        (["--tls-cert", "x", "--tls-key", "y", "--drain", "soon"], "--drain: 'soon' is not a duration"),
     ],
-    ids=["no-certificate", "sidecar-port", "memory-limit"],
+    ids=["no-certificate", "sidecar-port", "memory-limit", "drain"],
 )  # fmt: skip
 def test_a_webhook_that_cannot_start_says_why_and_exits_2(args: list[str], words: str) -> None:
     """Unreadable certificates and bad sidecar options: exit 2, one sentence, no traceback."""
@@ -351,3 +353,17 @@ def test_the_inline_config_is_one_the_sidecar_accepts(client: Client, tmp_path: 
     assert result.returncode == 0, result.stderr
     for words in ("ramp from 1 to 16 in flight", "p95 <= 200ms, p99 <= 1s", "fail closed"):
         assert words in result.stdout
+
+
+def test_after_sigterm_the_webhook_drains_then_stops(ca: trustme.CA, tmp_path: Path) -> None:
+    """First SIGTERM: still answering, /readyz 503; a second signal ends the drain: exit 0."""
+    write_pair(ca.issue_cert("127.0.0.1"), tmp_path)
+    with webhook(tmp_path, "--drain", "5m") as process:
+        client = Client(process.port(), ca)
+        process.process.send_signal(signal.SIGTERM)
+        process.wait_for(lambda e: e.get("event") == "draining")
+        status, reason = client.get("/readyz")
+        assert status == 503
+        assert "stopping" in reason
+        answer = client.review(request(deployment_pod(INLINE)))
+        assert "patch" in answer["response"]

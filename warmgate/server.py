@@ -291,14 +291,27 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     serve_until_signalled(endpoint, log)
 
 
-def serve_until_signalled(endpoint: Endpoint, log: Log) -> None:
-    """Keep ``endpoint`` serving until SIGTERM or SIGINT, then stop it and say so."""
+def serve_until_signalled(
+    endpoint: Endpoint, log: Log, drain: float = 0.0, draining: threading.Event | None = None
+) -> None:
+    """Keep ``endpoint`` serving until SIGTERM or SIGINT, then stop it and say so.
+
+    With ``drain``, the first signal sets ``draining`` and serving goes on for that many seconds
+    (clients still routed here get answers while they learn it is going), or until a second
+    signal.
+    """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             pass
+        if drain > 0:
+            stop.clear()
+            if draining is not None:
+                draining.set()
+            log.event("draining", f"still answering for {drain:g}s before stopping")
+            stop.wait(drain)
     finally:
         endpoint.stop()
         log.event("stop", "stopped", at=time.time())

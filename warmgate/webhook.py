@@ -169,8 +169,9 @@ def serve_webhook(
     host: str,
     port: int,
     log_format: str = "auto",
+    drain: float = 0.0,
 ) -> None:
-    """``webhook``: answer admission reviews until SIGTERM/SIGINT."""
+    """``webhook``: answer admission reviews until SIGTERM/SIGINT, then for ``drain`` seconds."""
     from warmgate.logs import Log
     from warmgate.secrets import Secrets
 
@@ -186,8 +187,9 @@ def serve_webhook(
     )
     webhook = Webhook(options, registry, lambda line: log.event("admission", line))
     listener = listen(host, port)
+    draining = threading.Event()
     endpoint = Endpoint(
-        lambda: _readiness(certificates),
+        lambda: _readiness(certificates, draining),
         lambda: generate_latest(registry),
         report=lambda line: log.event("endpoint", line),
         post=webhook.post,
@@ -195,7 +197,7 @@ def serve_webhook(
     )
     bound = endpoint.start(listener)
     log.event("listening", f"answering admission reviews on port {bound}", host=host, port=bound)
-    serve_until_signalled(endpoint, log)
+    serve_until_signalled(endpoint, log, drain, draining)
 
 
 def _prepare() -> None:
@@ -208,7 +210,11 @@ def _prepare() -> None:
     del jsonpatch, jinja2, cli, loading
 
 
-def _readiness(certificates: CertificateFiles) -> tuple[bool, str, dict[str, Any]]:
+def _readiness(
+    certificates: CertificateFiles, draining: threading.Event
+) -> tuple[bool, str, dict[str, Any]]:
     loaded = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(certificates.loaded_at))
     status = {"certificate": str(certificates.cert), "loaded_at": loaded, "pid": os.getpid()}
+    if draining.is_set():
+        return False, "stopping: still answering reviews until the drain ends", status
     return True, f"ready: answering admission reviews; certificate loaded at {loaded}", status

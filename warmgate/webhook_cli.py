@@ -40,20 +40,35 @@ def webhook(
     run_as_user: Annotated[
         str | None, _option("run_as_user", "Sidecar user id; none leaves it to OpenShift.")
     ] = None,
+    drain: Annotated[
+        str, _option("drain", "After SIGTERM, keep answering (not ready) this long, e.g. 5s.")
+    ] = "0s",
     log_format: Annotated[
         Literal["auto", "json", "human"], _option("log_format", "auto, json or human.")
     ] = "auto",
 ) -> None:
     """Mutating admission webhook: add warmgate to pods that opt in (TLS; see k8s/webhook/)."""
+    from warmgate.errors import ConfigError
     from warmgate.inject import InjectOptions
+    from warmgate.units import parse_duration
     from warmgate.webhook import serve_webhook
 
     given: dict[str, Any] = {"image": image, "port": sidecar_port, "cpu_request": cpu_request,
                              "memory_request": memory_request, "memory_limit": memory_limit,
                              "run_as_user": run_as_user}  # fmt: skip
+    try:
+        drain_seconds = parse_duration(drain)
+    except ValueError as exc:
+        raise ConfigError(f"--drain: {exc}.") from None
     options = InjectOptions(
         config_map=config_map, **{key: value for key, value in given.items() if value is not None}
     )
     serve_webhook(
-        options, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port, log_format=log_format
+        options,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        host=host,
+        port=port,
+        log_format=log_format,
+        drain=drain_seconds,
     )
