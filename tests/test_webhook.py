@@ -356,7 +356,7 @@ def test_the_inline_config_is_one_the_sidecar_accepts(client: Client, tmp_path: 
 
 
 def test_after_sigterm_the_webhook_drains_then_stops(ca: trustme.CA, tmp_path: Path) -> None:
-    """First SIGTERM: still answering, /readyz 503; a second signal ends the drain: exit 0."""
+    """First SIGTERM: still answering (closing each connection), /readyz 503; a second signal ends it."""
     write_pair(ca.issue_cert("127.0.0.1"), tmp_path)
     with webhook(tmp_path, "--drain", "5m") as process:
         client = Client(process.port(), ca)
@@ -365,5 +365,10 @@ def test_after_sigterm_the_webhook_drains_then_stops(ca: trustme.CA, tmp_path: P
         status, reason = client.get("/readyz")
         assert status == 503
         assert "stopping" in reason
-        answer = client.review(request(deployment_pod(INLINE)))
-        assert "patch" in answer["response"]
+        kept_alive = client.connection()
+        review = request(deployment_pod(INLINE))
+        kept_alive.request("POST", "/mutate", json.dumps(review).encode())
+        answer = kept_alive.getresponse()
+        assert answer.getheader("Connection") == "close"
+        assert "patch" in json.loads(answer.read())["response"]
+        kept_alive.close()

@@ -118,6 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if self.server.endpoint.draining.is_set():
+            # Going away: make kept-alive clients open their next connection elsewhere.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -223,6 +227,8 @@ class Endpoint:
         self.liveness = liveness
         self.post = post
         self.tls = tls
+        self.draining = threading.Event()
+        """Set once the process is going away (see :func:`serve_until_signalled`)."""
         self.report: Reporter = report or (lambda _line: None)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -291,14 +297,12 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     serve_until_signalled(endpoint, log)
 
 
-def serve_until_signalled(
-    endpoint: Endpoint, log: Log, drain: float = 0.0, draining: threading.Event | None = None
-) -> None:
+def serve_until_signalled(endpoint: Endpoint, log: Log, drain: float = 0.0) -> None:
     """Keep ``endpoint`` serving until SIGTERM or SIGINT, then stop it and say so.
 
-    With ``drain``, the first signal sets ``draining`` and serving goes on for that many seconds
-    (clients still routed here get answers while they learn it is going), or until a second
-    signal.
+    With ``drain``, the first signal sets ``endpoint.draining`` and serving goes on for that many
+    seconds, each answer closing its connection (clients still routed here get answers while
+    they learn it is going), or until a second signal.
     """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -308,8 +312,7 @@ def serve_until_signalled(
             pass
         if drain > 0:
             stop.clear()
-            if draining is not None:
-                draining.set()
+            endpoint.draining.set()
             log.event("draining", f"still answering for {drain:g}s before stopping")
             stop.wait(drain)
     finally:

@@ -187,9 +187,8 @@ def serve_webhook(
     )
     webhook = Webhook(options, registry, lambda line: log.event("admission", line))
     listener = listen(host, port)
-    draining = threading.Event()
     endpoint = Endpoint(
-        lambda: _readiness(certificates, draining),
+        lambda: _readiness(certificates, endpoint.draining),
         lambda: generate_latest(registry),
         report=lambda line: log.event("endpoint", line),
         post=webhook.post,
@@ -197,7 +196,7 @@ def serve_webhook(
     )
     bound = endpoint.start(listener)
     log.event("listening", f"answering admission reviews on port {bound}", host=host, port=bound)
-    serve_until_signalled(endpoint, log, drain, draining)
+    serve_until_signalled(endpoint, log, drain)
 
 
 def _prepare() -> None:
