@@ -162,6 +162,7 @@ def test_inline_annotations_become_the_config_in_the_pods_own_annotation() -> No
         "targets": [{"http": {"url": URL}}],
         "load": {"concurrency": 16},
         "gate": {"p95": "200ms", "on_timeout": "ready"},
+        "template_files": False,
     }
     [item] = config_volume(after)["downwardAPI"]["items"]
     assert item == {
@@ -344,3 +345,18 @@ def test_any_annotation_text_is_a_config_or_an_invalid_annotation(
     assert not (outcome.config_map and outcome.inline)
     for target in yaml.safe_load(outcome.inline or "{}").get("targets", []):
         assert "line" not in referenced_names(target["http"]["url"])
+
+
+def test_a_config_without_template_files_refuses_line_in_the_sidecar_too() -> None:
+    """template_files: false (what the webhook writes) makes the sidecar's own compile refuse line()."""
+    from warmgate.errors import TemplateError
+    from warmgate.loading import load_config
+    from warmgate.targets import compile_targets
+
+    source = "http://127.0.0.1:8080/{{ line('/etc/hostname') }}"
+    overrides = {"targets": [{"http": {"url": source}}], "template_files": False}
+    config, _ = load_config(None, overrides, environ={})
+    with pytest.raises(TemplateError, match="'line' is undefined"):
+        compile_targets(config)
+    allowed, _ = load_config(None, {"targets": [{"http": {"url": source}}]}, environ={})
+    assert compile_targets(allowed)

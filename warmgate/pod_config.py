@@ -8,7 +8,8 @@ Theory of operation: a pod names its config in one of two ways.
   a line) and a few gate settings. They map one-to-one onto the command-line flags of the same
   names (:data:`warmgate.cli.PLAN_FLAGS`), are laid into a config exactly as those flags are, and
   validated with the same model; the result travels as YAML in the pod's annotation
-  :data:`~warmgate.inject.INLINE_CONFIG`.
+  :data:`~warmgate.inject.INLINE_CONFIG`, with ``template_files: false`` so that the sidecar
+  refuses file reads too.
 
 Neither: the webhook's default ConfigMap. Both: a mistake, since one would be silently ignored.
 
@@ -119,7 +120,8 @@ def inline_config(inline: Mapping[str, str]) -> str:
         )  # fmt: skip
     for index, url in enumerate(values["url"]):
         _check_template(url, f"line {index + 1}")
-    overrides = overrides_from_flags(values)
+    # The sidecar compiles these templates again; it must refuse file reads there too.
+    overrides = {**overrides_from_flags(values), "template_files": False}
     try:
         load_config(None, overrides, environ={})
     except ConfigError as exc:

@@ -32,7 +32,7 @@ class CompiledTarget:
 
 def compile_targets(config: Config) -> list[CompiledTarget]:
     """Compile every target's templates; raises TemplateError naming the field."""
-    templates = Templates()
+    templates = Templates(files=config.template_files)
     compiled = []
     for index, target in enumerate(config.targets):
         where = f"targets[{index}]"
