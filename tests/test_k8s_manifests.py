@@ -2,7 +2,7 @@
 
 The schemas ship inside the kubernetes-validate package (no network needed). Validation is
 strict (unknown fields are errors) for the oldest Kubernetes with native sidecars on by default
-(1.29) and for the newest the package knows. Custom resources such as the Prometheus Operator's
+(1.29), the one where they are GA (1.33) and the newest the package knows. Custom resources such as the Prometheus Operator's
 PodMonitor have no schema there: they are checked by hand against the pods they select.
 """
 
@@ -31,13 +31,21 @@ OPERATOR = K8S / "variants" / "prometheus-operator"
 OPENSHIFT = K8S / "variants" / "openshift"
 EXAMPLES = REPO / "examples"
 SAMPLES = REPO / "tests" / "samples"
-VERSIONS = (
-    "1.29",
-    kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
+VERSIONS = tuple(
+    sorted(
+        {
+            "1.29",
+            "1.33",
+            kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()),
+        },
+        key=lambda version: tuple(int(part) for part in version.split(".")),
+    )
 )
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("cert-manager.io/v1", "Issuer"),
 }
 """Kinds whose schemas are not Kubernetes' own (CRDs): checked by hand below."""
 HARDENED = {
@@ -112,10 +120,17 @@ def test_the_schemas_ship_inside_the_package() -> None:
         assert (strict / "_definitions.json").is_file(), strict
 
 
+def kustomize_patches(directory: Path) -> list[Path]:
+    """The patch files a kustomization (or component) names."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    patches = kustomization.get("patches", [])
+    return [(directory / patch["path"]).resolve() for patch in patches if "path" in patch]
+
+
 def test_every_manifest_file_is_listed_in_its_kustomization() -> None:
     """No YAML file under k8s/ is left out of the kustomization next to it, and none is missing."""
     for directory in kustomize_dirs():
-        listed = set(kustomize_resources(directory))
+        listed = {*kustomize_resources(directory), *kustomize_patches(directory)}
         assert all(path.is_file() for path in listed), listed
         here = {p.resolve() for p in directory.glob("*.yaml") if p.name != "kustomization.yaml"}
         assert here <= listed, f"{directory} has files its kustomization.yaml omits"
@@ -148,14 +163,20 @@ def test_the_validator_rejects_what_kubernetes_would() -> None:
         kubernetes_validate.validate(deployment, VERSIONS[0], strict=True)
 
 
-def test_the_only_custom_resources_are_the_pod_monitor_and_the_rules() -> None:
-    """CRDs have no schema in the package; each one present must be checked by hand below."""
+def test_the_only_custom_resources_are_the_pod_monitor_the_rules_and_the_certificate() -> None:
+    """CRDs have no schema in the package; each one present must be checked by hand (below, and
+    in tests/test_webhook_manifests.py)."""
     custom = sorted(
         (obj["kind"], obj["metadata"]["name"])
         for _, obj in manifest_objects()
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS
     )
-    assert custom == [("PodMonitor", "heritage-app-warmgate"), ("PrometheusRule", "warmgate")]
+    assert custom == [
+        ("Certificate", "warmgate-webhook"),
+        ("Issuer", "warmgate-webhook"),
+        ("PodMonitor", "heritage-app-warmgate"),
+        ("PrometheusRule", "warmgate"),
+    ]
 
 
 @functools.cache

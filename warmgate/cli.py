@@ -1,5 +1,5 @@
 """The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
-``schema``, ``inject`` and ``uninject``.
+``schema``, ``inject``, ``uninject`` and ``webhook``.
 
 This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
 reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read ``WARMGATE_INJECT_<NAME>``),
@@ -23,6 +23,7 @@ from warmgate import __version__, signals
 from warmgate.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateError
 from warmgate.inject_cli import inject, uninject
 from warmgate.paths_cli import paths
+from warmgate.webhook_cli import webhook
 
 F = TypeVar("F", bound=Callable[..., Any])
 LogFormat = Literal["auto", "json", "human"]
@@ -330,10 +331,11 @@ def schema(
     typer.echo(markdown_reference() if markdown else json_schema_text(), nl=False)
 
 
-# inject and uninject only map flags onto warmgate.inject; their options live beside them.
+# inject, uninject and webhook only map flags onto their modules; their options live beside them.
 app.command()(reports_errors(inject))
 app.command()(reports_errors(uninject))
 app.command()(reports_errors(paths))
+app.command()(reports_errors(webhook))
 
 
 def main() -> None:

@@ -627,6 +627,11 @@ class Config(_Model):
     log_format: Literal["auto", "json", "human"] = Field(
         "auto", description="auto: human on a terminal, JSON lines otherwise."
     )
+    template_files: bool = Field(
+        True,
+        description="Whether templates may read files with line(); the admission webhook "
+        "writes false into configs it builds from pod annotations.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,9 @@ gets four things in its pod template:
   ``warmgate prime``; appended after the existing init containers, so it starts last, right
   before the app;
 - the status volume (an ``emptyDir``) mounted at ``/warmgate``;
-- the config volume: a ConfigMap whose ``warmgate.yaml`` key is passed with ``--config``;
+- the config volume: a ConfigMap whose ``warmgate.yaml`` key is passed with ``--config``, or with
+  ``inline_config`` a ``downwardAPI`` volume that reads the config from the pod's own annotation
+  :data:`INLINE_CONFIG` (the admission webhook writes it from validated annotations);
 - the annotation :data:`MARKER`, which says inject added them.
 
 Nothing else changes. Running inject again over its own output rebuilds these from the options
@@ -59,6 +61,8 @@ RUN_AS = 65532
 """The image's numeric non-root user and group."""
 MARKER = "warmgate.io/injected"
 """Pod template annotation saying inject added warmgate, so it may update or remove it."""
+INLINE_CONFIG = "warmgate.io/inline-config"
+"""Pod annotation holding the config when it comes with the pod rather than from a ConfigMap."""
 
 Mode = Literal["sidecar", "init"]
 MODES: tuple[Mode, ...] = ("sidecar", "init")
@@ -85,7 +89,9 @@ class InjectOptions:
     """What to inject, and where. Resource values are Kubernetes quantities; ``""`` or
     ``"none"`` omits one.
 
-    ``config_map`` may contain ``{name}``, replaced by each workload's ``metadata.name``.
+    ``inline_config``, when given, is the config's YAML text, carried in the pod's annotation
+    :data:`INLINE_CONFIG` instead of a ConfigMap. ``config_map`` may contain ``{name}``,
+    replaced by each workload's ``metadata.name``.
     The CPU limit is off by default: a throttled load generator measures its own throttling
     as the app's latency. ``run_as_user`` ``"none"`` leaves the user to the platform
     (OpenShift's restricted SCC assigns one from the namespace's range).
@@ -104,6 +110,7 @@ class InjectOptions:
     env_from_secret: tuple[str, ...] = ()
     selection: Selection = field(default_factory=Selection)
     emit_config: bool = False
+    inline_config: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -228,11 +235,17 @@ def warmgate_container(options: InjectOptions) -> dict[str, Any]:
     return container
 
 
-def volumes(config_map: str) -> list[dict[str, Any]]:
-    """The status ``emptyDir`` and the config ConfigMap volume."""
+def volumes(config_map: str, inline: bool = False) -> list[dict[str, Any]]:
+    """The status ``emptyDir`` and the config volume: a ConfigMap, or the inline annotation."""
+    field_path = f"metadata.annotations['{INLINE_CONFIG}']"
+    config: dict[str, Any] = (
+        {"downwardAPI": {"items": [{"path": CONFIG_KEY, "fieldRef": {"fieldPath": field_path}}]}}
+        if inline
+        else {"configMap": {"name": config_map}}
+    )
     return [
         {"name": STATUS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-        {"name": CONFIG_VOLUME, "configMap": {"name": config_map}},
+        {"name": CONFIG_VOLUME, **config},
     ]
 
 
@@ -254,7 +267,7 @@ def inject_object(obj: Any, options: InjectOptions, where: str = "the document")
     if has_warmgate(template["spec"]) and not ours:
         note = f"{name} has a warmgate container that inject did not add; left as it is"
         return Injected(obj, changed=False, notes=(note,))
-    config_map = _config_map_name(checked, options, name)
+    config_map = "" if options.inline_config else _config_map_name(checked, options, name)
     _check_conflicts(template["spec"], options, name, ours)
     result = copy.deepcopy(dict(checked))
     _apply(pod_template(result, POD_TEMPLATES[kind], name), options, config_map)
@@ -268,8 +281,9 @@ def inject_object(obj: Any, options: InjectOptions, where: str = "the document")
         return Injected(obj, changed=False, notes=(note,), starters=starters)
     how = "a native sidecar" if options.mode == "sidecar" else "an init container"
     verb = "updated" if ours else "added"
-    note = f"{name}: warmgate {verb} as {how}, config from ConfigMap {config_map}"
-    return Injected(result, True, (note,), (config_map,), starters)
+    source = f"ConfigMap {config_map}" if config_map else f"the annotation {INLINE_CONFIG}"
+    note = f"{name}: warmgate {verb} as {how}, config from {source}"
+    return Injected(result, True, (note,), (config_map,) if config_map else (), starters)
 
 
 def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) -> None:
@@ -280,7 +294,7 @@ def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) ->
     _put(spec["initContainers"], warmgate_container(options))
     if spec.get("volumes") is None:
         spec["volumes"] = []
-    for volume in volumes(config_map):
+    for volume in volumes(config_map, inline=bool(options.inline_config)):
         _put(spec["volumes"], volume)
     if not isinstance(template.get("metadata"), dict):
         insert_before(template, "metadata", {}, before="spec")
@@ -288,6 +302,10 @@ def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) ->
     if not isinstance(metadata.get("annotations"), dict):
         metadata["annotations"] = {}
     metadata["annotations"][MARKER] = "true"
+    if options.inline_config:
+        metadata["annotations"][INLINE_CONFIG] = options.inline_config
+    else:
+        metadata["annotations"].pop(INLINE_CONFIG, None)
 
 
 def _put(items: list[Any], item: dict[str, Any]) -> None:

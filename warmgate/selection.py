@@ -8,10 +8,10 @@ get -o yaml`` stream. A workload is changed only when
 2. its owner has not opted out with the annotation ``warmgate.io/inject: disabled`` (on the
    workload or on its pod template; honoured always);
 3. it is not one of the workloads warming makes no sense for, unless asked for explicitly:
-   Jobs and CronJobs (they run to completion and take no traffic; naming the kind with ``--kind``
-   includes them), Helm hooks (they run once around a release) and ``hostNetwork`` pods
-   (warmgate's port would be taken on the node itself). Naming a workload with ``--name``
-   includes it whatever it is.
+   Jobs and CronJobs and the Pods a Job owns (they run to completion and take no traffic; naming
+   the kind ``Job`` or ``CronJob`` with ``--kind`` includes them), Helm hooks (they run once
+   around a release) and ``hostNetwork`` pods (warmgate's port would be taken on the node
+   itself). Naming a workload with ``--name`` includes it whatever it is.
 
 :func:`why_skipped` answers with ``None`` (inject it) or the reason, a sentence for stderr. Pure
 functions of plain data; no YAML, no I/O.
@@ -129,10 +129,25 @@ class Selection:
 
 
 def why_skipped(
-    obj: Mapping[str, Any], kind: str, template: Mapping[str, Any], selection: Selection
+    obj: Mapping[str, Any],
+    kind: str,
+    template: Mapping[str, Any],
+    selection: Selection,
+    *,
+    hints: bool = True,
 ) -> str | None:
-    """``None`` to inject ``obj``, else why not: a clause that follows the object's name."""
-    return _not_selected(obj, kind, selection) or _left_alone(obj, kind, template, selection)
+    """``None`` to inject ``obj``, else why not: a clause that follows the object's name.
+
+    ``hints`` adds how to include it anyway with inject's flags (the webhook has none to offer).
+    """
+    reason = _not_selected(obj, kind, selection)
+    if reason:
+        return reason
+    left_alone = _left_alone(obj, kind, template, selection)
+    if left_alone is None:
+        return None
+    reason, hint = left_alone
+    return f"{reason}; {hint}" if hints and hint else reason
 
 
 def _not_selected(obj: Mapping[str, Any], kind: str, selection: Selection) -> str | None:
@@ -150,33 +165,50 @@ def _not_selected(obj: Mapping[str, Any], kind: str, selection: Selection) -> st
 
 def _left_alone(
     obj: Mapping[str, Any], kind: str, template: Mapping[str, Any], selection: Selection
-) -> str | None:
+) -> tuple[str, str] | None:
+    """Why inject leaves ``obj`` alone and how to include it anyway, or ``None``."""
     metadata = _mapping(obj.get("metadata"))
     name = metadata.get("name")
     annotations = _mapping(metadata.get("annotations"))
     template_annotations = _mapping(_mapping(template.get("metadata")).get("annotations"))
     named = name in selection.names
+    job = _owning_job(metadata) if kind == "Pod" else None
     hook = annotations.get(HELM_HOOK) or template_annotations.get(HELM_HOOK)
+    by_name = f"pass --name {name} to inject it anyway"
     reasons = [
         *(
-            f"skipped: its {where} has the annotation {OPT_OUT}: disabled"
+            (f"skipped: its {where} has the annotation {OPT_OUT}: disabled", "")
             for where, found in (("metadata", annotations), ("pod template", template_annotations))
             if str(found.get(OPT_OUT, "")).lower() == "disabled"
         ),
         kind in RUN_TO_COMPLETION and kind not in selection.kinds and not named and (
-            f"skipped: a {kind} runs to completion and takes no traffic; pass --kind {kind} or "
-            f"--name {name} to inject it anyway"
+            f"skipped: a {kind} runs to completion and takes no traffic",
+            f"pass --kind {kind} or --name {name} to inject it anyway",
+        ),
+        bool(job) and "Job" not in selection.kinds and not named and (
+            f"skipped: it is a pod of Job {job}, which runs to completion and takes no traffic",
+            "pass --kind Job to inject it anyway",
         ),
         bool(hook) and not named and (
-            f"skipped: it is a Helm hook ({HELM_HOOK}: {hook}) that runs once around a release; "
-            f"pass --name {name} to inject it anyway"
+            f"skipped: it is a Helm hook ({HELM_HOOK}: {hook}) that runs once around a release",
+            by_name,
         ),
         _mapping(template.get("spec")).get("hostNetwork") is True and not named and (
             "skipped: it uses hostNetwork, so warmgate's port would be taken on the node itself "
-            f"and clash between pods; pass --name {name} to inject it anyway"
+            "and clash between pods",
+            by_name,
         ),
     ]  # fmt: skip
-    return next((reason for reason in reasons if isinstance(reason, str)), None)
+    return next((reason for reason in reasons if isinstance(reason, tuple)), None)
+
+
+def _owning_job(metadata: Mapping[str, Any]) -> str | None:
+    """The name of the Job among the pod's owners (a CronJob's pods are owned by its Jobs)."""
+    owners = metadata.get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else []:
+        if isinstance(owner, Mapping) and owner.get("kind") == "Job":
+            return str(owner.get("name") or "(unnamed)")
+    return None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

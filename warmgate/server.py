@@ -4,7 +4,11 @@ The standard library's threaded HTTP server, on its own threads, so a busy loop 
 delays the kubelet's probe and the long-lived sidecar imports nothing it does not need.
 Handlers only read: a :data:`StatusSource` callable (an immutable snapshot held in memory by
 the supervisor, or the status directory in ``serve`` mode), a liveness callable and the
-metrics text. Nothing mutates, nothing secret is served.
+metrics text. Nothing mutates, nothing secret is served. The admission webhook
+(:mod:`warmgate.webhook`) adds a :data:`PostRoute` for its reviews (a pure function of the body)
+and TLS: each new connection is wrapped with the :class:`ssl.SSLContext` that ``tls`` returns
+at that moment (so a renewed certificate applies to new connections), and the handshake runs on
+the connection's own thread, under the idle timeout.
 
 The port is exposed to anything in the pod network, so it is built to take abuse: a malformed
 request or a client that hangs up costs one log line, never a traceback; idle connections are
@@ -19,16 +23,20 @@ import errno
 import json
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from warmgate.errors import ServeError
+
+if TYPE_CHECKING:
+    from warmgate.logs import Log
 
 StatusSource = Callable[[], tuple[bool, str, dict[str, Any]]]
 """Returns ``(ready, reason, status_json)`` for the current moment."""
@@ -36,11 +44,17 @@ LivenessSource = Callable[[], tuple[bool, str]]
 """Returns ``(alive, reason)``: whether the loop that does the work is still turning."""
 Reporter = Callable[[str], None]
 """Takes one line about a problem with a client or the listening socket."""
+PostRoute = Callable[[str, bytes], tuple[int, bytes, str]]
+"""Takes the path and body of a POST; returns the status, body and content type to answer."""
+TlsSource = Callable[[], ssl.SSLContext]
+"""Returns the TLS context for the next connection."""
 
 IDLE_TIMEOUT = 5.0
 """Seconds a connection may sit without sending a complete request before it is closed."""
 MAX_CONNECTIONS = 64
 """Connections served at once; probes need a handful."""
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest POST body read (an AdmissionReview holds one object; etcd stores at most 1.5 MiB)."""
 EXHAUSTED_PAUSE = 0.1
 """Seconds accepting pauses when the process is out of file descriptors."""
 
@@ -54,6 +68,29 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
+
+    def setup(self) -> None:
+        """Shake hands on this connection's thread, under the idle timeout, when it is TLS."""
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
+    def do_POST(self) -> None:
+        """Hand the body to the endpoint's POST route, if it has one."""
+        route = self.server.endpoint.post
+        if route is None:
+            self._reply(405, "nothing here takes a POST\n")
+            return
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._reply(411, "a POST needs a Content-Length\n")
+            return
+        if int(length) > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._reply(413, f"the body is over {MAX_BODY_BYTES} bytes\n")
+            return
+        code, body, content_type = route(self.path.split("?", 1)[0], self.rfile.read(int(length)))
+        self._reply(code, body, content_type)
 
     def do_GET(self) -> None:
         """Serve one of the four read-only routes."""
@@ -81,6 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if self.server.endpoint.draining.is_set():
+            # Going away: make kept-alive clients open their next connection elsewhere.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -110,7 +151,7 @@ class _Server(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
-            request = super().get_request()
+            request = self._accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 if not self._exhausted:
@@ -124,6 +165,22 @@ class _Server(ThreadingHTTPServer):
             self._exhausted = False
             self.endpoint.report("accepting connections again")
         return request
+
+    def _accept(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        # An answer leaves in two writes (headers, body): without this, Nagle's algorithm holds
+        # the second until the client's delayed ACK of the first, up to 40 ms on a kept-alive
+        # connection.
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = self.endpoint.tls
+        if tls is None:
+            return connection, address
+        try:  # no I/O here: the handshake waits for the connection's thread
+            wrapped = tls().wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            connection.close()
+            raise
+        return wrapped, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -162,10 +219,16 @@ class Endpoint:
         *,
         liveness: LivenessSource = always_alive,
         report: Reporter | None = None,
+        post: PostRoute | None = None,
+        tls: TlsSource | None = None,
     ) -> None:
         self.source = source
         self.metrics = metrics
         self.liveness = liveness
+        self.post = post
+        self.tls = tls
+        self.draining = threading.Event()
+        """Set once the process is going away (see :func:`serve_until_signalled`)."""
         self.report: Reporter = report or (lambda _line: None)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -231,13 +294,27 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     )
     bound = endpoint.start(listener)
     log.event("listening", f"serving {directory} on port {bound}", host=host, port=bound)
+    serve_until_signalled(endpoint, log)
 
+
+def serve_until_signalled(endpoint: Endpoint, log: Log, drain: float = 0.0) -> None:
+    """Keep ``endpoint`` serving until SIGTERM or SIGINT, then stop it and say so.
+
+    With ``drain``, the first signal sets ``endpoint.draining`` and serving goes on for that many
+    seconds, each answer closing its connection (clients still routed here get answers while
+    they learn it is going), or until a second signal.
+    """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             pass
+        if drain > 0:
+            stop.clear()
+            endpoint.draining.set()
+            log.event("draining", f"still answering for {drain:g}s before stopping")
+            stop.wait(drain)
     finally:
         endpoint.stop()
         log.event("stop", "stopped", at=time.time())

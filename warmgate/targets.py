@@ -111,7 +111,7 @@ def compile_config(
 
 
 def _compile(config: Config, warn: Warn, environ: Mapping[str, str] | None) -> Compiled:
-    templates = Templates()
+    templates = Templates(files=config.template_files)
     load = _TlsLoader(warn)
     compiled = []
     for index, target in enumerate(config.targets):

@@ -12,7 +12,8 @@ strict undefined names and these functions:
 
 A rendering is bounded in size (every render) and time (the first, at start-up): see
 ``template_bounds.py``. Files read by ``line()`` must be regular files of at most
-:data:`MAX_LINE_FILE_BYTES`.
+:data:`MAX_LINE_FILE_BYTES`. ``Templates(files=False)`` compiles without ``line()``, for templates
+from sources trusted less than the config file (pod annotations, :mod:`warmgate.pod_config`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from warmgate.template_bounds import (
 )
 
 TEMPLATE_FUNCTIONS = ("randint", "choice", "uuid4", "line", "random")
+FUNCTIONS_WITHOUT_FILES = tuple(name for name in TEMPLATE_FUNCTIONS if name != "line")
 MAX_LINE_FILE_BYTES = 64 * 1024 * 1024
 """The largest file ``line()`` reads (it keeps the file's lines in memory)."""
 
@@ -91,8 +93,9 @@ class _Lines:
 class Templates:
     """Compiles template strings into renderers sharing one sandboxed environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, files: bool = True) -> None:
         self._render: Callable[[str], _Render] | None = None
+        self.functions = TEMPLATE_FUNCTIONS if files else FUNCTIONS_WITHOUT_FILES
 
     def _environment_compiler(self) -> Callable[[str], _Render]:
         if self._render is not None:
@@ -112,7 +115,7 @@ class Templates:
             "line": _Lines(),
             "random": _random.random,
         }
-        env.globals.update(functions)
+        env.globals.update({name: functions[name] for name in self.functions})
 
         def compile_one(source: str) -> _Render:
             template = env.from_string(source)
@@ -151,7 +154,7 @@ class Templates:
         except TemplateError as exc:
             raise TemplateError(f"{where}: {exc}") from None
         except jinja2.UndefinedError as exc:
-            known = f"the functions are {', '.join(TEMPLATE_FUNCTIONS)}"
+            known = f"the functions are {', '.join(self.functions)}"
             if variables is not None:
                 names = ", ".join(sorted(variables)) or "none"
                 known += f", and the variables here (captured by earlier steps, secrets): {names}"
@@ -194,3 +197,23 @@ def _too_large(where: str, exc: TooLargeError) -> str:
         f"{where}: the template would render more than {MAX_RENDERED_CHARS:,} characters "
         f"({exc}); render less."
     )
+
+
+def referenced_names(source: str) -> frozenset[str]:
+    """The global names a template refers to anywhere, run or not (a branch never taken counts).
+
+    A :class:`TemplateError` when it does not parse.
+    """
+    if "{{" not in source and "{%" not in source:
+        return frozenset()
+    import jinja2
+    from jinja2 import meta
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        tree = ImmutableSandboxedEnvironment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"the template has a syntax error at line {exc.lineno}: {exc.message}."
+        ) from None
+    return frozenset(meta.find_undeclared_variables(tree))

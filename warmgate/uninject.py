@@ -2,10 +2,10 @@
 
 Theory of operation: inject marks every pod template it changes with the annotation
 :data:`~warmgate.inject.MARKER`. Uninject touches only marked templates and removes the warmgate
-container, the two warmgate volumes and the marker, then the ``initContainers``, ``volumes``,
-``annotations`` and ``metadata`` entries that this leaves empty (inject creates them when they
-are missing). A warmgate container without the marker was written by hand and stays. Documents
-that do not change come out as the same text, as with inject.
+container, the two warmgate volumes, the marker and the inline config, then the
+``initContainers``, ``volumes``, ``annotations`` and ``metadata`` entries that this leaves empty
+(inject creates them when they are missing). A warmgate container without the marker was written
+by hand and stays. Documents that do not change come out as the same text, as with inject.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from warmgate.inject import (
     CONFIG_VOLUME,
     CONTAINER_NAME,
+    INLINE_CONFIG,
     MARKER,
     STATUS_VOLUME,
     has_warmgate,
@@ -61,6 +62,7 @@ def _remove(template: dict[str, Any]) -> None:
     _drop(spec, "volumes", {STATUS_VOLUME, CONFIG_VOLUME})
     metadata = template["metadata"]
     del metadata["annotations"][MARKER]
+    metadata["annotations"].pop(INLINE_CONFIG, None)
     if not metadata["annotations"]:
         del metadata["annotations"]
     if not metadata:
