@@ -13,7 +13,9 @@ gets four things in its pod template:
 - the status volume (an ``emptyDir``) mounted at ``/warmgate``;
 - the config volume: a ConfigMap whose ``warmgate.yaml`` key is passed with ``--config``, or with
   ``inline_config`` a ``downwardAPI`` volume that reads the config from the pod's own annotation
-  :data:`INLINE_CONFIG` (the admission webhook writes it from validated annotations);
+  :data:`INLINE_CONFIG` (the admission webhook writes it from validated annotations); with
+  ``config_optional`` the ConfigMap is ``optional: true`` and the sidecar runs open while it is
+  missing (``run --optional-config-map``, :mod:`warmgate.open_run`), as the webhook injects it;
 - the annotation :data:`MARKER`, which says inject added them.
 
 Nothing else changes. Running inject again over its own output rebuilds these from the options
@@ -91,7 +93,8 @@ class InjectOptions:
 
     ``inline_config``, when given, is the config's YAML text, carried in the pod's annotation
     :data:`INLINE_CONFIG` instead of a ConfigMap. ``config_map`` may contain ``{name}``,
-    replaced by each workload's ``metadata.name``.
+    replaced by each workload's ``metadata.name``. ``config_optional``: the pod starts even
+    when the ConfigMap does not exist, and the sidecar then runs open (ready, no warm-up).
     The CPU limit is off by default: a throttled load generator measures its own throttling
     as the app's latency. ``run_as_user`` ``"none"`` leaves the user to the platform
     (OpenShift's restricted SCC assigns one from the namespace's range).
@@ -111,6 +114,7 @@ class InjectOptions:
     selection: Selection = field(default_factory=Selection)
     emit_config: bool = False
     inline_config: str = ""
+    config_optional: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -121,6 +125,11 @@ class InjectOptions:
             raise ConfigError(f"--port: {self.port} is not a port; pick one from 1 to 65535.")
         if not self.config_map.strip():
             raise ConfigError("--config-map is empty; name the ConfigMap that holds the config.")
+        if self.config_optional and self.mode != "sidecar":
+            raise ConfigError(
+                "an optional ConfigMap needs --mode sidecar: only the sidecar can run open "
+                "without a config, an init container would fail."
+            )
         for flag, value in self._resources():
             if value.strip().lower() not in _NO_VALUE and not _QUANTITY.match(value.strip()):
                 raise ConfigError(
@@ -190,14 +199,20 @@ def security_context(run_as_user: str = str(RUN_AS)) -> dict[str, Any]:
     return context
 
 
-def warmgate_container(options: InjectOptions) -> dict[str, Any]:
-    """The container to add: a native sidecar running ``run``, or an init container ``prime``."""
+def warmgate_container(options: InjectOptions, config_map: str = "") -> dict[str, Any]:
+    """The container to add: a native sidecar running ``run``, or an init container ``prime``.
+
+    With ``options.config_optional``, the sidecar is told which ConfigMap (``config_map``) may
+    be missing, so that it runs open and names it instead of exiting.
+    """
     config = f"{CONFIG_DIR}/{CONFIG_KEY}"
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": options.image}
     if options.mode == "sidecar":
         container["restartPolicy"] = "Always"
         container["args"] = ["run", "--config", config, "--status-dir", STATUS_DIR,
                              "--port", str(options.port)]  # fmt: skip
+        if options.config_optional and config_map:
+            container["args"] += ["--optional-config-map", config_map]
     else:
         container["args"] = ["prime", "--config", config, "--status-dir", STATUS_DIR]
     if options.env:
@@ -235,13 +250,14 @@ def warmgate_container(options: InjectOptions) -> dict[str, Any]:
     return container
 
 
-def volumes(config_map: str, inline: bool = False) -> list[dict[str, Any]]:
-    """The status ``emptyDir`` and the config volume: a ConfigMap, or the inline annotation."""
+def volumes(config_map: str, inline: bool = False, optional: bool = False) -> list[dict[str, Any]]:
+    """The status ``emptyDir`` and the config volume: a ConfigMap (``optional``: the pod starts
+    without it), or the inline annotation."""
     field_path = f"metadata.annotations['{INLINE_CONFIG}']"
     config: dict[str, Any] = (
         {"downwardAPI": {"items": [{"path": CONFIG_KEY, "fieldRef": {"fieldPath": field_path}}]}}
         if inline
-        else {"configMap": {"name": config_map}}
+        else {"configMap": {"name": config_map, **({"optional": True} if optional else {})}}
     )
     return [
         {"name": STATUS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
@@ -291,10 +307,11 @@ def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) ->
     spec = template["spec"]
     if spec.get("initContainers") is None:
         insert_before(spec, "initContainers", [], before="containers")
-    _put(spec["initContainers"], warmgate_container(options))
+    _put(spec["initContainers"], warmgate_container(options, config_map))
     if spec.get("volumes") is None:
         spec["volumes"] = []
-    for volume in volumes(config_map, inline=bool(options.inline_config)):
+    optional = options.config_optional and not options.inline_config
+    for volume in volumes(config_map, inline=bool(options.inline_config), optional=optional):
         _put(spec["volumes"], volume)
     if not isinstance(template.get("metadata"), dict):
         insert_before(template, "metadata", {}, before="spec")
