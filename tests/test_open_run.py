@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from tests.helpers import WarmgateProcess, http_get, poll, run_cli
 from tests.reviews import deployment_pod, patched, request
 from warmgate.admission import Review, admit, response
-from warmgate.inject import CONFIG_DIR, STATUS_DIR, InjectOptions
+from warmgate.inject import InjectOptions
+from warmgate.inject_parts import CONFIG_DIR, STATUS_DIR
 from warmgate.open_run import NO_CONFIG, open_reason, open_status, stopped_status
 from warmgate.status import HEARTBEAT_FILE, READY_FILE, STATUS_FILE
 
