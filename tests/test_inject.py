@@ -245,6 +245,18 @@ def test_an_optional_config_map_is_named_to_the_sidecar_so_it_can_run_open() -> 
     assert args[-2:] == ["--optional-config-map", "heritage-app-warmgate"]
 
 
+def test_the_config_optional_flag_makes_the_config_map_optional() -> None:
+    """inject --config-optional writes what the webhook writes; --mode init refuses it."""
+    out, _ = inject_cli(str(HERITAGE), "--config-optional")
+    after = documents(out)[1]
+    volumes = {v["name"]: v for v in pod_spec(after)["volumes"]}
+    assert volumes["warmgate-config"]["configMap"]["optional"] is True
+    assert warmgate_of(after)["args"][-2:] == ["--optional-config-map", "heritage-app-warmgate"]
+    refused = run_cli("inject", str(HERITAGE), "--config-optional", "--mode", "init")
+    assert refused.returncode == 2
+    assert "an optional ConfigMap needs --mode sidecar" in refused.stderr
+
+
 def test_only_the_sidecar_can_have_an_optional_config_map() -> None:
     """An init container without its config could only fail, holding the pod: refused."""
     with pytest.raises(ConfigError, match="an optional ConfigMap needs --mode sidecar"):
