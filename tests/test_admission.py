@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -59,7 +60,9 @@ def test_a_pod_of_an_opted_in_namespace_gets_warmgate_from_the_default_config_ma
     assert decision.outcome is Outcome.MUTATED
     assert decision.warnings == ()
     assert warmgate_of(after)["restartPolicy"] == "Always"
-    assert config_volume(after)["configMap"] == {"name": "warmgate"}
+    # A missing ConfigMap must not hold the pod in ContainerCreating: the sidecar runs open.
+    assert config_volume(after)["configMap"] == {"name": "warmgate", "optional": True}
+    assert warmgate_of(after)["args"][-2:] == ["--optional-config-map", "warmgate"]
     assert after["metadata"]["annotations"][MARKER] == "true"
 
 
@@ -75,7 +78,8 @@ def test_the_pod_annotation_opts_in_without_the_namespace_label() -> None:
     """Annotation entry: warmgate.io/inject: enabled on the pod (template) is enough."""
     decision, after = decide(deployment_pod(ENABLED | {"warmgate.io/config": "web-warmup"}))
     assert decision.outcome is Outcome.MUTATED
-    assert config_volume(after)["configMap"] == {"name": "web-warmup"}
+    assert config_volume(after)["configMap"] == {"name": "web-warmup", "optional": True}
+    assert warmgate_of(after)["args"][-2:] == ["--optional-config-map", "web-warmup"]
 
 
 def test_the_disabled_annotation_wins_over_the_namespace_label() -> None:
@@ -146,7 +150,14 @@ def test_the_webhook_adds_exactly_what_inject_adds() -> None:
     """One mutation path: the patched pod equals inject's output for the same options."""
     pod = deployment_pod(ENABLED)
     _, after = decide(pod)
-    assert after == inject_object(pod, OPTIONS).obj
+    assert after == inject_object(pod, dataclasses.replace(OPTIONS, config_optional=True)).obj
+
+
+def test_an_inline_config_has_nothing_optional_to_open_on() -> None:
+    """The inline config is the pod's own annotation: always there, so no optional flag."""
+    _, after = decide(deployment_pod(ENABLED | {"warmgate.io/url": URL}))
+    assert "configMap" not in config_volume(after)
+    assert "--optional-config-map" not in warmgate_of(after)["args"]
 
 
 def test_inline_annotations_become_the_config_in_the_pods_own_annotation() -> None:

@@ -72,7 +72,9 @@ def test_inject_adds_a_native_sidecar_and_leaves_the_app_container_alone() -> No
     assert list(spec)[: list(spec).index("containers")][-1] == "initContainers"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["warmgate-status"]["emptyDir"]["sizeLimit"] == "1Mi"
-    assert volumes["warmgate-config"]["configMap"]["name"] == "heritage-app-warmgate"
+    # inject's ConfigMap is required: files are applied with their ConfigMap, on purpose.
+    assert volumes["warmgate-config"]["configMap"] == {"name": "heritage-app-warmgate"}
+    assert "--optional-config-map" not in sidecar["args"]
     assert "deployment/heritage-app: warmgate added as a native sidecar" in err
     assert "create ConfigMap heritage-app-warmgate" in err
 
@@ -228,6 +230,37 @@ def test_a_workload_without_a_pod_template_is_refused() -> None:
     patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
     with pytest.raises(ConfigError, match=r"has no spec\.template\.spec\.containers list"):
         inject_object(patch, InjectOptions())
+
+
+def test_an_optional_config_map_is_named_to_the_sidecar_so_it_can_run_open() -> None:
+    """config_optional: the volume is optional and run learns the ConfigMap's resolved name."""
+    [deployment] = [d for d in documents(HERITAGE.read_text()) if d["kind"] == "Deployment"]
+    done = inject_object(deployment, InjectOptions(config_optional=True))
+    volumes = {v["name"]: v for v in pod_spec(done.obj)["volumes"]}
+    assert volumes["warmgate-config"]["configMap"] == {
+        "name": "heritage-app-warmgate", "optional": True,
+    }  # fmt: skip
+    args = warmgate_of(done.obj)["args"]
+    assert args[0] == "run"
+    assert args[-2:] == ["--optional-config-map", "heritage-app-warmgate"]
+
+
+def test_the_config_optional_flag_makes_the_config_map_optional() -> None:
+    """inject --config-optional writes what the webhook writes; --mode init refuses it."""
+    out, _ = inject_cli(str(HERITAGE), "--config-optional")
+    after = documents(out)[1]
+    volumes = {v["name"]: v for v in pod_spec(after)["volumes"]}
+    assert volumes["warmgate-config"]["configMap"]["optional"] is True
+    assert warmgate_of(after)["args"][-2:] == ["--optional-config-map", "heritage-app-warmgate"]
+    refused = run_cli("inject", str(HERITAGE), "--config-optional", "--mode", "init")
+    assert refused.returncode == 2
+    assert "an optional ConfigMap needs --mode sidecar" in refused.stderr
+
+
+def test_only_the_sidecar_can_have_an_optional_config_map() -> None:
+    """An init container without its config could only fail, holding the pod: refused."""
+    with pytest.raises(ConfigError, match="an optional ConfigMap needs --mode sidecar"):
+        InjectOptions(mode="init", config_optional=True)
 
 
 def test_inject_object_never_mutates_its_input() -> None:

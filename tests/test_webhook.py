@@ -177,7 +177,9 @@ def test_the_namespace_route_opts_in_and_the_annotation_route_does_not(client: C
     by_namespace = client.review(request(pod), "/mutate/namespace")
     after = patched(copy.deepcopy(pod), by_namespace)
     [volume] = [v for v in after["spec"]["volumes"] if v["name"] == "warmgate-config"]
-    assert volume["configMap"]["name"] == "warmgate"
+    assert volume["configMap"] == {"name": "warmgate", "optional": True}
+    [sidecar] = [c for c in after["spec"]["initContainers"] if c["name"] == "warmgate"]
+    assert sidecar["args"][-2:] == ["--optional-config-map", "warmgate"]
     check_like_the_cluster(after, "a namespace-opted-in pod")
 
 

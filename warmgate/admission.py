@@ -17,7 +17,10 @@ every Pod ``CREATE`` the webhook configuration selects; :func:`admit` answers it
 4. The pod's config annotations (:mod:`warmgate.pod_config`); a mistake there admits the pod
    unmutated, :attr:`Outcome.INVALID`, with a warning naming the annotation.
 5. The pod ``warmgate inject`` would write (:func:`warmgate.inject.inject_object`, the one
-   mutation code path), and the JSONPatch from the received pod to it (``jsonpatch``).
+   mutation code path), and the JSONPatch from the received pod to it (``jsonpatch``). Its
+   ConfigMap, the namespace's default or the one the pod names, is optional: a pod whose
+   ConfigMap does not exist starts, and its sidecar runs open (ready, no warm-up) and says which
+   ConfigMap to create (:mod:`warmgate.open_run`), instead of the pod waiting to be created.
 
 Nothing here blocks a pod: every answer is ``allowed``. Anything unexpected while deciding is
 :attr:`Outcome.ERROR`: allowed, no patch, a warning (fail open).
@@ -126,7 +129,10 @@ def decide(
             Outcome.INVALID, warnings=(_short(warning),), invalid_annotation=exc.annotation
         )
     chosen = dataclasses.replace(
-        options, config_map=config.config_map or options.config_map, inline_config=config.inline
+        options,
+        config_map=config.config_map or options.config_map,
+        inline_config=config.inline,
+        config_optional=True,  # a missing ConfigMap must not keep the pod from starting
     )
     try:
         injected = inject_object(pod, chosen, name)

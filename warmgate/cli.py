@@ -188,10 +188,22 @@ def _main(
 @app.command()
 @reports_errors
 @with_plan_options
-def run(plan: dict[str, Any]) -> None:
+def run(
+    plan: dict[str, Any],
+    optional_config_map: Annotated[
+        str | None,
+        _option(
+            "optional_config_map",
+            "The --config file comes from this ConfigMap, which may "
+            "be missing: then be ready at once, warm nothing, and say to create it.",
+        ),
+    ] = None,
+) -> None:
     """Sidecar mode: wait, prime until warm, serve readiness, keep watching and re-arm."""
+    from warmgate.open_run import open_if_missing
     from warmgate.process import become_supervisor
 
+    open_if_missing(plan, optional_config_map)  # returns unless the ConfigMap is missing
     config, secrets = _load(plan)
     become_supervisor(config, secrets, sys.argv[1:])
 

@@ -73,6 +73,13 @@ def inject(
     emit_config: Annotated[
         bool, _inject_option("emit_config", "Also write a starter ConfigMap per workload.")
     ] = False,
+    config_optional: Annotated[
+        bool,
+        _inject_option(
+            "config_optional",
+            "Let pods start without their ConfigMap: the sidecar is then ready, warming nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject).
 
@@ -93,6 +100,7 @@ def inject(
         **{key: value for key, value in given.items() if value is not None},
         selection=selection,
         emit_config=emit_config,
+        config_optional=config_optional,
     )
     _print_rewritten(inject_source(manifest, options), "inject")
 
