@@ -129,25 +129,24 @@ def test_status_dir_that_disappears_does_not_stop_the_gate(
     assert sum(1 for e in gate.events if e.get("event") == "status_write_failed") == 1
 
 
-def test_sigterm_with_hung_requests_stops_within_two_seconds(tmp_path: Path) -> None:
-    """Requests stuck on a target that never answers do not hold up shutdown."""
+def test_sigterm_does_not_wait_for_hung_requests(tmp_path: Path) -> None:
+    """Requests stuck on a target that never answers (5 min timeout) do not hold up shutdown."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     try:
         config = tmp_path / "c.yaml"
         port = listener.getsockname()[1]
         config.write_text(
-            f"targets:\n  - http: {{url: 'http://127.0.0.1:{port}/', timeout: 30s}}\n"
+            f"targets:\n  - http: {{url: 'http://127.0.0.1:{port}/', timeout: 5m}}\n"
             "load: {concurrency: 16}\n"
         )
         with WarmgateProcess("run", "--config", str(config), "--port", "0") as gate:
             gate.wait_for(lambda e: e.get("event") == "phase" and e.get("state") == "warming")
-            started = time.monotonic()
-            code = gate.stop(signal.SIGTERM, timeout=10)
-            elapsed = time.monotonic() - started
+            # A deadline far below the requests' 5 minutes: the grace periods end shutdown, not
+            # the requests. How long shutdown takes is measured in benchmarks/lifecycle.py.
+            code = gate.stop(signal.SIGTERM, timeout=30)
     finally:
         listener.close()
     assert code == 0
-    assert elapsed < 2.0
 
 
 def test_a_driver_that_raises_is_counted_not_fatal(
