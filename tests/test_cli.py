@@ -214,7 +214,8 @@ def test_sigint_during_prime_is_not_ready(sim_app: Callable[..., SimApp], tmp_pa
 
 @pytest.mark.slow
 def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
-    """After ready, a target that stops answering closes the gate; it reopens once re-warmed."""
+    """After ready, a target that stops answering closes the gate; an app back at once is as
+    cold as one back after a minute: it is primed again, and the gate reopens once re-warmed."""
     app = sim_app()
     port = app.port
     args = ["run", "--url", items_url(port), *FAST_GATE, "--rearm-after", "1s",
@@ -227,9 +228,11 @@ def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: P
         app.stop()
         poll(lambda: http_get(f"{base}/readyz")[0] == 503, timeout=15, what="gate closed")
         assert not (tmp_path / "ready").exists()
-        restarted = sim_app(port=port)
+        restarted = sim_app(port=port)  # back at once: the refusal alone re-arms
+        rearm = gate.wait_for(lambda e: e.get("event") == "rearm")
+        assert "refused a connection: the app restarted" in str(rearm["message"])
         poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30, what="ready again")
-        assert restarted.stats.served > 0
+        assert restarted.stats.served > 0  # primed again, not waved through
         metrics = http_get(f"{base}/metrics")[1]
         assert "warmgate_rearms_total 1.0" in metrics
         assert read_json(tmp_path / "status.json")["rearms"] == 1

@@ -201,27 +201,6 @@ def kill_9_once_ready(port: int, status_dir: Path) -> None:
         gate.process.wait(5)
 
 
-def test_a_short_app_restart_is_caught_and_re_armed(
-    sim_app: Callable[..., SimApp], tmp_path: Path
-) -> None:
-    """An app back within a moment is as cold as one back after a minute: it is primed again."""
-    app = sim_app()
-    port = app.port
-    with WarmgateProcess(*run_args(port, tmp_path)) as gate:
-        base = f"http://127.0.0.1:{gate.port()}"
-        poll(lambda: readyz(base) == 200, timeout=30, what="first ready")
-        app.stop()
-        poll(lambda: readyz(base) == 503, timeout=5, what="readiness withdrawn")
-        restarted = sim_app(port=port)  # back at once: far shorter than any rearm_after
-        rearm = gate.wait_for(is_event("rearm"))
-        assert "refused a connection: the app restarted" in str(rearm["message"])
-        poll(lambda: readyz(base) == 200, timeout=30, what="ready again")
-        assert restarted.stats.served > 0  # primed again, not waved through
-        status = json.loads(http_get(f"{base}/status")[1])
-        assert (status["rearms"], status["state"]) == (1, "ready")
-        assert gate.stop() == 0
-
-
 def test_overload_with_the_port_open_never_withdraws_readiness(
     sim_app: Callable[..., SimApp], tmp_path: Path
 ) -> None:
