@@ -53,8 +53,10 @@ def failures(report: Path) -> tuple[int, list[str]]:
     run, failed = 0, []
     for case in root.iter("testcase"):
         run += 1
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        broken = case.find("failure") is not None or case.find("error") is not None
+        if broken and name not in failed:  # a failure and its teardown error count once
+            failed.append(name)
     return run, failed
 
 
@@ -89,12 +91,17 @@ def main() -> int:
                 elif importlib.util.find_spec("pytest_randomly") is not None:
                     command += ["-p", "no:randomly"]
                 started = time.monotonic()
-                subprocess.run(command, cwd=REPO, check=False, stdout=subprocess.DEVNULL)
+                output = subprocess.run(
+                    command, cwd=REPO, check=False, capture_output=True, text=True
+                ).stdout
                 seconds.append(time.monotonic() - started)
                 count, failed = failures(report)
                 tally.update(failed)
                 print(f"run {run}/{args.runs} ({order}): {count} tests, {len(failed)} failed, "
-                      f"{seconds[-1]:.0f}s  {' '.join(failed)}", flush=True)  # fmt: skip
+                      f"{seconds[-1]:.0f}s", flush=True)  # fmt: skip
+                for line in output.splitlines():  # pytest's short summary: test and reason
+                    if line.startswith(("FAILED ", "ERROR ")):
+                        print(f"    {line}", flush=True)
     finally:
         for spinner in spinners:
             spinner.kill()
