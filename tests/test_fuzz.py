@@ -38,7 +38,7 @@ from warmgate.templating import Templates
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 """Seconds each fuzz target runs for (the name has no WARMGATE_ prefix: conftest clears those)."""
 BATCH = settings(
-    max_examples=100,
+    max_examples=25,  # small batches: a target stops within one batch of FUZZ_SECONDS
     deadline=None,  # wall time depends on what else the machine runs: see no_traceback
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
