@@ -30,8 +30,10 @@ from tests.helpers import (
 from tests.test_config import billion_laughs
 from warmgate.simapp import Behavior, SimApp
 
-COLD = Behavior(start_capacity=1, full_capacity=16, warm_seconds=6.0, base_latency=0.02)
-"""Copes with one request at a time at once, with 16 at a time only 6 seconds after the first."""
+COLD = Behavior(start_capacity=1, full_capacity=1, base_latency=0.02)
+"""Copes with one request at a time; 16 at once get 503s."""
+WARM = Behavior(start_capacity=16, full_capacity=16, base_latency=0.02)
+"""The same app once it copes with 16 at a time."""
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 FAST_GATE = ["--concurrency", "16", "--window", "3s", "--hold", "1s", "--min-requests", "20"]
 
@@ -47,7 +49,8 @@ def read_json(path: Path) -> dict[str, object]:
 def test_run_opens_only_when_the_app_copes_at_target_concurrency(
     sim_app: Callable[..., SimApp], tmp_path: Path
 ) -> None:
-    """The headline behaviour: 503 with reasons while cold, 200 only after the app copes with 16."""
+    """The headline behaviour: 503 with reasons while cold, 200 only once the app copes with 16
+    and the hold has passed on top."""
     app = sim_app(COLD)
     status_dir = tmp_path / "wg"
     args = ["run", "--url", items_url(app.port), "--success-rate", "0.99", "--p95", "200ms",
@@ -68,12 +71,13 @@ def test_run_opens_only_when_the_app_copes_at_target_concurrency(
                 reasons.add(body.strip())
             return code == 200
 
+        gate.wait_for(lambda e: e.get("event") == "ramp")
+        assert opened() is False
+        capable = time.monotonic()
+        app.behavior = WARM  # the test decides when the app has warmed up
         poll(opened, timeout=45, interval=0.1, what="/readyz 200")
-        opened_at = time.monotonic()
-        capable = app.capable_since(16)
-        assert capable is not None
-        # The gate may open only after the app copes with 16, and after the hold on top.
-        assert opened_at >= capable + 2.0 - 0.3
+        # Causality, not timing: the 2 s hold can only start once the app copes with 16.
+        assert time.monotonic() >= capable + 2.0
         assert any("at concurrency 16" in r or "ramping up" in r for r in reasons)
 
         # The endpoint flips first; the files follow (status.json, then the marker).
@@ -181,18 +185,15 @@ def test_target_that_never_answers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_within_two_seconds(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
-    """SIGTERM while warming at full load: exit 0 within 2s, final status written."""
+def test_sigterm_while_warming_exits_0(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
+    """SIGTERM while warming at full load: exit 0, the final status says stopped and not ready."""
     app = sim_app(NEVER_WARM)
     args = ["run", "--url", items_url(app.port), *FAST_GATE, "--status-dir", str(tmp_path),
             "--port", "0"]  # fmt: skip
     with WarmgateProcess(*args) as gate:
         gate.wait_for(lambda e: e.get("event") == "ramp")
-        started = time.monotonic()
-        code = gate.stop(signal.SIGTERM, timeout=5)
-        elapsed = time.monotonic() - started
+        code = gate.stop(signal.SIGTERM, timeout=30)  # a deadline, not the measure (benchmarks/)
     assert code == 0
-    assert elapsed < 2.0
     status = read_json(tmp_path / "status.json")
     assert status["reason"] == "stopped by SIGTERM; not vouching for the app any more"
     assert (status["state"], status["ready"]) == ("stopped", False)
@@ -213,7 +214,8 @@ def test_sigint_during_prime_is_not_ready(sim_app: Callable[..., SimApp], tmp_pa
 
 @pytest.mark.slow
 def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: Path) -> None:
-    """After ready, a target that stops answering closes the gate; it reopens once re-warmed."""
+    """After ready, a target that stops answering closes the gate; an app back at once is as
+    cold as one back after a minute: it is primed again, and the gate reopens once re-warmed."""
     app = sim_app()
     port = app.port
     args = ["run", "--url", items_url(port), *FAST_GATE, "--rearm-after", "1s",
@@ -226,9 +228,11 @@ def test_rearm_when_the_app_restarts(sim_app: Callable[..., SimApp], tmp_path: P
         app.stop()
         poll(lambda: http_get(f"{base}/readyz")[0] == 503, timeout=15, what="gate closed")
         assert not (tmp_path / "ready").exists()
-        restarted = sim_app(port=port)
+        restarted = sim_app(port=port)  # back at once: the refusal alone re-arms
+        rearm = gate.wait_for(lambda e: e.get("event") == "rearm")
+        assert "refused a connection: the app restarted" in str(rearm["message"])
         poll(lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30, what="ready again")
-        assert restarted.stats.served > 0
+        assert restarted.stats.served > 0  # primed again, not waved through
         metrics = http_get(f"{base}/metrics")[1]
         assert "warmgate_rearms_total 1.0" in metrics
         assert read_json(tmp_path / "status.json")["rearms"] == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, cli_env
+from tests.helpers import REPO, cli_env, free_port
 from warmgate.cli import app
 from warmgate.loading import load_config
 from warmgate.reference import json_schema_text, markdown_reference
@@ -63,9 +63,11 @@ def test_readme_marks_runnable_blocks() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("index", range(len(runnable_blocks())))
-def test_readme_block_runs_as_written(index: int) -> None:
-    """Each runnable README block exits 0 when run from the repository root."""
+def test_readme_block_runs_as_written(index: int, tmp_path: Path) -> None:
+    """Each runnable README block exits 0 when run from the repository root, with its port and
+    /tmp paths swapped for free ones (other checkouts may run this test at the same time)."""
     block = runnable_blocks()[index]
+    block = block.replace("18080", str(free_port())).replace("/tmp/", f"{tmp_path}/")  # noqa: S108 - replaced, not used
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
         cwd=REPO,

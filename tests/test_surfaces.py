@@ -307,9 +307,16 @@ def test_running_out_of_descriptors_degrades_to_refusals_with_one_line(tmp_path:
         out, err = served.communicate(timeout=10)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     exhausted = [e for e in events if "cannot accept connections" in str(e.get("message"))]
-    assert len(exhausted) == 1
     assert "Too many open files" in str(exhausted[0]["message"])
-    assert any(e.get("message") == "accepting connections again" for e in events)
+    # One line when a burst starts and one when it ends, however many bursts a slow machine
+    # sees (idle connections closed after IDLE_TIMEOUT free descriptors mid-flood): no spinning.
+    bursts = [
+        str(e["message"]).startswith("cannot accept")
+        for e in events
+        if e in exhausted or e.get("message") == "accepting connections again"
+    ]
+    assert bursts == [True, False] * (len(bursts) // 2)
+    assert bursts
     assert "Traceback" not in err
     assert "Traceback" not in out
 

@@ -20,6 +20,7 @@ Jinja2's immutable sandbox. The sandbox stops it from touching the system, not f
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 import sys
 import time
@@ -68,6 +69,11 @@ def deadline(seconds: float) -> Iterator[None]:
     """
     end = time.monotonic() + seconds
     previous = sys.gettrace()
+    # A collection would run foreign code under the trace (gc callbacks, finalizers), where a
+    # TooSlowError is only printed as "ignored", and CPython then drops the trace function:
+    # the template would run on unbounded. Cyclic garbage can wait the half second.
+    collecting = gc.isenabled()
+    gc.disable()
 
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
         if time.monotonic() > end:
@@ -81,6 +87,8 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         sys.settrace(previous)
+        if collecting:
+            gc.enable()
 
 
 def size(value: Any) -> int:
