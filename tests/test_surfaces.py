@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -18,7 +20,15 @@ from warmgate import __version__
 from warmgate.errors import ServeError, StatusDirError
 from warmgate.metrics import FileStatusCollector, Metrics
 from warmgate.server import IDLE_TIMEOUT, Endpoint, listen
-from warmgate.status import READY_FILE, STATUS_FILE, Status, StatusDir, is_ready, read_status
+from warmgate.status import (
+    READY_FILE,
+    STATUS_FILE,
+    Status,
+    StatusDir,
+    atomic_write,
+    is_ready,
+    read_status,
+)
 from warmgate.window import Sample
 
 
@@ -326,3 +336,18 @@ def _answers(base: str) -> bool:
         return http_get(f"{base}/livez", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_writing_to_a_device_or_pipe_writes_through_it(tmp_path: Path) -> None:
+    """An output path that is a named pipe (as /dev/null or /dev/stdout are devices) is written
+    into, and stays what it was: never replaced by a regular file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write(pipe, b"urls\n")
+    reader.join(10)
+    assert received == [b"urls\n"]
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left behind

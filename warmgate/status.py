@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -219,7 +220,19 @@ def write_failure(where: object, exc: OSError) -> tuple[str, str]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    A path that is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written
+    through, never replaced: replacing it would put a file where a device was.
+    """
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode) and not path.is_dir()
+    except FileNotFoundError:
+        special = False
+    if special:
+        with path.open("wb") as handle:
+            handle.write(data)
+        return
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
