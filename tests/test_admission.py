@@ -257,7 +257,9 @@ def test_reviews_about_other_things_are_allowed_with_a_warning() -> None:
     "body",
     [b"", b"not json", b"[]", b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}',
      b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1beta1", "request": {"uid": "u"}}',
-     b'{"kind": "Pod", "apiVersion": "v1"}', b'\xff\xfe'],
+     b'{"kind": "Pod", "apiVersion": "v1"}', b'\xff\xfe', b"[" * 200_000,
+     b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": '
+     + b'{"a": ' * 200_000],
 )  # fmt: skip
 def test_a_body_that_is_not_a_review_is_malformed(body: bytes) -> None:
     """No AdmissionReview v1 with a request.uid: nothing to answer (the server says 400)."""

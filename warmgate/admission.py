@@ -85,6 +85,8 @@ def parse_review(body: bytes) -> Review:
         review = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedReviewError("the body is not JSON") from None
+    except RecursionError:  # nesting no Kubernetes object has; it would escape as a traceback
+        raise MalformedReviewError("the body's JSON is nested too deeply") from None
     if not isinstance(review, dict) or review.get("kind") != "AdmissionReview":
         raise MalformedReviewError("the body is not an AdmissionReview")
     if review.get("apiVersion") != API_VERSION:
