@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from tests.helpers import http_get, poll
 from warmgate import __version__
 from warmgate.errors import ServeError, StatusDirError
 from warmgate.metrics import FileStatusCollector, Metrics
-from warmgate.server import IDLE_TIMEOUT, Endpoint, listen
+from warmgate.server import IDLE_TIMEOUT, MAX_BODY_BYTES, Endpoint, listen
 from warmgate.status import (
     READY_FILE,
     STATUS_FILE,
@@ -351,3 +352,60 @@ def test_writing_to_a_device_or_pipe_writes_through_it(tmp_path: Path) -> None:
     assert received == [b"urls\n"]
     assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left behind
+
+
+def posting_endpoint() -> tuple[Endpoint, int]:
+    """An endpoint whose POST route answers the length of the body it was given."""
+    server = Endpoint(
+        lambda: (True, "warm", {}), lambda: b"", post=lambda _p, body: (200, b"%d" % len(body), "")
+    )
+    return server, server.start(listen("127.0.0.1", 0))
+
+
+def post_status(port: int, body: bytes) -> int:
+    """The status of one POST of ``body``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/mutate", body)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def post_headers(port: int, length: int) -> socket.socket:
+    """A connection that announced a body of ``length`` bytes and has sent none of it yet."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+    return client
+
+
+def test_a_body_larger_than_any_storable_pod_is_refused_before_it_is_read() -> None:
+    """Over 2 MiB (etcd keeps 1.5 MiB objects): 413 at once, so no body can exhaust memory."""
+    server, port = posting_endpoint()
+    try:
+        with post_headers(port, 2 * 1024 * 1024 + 1) as client:
+            assert client.recv(1024).startswith(b"HTTP/1.1 413")
+        assert post_status(port, b"{}") == 200
+    finally:
+        server.stop()
+
+
+def test_bodies_read_at_once_share_one_budget_and_the_rest_get_503() -> None:
+    """Connections holding MAX_BODY_BYTES of announced bodies make others 503 until they go."""
+    server, port = posting_endpoint()
+    holders = [post_headers(port, MAX_BODY_BYTES // 2) for _ in range(2)]
+    try:
+
+        def refused() -> bool:
+            for holder in holders:
+                holder.sendall(b" ")  # a byte of body: not idle, so the server keeps waiting
+            return post_status(port, b"{}") == 503
+
+        poll(refused, timeout=10, what="a POST refused while the budget is taken")
+    finally:
+        for holder in holders:
+            holder.close()
+    try:
+        poll(lambda: post_status(port, b"{}") == 200, timeout=10, what="the budget back")
+    finally:
+        server.stop()

@@ -13,8 +13,9 @@ the connection's own thread, under the idle timeout.
 The port is exposed to anything in the pod network, so it is built to take abuse: a malformed
 request or a client that hangs up costs one log line, never a traceback; idle connections are
 closed after :data:`IDLE_TIMEOUT`; at most :data:`MAX_CONNECTIONS` are served at once (the rest
-are closed at once); and running out of file descriptors pauses accepting with one log line
-per burst instead of spinning.
+are closed at once); POST bodies read at once hold at most :data:`MAX_BODY_BYTES` together
+(503 beyond); and running out of file descriptors pauses accepting with one log line per burst
+instead of spinning.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ IDLE_TIMEOUT = 5.0
 """Seconds a connection may sit without sending a complete request before it is closed."""
 MAX_CONNECTIONS = 64
 """Connections served at once; probes need a handful."""
-MAX_BODY_BYTES = 8 * 1024 * 1024
-"""The largest POST body read (an AdmissionReview holds one object; etcd stores at most 1.5 MiB)."""
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""The POST body bytes read and decided at once, across all connections (413 for one larger
+body, 503 while others hold them). An AdmissionReview holds one object and etcd stores at most
+1.5 MiB; decoding JSON takes up to ~27 times its size, and the webhook has 128 MiB."""
 EXHAUSTED_PAUSE = 0.1
 """Seconds accepting pauses when the process is out of file descriptors."""
 
@@ -85,11 +88,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not length.isdigit():
             self._reply(411, "a POST needs a Content-Length\n")
             return
-        if int(length) > MAX_BODY_BYTES:
+        size = int(length)
+        if size > MAX_BODY_BYTES:
             self.close_connection = True
             self._reply(413, f"the body is over {MAX_BODY_BYTES} bytes\n")
             return
-        code, body, content_type = route(self.path.split("?", 1)[0], self.rfile.read(int(length)))
+        if not self.server.reserve(size):
+            self.close_connection = True  # its body stays unread
+            self._reply(503, "busy: other bodies being read fill the memory kept for them\n")
+            return
+        try:
+            code, body, content_type = route(self.path.split("?", 1)[0], self.rfile.read(size))
+        finally:
+            self.server.release(size)
         self._reply(code, body, content_type)
 
     def do_GET(self) -> None:
@@ -148,6 +159,21 @@ class _Server(ThreadingHTTPServer):
         self.server_address = listener.getsockname()[:2]
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._exhausted = False
+        self._body_lock = threading.Lock()
+        self._body_bytes = 0
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` bytes of body as being read, if they fit within MAX_BODY_BYTES."""
+        with self._body_lock:
+            if self._body_bytes + size > MAX_BODY_BYTES:
+                return False
+            self._body_bytes += size
+            return True
+
+    def release(self, size: int) -> None:
+        """The body of ``size`` bytes is answered: its memory is free again."""
+        with self._body_lock:
+            self._body_bytes -= size
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
