@@ -409,3 +409,14 @@ def test_bodies_read_at_once_share_one_budget_and_the_rest_get_503() -> None:
         poll(lambda: post_status(port, b"{}") == 200, timeout=10, what="the budget back")
     finally:
         server.stop()
+
+
+def test_a_content_length_of_other_digits_is_411_not_a_dropped_connection() -> None:
+    """'²' passes str.isdigit() but is no length: answered 411 like any other non-number."""
+    server, port = posting_endpoint()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n")
+            assert client.recv(1024).startswith(b"HTTP/1.1 411")
+    finally:
+        server.stop()

@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(405, "nothing here takes a POST\n")
             return
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             self._reply(411, "a POST needs a Content-Length\n")
             return
         size = int(length)
