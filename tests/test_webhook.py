@@ -324,8 +324,12 @@ def test_certificate_rotation_while_serving_fails_no_admission(tmp_path: Path) -
         (["--tls-cert", "x", "--tls-key", "y", "--sidecar-port", "70000"], "--sidecar-port"),
         (["--tls-cert", "x", "--tls-key", "y", "--memory-limit", "lots"], "--memory-limit"),
         (["--tls-cert", "x", "--tls-key", "y", "--drain", "soon"], "--drain: 'soon' is not a duration"),
+        (["--tls-cert", "x", "--tls-key", "y", "--config-map", "Warm_Gate"],
+         "--config-map: 'Warm_Gate' is not a ConfigMap name"),
+        (["--tls-cert", "x", "--tls-key", "y", "--config-map", "{name}-warmgate"],
+         "--config-map: '{name}-warmgate' is not a ConfigMap name"),
     ],
-    ids=["no-certificate", "sidecar-port", "memory-limit", "drain"],
+    ids=["no-certificate", "sidecar-port", "memory-limit", "drain", "config-map", "config-map-name"],
 )  # fmt: skip
 def test_a_webhook_that_cannot_start_says_why_and_exits_2(args: list[str], words: str) -> None:
     """Unreadable certificates and bad sidecar options: exit 2, one sentence, no traceback."""

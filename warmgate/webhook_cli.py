@@ -50,6 +50,7 @@ def webhook(
     """Mutating admission webhook: add warmgate to pods that opt in (TLS; see k8s/webhook/)."""
     from warmgate.errors import ConfigError
     from warmgate.inject import InjectOptions
+    from warmgate.inject_parts import DNS_SUBDOMAIN
     from warmgate.units import parse_duration
     from warmgate.webhook import serve_webhook
 
@@ -60,6 +61,13 @@ def webhook(
         drain_seconds = parse_duration(drain)
     except ValueError as exc:
         raise ConfigError(f"--drain: {exc}.") from None
+    if len(config_map) > 253 or not DNS_SUBDOMAIN.match(config_map):
+        # Checked here, not per pod: a typo would leave every pod without warmgate. No {name}:
+        # a Deployment's pods have only a generateName when they are created.
+        raise ConfigError(
+            f"--config-map: '{config_map}' is not a ConfigMap name; use lower-case letters, "
+            "digits, '-' and '.', the same name in every namespace."
+        )
     options = InjectOptions(
         config_map=config_map, **{key: value for key, value in given.items() if value is not None}
     )
