@@ -169,6 +169,18 @@ def test_the_patched_pod_is_valid_kubernetes_and_reads_alike_in_go(
     assert "patch" not in again["response"]
 
 
+def test_a_cpu_limit_can_be_set_for_namespaces_whose_quota_demands_one(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """--cpu-limit (as inject's): a ResourceQuota on limits.cpu refuses pods with no CPU limit."""
+    write_pair(ca.issue_cert("127.0.0.1"), tmp_path)
+    with webhook(tmp_path, "--cpu-limit", "1") as process:
+        answer = Client(process.port(), ca).review(request(deployment_pod()), "/mutate/namespace")
+    after = patched(deployment_pod(), answer)
+    [sidecar] = [c for c in after["spec"]["initContainers"] if c["name"] == "warmgate"]
+    assert sidecar["resources"]["limits"] == {"cpu": "1", "memory": "128Mi"}
+
+
 def test_the_namespace_route_opts_in_and_the_annotation_route_does_not(client: Client) -> None:
     """The same unannotated pod: patched via /mutate/namespace, untouched via /mutate."""
     pod = deployment_pod()

@@ -36,6 +36,9 @@ def webhook(
     memory_request: Annotated[
         str | None, _option("memory_request", "Sidecar memory request.")
     ] = None,
+    cpu_limit: Annotated[
+        str | None, _option("cpu_limit", "Sidecar CPU limit (default none; for a quota on it).")
+    ] = None,
     memory_limit: Annotated[str | None, _option("memory_limit", "Sidecar memory limit.")] = None,
     run_as_user: Annotated[
         str | None, _option("run_as_user", "Sidecar user id; none leaves it to OpenShift.")
@@ -55,7 +58,8 @@ def webhook(
     from warmgate.webhook import serve_webhook
 
     given: dict[str, Any] = {"image": image, "port": sidecar_port, "cpu_request": cpu_request,
-                             "memory_request": memory_request, "memory_limit": memory_limit,
+                             "memory_request": memory_request, "cpu_limit": cpu_limit,
+                             "memory_limit": memory_limit,
                              "run_as_user": run_as_user}  # fmt: skip
     try:
         drain_seconds = parse_duration(drain)
