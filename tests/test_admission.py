@@ -373,3 +373,23 @@ def test_a_config_without_template_files_refuses_line_in_the_sidecar_too() -> No
         compile_targets(config)
     allowed, _ = load_config(None, {"targets": [{"http": {"url": source}}]}, environ={})
     assert compile_targets(allowed)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 'a' * 10**8 }}", "{{ '%s'|format(1) * 99999999 }}", "{{ (10**100000)|string }}"],
+)
+def test_an_annotation_template_whose_constants_fold_huge_is_refused_without_building_them(
+    template: str,
+) -> None:
+    """Jinja folds constants at compile time: the size bounds apply there too (the webhook has 128 MiB)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidAnnotationError, match=r"warmgate\.io/url"):
+            pod_config(ENABLED | {"warmgate.io/url": f"http://127.0.0.1:8080/{template}"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024

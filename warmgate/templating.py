@@ -211,9 +211,12 @@ def referenced_names(source: str) -> frozenset[str]:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     try:
-        tree = ImmutableSandboxedEnvironment().parse(source)
+        # Finding the names runs Jinja2's code generator, which folds constant expressions: the
+        # bounded environment refuses to fold what would be too large ('a' * 10**9).
+        tree = bounded_environment(ImmutableSandboxedEnvironment)().parse(source)
+        names = meta.find_undeclared_variables(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"the template has a syntax error at line {exc.lineno}: {exc.message}."
         ) from None
-    return frozenset(meta.find_undeclared_variables(tree))
+    return frozenset(names)
