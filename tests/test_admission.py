@@ -393,3 +393,22 @@ def test_an_annotation_template_whose_constants_fold_huge_is_refused_without_bui
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8080/${NOT_SET}", "http://127.0.0.1:8080/${HOSTNAME:-x}",
+     "http://127.0.0.1:8080/{{ '${KUBERNETES_SERVICE_HOST}' }}"],
+)  # fmt: skip
+def test_an_environment_reference_in_an_annotation_is_invalid(url: str) -> None:
+    """The sidecar expands ${VAR} in its config file: what the webhook checked would not be what runs."""
+    with pytest.raises(InvalidAnnotationError, match=r"warmgate\.io/url: .*\$\{VAR\}"):
+        pod_config(ENABLED | {"warmgate.io/url": url})
+
+
+def test_a_dollar_that_is_no_environment_reference_stays_in_the_url() -> None:
+    """A '$' of the URL itself is kept: only ${NAME} is expanded by the sidecar."""
+    import yaml
+
+    config = pod_config(ENABLED | {"warmgate.io/url": "http://127.0.0.1:8080/a$b/{c}"})
+    assert yaml.safe_load(config.inline)["targets"][0]["http"]["url"].endswith("/a$b/{c}")

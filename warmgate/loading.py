@@ -27,7 +27,8 @@ from warmgate.secrets import SECRET_NAME, Secrets, redact_url, sql_url_secrets, 
 from warmgate.tls import describe_tls
 from warmgate.units import format_duration
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+"""A ``${VAR}`` or ``${VAR:-default}`` reference, expanded in every string of a config file."""
 
 
 MAX_EXPANSION_CHARS = 1024 * 1024
@@ -68,7 +69,7 @@ def _expand(
                 secrets.add(value)
             return value
 
-        return _ENV_REFERENCE.sub(substitute, data)
+        return ENV_REFERENCE.sub(substitute, data)
     if isinstance(data, Mapping):
         return {
             key: _expand(value, environ, secrets, _join(path, str(key)), budget)

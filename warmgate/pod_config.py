@@ -16,7 +16,8 @@ Neither: the webhook's default ConfigMap. Both: a mistake, since one would be si
 Annotations come from pod authors, who are trusted less than the platform's config: every value
 is bounded in size (:data:`MAX_ANNOTATION_CHARS`), and a template may not call ``line()`` (it
 reads files), nor mention it anywhere, even in a branch that never runs, because the sidecar
-renders it with the full set of functions. A mistake is an :class:`InvalidAnnotationError`
+renders it with the full set of functions; nor may it use ``${VAR}``, which the sidecar would
+expand from its environment after the check. A mistake is an :class:`InvalidAnnotationError`
 naming the annotation; the webhook then admits the pod unmutated. Pure: no I/O, no environment.
 """
 
@@ -104,13 +105,20 @@ def pod_config(annotations: Mapping[str, Any]) -> PodConfig:
 def inline_config(inline: Mapping[str, str]) -> str:
     """The config YAML the inline annotations describe, validated as the CLI validates flags."""
     from warmgate.cli import PLAN_FLAGS, overrides_from_flags
-    from warmgate.loading import load_config
+    from warmgate.loading import ENV_REFERENCE, load_config
     from warmgate.yaml_stream import dump
 
     kinds = {flag.name: flag.kind for flag in PLAN_FLAGS}
     fields = {flag.name: flag.field for flag in PLAN_FLAGS}
     values: dict[str, Any] = {}
     for key, value in inline.items():
+        if ENV_REFERENCE.search(value):
+            # The sidecar reads this as its config file and expands ${VAR} there, from its own
+            # environment: what is checked here would not be what runs.
+            raise InvalidAnnotationError(
+                key, "annotations cannot use ${VAR}, which the sidecar would replace from its "
+                f"environment; put the config in a ConfigMap ({CONFIG_MAP}).",
+            )  # fmt: skip
         name = INLINE[key]
         values[name] = _typed(key, value.strip(), kinds[name])
     if "url" not in values:
