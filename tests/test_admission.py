@@ -385,6 +385,7 @@ def test_an_annotation_template_whose_constants_fold_huge_is_refused_without_bui
     """Jinja folds constants at compile time: the size bounds apply there too (the webhook has 128 MiB)."""
     import tracemalloc
 
+    pod_config(ENABLED | {"warmgate.io/url": "http://127.0.0.1:8080/{{ 'a' * 2 }}"})  # imports
     tracemalloc.start()
     try:
         with pytest.raises(InvalidAnnotationError, match=r"warmgate\.io/url"):
