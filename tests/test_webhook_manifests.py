@@ -179,12 +179,18 @@ def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> 
         assert container[probe]["httpGet"]["path"] == path
 
 
-def test_a_workload_built_with_the_adoption_component_gets_warmgate(tmp_path: Path) -> None:
-    """The component annotates the pod template and ships the ConfigMap the webhook then mounts."""
+@pytest.mark.parametrize(
+    "names", [{}, {"namePrefix": "shop-", "nameSuffix": "-v2"}], ids=["as-is", "renamed"]
+)
+def test_a_workload_built_with_the_adoption_component_gets_warmgate(
+    tmp_path: Path, names: dict[str, str]
+) -> None:
+    """The component annotates the pod template and ships the ConfigMap the webhook then mounts,
+    under the name the app's kustomization gives it."""
     (tmp_path / "app.yaml").write_text((SAMPLES / "heritage-app.yaml").read_text())
     component = os.path.relpath(ADOPTION, tmp_path)
     (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump({"resources": ["app.yaml"], "components": [component]})
+        yaml.safe_dump({"resources": ["app.yaml"], "components": [component], **names})
     )
     result = subprocess.run(
         [kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, check=False,
