@@ -117,6 +117,18 @@ def test_pods_warming_makes_no_sense_for_are_left_alone_with_the_reason(
     assert "--" not in warning
 
 
+def test_a_static_pods_mirror_is_left_alone_with_the_reason() -> None:
+    """A mirror pod: the kubelet runs the static pod, and NodeRestriction refuses a ConfigMap in it."""
+    pod = deployment_pod(
+        {"kubernetes.io/config.mirror": "3f1c", "kubernetes.io/config.source": "file"}
+    )
+    decision, after = decide(pod, namespace=True)
+    assert decision.outcome is Outcome.SKIPPED
+    assert after == pod
+    [warning] = decision.warnings
+    assert "static pod" in warning
+
+
 def test_an_already_injected_pod_is_left_alone() -> None:
     """A pod that `warmgate inject` already wrote (another image) is not touched again."""
     pod = deployment_pod(ENABLED)

@@ -10,10 +10,10 @@ every Pod ``CREATE`` the webhook configuration selects; :func:`admit` answers it
    pod carries the annotation ``warmgate.io/inject: enabled``. Otherwise the pod is
    :attr:`Outcome.SKIPPED` silently: no warning for pods nobody asked about.
 3. Left alone, with the reason in ``warnings``: the annotation ``warmgate.io/inject: disabled``
-   (it wins over the namespace label), a pod a Job owns, a Helm hook, ``hostNetwork``
-   (:func:`warmgate.selection.why_skipped`, shared with ``inject``), a pod that already has a
-   warmgate container (``inject``'s or an earlier pass of this webhook: reinvocation gives an
-   empty patch), and a pod whose ports or volumes clash with warmgate's.
+   (it wins over the namespace label), a static pod's mirror, a pod a Job owns, a Helm hook,
+   ``hostNetwork`` (:func:`warmgate.selection.why_skipped`, shared with ``inject``), a pod
+   that already has a warmgate container (``inject``'s or an earlier pass of this webhook:
+   reinvocation gives an empty patch), and a pod whose ports or volumes clash with warmgate's.
 4. The pod's config annotations (:mod:`warmgate.pod_config`); a mistake there admits the pod
    unmutated, :attr:`Outcome.INVALID`, with a warning naming the annotation.
 5. The pod ``warmgate inject`` would write (:func:`warmgate.inject.inject_object`, the one
@@ -42,6 +42,8 @@ from warmgate.pod_config import InvalidAnnotationError, pod_config
 from warmgate.selection import OPT_OUT, Selection, why_skipped
 
 API_VERSION = "admission.k8s.io/v1"
+MIRROR = "kubernetes.io/config.mirror"
+"""The annotation of the pod a kubelet creates to show a static pod (a mirror pod)."""
 MAX_WARNING_CHARS = 256
 """Longer warnings may be cut by the API server; say it within this."""
 
@@ -163,7 +165,12 @@ def _opted_in_pod(
     opted_in = str((annotations or {}).get(OPT_OUT, "")).lower() == "enabled"
     if not (namespace_opted_in or opted_in):
         return Decision(Outcome.SKIPPED)
-    return {"apiVersion": "v1", "kind": "Pod", **pod}, _pod_name(request, metadata)
+    name = _pod_name(request, metadata)
+    if MIRROR in (annotations or {}):
+        # The kubelet runs the static pod from its file; and NodeRestriction (reinvoked after
+        # this patch) refuses a mirror pod that references a ConfigMap, so it would not exist.
+        return _skip(f"{name}: skipped: it is the mirror of a static pod, which the kubelet runs")
+    return {"apiVersion": "v1", "kind": "Pod", **pod}, name
 
 
 def response(uid: str, decision: Decision) -> dict[str, Any]:
