@@ -33,6 +33,7 @@ from warmgate.drivers import (
     Warn,
     warn_on_stderr,
 )
+from warmgate.drivers.diagnosis import Diagnosis
 from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
 from warmgate.errors import ConfigError, TemplateError
 from warmgate.journey import Journey
@@ -215,6 +216,16 @@ class JourneyDriver:
         self._warn = warn
         self._warned: set[tuple[int, str, int | None]] = set()
         self._anonymous: VirtualUser | None = None
+        # One diagnosis per https server, shared by the steps (and users) that reach it.
+        by_server: dict[tuple[str, int], Diagnosis] = {}
+        self.diagnoses: tuple[Diagnosis | None, ...] = tuple(
+            by_server.setdefault(
+                (step.host, step.port), Diagnosis(step.host, step.port, tls, step.target.timeout)
+            )
+            if tls is not None and step.tls
+            else None
+            for step in plan.steps
+        )
 
     def for_user(self) -> VirtualUser:
         """A new virtual user: its own progress, captures and cookie jar."""
@@ -288,7 +299,11 @@ class VirtualUser:
             async with asyncio.timeout(step.target.timeout):
                 response, body = await _exchange(client, request, step.needs_body, self._jar)
         except REQUEST_ERRORS as exc:
-            return self._fail(index, classify(exc))
+            outcome = classify(exc)
+            diagnosis = self._driver.diagnoses[index]
+            if diagnosis is not None:
+                outcome = await diagnosis.explain(outcome)
+            return self._fail(index, outcome)
         status = response.status_code
         if not step.target.accepts(status):
             return self._fail(index, Outcome(UNEXPECTED_STATUS, status, f"answered {status}"))
