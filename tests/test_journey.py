@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
 from warmgate.config import TrafficConfig
 from warmgate.config import warnings as config_warnings
-from warmgate.drivers import OK, UNEXPECTED_STATUS, Outcome
+from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS, Outcome
 from warmgate.drivers.http import make_client
 from warmgate.drivers.journey import JourneyDriver
 from warmgate.errors import ConfigError, TemplateError
@@ -256,3 +257,46 @@ def test_a_rate_too_low_for_the_judged_steps_is_warned_about() -> None:
     overrides["load"]["rate"] = 4
     config, _ = load_config(None, overrides, environ=ENV)
     assert config_warnings(config) == []
+
+
+@pytest.mark.parametrize("name", ["J\u00fcrgen", "a\r\nX-Injected: 1"])
+def test_a_captured_value_a_header_cannot_carry_fails_the_iteration(name: str) -> None:
+    """A value no request can carry fails its step with a reason naming it, and never shows."""
+    logins: list[str] = []
+
+    async def login(_: web.Request) -> web.Response:
+        logins.append("")
+        return web.json_response({"name": name})
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def scenario() -> list[Outcome]:
+        application = web.Application()
+        application.router.add_post("/login", login)
+        application.router.add_get("/page", page)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        steps = [
+            {"name": "login", "judged": False, "http": {"method": "POST", "url": f"{base}/login"},
+             "capture": {"who": {"json": "$.name"}}},
+            {"name": "page", "http": {"url": f"{base}/page", "headers": {"X-Who": "{{ who }}"}}},
+        ]  # fmt: skip
+        target = {"name": "walk", "journey": {"allow_methods": ["POST"], "steps": steps}}
+        (compiled,) = compile_targets(config_of(target))
+        assert compiled.journey is not None
+        try:
+            async with make_client(1, TrafficConfig()) as client:
+                user = JourneyDriver("walk", compiled.journey, client, lambda _: None).for_user()
+                return [await user.execute() for _ in range(4)]
+        finally:
+            await runner.cleanup()
+
+    outcomes = asyncio.run(scenario())
+    assert [outcome.outcome for outcome in outcomes] == [OK, ERROR, OK, ERROR]
+    assert outcomes[1].detail is not None
+    assert outcomes[1].detail.startswith("step 'page': the request cannot be sent")
+    assert name not in outcomes[1].detail
+    assert len(logins) == 2  # the failed iteration ended; the next one logged in again

@@ -27,6 +27,7 @@ from warmgate.capture import Answer, CaptureError, Extract, Walk, extract
 from warmgate.config import HttpTarget, http_endpoint
 from warmgate.drivers import (
     CAPTURE_FAILED,
+    ERROR,
     OK,
     UNEXPECTED_STATUS,
     Outcome,
@@ -45,6 +46,10 @@ MAX_CAPTURE_BYTES = 1024 * 1024
 """The most of an answer's body kept for a capture; the rest is read and dropped."""
 MAX_SECRET_BYTES = 64 * 1024
 """The largest secret file read."""
+_UNSENDABLE = (
+    "the request cannot be sent ({}): a value in its URL or headers holds a character they "
+    "cannot carry, such as a line break or, in a header, a non-ASCII letter"
+)
 _EXAMPLE = "x"
 """The value captured variables take in the first render at start-up."""
 
@@ -304,6 +309,10 @@ class VirtualUser:
             if diagnosis is not None:
                 outcome = await diagnosis.explain(outcome)
             return self._fail(index, outcome)
+        except (httpx.InvalidURL, ValueError) as exc:
+            # A value rendered into the URL or a header (a captured one, most often) that a
+            # request cannot carry: a non-ASCII header, a line break. Its text is not shown.
+            return self._fail(index, Outcome(ERROR, detail=_UNSENDABLE.format(type(exc).__name__)))
         status = response.status_code
         if not step.target.accepts(status):
             return self._fail(index, Outcome(UNEXPECTED_STATUS, status, f"answered {status}"))
