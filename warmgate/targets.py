@@ -118,6 +118,11 @@ def _compile(config: Config, warn: Warn, environ: Mapping[str, str] | None) -> C
         where = f"targets[{index}]"
         if target.http is not None:
             plan = HttpPlan.compile(target.http, templates, f"{where}.http")
+            if target.http.tls is not None and not plan.tls:  # a url is checked as it loads
+                raise ConfigError(
+                    f"{where}.http: tls is set but the URLs of {target.http.urls_file} start "
+                    "with http://, so it would do nothing; write https:// or remove tls."
+                )
             tls = load(target.http.tls, f"{where}.http.tls") if plan.tls else None
             compiled.append(CompiledTarget(target, http=plan, tls=tls))
         elif target.sql is not None:
