@@ -291,12 +291,15 @@ class VirtualUser:
         step = self._driver.plan.steps[index]
         variables = {**self._driver.plan.secrets, **walk.variables}
         client = self._driver.client
+        url = step.url.render(variables)
+        headers = {name: value.render(variables) for name, value in step.headers}
+        content = None if step.body is None else step.body.render(variables).encode()
         try:
             request = client.build_request(
                 step.target.method,
-                step.url.render(variables),
-                headers={name: value.render(variables) for name, value in step.headers},
-                content=None if step.body is None else step.body.render(variables).encode(),
+                url,
+                headers=headers,
+                content=content,
                 timeout=httpx.Timeout(step.target.timeout),
                 extensions=self._driver.extensions,
             )
