@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -190,17 +191,46 @@ async def _exchange(
     try:
         jar.extract_cookies(response)
         if keep_body:
-            kept = bytearray()
-            async for chunk in response.aiter_bytes():
-                if len(kept) < MAX_CAPTURE_BYTES:
-                    kept += chunk[: MAX_CAPTURE_BYTES - len(kept)]
-            body = kept.decode(response.encoding or "utf-8", errors="replace")
+            body = (await _kept_body(response)).decode(response.encoding or "utf-8", "replace")
         elif not response.is_stream_consumed:
             async for _ in response.aiter_raw():
                 pass  # the app did the work of sending it; nothing here needs it
     finally:
         await response.aclose()
     return response, body
+
+
+async def _kept_body(response: httpx.Response) -> bytes:
+    """The first :data:`MAX_CAPTURE_BYTES` of the answer's body, decoded; the rest is not read.
+
+    gzip and deflate are inflated here, never more than the room left, so a small compressed
+    answer that decodes to gigabytes (or never ends) costs at most that much memory and work.
+    """
+    if response.is_stream_consumed:  # built in memory (httpx.MockTransport): read already
+        return response.content[:MAX_CAPTURE_BYTES]
+    codings = [c.strip().lower() for c in response.headers.get("Content-Encoding", "").split(",")]
+    codings = [coding for coding in codings if coding and coding != "identity"]
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+    inflate = (
+        zlib.decompressobj(wbits[codings[0]]) if len(codings) == 1 and codings[0] in wbits else None
+    )
+    kept = bytearray()
+    async for chunk in response.aiter_raw():
+        room = MAX_CAPTURE_BYTES - len(kept)
+        try:
+            kept += chunk[:room] if inflate is None else inflate.decompress(chunk, room)
+        except zlib.error:
+            if kept or codings != ["deflate"]:
+                raise httpx.DecodingError(f"the body is not valid {codings[0]}") from None
+            # "deflate" without its zlib header, as some servers send it
+            inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                kept += inflate.decompress(chunk, room)
+            except zlib.error:
+                raise httpx.DecodingError("the body is not valid deflate") from None
+        if len(kept) >= MAX_CAPTURE_BYTES:
+            break  # the rest is never read: closing the answer drops the connection
+    return bytes(kept)
 
 
 class JourneyDriver:
