@@ -440,3 +440,24 @@ def test_journey_against_mutual_tls_says_a_client_certificate_is_needed(
                 "step 'page0': handshake: the server asked for a client certificate; set "
                 "tls.client_cert and tls.client_key"
             )
+
+
+def test_wait_url_inherits_the_tls_of_journey_steps_on_the_same_server(
+    ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """wait.url on the server of a journey's https steps probes with their TLS."""
+    with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
+        tls = {"ca_file": str(files["ca"]), "server_name": APP_NAME}
+        steps = [{"name": "page", "http": {"url": f"https://127.0.0.1:{port}/a", "tls": tls}}]
+        config, _ = load_config(
+            None,
+            {
+                "targets": [{"name": "walk", "journey": {"steps": steps}}],
+                "wait": {"url": f"https://127.0.0.1:{port}/healthz"},
+            },
+        )
+        compiled = compile_config(config)
+        assert compiled.wait is not None
+        assert compiled.wait.tls is compiled.targets[0].tls
+        assert probe(compiled) is None
+        assert seen.server_names == [APP_NAME]
