@@ -10,8 +10,9 @@ virtual user keeps its own ``httpx.Cookies`` jar for one iteration and throws it
 walk starts the next: the jar adds the ``Cookie`` header to each request it sends and takes
 ``Set-Cookie`` from each answer. No jar is ever shared, so no session passes between virtual
 users or iterations, and plain targets stay as stateless as before. A body is read and kept
-(decoded, at most :data:`MAX_CAPTURE_BYTES`) only by a step with a JSON or regex capture;
-other answers are read in chunks and dropped, as plain targets do.
+(decoded, at most :data:`MAX_CAPTURE_BYTES`) only by a step with a JSON or regex capture; the
+rest of a longer one is not read, and its connection is closed rather than reused. Other
+answers are read in chunks and dropped, as plain targets do.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from warmgate.templating import Template, Templates
 from warmgate.tls import Tls
 
 MAX_CAPTURE_BYTES = 1024 * 1024
-"""The most of an answer's body kept for a capture; the rest is read and dropped."""
+"""The most of an answer's body kept (decoded) for a capture; the rest is not read."""
 MAX_SECRET_BYTES = 64 * 1024
 """The largest secret file read."""
 _UNSENDABLE = (
