@@ -542,3 +542,16 @@ def test_range_templates_cover_every_path_seen_and_render_within_it(
             assert low <= int(value) <= high
     for path in seen:
         assert sum(1 for shape in shapes.values() if shape.fullmatch(path)) == 1
+
+
+def test_a_percent_escaped_token_is_token_like() -> None:
+    """A base64 token whose + / = the log wrote as %2B %2F %3D is still one token, left out."""
+    log = (
+        b'h - - [t] "GET /reset/AbCdEfGhIjKlM1%2BnOpQrStUv%2FwXyZ01234%3D HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /search/caf%C3%A9%20au%20lait%20et%20sucre HTTP/1.1" 200 1\n'
+    )
+    counter = count(log)
+    assert urls(counter) == {"/search/caf%C3%A9%20au%20lait%20et%20sucre": 1}
+    assert counter.tally.token_like == 1
+    assert token_like(b"/k/AbCdEfGhIjKlM1%2BnOpQrStUv%2FwXyZ01234%3D")
+    assert not token_like(b"/p/Gr%C3%B6%C3%9Fe-XL-2024")

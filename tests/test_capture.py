@@ -149,3 +149,10 @@ def test_walk_needs_a_judged_step() -> None:
         Walk(["a"], [False])
     with pytest.raises(ValueError, match="only a failed iteration"):
         Walk(["a"], [True]).skipped()
+
+
+def test_json_nested_too_deep_to_parse_is_a_failed_capture() -> None:
+    """An answer nested deeper than the parser goes is a capture that found nothing."""
+    deep = Answer(200, body="[" * 200_000)
+    with pytest.raises(CaptureError, match=r"no `\$.a` in the response: it is not JSON"):
+        extract(Extract.of("json", "$.a"), deep)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
 from warmgate.config import TrafficConfig
 from warmgate.config import warnings as config_warnings
-from warmgate.drivers import OK, UNEXPECTED_STATUS, Outcome
+from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS, Outcome
 from warmgate.drivers.http import make_client
 from warmgate.drivers.journey import JourneyDriver
 from warmgate.errors import ConfigError, TemplateError
@@ -256,3 +259,114 @@ def test_a_rate_too_low_for_the_judged_steps_is_warned_about() -> None:
     overrides["load"]["rate"] = 4
     config, _ = load_config(None, overrides, environ=ENV)
     assert config_warnings(config) == []
+
+
+@pytest.mark.parametrize("name", ["J\u00fcrgen", "a\r\nX-Injected: 1"])
+def test_a_captured_value_a_header_cannot_carry_fails_the_iteration(name: str) -> None:
+    """A value no request can carry fails its step with a reason naming it, and never shows."""
+    logins: list[str] = []
+
+    async def login(_: web.Request) -> web.Response:
+        logins.append("")
+        return web.json_response({"name": name})
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def scenario() -> list[Outcome]:
+        application = web.Application()
+        application.router.add_post("/login", login)
+        application.router.add_get("/page", page)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        steps = [
+            {"name": "login", "judged": False, "http": {"method": "POST", "url": f"{base}/login"},
+             "capture": {"who": {"json": "$.name"}}},
+            {"name": "page", "http": {"url": f"{base}/page", "headers": {"X-Who": "{{ who }}"}}},
+        ]  # fmt: skip
+        target = {"name": "walk", "journey": {"allow_methods": ["POST"], "steps": steps}}
+        (compiled,) = compile_targets(config_of(target))
+        assert compiled.journey is not None
+        try:
+            async with make_client(1, TrafficConfig()) as client:
+                user = JourneyDriver("walk", compiled.journey, client, lambda _: None).for_user()
+                return [await user.execute() for _ in range(4)]
+        finally:
+            await runner.cleanup()
+
+    outcomes = asyncio.run(scenario())
+    assert [outcome.outcome for outcome in outcomes] == [OK, ERROR, OK, ERROR]
+    assert outcomes[1].detail is not None
+    assert outcomes[1].detail.startswith("step 'page': the request cannot be sent")
+    assert name not in outcomes[1].detail
+    assert len(logins) == 2  # the failed iteration ended; the next one logged in again
+
+
+async def capture_from(handler: Callable[[web.Request], Any]) -> Outcome:
+    """One step with a regex capture of ``token=...;`` against ``handler``: its outcome."""
+    application = web.Application()
+    application.router.add_get("/big", handler)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/big"
+    steps = [{"name": "big", "http": {"url": url, "timeout": "20s"},
+              "capture": {"t": {"regex": "token=([a-z0-9-]+);"}}}]  # fmt: skip
+    (compiled,) = compile_targets(config_of({"name": "walk", "journey": {"steps": steps}}))
+    assert compiled.journey is not None
+    try:
+        async with make_client(1, TrafficConfig()) as client:
+            user = JourneyDriver("walk", compiled.journey, client, lambda _: None).for_user()
+            return await user.execute()
+    finally:
+        await runner.cleanup()
+
+
+def test_a_capture_reads_an_endless_compressed_answer_only_as_far_as_it_keeps() -> None:
+    """A gzip answer that never ends: the capture decodes its first MiB at most, then stops."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+        await response.prepare(request)
+        gzip = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        await response.write(gzip.compress(b"token=tok-4711;") + gzip.flush(zlib.Z_SYNC_FLUSH))
+        decoded = 0
+        with contextlib.suppress(ConnectionError):
+            while decoded < 2**40:  # until the client goes
+                await response.write(gzip.compress(b"a" * 2**16) + gzip.flush(zlib.Z_SYNC_FLUSH))
+                decoded += 2**16
+                await asyncio.sleep(0)  # the client shares this event loop
+        return response
+
+    assert asyncio.run(capture_from(endless)) == Outcome(OK, 200)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [("gzip", zlib.MAX_WBITS | 16), ("deflate", zlib.MAX_WBITS), ("deflate", -zlib.MAX_WBITS),
+     ("identity", None), ("br", None)],
+    ids=["gzip", "deflate", "raw-deflate", "identity", "unknown"],
+)  # fmt: skip
+def test_a_capture_reads_each_content_encoding(encoding: str, wbits: int | None) -> None:
+    """gzip, deflate with or without its zlib header, and bodies sent as they are."""
+    body = b"<p>token=tok-4711;</p>" * 3
+    if wbits is not None:
+        packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+        body = packer.compress(body) + packer.flush()
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": encoding})
+
+    assert asyncio.run(capture_from(answer)) == Outcome(OK, 200)
+
+
+def test_a_body_that_does_not_inflate_is_an_error() -> None:
+    """An answer that says gzip and is not fails its step as an error, not a crash."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(body=b"token=tok-4711; not gzip", headers={"Content-Encoding": "gzip"})
+
+    outcome = asyncio.run(capture_from(answer))
+    assert (outcome.outcome, outcome.detail) == (ERROR, "step 'big': DecodingError")

@@ -125,6 +125,9 @@ def test_unknown_url_options_are_refused_naming_the_ones_that_work() -> None:
         ("SELECT 1 /*M!100100 , 2 */", "executable comment"),
         ("SELECT 1; DELETE FROM orders", "more than one statement"),
         ("EXPLAIN DELETE FROM orders", "contains DELETE"),
+        # "--" then a non-ASCII space is no comment to the server ("\u00a0x" is a name there)
+        ("SELECT 1 --\u00a0; DELETE FROM orders", "more than one statement"),
+        ("SELECT id --\u00a0x FROM orders FOR UPDATE", "takes row locks"),
     ],
 )  # fmt: skip
 def test_mysql_write_forms_are_spotted(query: str, problem: str) -> None:

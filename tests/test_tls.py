@@ -418,3 +418,46 @@ def test_journey_steps_with_different_tls_are_refused(
         ConfigError, match=r"steps\[0\]\.http\.tls and .*steps\[1\]\.http\.tls differ"
     ):
         compile_config(config, lambda _: None)
+
+
+def test_journey_against_mutual_tls_says_a_client_certificate_is_needed(
+    ca: trustme.CA, client_ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """A journey's step refused for want of a client certificate says so, as a plain target's."""
+    with tls_server(ca.issue_cert(APP_NAME), client_ca=client_ca) as (port, _):
+        tls = {"ca_file": files["ca"], "server_name": APP_NAME}
+        config = journey_config(port, [tls])
+        compiled = compile_config(config)
+
+        async def walk() -> list[Outcome]:
+            async with AsyncExitStack() as stack:
+                [driver] = await open_drivers(config, compiled.targets, stack)
+                return [await driver.execute() for _ in range(3)]
+
+        for outcome in asyncio.run(walk()):
+            assert outcome.outcome == CONNECTION_ERROR
+            assert outcome.detail == (
+                "step 'page0': handshake: the server asked for a client certificate; set "
+                "tls.client_cert and tls.client_key"
+            )
+
+
+def test_wait_url_inherits_the_tls_of_journey_steps_on_the_same_server(
+    ca: trustme.CA, files: dict[str, Path]
+) -> None:
+    """wait.url on the server of a journey's https steps probes with their TLS."""
+    with tls_server(ca.issue_cert(APP_NAME)) as (port, seen):
+        tls = {"ca_file": str(files["ca"]), "server_name": APP_NAME}
+        steps = [{"name": "page", "http": {"url": f"https://127.0.0.1:{port}/a", "tls": tls}}]
+        config, _ = load_config(
+            None,
+            {
+                "targets": [{"name": "walk", "journey": {"steps": steps}}],
+                "wait": {"url": f"https://127.0.0.1:{port}/healthz"},
+            },
+        )
+        compiled = compile_config(config)
+        assert compiled.wait is not None
+        assert compiled.wait.tls is compiled.targets[0].tls
+        assert probe(compiled) is None
+        assert seen.server_names == [APP_NAME]

@@ -328,3 +328,19 @@ def test_wait_url_with_a_templated_port_is_a_sentence() -> None:
     result = run_cli("run", "--url", URL, "--wait-url", "http://h:{{ 1 }}/", "--port", "0")
     assert result.returncode == 2
     assert result.stderr.startswith("warmgate: wait.url: 'http://h:{{ 1 }}/' has port '{{ 1 }}'")
+
+
+def test_tls_on_a_url_set_of_http_urls_is_an_error(tmp_path: Path) -> None:
+    """tls on a urls_file whose URLs are http:// would do nothing: an error, as for url."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://a:8080/x 2\nhttp://a:8080/y\n")
+    data = {"targets": [{"http": {"urls_file": str(urls), "tls": {"verify": False}}}]}
+    config, _ = load_config(None, data)
+    with pytest.raises(ConfigError) as caught:
+        compile_config(config, lambda _: None)
+    assert str(caught.value) == (
+        f"targets[0].http: tls is set but the URLs of {urls} start with http://, so it would do "
+        "nothing; write https:// or remove tls."
+    )
+    urls.write_text("https://a:8443/x\n")
+    assert compile_config(config, lambda _: None).targets[0].tls is not None

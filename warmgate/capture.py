@@ -141,7 +141,7 @@ def extract(rule: Extract, answer: Answer) -> str:
         return found.group(1) if rule.pattern.groups else found.group(0)
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise CaptureError(f"no `{shown}` in the response: it is not JSON {where}") from None
     value = resolve(document, rule.segments)
     if value is _MISSING or value is None:

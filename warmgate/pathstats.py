@@ -9,8 +9,9 @@ Theory of operation: :class:`PathCounter` is fed the requests of one chunk of lo
 2. **What is kept of a target**: the path. The query string was dropped by the parser, and path
    parameters (``;jsessionid=...``) are dropped here: both carry session ids and tokens, and a
    secret in a log must not land in a config. A path holding something token-like (a UUID, a
-   long run of letters mixed with digits) is left out whole, and so is one that is not plain
-   printable ASCII, or holds ``{``/``}`` (they would read as template markup).
+   long run of letters mixed with digits, percent-escapes not cutting it) is left out whole,
+   and so is one that is not plain printable ASCII, or holds ``{``/``}`` (they would read as
+   template markup).
 3. **Ids become templates** (:class:`IdMode`): a path segment of decimal digits (perhaps before
    an extension, ``/4711.html``) is an id slot, so ``/order/12345`` and ``/order/7`` count
    together as ``/order/{id}``. ``sample`` (the
@@ -49,6 +50,11 @@ ID_SLOT = re.compile(rb"/([1-9][0-9]{0,17}|0)(?=(?:\.[A-Za-z][A-Za-z0-9]{0,4})?(
 LONG_RUN = re.compile(rb"[A-Za-z0-9_-]{20,}")
 """20 or more letters, digits, ``-`` and ``_``: token-like when it mixes letters and digits (a
 session id, an API key, a reset token, a JWT part) or is a UUID."""
+ESCAPED_RUN = re.compile(rb"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){20,}")
+"""A run of token characters through percent-escapes: a base64 token's ``+``, ``/`` and ``=``
+are written ``%2B``, ``%2F`` and ``%3D`` in a path, and must not cut it into short runs."""
+ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
+PERCENT = re.compile(rb"%")
 UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DIGIT = re.compile(rb"[0-9]")
 LETTER = re.compile(rb"[A-Za-z]")
@@ -165,7 +171,19 @@ def token_like(path: bytes) -> bool:
         text = run.group()
         if UUID.fullmatch(text) or (DIGIT.search(text) and LETTER.search(text)):
             return True
+    if b"%" in path:
+        for run in ESCAPED_RUN.finditer(path):
+            text = ESCAPE.sub(b"", run.group())  # an escape's hex digits are not the token's
+            if len(text) >= 20 and DIGIT.search(text) and LETTER.search(text):
+                return True
     return False
+
+
+def _suspects(blob: bytes) -> set[bytes]:
+    """The lines of ``blob`` that may hold a token: a long run, or a percent-escape."""
+    found = {_line_at(blob, run.start()) for run in LONG_RUN.finditer(blob)}
+    found.update(_line_at(blob, escape.start()) for escape in PERCENT.finditer(blob))
+    return found
 
 
 def _ids_bytes(ids: _Ids) -> int:
@@ -230,8 +248,7 @@ class PathCounter:
         for found in NOT_PLAIN.finditer(blob):
             path = _line_at(blob, found.start())
             tally.unusable += paths.pop(path, 0)
-        for found in LONG_RUN.finditer(blob):
-            path = _line_at(blob, found.start())
+        for path in _suspects(blob):
             if path in paths and token_like(path):
                 tally.token_like += paths.pop(path)
         if self.policy.exclude:

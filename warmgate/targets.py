@@ -6,9 +6,10 @@ distinct TLS setting is loaded once and shared by every target (and the ``wait.u
 has it. Opening drivers creates the shared clients and pools: one HTTP client per distinct TLS
 setting. SQLAlchemy is imported only when a config has SQL targets.
 
-``wait.url`` takes ``wait.tls`` when set; otherwise the TLS setting of the HTTP target with the
-same host and port, since it is the same server with the same certificate and the same demand
-for a client certificate. A ``wait.url`` with no such target uses the defaults.
+``wait.url`` takes ``wait.tls`` when set; otherwise the TLS setting of the HTTP target (or the
+journey's https steps) with the same host and port, since it is the same server with the same
+certificate and the same demand for a client certificate. A ``wait.url`` with no such target
+uses the defaults.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ def _compile(config: Config, warn: Warn, environ: Mapping[str, str] | None) -> C
         where = f"targets[{index}]"
         if target.http is not None:
             plan = HttpPlan.compile(target.http, templates, f"{where}.http")
+            if target.http.tls is not None and not plan.tls:  # a url is checked as it loads
+                raise ConfigError(
+                    f"{where}.http: tls is set but the URLs of {target.http.urls_file} start "
+                    "with http://, so it would do nothing; write https:// or remove tls."
+                )
             tls = load(target.http.tls, f"{where}.http.tls") if plan.tls else None
             compiled.append(CompiledTarget(target, http=plan, tls=tls))
         elif target.sql is not None:
@@ -175,13 +181,22 @@ def wait_tls_settings(
     if config.wait.tls is not None or config.wait.url is None:
         return config.wait.tls, "wait.tls"
     host, port, _ = http_endpoint(config.wait.url)
-    same = {
-        index: item.target.http.tls or TlsConfig()
-        for index, item in enumerate(compiled)
-        if item.http is not None and item.target.http is not None and item.http.tls
-        and (item.http.host, item.http.port) == (host, port)
-    }  # fmt: skip
-    settings = set(same.values())
+    same: dict[int, tuple[TlsConfig, str]] = {}  # target index: its settings, their field
+    for index, item in enumerate(compiled):
+        http, journey = item.target.http, item.target.journey
+        if item.http is not None and http is not None and item.http.tls:
+            if (item.http.host, item.http.port) == (host, port):
+                same[index] = (http.tls or TlsConfig(), f"targets[{index}].http.tls")
+        elif item.journey is not None and journey is not None:
+            # A journey's https steps share one setting (see _journey_tls): the first will do.
+            for number, (step, plan) in enumerate(
+                zip(journey.steps, item.journey.steps, strict=True)
+            ):
+                if plan.tls and (plan.host, plan.port) == (host, port):
+                    where = f"targets[{index}].journey.steps[{number}].http.tls"
+                    same[index] = (step.http.tls or TlsConfig(), where)
+                    break
+    settings = {found for found, _ in same.values()}
     if len(settings) > 1:
         names = " and ".join(f"targets[{index}]" for index in same)
         raise ConfigError(
@@ -189,8 +204,7 @@ def wait_tls_settings(
             "tls settings differ; set wait.tls to the settings the wait probe should use."
         )
     if settings:
-        index = next(iter(same))
-        return settings.pop(), f"targets[{index}].http.tls"
+        return next(iter(same.values()))
     return None, "wait.tls"
 
 

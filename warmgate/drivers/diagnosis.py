@@ -4,7 +4,8 @@ In TLS 1.3 the client's side of the handshake ends before the server has checked
 certificate; the server's refusal (the alert "certificate required" or "unknown CA") then races
 the client's first request, and often loses to a reset or a broken pipe that says nothing. A
 connection that sends nothing reads the alert every time (:func:`handshake_alert`); the HTTP
-driver asks :class:`Diagnosis` for it when an https exchange fails that way.
+driver and the journey driver ask :class:`Diagnosis` for it when an https exchange
+fails that way.
 """
 
 from __future__ import annotations

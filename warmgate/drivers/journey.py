@@ -10,14 +10,16 @@ virtual user keeps its own ``httpx.Cookies`` jar for one iteration and throws it
 walk starts the next: the jar adds the ``Cookie`` header to each request it sends and takes
 ``Set-Cookie`` from each answer. No jar is ever shared, so no session passes between virtual
 users or iterations, and plain targets stay as stateless as before. A body is read and kept
-(decoded, at most :data:`MAX_CAPTURE_BYTES`) only by a step with a JSON or regex capture;
-other answers are read in chunks and dropped, as plain targets do.
+(decoded, at most :data:`MAX_CAPTURE_BYTES`) only by a step with a JSON or regex capture; the
+rest of a longer one is not read, and its connection is closed rather than reused. Other
+answers are read in chunks and dropped, as plain targets do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,12 +29,14 @@ from warmgate.capture import Answer, CaptureError, Extract, Walk, extract
 from warmgate.config import HttpTarget, http_endpoint
 from warmgate.drivers import (
     CAPTURE_FAILED,
+    ERROR,
     OK,
     UNEXPECTED_STATUS,
     Outcome,
     Warn,
     warn_on_stderr,
 )
+from warmgate.drivers.diagnosis import Diagnosis
 from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
 from warmgate.errors import ConfigError, TemplateError
 from warmgate.journey import Journey
@@ -41,9 +45,13 @@ from warmgate.templating import Template, Templates
 from warmgate.tls import Tls
 
 MAX_CAPTURE_BYTES = 1024 * 1024
-"""The most of an answer's body kept for a capture; the rest is read and dropped."""
+"""The most of an answer's body kept (decoded) for a capture; the rest is not read."""
 MAX_SECRET_BYTES = 64 * 1024
 """The largest secret file read."""
+_UNSENDABLE = (
+    "the request cannot be sent ({}): a value in its URL or headers holds a character they "
+    "cannot carry, such as a line break or, in a header, a non-ASCII letter"
+)
 _EXAMPLE = "x"
 """The value captured variables take in the first render at start-up."""
 
@@ -184,17 +192,46 @@ async def _exchange(
     try:
         jar.extract_cookies(response)
         if keep_body:
-            kept = bytearray()
-            async for chunk in response.aiter_bytes():
-                if len(kept) < MAX_CAPTURE_BYTES:
-                    kept += chunk[: MAX_CAPTURE_BYTES - len(kept)]
-            body = kept.decode(response.encoding or "utf-8", errors="replace")
+            body = (await _kept_body(response)).decode(response.encoding or "utf-8", "replace")
         elif not response.is_stream_consumed:
             async for _ in response.aiter_raw():
                 pass  # the app did the work of sending it; nothing here needs it
     finally:
         await response.aclose()
     return response, body
+
+
+async def _kept_body(response: httpx.Response) -> bytes:
+    """The first :data:`MAX_CAPTURE_BYTES` of the answer's body, decoded; the rest is not read.
+
+    gzip and deflate are inflated here, never more than the room left, so a small compressed
+    answer that decodes to gigabytes (or never ends) costs at most that much memory and work.
+    """
+    if response.is_stream_consumed:  # built in memory (httpx.MockTransport): read already
+        return response.content[:MAX_CAPTURE_BYTES]
+    codings = [c.strip().lower() for c in response.headers.get("Content-Encoding", "").split(",")]
+    codings = [coding for coding in codings if coding and coding != "identity"]
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+    inflate = (
+        zlib.decompressobj(wbits[codings[0]]) if len(codings) == 1 and codings[0] in wbits else None
+    )
+    kept = bytearray()
+    async for chunk in response.aiter_raw():
+        room = MAX_CAPTURE_BYTES - len(kept)
+        try:
+            kept += chunk[:room] if inflate is None else inflate.decompress(chunk, room)
+        except zlib.error:
+            if kept or codings != ["deflate"]:
+                raise httpx.DecodingError(f"the body is not valid {codings[0]}") from None
+            # "deflate" without its zlib header, as some servers send it
+            inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                kept += inflate.decompress(chunk, room)
+            except zlib.error:
+                raise httpx.DecodingError("the body is not valid deflate") from None
+        if len(kept) >= MAX_CAPTURE_BYTES:
+            break  # the rest is never read: closing the answer drops the connection
+    return bytes(kept)
 
 
 class JourneyDriver:
@@ -215,6 +252,16 @@ class JourneyDriver:
         self._warn = warn
         self._warned: set[tuple[int, str, int | None]] = set()
         self._anonymous: VirtualUser | None = None
+        # One diagnosis per https server, shared by the steps (and users) that reach it.
+        by_server: dict[tuple[str, int], Diagnosis] = {}
+        self.diagnoses: tuple[Diagnosis | None, ...] = tuple(
+            by_server.setdefault(
+                (step.host, step.port), Diagnosis(step.host, step.port, tls, step.target.timeout)
+            )
+            if tls is not None and step.tls
+            else None
+            for step in plan.steps
+        )
 
     def for_user(self) -> VirtualUser:
         """A new virtual user: its own progress, captures and cookie jar."""
@@ -275,12 +322,15 @@ class VirtualUser:
         step = self._driver.plan.steps[index]
         variables = {**self._driver.plan.secrets, **walk.variables}
         client = self._driver.client
+        url = step.url.render(variables)
+        headers = {name: value.render(variables) for name, value in step.headers}
+        content = None if step.body is None else step.body.render(variables).encode()
         try:
             request = client.build_request(
                 step.target.method,
-                step.url.render(variables),
-                headers={name: value.render(variables) for name, value in step.headers},
-                content=None if step.body is None else step.body.render(variables).encode(),
+                url,
+                headers=headers,
+                content=content,
                 timeout=httpx.Timeout(step.target.timeout),
                 extensions=self._driver.extensions,
             )
@@ -288,7 +338,15 @@ class VirtualUser:
             async with asyncio.timeout(step.target.timeout):
                 response, body = await _exchange(client, request, step.needs_body, self._jar)
         except REQUEST_ERRORS as exc:
-            return self._fail(index, classify(exc))
+            outcome = classify(exc)
+            diagnosis = self._driver.diagnoses[index]
+            if diagnosis is not None:
+                outcome = await diagnosis.explain(outcome)
+            return self._fail(index, outcome)
+        except (httpx.InvalidURL, ValueError) as exc:
+            # A value rendered into the URL or a header (a captured one, most often) that a
+            # request cannot carry: a non-ASCII header, a line break. Its text is not shown.
+            return self._fail(index, Outcome(ERROR, detail=_UNSENDABLE.format(type(exc).__name__)))
         status = response.status_code
         if not step.target.accepts(status):
             return self._fail(index, Outcome(UNEXPECTED_STATUS, status, f"answered {status}"))

@@ -73,7 +73,9 @@ def _mysql_noise(backslash_escapes: bool) -> re.Pattern[str]:
     inside = r"[^'\\]|''|\\." if backslash_escapes else r"[^']|''"
     double = inside.replace("'", '"')
     return re.compile(
-        r"(?:#|--(?=\s|$))[^\n]*"  # line comment ("--" only before a space)
+        # line comment; "--" only before an ASCII space or control character, as the server
+        # reads it ("--" before a non-ASCII space is two minus signs and a name)
+        r"(?:#|--(?=[\x00-\x20\x7f]|$))[^\n]*"
         r"|/\*(?!!|M!).*?\*/"  # block comment, not an executable /*! ... */
         rf"|'(?:{inside})*'"  # string literal
         rf'|"(?:{double})*"'  # string literal (a name under ANSI_QUOTES)
