@@ -39,6 +39,13 @@ TIMING_SENSITIVE = (
     "tests/test_surfaces.py",
     "tests/test_sql_e2e.py",
     "tests/test_demo.py",
+    "tests/test_tls.py",
+    "tests/test_webhook.py",
+    "tests/test_journey.py",
+    "tests/test_journey_e2e.py",
+    "tests/test_open_run.py",
+    "tests/test_sql_mysql_e2e.py",
+    "tests/test_paths_servers.py",
 )
 """Files whose tests run real servers, subprocesses and clocks: where scheduling could leak in."""
 
