@@ -183,19 +183,20 @@ def wait_tls_settings(
     host, port, _ = http_endpoint(config.wait.url)
     same: dict[int, tuple[TlsConfig, str]] = {}  # target index: its settings, their field
     for index, item in enumerate(compiled):
-        http, journey = item.target.http, item.target.journey
-        if item.http is not None and http is not None and item.http.tls:
-            if (item.http.host, item.http.port) == (host, port):
-                same[index] = (http.tls or TlsConfig(), f"targets[{index}].http.tls")
-        elif item.journey is not None and journey is not None:
-            # A journey's https steps share one setting (see _journey_tls): the first will do.
-            for number, (step, plan) in enumerate(
-                zip(journey.steps, item.journey.steps, strict=True)
-            ):
-                if plan.tls and (plan.host, plan.port) == (host, port):
-                    where = f"targets[{index}].journey.steps[{number}].http.tls"
-                    same[index] = (step.http.tls or TlsConfig(), where)
-                    break
+        if item.tls is None:  # no https to this target
+            continue
+        if item.http is not None and (item.http.host, item.http.port) == (host, port):
+            same[index] = (item.tls.settings, f"targets[{index}].http.tls")
+        elif item.journey is not None:
+            # A journey's https steps share one setting (_journey_tls): the first step there.
+            number = next(
+                (n for n, step in enumerate(item.journey.steps)
+                 if step.tls and (step.host, step.port) == (host, port)),
+                None,
+            )  # fmt: skip
+            if number is not None:
+                where = f"targets[{index}].journey.steps[{number}].http.tls"
+                same[index] = (item.tls.settings, where)
     settings = {found for found, _ in same.values()}
     if len(settings) > 1:
         names = " and ".join(f"targets[{index}]" for index in same)
