@@ -35,8 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import re2
-
 _SEGMENT = re.compile(
     r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)"
     r"|\[\s*(?:'(?P<single>(?:[^'\\]|\\.)*)'|\"(?P<double>(?:[^\"\\]|\\.)*)\"|(?P<index>-?[0-9]+))\s*\]"
@@ -97,6 +95,8 @@ class Regex(Protocol):
 def compile_regex(expression: str) -> Regex:
     """``expression`` compiled by RE2, or :class:`RegexError` with a sentence saying what to
     change: the construct RE2 does not support and how to do without it, or the size."""
+    import re2  # only a config with a regex capture pays for it (about 3 MiB)
+
     options = re2.Options()
     options.log_errors = False  # the error goes into the sentence, not to stderr
     try:
