@@ -261,18 +261,20 @@ def publish_report(record: Record, log: Log, path: Path | None) -> None:
 
 def load_record(directory: Path) -> Record:
     """The warm-up record in ``directory``, or a StatusDirError saying why there is none."""
-    import json
-
-    from warmgate.status import REPORT_FILE
+    from warmgate.status import MAX_REPORT_BYTES, REPORT_FILE, read_json
 
     path = directory / REPORT_FILE
     try:
-        return Record.from_json(json.loads(path.read_text(encoding="utf-8")))
+        data = read_json(path, MAX_REPORT_BYTES)
     except FileNotFoundError:
         raise StatusDirError(
             f"{path} does not exist: no warm-up has finished with this --status-dir yet."
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    if not isinstance(data, dict):
+        raise StatusDirError(f"{path} does not hold a warm-up record; was it written by warmgate?")
+    try:
+        return Record.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
 
 
