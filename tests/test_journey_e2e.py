@@ -204,3 +204,22 @@ def test_sigterm_ends_prime_while_a_capture_is_matching(
     assert status["reason"] == "stopped by SIGTERM before the target was warm"
     # Far below the match's own seconds, and below the 10-minute deadline by far.
     assert took < 8, took
+
+
+def test_a_template_slow_on_a_captured_value_does_not_hold_prime_past_its_deadline(
+    answering: Callable[[bytes], str], tmp_path: Path
+) -> None:
+    """A step whose URL loops twice over a captured value renders at once at start-up (the
+    example value is one letter) and would take hours on the 100,000 letters captured: each such
+    render is interrupted, and prime fails closed at its deadline, saying why."""
+    url = answering(b"token=" + b"x" * 100_000 + b";")
+    slow = url + "?q={% for a in token %}{% for b in token %}{% endfor %}{% endfor %}"
+    steps = [
+        {"name": "login", "judged": False, "http": {"url": url, "timeout": "10s"},
+         "capture": {"token": {"regex": "token=(x+);"}}},
+        {"name": "page", "http": {"url": slow, "timeout": "10s"}},
+    ]  # fmt: skip
+    code, shown = prime(tmp_path, {"name": "form", "journey": {"steps": steps}}, timeout="4s")
+    assert code == 1, shown[-2000:]
+    assert status_of(tmp_path)["outcome"] == "failed_closed"
+    assert "the template took more than 0.25s to render" in status_of(tmp_path)["reason"]
