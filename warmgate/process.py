@@ -34,8 +34,9 @@ from warmgate.signals import die_with_parent
 from warmgate.status import WAITING, Status, StatusDir, atomic_write, read_status
 from warmgate.targets import compile_config
 
-GRACE = 1.5
-"""Seconds the runner gets to wind down after a signal before it is cancelled."""
+GRACE = 0.5
+"""Seconds the runner gets to wind down after a signal before it is cancelled: ``prime`` must be
+gone within 1 s of SIGTERM, final status written (it usually winds down within one tick)."""
 BEAT_INTERVAL = 1.0
 """Seconds between a primer's heartbeats to its supervisor."""
 
