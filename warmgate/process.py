@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from warmgate import __version__
 from warmgate.config import Config
+from warmgate.daemon_pool import DaemonPool
 from warmgate.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
@@ -155,7 +156,9 @@ def execute(
 
 async def _supervise(runner: Runner) -> Status:
     stop = asyncio.Event()
-    received = install_stop_signals(asyncio.get_running_loop(), stop)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(DaemonPool())  # a hung DNS lookup never holds the exit
+    received = install_stop_signals(loop, stop)
     task = asyncio.create_task(runner.run(stop))
     beats = asyncio.create_task(_beat(runner))
     stop_waiter = asyncio.create_task(stop.wait())
