@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -10,14 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from warmgate.capture import (
+    MAX_PROGRAM_SIZE,
     Answer,
     CaptureError,
     Extract,
     JsonPathError,
+    RegexError,
     Walk,
+    compile_regex,
     extract,
     parse_json_path,
     resolve,
+    too_slow,
 )
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
@@ -156,3 +161,101 @@ def test_json_nested_too_deep_to_parse_is_a_failed_capture() -> None:
     deep = Answer(200, body="[" * 200_000)
     with pytest.raises(CaptureError, match=r"no `\$.a` in the response: it is not JSON"):
         extract(Extract.of("json", "$.a"), deep)
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("pattern", "body"),
+    [
+        (r'.*csrf="([^"]+)"', "<p>" + "a" * MIB + "</p>"),
+        (r'.*csrf="([^"]+)"', 'csrf="x' + "x" * MIB),
+        (r"^(a+)+$", "a" * 40 + "b"),
+        (r"^(a+)+$", "a" * MIB + "b"),
+        (r"(a|aa)+$", "a" * MIB + "b"),
+        (r"(x+x+)+y", "x" * MIB),
+        (r"^(\w+\s?)*$", "word " * (MIB // 5) + "!"),
+        (r"(.*a){12}", "a" * 11 + "b" * MIB),
+    ],
+    ids=["csrf", "csrf-unclosed", "nested-41", "nested-1mib", "alternation", "xx", "words", "n12"],
+)
+def test_patterns_that_backtrack_catastrophically_end_and_match_nothing(
+    pattern: str, body: str
+) -> None:
+    """Patterns that take Python's re minutes or more on these answers end, finding nothing."""
+    with pytest.raises(CaptureError, match="matched nothing in the response"):
+        extract(Extract.of("regex", pattern), Answer(200, body=body))
+
+
+def test_a_catastrophic_pattern_still_finds_a_match_that_is_there() -> None:
+    """The same patterns capture what is there, as Python's re would."""
+    body = "<p>" + "a" * MIB + '</p><input csrf="t0k3n">'
+    assert extract(Extract.of("regex", r'.*csrf="([^"]+)"'), Answer(200, body=body)) == "t0k3n"
+    assert extract(Extract.of("regex", r"^(a+)+$"), Answer(200, body="a" * 41)) == "a" * 41
+
+
+@pytest.mark.parametrize(
+    ("pattern", "said"),
+    [
+        (r"(a)\1", "uses a backreference"),
+        (r"(?P<t>a)(?P=t)", "uses a backreference"),
+        (r"token=(.+?)(?=;)", "uses a lookahead or lookbehind"),
+        (r"(?<!x)token=(\w+)", "uses a lookahead or lookbehind"),
+        (r"(?>a+)b", "uses an atomic group"),
+        (r"a++b", "uses a possessive quantifier"),
+        (r"(a)?(?(1)b|c)", "uses a conditional group"),
+        (r"end\Z", r"write \z for the end of the text"),
+        (r"(?x) a b", "uses the verbose flag"),
+        (r"(unclosed", "is not a regular expression captures accept (missing )"),
+        ("(?:a|b)*a" + "[ab]{1000}" * 5, f"more than {MAX_PROGRAM_SIZE}; simplify it"),
+    ],
+)
+def test_a_regex_that_cannot_run_in_linear_time_is_refused_with_the_fix(
+    pattern: str, said: str
+) -> None:
+    """What the linear-time engine lacks is named with a way to do without it."""
+    with pytest.raises(RegexError, match=re.escape(said)):
+        compile_regex(pattern)
+
+
+def test_a_group_that_took_no_part_is_a_failed_capture() -> None:
+    """An optional group that matched nothing gives no value, and says so."""
+    with pytest.raises(CaptureError, match="its group took no part in the match"):
+        extract(Extract.of("regex", r"(x)?b"), Answer(200, body="abc"))
+
+
+def test_a_capture_over_its_budget_says_so() -> None:
+    """The reason names the regex, the budget and the size of the answer."""
+    error = too_slow(Extract.of("regex", "a+b"), Answer(200, body="a" * 2000), 1.0)
+    assert str(error) == (
+        "the regex `a+b` did not finish within 1s on the response (2,000 characters, "
+        "status 200); simplify it"
+    )
+
+
+SIMPLE_REGEXES = st.recursive(
+    st.sampled_from(["a", "b", "[ab]", ".", "[^a]", "\\d", "x"]),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{1,3}", "*?", "+?"])).map(
+            lambda t: f"(?:{t[0]}){t[1]}"
+        ),
+        st.tuples(inner, inner).map(lambda t: f"(?:{t[0]}|{t[1]})"),
+    ),
+    max_leaves=6,
+)
+
+
+@given(SIMPLE_REGEXES, st.text(alphabet="abx1 ", max_size=30), st.booleans())
+def test_the_engine_finds_what_pythons_re_finds(pattern: str, body: str, grouped: bool) -> None:
+    """For patterns both engines read alike, the capture is the one Python's re finds first."""
+    if grouped:
+        pattern = f"({pattern})"
+    found = re.search(pattern, body)
+    answer = Answer(200, body=body)
+    if found is None:
+        with pytest.raises(CaptureError, match="matched nothing"):
+            extract(Extract.of("regex", pattern), answer)
+    else:
+        assert extract(Extract.of("regex", pattern), answer) == found.group(1 if grouped else 0)

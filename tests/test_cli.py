@@ -407,6 +407,48 @@ def test_check_answers_1_for_a_status_it_cannot_read(
     assert result.stderr == ""
 
 
+def test_check_says_not_ready_for_a_heartbeat_from_the_future(tmp_path: Path) -> None:
+    """A run status with its marker and a heartbeat dated an hour ahead (a clock set back, a
+    touched file): check exits 1 and says so."""
+    status = {"state": "ready", "ready": True, "mode": "run", "reason": "warm: p95 3ms"}
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "ready").write_text("warm: p95 3ms\n")
+    (tmp_path / "heartbeat").touch()
+    # A fresh heartbeat reads as ready (tests/test_surfaces.py shows it in-process: here the
+    # few seconds check may take to start on a busy machine could make it stale).
+    ahead = time.time() + 3600
+    os.utime(tmp_path / "heartbeat", (ahead, ahead))
+    result = run_cli("check", "--status-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        "not ready: warmgate run's heartbeat is dated 3600s in the future, so it cannot tell "
+        "whether run is alive (was the clock set back?); it said: warm: p95 3ms"
+    )
+
+
+def test_check_names_a_deleted_ready_marker(tmp_path: Path) -> None:
+    """status.json says ready but the marker is gone: check says that, not the warm reason."""
+    status = {"state": "ready", "ready": True, "mode": "prime", "reason": "warm: p95 3ms"}
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    result = run_cli("check", "--status-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        "not ready: status.json says ready but the ready marker does not exist"
+    )
+
+
+def test_check_reads_a_status_nested_past_the_parser_as_not_ready(tmp_path: Path) -> None:
+    """A status.json of 100,000 nested lists: not ready with one sentence, no traceback."""
+    (tmp_path / "status.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "ready").write_text("warm\n")
+    result = run_cli("check", "--status-dir", str(tmp_path))
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout == (
+        f"not ready: {tmp_path / 'status.json'} is nested deeper than 32 levels; was it written "
+        "by warmgate?\n"
+    )
+
+
 def test_ctrl_c_exits_130() -> None:
     """Ctrl-C outside a warm-up exits 128 + SIGINT, as shells do, without a traceback."""
     process = subprocess.Popen(

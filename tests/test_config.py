@@ -508,6 +508,36 @@ def test_a_template_that_renders_for_long_is_refused_at_start(source: str) -> No
         Templates().compile(source, "url")
 
 
+@pytest.mark.parametrize("source", [
+    "{% for a in v %}{% for b in v %}{% endfor %}{% endfor %}",
+    "{% if v|length > 1 %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}",
+])  # fmt: skip
+def test_a_render_slow_only_on_some_values_is_interrupted(source: str) -> None:
+    """Fast at start-up, slow on a later value (a long capture looped over twice): that render
+    stops with a sentence instead of holding the event loop for hours; others still render."""
+    template = Templates().compile(source, "url", {"v": "x"})
+    with pytest.raises(TemplateError, match=re.escape("url: the template took more than 0.25s to render; it renders for every request, so make it do less (smaller loops, shorter values looped over).")):  # fmt: skip
+        template.render({"v": "x" * 100_000})
+    assert template.render({"v": "x"}) == ""
+
+
+def test_a_render_that_finishes_as_its_timer_fires_raises_only_inside_the_bound() -> None:
+    """A timer signal that lands as the render returns is raised within the bounded call, never
+    later in the caller's code."""
+    from warmgate.template_bounds import TooSlowError, within
+
+    outcomes = []
+    for _ in range(200):
+        try:
+            within(1e-6, lambda: "".join(str(i) for i in range(50)))
+        except TooSlowError:
+            outcomes.append("too slow")
+        else:
+            outcomes.append("done")
+        sum(range(100))  # bytecode after the call, where a stray signal would raise
+    assert set(outcomes) <= {"done", "too slow"}
+
+
 def test_templates_at_the_bounds_still_render(tmp_path: Path) -> None:
     """A million characters is allowed; lipsum is gone; line() refuses what is not a file."""
     assert len(Templates().compile("{{ 'x' * 1000000 }}", "body").render()) == 1_000_000

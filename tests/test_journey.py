@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +19,10 @@ from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
 from warmgate.config import TrafficConfig
 from warmgate.config import warnings as config_warnings
-from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS, Outcome
+from warmgate.drivers import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS, Outcome
 from warmgate.drivers.http import make_client
 from warmgate.drivers.journey import JourneyDriver
+from warmgate.drivers.matcher import Matcher, OverBudgetError
 from warmgate.errors import ConfigError, TemplateError
 from warmgate.load import Load
 from warmgate.loading import load_config
@@ -304,8 +307,12 @@ def test_a_captured_value_a_header_cannot_carry_fails_the_iteration(name: str) -
     assert len(logins) == 2  # the failed iteration ended; the next one logged in again
 
 
-async def capture_from(handler: Callable[[web.Request], Any]) -> Outcome:
-    """One step with a regex capture of ``token=...;`` against ``handler``: its outcome."""
+async def capture_from(
+    handler: Callable[[web.Request], Any],
+    regex: str = "token=([a-z0-9-]+);",
+    matcher: Matcher | None = None,
+) -> Outcome:
+    """One step with a regex capture (of ``token=...;``) against ``handler``: its outcome."""
     application = web.Application()
     application.router.add_get("/big", handler)
     runner = web.AppRunner(application)
@@ -313,13 +320,18 @@ async def capture_from(handler: Callable[[web.Request], Any]) -> Outcome:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/big"
     steps = [{"name": "big", "http": {"url": url, "timeout": "20s"},
-              "capture": {"t": {"regex": "token=([a-z0-9-]+);"}}}]  # fmt: skip
+              "capture": {"t": {"regex": regex}}}]  # fmt: skip
     (compiled,) = compile_targets(config_of({"name": "walk", "journey": {"steps": steps}}))
     assert compiled.journey is not None
     try:
         async with make_client(1, TrafficConfig()) as client:
-            user = JourneyDriver("walk", compiled.journey, client, lambda _: None).for_user()
-            return await user.execute()
+            driver = JourneyDriver(
+                "walk", compiled.journey, client, lambda _: None, matcher=matcher
+            )
+            try:
+                return await driver.for_user().execute()
+            finally:
+                await driver.aclose()
     finally:
         await runner.cleanup()
 
@@ -370,3 +382,71 @@ def test_a_body_that_does_not_inflate_is_an_error() -> None:
 
     outcome = asyncio.run(capture_from(answer))
     assert (outcome.outcome, outcome.detail) == (ERROR, "step 'big': DecodingError")
+
+
+def test_a_match_runs_off_the_event_loop() -> None:
+    """A job that waits for the loop to release it finishes: the loop kept running meanwhile."""
+    released = threading.Event()
+
+    async def scenario() -> bool:
+        matcher = Matcher(budget=60)
+        try:
+            waiting = asyncio.ensure_future(matcher.run(lambda: released.wait(60)))
+            await asyncio.sleep(0)  # the job is handed over before the loop sets the event
+            released.set()
+            return await waiting
+        finally:
+            matcher.close()
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_job_over_budget_fails_and_one_no_longer_awaited_never_starts() -> None:
+    """Past the budget the caller gets OverBudgetError at once; a job queued behind a slow one
+    whose caller gave up is skipped; the next job runs once the slow one is done."""
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow() -> str:
+        started.append("slow")
+        release.wait(60)
+        return "slow"
+
+    def queued() -> str:
+        started.append("queued")
+        return "queued"
+
+    async def scenario() -> str:
+        matcher = Matcher(budget=0.05)
+        try:
+            with pytest.raises(OverBudgetError):
+                await matcher.run(slow)
+            with pytest.raises(OverBudgetError):
+                await matcher.run(queued)  # the slow job still holds the thread
+            release.set()
+            matcher.budget = 60
+            return await matcher.run(lambda: "after")
+        finally:
+            matcher.close()
+
+    assert asyncio.run(scenario()) == "after"
+    assert started == ["slow"]
+
+
+def test_a_capture_over_its_budget_fails_the_step_with_the_reason() -> None:
+    """A regex slow on this answer (RE2's slowest mode: seconds here) fails its step within the
+    budget, naming the regex."""
+    rng = random.Random(7)
+    body = "".join(rng.choice("ab") for _ in range(64 * 1024))
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(text=f"token={body};")
+
+    regex = "(?:a|b)*a" + "[ab]{1000}" * 4 + "(c)"
+    outcome = asyncio.run(capture_from(answer, regex, Matcher(budget=0.01)))
+    assert outcome.outcome == CAPTURE_FAILED
+    assert outcome.detail is not None
+    assert outcome.detail.startswith("step 'big': the regex `(?:a|b)*a[ab]{1000}")
+    assert "did not finish within 0.01s on the response (65,543 characters, status 200)" in (
+        outcome.detail
+    )

@@ -406,3 +406,25 @@ def test_prime_ends_by_its_deadline_when_the_app_drops_every_request(tmp_path: P
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["outcome"] == "opened_on_timeout"
     assert "lost" in result.stdout  # it did flap back to waiting at least once
+
+
+def test_a_hung_primer_is_replaced_and_said_to_have_hung_not_to_be_out_of_memory(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """A primer that stops talking (here: stopped with SIGSTOP) is stopped by the supervisor
+    after its silence limit, and the reason says it hung, not that memory ran out."""
+    app = sim_app(NEVER_WARM)
+    with WarmgateProcess(*run_args(app.port, tmp_path)) as gate:
+        base = f"http://127.0.0.1:{gate.port()}"
+        gate.wait_for(is_event("ramp"))
+        (primer,) = poll(lambda: children(gate.process.pid), what="the primer process")
+        os.kill(primer, signal.SIGSTOP)  # a loop that never turns again
+        hung = gate.wait_for(is_event("primer_hung"), timeout=90)
+        assert "the primer said nothing for" in str(hung["message"])
+        crashed = gate.wait_for(is_event("primer_crashed"), timeout=30)
+        message = str(crashed["message"])
+        assert message.startswith("the primer hung (it said nothing for ")
+        assert "and was stopped by the supervisor before an outcome" in message
+        assert "out-of-memory" not in message
+        assert readyz(base) == 503
+        assert gate.stop() == 0

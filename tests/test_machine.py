@@ -322,3 +322,19 @@ def test_the_supervisor_judges_its_own_deadline_with_what_the_primer_saw() -> No
     assert step is not None
     assert step.state is State.READY
     assert machine.handle(Event.UP, 40.5).state is State.READY
+
+
+def test_a_primer_the_supervisor_stopped_for_hanging_is_not_called_an_oom_kill() -> None:
+    """How a primer ended without an outcome: hung and stopped by the supervisor (whatever
+    signal that took), killed by the kernel's SIGKILL, another signal, or an exit code."""
+    from warmgate.supervisor import primer_death
+
+    assert primer_death(-9, 31.4) == (
+        "hung (it said nothing for 31s) and was stopped by the supervisor"
+    )
+    assert primer_death(1, 30.2).startswith("hung (it said nothing for 30s)")
+    assert primer_death(-9) == (
+        "killed by signal 9 (perhaps the out-of-memory killer: raise the container's memory limit)"
+    )
+    assert primer_death(-11) == "killed by signal 11"
+    assert primer_death(3) == "exited with code 3"

@@ -186,6 +186,29 @@ def test_report_errors_exit_2(tmp_path: Path) -> None:
     assert "no warm-up has finished with this --status-dir yet" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "is nested deeper than 32 levels"),
+        ('{"targets":' * 40 + "{}" + "}" * 40, "is nested deeper than 32 levels"),
+        ("[]", "does not hold a warm-up record"),
+        ('{"bucket_ratio": 1.01, "target_level": 1, "points": [[1]]}', "cannot be read as a"),
+    ],
+    ids=["past-the-parser", "past-the-bound", "a-list", "short-points"],
+)
+def test_a_damaged_record_is_one_sentence_and_exit_2(
+    tmp_path: Path, content: str, said: str
+) -> None:
+    """report reads report.json with bounds: a record too deep or of the wrong shape is one
+    sentence, exit 2, never a traceback."""
+    (tmp_path / "report.json").write_text(content)
+    result = run_cli("report", "--status-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"warmgate: {tmp_path / 'report.json'} ")
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_report_output_errors_name_the_output_option(tmp_path: Path) -> None:
     """`report -o` to a missing directory or with a wrong suffix exits 2 naming --output."""
     StatusDir(tmp_path).write_report(sample_record().to_json())

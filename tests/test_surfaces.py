@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import http_get, poll
@@ -22,13 +24,21 @@ from warmgate.errors import ServeError, StatusDirError
 from warmgate.metrics import FileStatusCollector, Metrics
 from warmgate.server import IDLE_TIMEOUT, MAX_BODY_BYTES, Endpoint, listen
 from warmgate.status import (
+    HEARTBEAT_AHEAD,
+    HEARTBEAT_FILE,
+    HEARTBEAT_STALE,
+    MAX_JSON_DEPTH,
+    MAX_STATUS_BYTES,
     READY_FILE,
     STATUS_FILE,
     Status,
     StatusDir,
     atomic_write,
+    heartbeat_problem,
     is_ready,
     read_status,
+    readiness,
+    snapshot,
 )
 from warmgate.window import Sample
 
@@ -420,3 +430,86 @@ def test_a_content_length_of_other_digits_is_411_not_a_dropped_connection() -> N
             assert client.recv(1024).startswith(b"HTTP/1.1 411")
     finally:
         server.stop()
+
+
+@given(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False))
+def test_a_heartbeat_counts_only_from_just_ahead_to_five_seconds_old(age: float) -> None:
+    """Fresh exactly from HEARTBEAT_AHEAD in the future to HEARTBEAT_STALE in the past; one
+    dated further ahead (a clock set back, a touched file) is as stale as an old one."""
+    fresh = -HEARTBEAT_AHEAD <= age <= HEARTBEAT_STALE
+    assert (heartbeat_problem(age) is None) == fresh
+    run = {"ready": True, "mode": "run", "reason": "warm: p95 3ms"}
+    assert readiness(run, True, age)[0] == fresh
+
+
+def test_the_reason_names_what_is_missing() -> None:
+    """No heartbeat, a future one, an old one, a deleted marker: each reason says which, then
+    what the status said; a prime status needs no heartbeat."""
+    run = {"ready": True, "mode": "run", "reason": "warm: p95 3ms"}
+    assert readiness(run, True, None) == (
+        False, "warmgate run is gone (heartbeat: none); it said: warm: p95 3ms",
+    )  # fmt: skip
+    assert readiness(run, True, -3600.0) == (
+        False,
+        "warmgate run's heartbeat is dated 3600s in the future, so it cannot tell whether run "
+        "is alive (was the clock set back?); it said: warm: p95 3ms",
+    )
+    assert readiness(run, True, 12.0)[1].startswith("warmgate run is gone (heartbeat: the last 12s")
+    assert readiness(run, False, 0.5) == (
+        False,
+        "status.json says ready but the ready marker does not exist (it was deleted, or "
+        "readiness is being withdrawn right now); it said: warm: p95 3ms",
+    )
+    assert readiness({**run, "mode": "prime"}, True, None) == (True, "warm: p95 3ms")
+    assert readiness({**run, "ready": False, "reason": "warming"}, True, 0.1) == (False, "warming")
+
+
+def test_a_heartbeat_dated_in_the_future_is_not_ready(tmp_path: Path) -> None:
+    """A run status with its marker and a heartbeat touched an hour ahead reads as not ready."""
+    directory = StatusDir(tmp_path)
+    directory.write(status(True, "warm", mode="run"))
+    directory.beat()
+    assert snapshot(tmp_path)[0]
+    ahead = time.time() + 3600
+    os.utime(tmp_path / HEARTBEAT_FILE, (ahead, ahead))
+    ready, reason, _ = snapshot(tmp_path)
+    assert not ready
+    assert "heartbeat is dated 3600s in the future" in reason
+    assert not is_ready(tmp_path, read_status(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("[" * 100_000 + "]" * 100_000, f"is nested deeper than {MAX_JSON_DEPTH} levels"),
+        ('{"a":' * 40 + "1" + "}" * 40, f"is nested deeper than {MAX_JSON_DEPTH} levels"),
+        (" " * (MAX_STATUS_BYTES + 1), f"is larger than {MAX_STATUS_BYTES // 1024} KiB"),
+        ("\udcff", "is not valid JSON"),
+    ],
+    ids=["past-the-parser", "past-the-bound", "too-large", "not-utf8"],
+)
+def test_a_status_file_is_read_with_bounds(tmp_path: Path, content: str, said: str) -> None:
+    """Too deep, too large or not text: one sentence, never a RecursionError."""
+    (tmp_path / STATUS_FILE).write_bytes(content.encode(errors="surrogateescape"))
+    with pytest.raises(StatusDirError, match=said):
+        read_status(tmp_path)
+
+
+def test_a_served_status_too_deep_to_read_is_503_with_the_reason(tmp_path: Path) -> None:
+    """serve's endpoint answers a status nested past the parser with 503 and why, and keeps
+    serving."""
+    (tmp_path / STATUS_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / READY_FILE).write_text("warm\n")
+    endpoint = Endpoint(lambda: snapshot(tmp_path), lambda: b"")
+    port = endpoint.start(listen("127.0.0.1", 0))
+    try:
+        code, body = http_get(f"http://127.0.0.1:{port}/readyz")
+        assert code == 503
+        assert (
+            body
+            == f"{tmp_path / STATUS_FILE} is nested deeper than 32 levels; was it written by warmgate?\n"
+        )
+        code, body = http_get(f"http://127.0.0.1:{port}/status")
+        assert (code, json.loads(body)) == (200, {"state": "waiting", "ready": False})
+    finally:
+        endpoint.stop()

@@ -15,6 +15,15 @@ or raises :class:`CaptureError` with a phrase such as ``no `$.token` in the resp
 one value, and names and indexes reach any one value; wildcards, slices and filters select
 many, so they are refused when the config loads rather than half supported.
 
+Regular expressions run on RE2 (:func:`compile_regex`), whose matching time grows linearly with
+the answer's size whatever the pattern: no backtracking, so ``^(a+)+$`` or ``.*csrf="(.+)"`` on
+a 1 MiB answer that does not match ends in milliseconds, where Python's ``re`` would run for
+minutes holding the interpreter. What RE2 cannot do in linear time (backreferences, lookarounds,
+atomic groups, possessive quantifiers) is refused when the config loads, with the fix, and so is
+a pattern whose compiled program passes :data:`MAX_PROGRAM_SIZE`: linear time is still
+proportional to the program's size in RE2's slowest mode. RE2 releases the interpreter while it
+matches, so the driver can run a match on another thread under a time budget.
+
 No I/O, no clock: plain data in, plain data out.
 """
 
@@ -24,16 +33,93 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 _SEGMENT = re.compile(
     r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)"
     r"|\[\s*(?:'(?P<single>(?:[^'\\]|\\.)*)'|\"(?P<double>(?:[^\"\\]|\\.)*)\"|(?P<index>-?[0-9]+))\s*\]"
 )
 _SHOWN = 60
+MAX_PROGRAM_SIZE = 5000
+"""The largest RE2 program a capture's regex may compile to (a usual one takes 10 to 200
+instructions; ``\\p{L}`` alone takes 1,200). Matching costs up to about 5 ns per byte and
+instruction in RE2's slowest mode, so this keeps any one match of 1 MiB under half a minute
+even then (it takes milliseconds in the usual one)."""
+_UNSUPPORTED = (
+    # (what RE2's error names, what it is, how to do without it)
+    (re.compile(r"escape sequence: \\[1-9]|operator: \(\?P$"), "a backreference",
+     "capture the first occurrence with a group and compare values in a later step's template"),
+    (re.compile(r"operator: \(\?<?[=!]"), "a lookahead or lookbehind",
+     "match what must come before or after outside the group, such as token=([^;]+); "
+     "instead of token=(.+?)(?=;)"),
+    (re.compile(r"operator: \(\?>"), "an atomic group", "write (?:...) instead"),
+    (re.compile(r"repetition operator: \S*[*+?}]\+$"), "a possessive quantifier",
+     "drop the + after the quantifier"),
+    (re.compile(r"operator: \(\?\("), "a conditional group", "write the alternatives with |"),
+    (re.compile(r"escape sequence: \\Z"), "\\Z", "write \\z for the end of the text"),
+    (re.compile(r"operator: \(\?[a-zA-Z]*x"), "the verbose flag (?x)",
+     "remove it and the spaces"),
+    (re.compile(r"operator: \(\?#"), "a comment group (?#...)", "remove it"),
+)  # fmt: skip
 
 
 class JsonPathError(ValueError):
     """A JSON path outside the supported subset."""
+
+
+class RegexError(ValueError):
+    """A regular expression the capture engine (RE2) does not take; the message says why."""
+
+
+class RegexMatch(Protocol):
+    """What :func:`extract` reads of a match."""
+
+    def group(self, index: int) -> str | None:
+        """The text of group ``index`` (0: the whole match); ``None`` if it took no part."""
+        ...
+
+
+class Regex(Protocol):
+    """A compiled capture regex (an RE2 pattern)."""
+
+    @property
+    def groups(self) -> int:
+        """How many capturing groups it has."""
+        ...
+
+    def search(self, text: str) -> RegexMatch | None:
+        """The first match anywhere in ``text``."""
+        ...
+
+
+def compile_regex(expression: str) -> Regex:
+    """``expression`` compiled by RE2, or :class:`RegexError` with a sentence saying what to
+    change: the construct RE2 does not support and how to do without it, or the size."""
+    import re2  # only a config with a regex capture pays for it (about 3 MiB)
+
+    options = re2.Options()
+    options.log_errors = False  # the error goes into the sentence, not to stderr
+    try:
+        compiled = re2.compile(expression, options)
+    except re2.error as exc:
+        error = exc.args[0].decode(errors="replace") if exc.args else str(exc)
+        for construct, name, fix in _UNSUPPORTED:
+            if construct.search(error):
+                raise RegexError(
+                    f"'{expression}' uses {name}, which the linear-time engine of captures "
+                    f"(RE2) does not support; {fix}"
+                ) from None
+        raise RegexError(
+            f"'{expression}' is not a regular expression captures accept ({error}); captures "
+            "use RE2's syntax, close to Python's"
+        ) from None
+    if compiled.programsize > MAX_PROGRAM_SIZE:
+        raise RegexError(
+            f"'{expression}' compiles to {compiled.programsize} RE2 instructions, more than "
+            f"{MAX_PROGRAM_SIZE}; simplify it (fewer or smaller repetitions and Unicode classes)"
+        )
+    result: Regex = compiled
+    return result
 
 
 class CaptureError(Exception):
@@ -90,7 +176,7 @@ class Extract:
     kind: str
     expression: str
     segments: tuple[str | int, ...] = ()
-    pattern: re.Pattern[str] | None = None
+    pattern: Regex | None = None
 
     @classmethod
     def of(cls, kind: str, expression: str) -> Extract:
@@ -98,7 +184,7 @@ class Extract:
         if kind == "json":
             return cls(kind, expression, segments=parse_json_path(expression))
         if kind == "regex":
-            return cls(kind, expression, pattern=re.compile(expression))
+            return cls(kind, expression, pattern=compile_regex(expression))
         return cls(kind, expression)
 
     @property
@@ -138,7 +224,12 @@ def extract(rule: Extract, answer: Answer) -> str:
         found = rule.pattern.search(body)
         if found is None:
             raise CaptureError(f"the regex `{shown}` matched nothing in the response {where}")
-        return found.group(1) if rule.pattern.groups else found.group(0)
+        group = found.group(1 if rule.pattern.groups else 0)
+        if group is None:
+            raise CaptureError(
+                f"the regex `{shown}` matched, but its group took no part in the match {where}"
+            )
+        return group
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
@@ -152,6 +243,16 @@ def extract(rule: Extract, answer: Answer) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+def too_slow(rule: Extract, answer: Answer, budget: float) -> CaptureError:
+    """The failure of a capture that did not finish within ``budget`` seconds."""
+    shown = rule.expression if len(rule.expression) <= _SHOWN else rule.expression[:_SHOWN] + "…"
+    size = len(answer.body or "")
+    return CaptureError(
+        f"the regex `{shown}` did not finish within {budget:g}s on the response ({size:,} "
+        f"characters, status {answer.status}); simplify it"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from warmgate.capture import JsonPathError, parse_json_path
+from warmgate.capture import JsonPathError, RegexError, compile_regex, parse_json_path
 from warmgate.units import format_duration
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ class Capture(_Model):
     regex: str | None = Field(
         None,
         description=(
-            "A regular expression searched in the body; the value is its first group, or the "
-            'whole match without one. Example: name="csrf" value="([^"]+)"'
+            "A regular expression (RE2 syntax: no backreferences or lookarounds, matched in "
+            "linear time) searched in the body; the value is its first group, or the whole "
+            'match without one. Example: name="csrf" value="([^"]+)"'
         ),
     )
 
@@ -91,9 +92,9 @@ class Capture(_Model):
     def _regex(cls, regex: str | None) -> str | None:
         if regex is not None:
             try:
-                compiled = re.compile(regex)
-            except re.error as exc:
-                raise ValueError(f"'{regex}' is not a regular expression ({exc})") from None
+                compiled = compile_regex(regex)
+            except RegexError as exc:
+                raise ValueError(str(exc)) from None
             if compiled.groups > 1:
                 raise ValueError(
                     f"'{regex}' has {compiled.groups} groups; keep one, the value, and make the "

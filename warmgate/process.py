@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from warmgate import __version__
 from warmgate.config import Config
+from warmgate.daemon_pool import DaemonPool
 from warmgate.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.logs import Log
 from warmgate.metrics import Metrics
@@ -34,8 +35,9 @@ from warmgate.signals import die_with_parent
 from warmgate.status import WAITING, Status, StatusDir, atomic_write, read_status
 from warmgate.targets import compile_config
 
-GRACE = 1.5
-"""Seconds the runner gets to wind down after a signal before it is cancelled."""
+GRACE = 0.5
+"""Seconds the runner gets to wind down after a signal before it is cancelled: ``prime`` must be
+gone within 1 s of SIGTERM, final status written (it usually winds down within one tick)."""
 BEAT_INTERVAL = 1.0
 """Seconds between a primer's heartbeats to its supervisor."""
 
@@ -154,7 +156,9 @@ def execute(
 
 async def _supervise(runner: Runner) -> Status:
     stop = asyncio.Event()
-    received = install_stop_signals(asyncio.get_running_loop(), stop)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(DaemonPool())  # a hung DNS lookup never holds the exit
+    received = install_stop_signals(loop, stop)
     task = asyncio.create_task(runner.run(stop))
     beats = asyncio.create_task(_beat(runner))
     stop_waiter = asyncio.create_task(stop.wait())
@@ -261,18 +265,20 @@ def publish_report(record: Record, log: Log, path: Path | None) -> None:
 
 def load_record(directory: Path) -> Record:
     """The warm-up record in ``directory``, or a StatusDirError saying why there is none."""
-    import json
-
-    from warmgate.status import REPORT_FILE
+    from warmgate.status import MAX_REPORT_BYTES, REPORT_FILE, read_json
 
     path = directory / REPORT_FILE
     try:
-        return Record.from_json(json.loads(path.read_text(encoding="utf-8")))
+        data = read_json(path, MAX_REPORT_BYTES)
     except FileNotFoundError:
         raise StatusDirError(
             f"{path} does not exist: no warm-up has finished with this --status-dir yet."
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    if not isinstance(data, dict):
+        raise StatusDirError(f"{path} does not hold a warm-up record; was it written by warmgate?")
+    try:
+        return Record.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
 
 

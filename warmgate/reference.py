@@ -13,7 +13,7 @@ from typing import Any
 from warmgate.config import DURATION_PATTERN, Config
 from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_NODES
 from warmgate.loading import MAX_EXPANSION_CHARS
-from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS
+from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from warmgate.templating import MAX_LINE_FILE_BYTES
 from warmgate.tls import MAX_PEM_BYTES
 from warmgate.units import format_duration
@@ -85,7 +85,9 @@ def _limits() -> list[str]:
         f"per mapping; `${{VAR}}` values add at most {MAX_EXPANSION_CHARS // 1024} KiB in all.",
         "Infinity and NaN are refused everywhere; durations are at most a year. A template "
         f"renders at most {MAX_RENDERED_CHARS:,} characters, its first render (at start-up) "
-        f"must finish within {FIRST_RENDER_SECONDS:g}s, and `line()` reads regular files of at "
+        f"must finish within {FIRST_RENDER_SECONDS:g}s and every later one (per request) within "
+        f"{RENDER_SECONDS:g}s (a slower one fails that request with a sentence), and `line()` "
+        "reads regular files of at "
         f"most {MAX_LINE_FILE_BYTES // 1024**2} MiB. Header values and the user agent hold no "
         "line breaks. HTTP URLs carry no user or password (send an `Authorization` header "
         "instead); a database URL's password percent-encodes `@` as `%40`. A plan that could "

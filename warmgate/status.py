@@ -7,7 +7,8 @@ Layout of the status directory (a public contract)::
     report.json   the record of the last warm-up, for ``warmgate report``
     heartbeat     ``run`` only: its modification time is renewed every second while the
                   supervisor's loop turns; a reader treats a ``run`` status whose heartbeat
-                  is older than :data:`HEARTBEAT_STALE` as not ready (warmgate is gone)
+                  is older than :data:`HEARTBEAT_STALE`, or dated in the future, as not
+                  ready (warmgate is gone, or the clock was set back)
     .lock         held (``flock``) by the one warmgate that writes the directory
 
 A reader never sees a torn file: each write goes to a temporary file in the same directory, is
@@ -38,6 +39,9 @@ HEARTBEAT_FILE = "heartbeat"
 LOCK_FILE = ".lock"
 HEARTBEAT_STALE = 5.0
 """Seconds without a heartbeat after which a ``run`` status no longer counts as ready."""
+HEARTBEAT_AHEAD = 1.0
+"""Seconds a heartbeat may be dated ahead of the reader's clock and still count (file times and
+clocks that tick in steps); further ahead, it is stale."""
 
 STATES = PUBLIC_STATES
 WAITING, WARMING, READY, FAILED, STOPPED = PUBLIC_STATES
@@ -246,6 +250,60 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+MAX_STATUS_BYTES = 1024 * 1024
+"""The largest ``status.json`` read (warmgate writes a few KiB)."""
+MAX_REPORT_BYTES = 32 * 1024 * 1024
+"""The largest ``report.json`` read (an hour's warm-up writes well under 1 MiB)."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting read from the status directory (warmgate writes 5 levels at most)."""
+
+
+def read_json(path: Path, limit: int) -> Any:
+    """The JSON value in ``path``, read with bounds: at most ``limit`` bytes and
+    :data:`MAX_JSON_DEPTH` levels of nesting.
+
+    Raises :class:`FileNotFoundError` when there is no file, and :class:`StatusDirError` with a
+    sentence when it cannot be read, is too large, is not JSON or is nested too deep.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StatusDirError(f"{path} cannot be read ({exc.strerror}).") from None
+    if len(data) > limit:
+        raise StatusDirError(
+            f"{path} is larger than {limit // 1024} KiB; was it written by warmgate?"
+        )
+    deep = f"{path} is nested deeper than {MAX_JSON_DEPTH} levels; was it written by warmgate?"
+    try:
+        value = json.loads(data)
+    except RecursionError:  # deeper than the parser goes
+        raise StatusDirError(deep) from None
+    except ValueError:
+        raise StatusDirError(f"{path} is not valid JSON; was it written by warmgate?") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise StatusDirError(deep)
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (0 for a scalar), without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def read_status(directory: Path) -> dict[str, Any] | None:
     """The status JSON in ``directory``, or ``None`` if there is none yet.
 
@@ -253,22 +311,18 @@ def read_status(directory: Path) -> dict[str, Any] | None:
     """
     path = directory / STATUS_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_json(path, MAX_STATUS_BYTES)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise StatusDirError(f"{path} cannot be read ({exc.strerror}).") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise StatusDirError(f"{path} is not valid JSON; was it written by warmgate?") from None
     if not isinstance(data, dict):
         raise StatusDirError(f"{path} does not hold a status object; was it written by warmgate?")
     return data
 
 
 def heartbeat_age(directory: Path, now: float | None = None) -> float | None:
-    """Seconds since the ``run`` supervisor's last heartbeat; ``None`` if there is none."""
+    """Seconds since the ``run`` supervisor's last heartbeat (negative if it is dated in the
+    future); ``None`` if there is none. A reader in another process can only compare wall
+    clocks: the file's modification time with its own."""
     import time
 
     try:
@@ -278,15 +332,61 @@ def heartbeat_age(directory: Path, now: float | None = None) -> float | None:
     return (time.time() if now is None else now) - mtime
 
 
-def is_ready(directory: Path, status: dict[str, Any] | None) -> bool:
-    """Ready only when the status says so *and* the marker exists (they agree while running),
-    and, for ``run``, while its heartbeat is fresh: a killed warmgate vouches for nothing."""
-    if not (status and status.get("ready")) or not (directory / READY_FILE).exists():
-        return False
+def heartbeat_problem(age: float | None) -> str | None:
+    """Why a heartbeat of ``age`` seconds vouches for nothing, or ``None`` while it is fresh.
+
+    A heartbeat from the future is stale too: the clock was set back after it was written (or
+    the file was touched), so it says nothing about whether ``run`` is still alive. Up to
+    :data:`HEARTBEAT_AHEAD` is allowed for clocks that tick in steps.
+    """
+    if age is None:
+        return "warmgate run is gone (heartbeat: none)"
+    if age < -HEARTBEAT_AHEAD:
+        return (
+            f"warmgate run's heartbeat is dated {-age:.0f}s in the future, so it cannot tell "
+            "whether run is alive (was the clock set back?)"
+        )
+    if age > HEARTBEAT_STALE:
+        return f"warmgate run is gone (heartbeat: the last {age:.0f}s ago)"
+    return None
+
+
+def readiness(
+    status: dict[str, Any] | None, marker: bool, heartbeat: float | None
+) -> tuple[bool, str]:
+    """``(ready, reason)`` from what a status directory holds: the status JSON, whether the
+    ``ready`` marker exists, and the age of the heartbeat (``run``).
+
+    Ready only when the status says so *and* the marker exists (they agree while warmgate
+    runs), and, for ``run``, while its heartbeat is fresh: a killed warmgate vouches for
+    nothing. The reason names what is missing first, then what the status said.
+    """
+    if status is None:
+        return False, "no status yet"
+    said = str(status.get("reason", ""))
+    if not status.get("ready"):
+        return False, said
+    if not marker:
+        return False, (
+            f"status.json says ready but the {READY_FILE} marker does not exist (it was "
+            f"deleted, or readiness is being withdrawn right now); it said: {said}"
+        )
     if status.get("mode") == "run":
-        age = heartbeat_age(directory)
-        return age is not None and age <= HEARTBEAT_STALE
-    return True
+        problem = heartbeat_problem(heartbeat)
+        if problem is not None:
+            return False, f"{problem}; it said: {said}"
+    return True, said
+
+
+def is_ready(directory: Path, status: dict[str, Any] | None) -> bool:
+    """Whether ``directory`` vouches for the app (see :func:`readiness`)."""
+    return _readiness(directory, status)[0]
+
+
+def _readiness(directory: Path, status: dict[str, Any] | None) -> tuple[bool, str]:
+    marker = (directory / READY_FILE).exists()
+    needs_beat = bool(status and status.get("ready") and status.get("mode") == "run")
+    return readiness(status, marker, heartbeat_age(directory) if needs_beat else None)
 
 
 def snapshot(directory: Path) -> tuple[bool, str, dict[str, Any]]:
@@ -301,10 +401,5 @@ def snapshot(directory: Path) -> tuple[bool, str, dict[str, Any]]:
         return False, str(exc), {"state": WAITING, "ready": False}
     if status is None:
         return False, f"no status in {directory} yet", {"state": WAITING, "ready": False}
-    ready = is_ready(directory, status)
-    reason = str(status.get("reason", ""))
-    if status.get("ready") and not ready and status.get("mode") == "run":
-        age = heartbeat_age(directory)
-        since = "none" if age is None else f"the last {age:.0f}s ago"
-        reason = f"warmgate run is gone (heartbeat: {since}); it said: {reason}"
+    ready, reason = _readiness(directory, status)
     return ready, reason, status

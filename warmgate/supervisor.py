@@ -126,6 +126,22 @@ def probe_address(host: str, port: int) -> Event:
         return Event.UNREACHABLE
 
 
+def primer_death(code: int, silent_for: float | None = None) -> str:
+    """How a primer that ended without an outcome ended, for the reason that says so.
+
+    ``silent_for``: the supervisor stopped it itself after that many seconds without a word, so
+    whatever signal ended it was the supervisor's, not the out-of-memory killer's.
+    """
+    if silent_for is not None:
+        return f"hung (it said nothing for {silent_for:.0f}s) and was stopped by the supervisor"
+    if code == -signal.SIGKILL:
+        return (
+            "killed by signal 9 (perhaps the out-of-memory killer: raise the container's "
+            "memory limit)"
+        )
+    return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+
 @dataclass
 class Primer:
     """One primer process and what it has said."""
@@ -281,12 +297,13 @@ class Supervisor:
             return
         if code is not None and not primer.ended and silent <= SILENT_LIMIT:
             return  # its last words (an outcome, the record) are still in the pipe
+        hung = code is None
         if code is None:
             self.log.event(
                 "primer_hung", f"the primer said nothing for {silent:.0f}s; replacing it"
             )
             self._stop_primer()
-            code = primer.process.returncode
+            code = primer.process.wait()  # ended: _stop_primer waited for it
         self._primer = None
         if primer.outcome_seen:
             return
@@ -296,9 +313,7 @@ class Supervisor:
             return
         if self.machine.state is not State.PRIMING:
             return
-        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        if code == -signal.SIGKILL:
-            why += " (perhaps the out-of-memory killer: raise the container's memory limit)"
+        why = primer_death(code, silent if hung else None)
         step = self.machine.worker_outcome(now, ready=None, answered=False)
         wait = (self.machine.respawn_at or now) - now
         reason = f"the primer {why} before an outcome; starting another in {wait:.0f}s"

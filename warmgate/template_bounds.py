@@ -13,8 +13,14 @@ Jinja2's immutable sandbox. The sandbox stops it from touching the system, not f
 2. Output, as it streams: a rendering is joined part by part and stops past the same bound
    (:func:`bounded_join`), at every render.
 3. Time, at the first render: a trace function interrupts the template's own code past
-   :data:`FIRST_RENDER_SECONDS` (:func:`deadline`), so even an empty loop ends; per-request
-   renders are not traced (that would cost every request), and are bounded by 1 and 2.
+   :data:`FIRST_RENDER_SECONDS` (:func:`deadline`), so even an empty loop ends.
+4. Time, at every later render (:func:`within`): a timer signal interrupts a render that runs
+   past :data:`RENDER_SECONDS`. Tracing would triple the cost of every render (about 70 µs
+   more); the timer costs two system calls. It matters because a render runs on the event loop:
+   a template slow only on some values (a random branch, a long captured value looped over
+   twice) would otherwise hold the loop, and with it the deadline and SIGTERM, for hours. The
+   timer is the process's ``SIGALRM``; it works where signals do, on the main thread, which is
+   where the loop of ``prime`` and of ``run``'s primer runs (elsewhere renders are not timed).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -32,6 +40,8 @@ MAX_RENDERED_CHARS = 1_000_000
 """The most characters one rendering (a URL, a header, a body, a parameter) may produce."""
 FIRST_RENDER_SECONDS = 0.5
 """The first render, at start-up, must finish within this long (a usual one takes microseconds)."""
+RENDER_SECONDS = 0.25
+"""Every later render (one per request and template) must finish within this long."""
 
 _MAX_POWER_BITS = 4096
 _WATCHED_METHODS = frozenset(
@@ -89,6 +99,38 @@ def deadline(seconds: float) -> Iterator[None]:
         sys.settrace(previous)
         if collecting:
             gc.enable()
+
+
+def within(seconds: float, render: Callable[[], str]) -> str:
+    """``render()``, or :class:`TooSlowError` once it has run ``seconds`` (main thread only).
+
+    The timer is cancelled before this returns, and a ``SIGALRM`` that arrived just before that
+    raises here, not in the caller's code after it. Whoever used ``SIGALRM`` before (a test
+    runner's timeout) gets its handler back, and its timer, less the time spent here.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return render()  # signals reach only the main thread
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    delay, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        return render()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _settle()
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if delay:
+            left = max(delay - (time.monotonic() - started), 1e-6)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
+
+
+def _too_slow(_signum: int, _frame: FrameType | None) -> None:
+    raise TooSlowError
+
+
+def _settle() -> None:
+    """A Python call: entering it runs any signal handler still pending (CPython checks at
+    every function entry), so a late ``SIGALRM`` raises inside :func:`within`."""
 
 
 def size(value: Any) -> int:

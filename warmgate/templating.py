@@ -28,12 +28,14 @@ from warmgate.errors import ConfigError, TemplateError
 from warmgate.template_bounds import (
     FIRST_RENDER_SECONDS,
     MAX_RENDERED_CHARS,
+    RENDER_SECONDS,
     TooLargeError,
     TooSlowError,
     bounded_environment,
     bounded_join,
     deadline,
     printable,
+    within,
 )
 
 TEMPLATE_FUNCTIONS = ("randint", "choice", "uuid4", "line", "random")
@@ -180,10 +182,16 @@ class _Compiled:
 
     def render(self, variables: Variables | None = None) -> str:
         try:
-            return self._render(variables)
+            return within(RENDER_SECONDS, lambda: self._render(variables))
         except TooLargeError as exc:
             # Past start-up (a random choice can make one rendering larger than the first).
             raise TemplateError(_too_large(self._where, exc)) from None
+        except TooSlowError:
+            raise TemplateError(
+                f"{self._where}: the template took more than {RENDER_SECONDS:g}s to render; "
+                "it renders for every request, so make it do less (smaller loops, shorter "
+                "values looped over)."
+            ) from None
 
 
 def _choice(items: Sequence[Any]) -> Any:

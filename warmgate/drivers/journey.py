@@ -3,7 +3,9 @@
 The load asks a journey driver for one :class:`VirtualUser` per worker (:meth:`for_user`), and
 each virtual user sends one step per ``execute``. What to send next, and what a failure does to
 the rest of the iteration, is decided by the pure :class:`~warmgate.capture.Walk`; this module
-only renders, sends, reads and extracts.
+only renders, sends, reads and extracts. JSON, header and cookie captures are extracted on the
+event loop (a JSON body is at most :data:`MAX_CAPTURE_BYTES`: tens of milliseconds at worst);
+regex captures on the driver's :class:`~warmgate.drivers.matcher.Matcher`, under its time budget.
 
 Client policy: the requests go through the load's shared client, which keeps no cookies. A
 virtual user keeps its own ``httpx.Cookies`` jar for one iteration and throws it away when the
@@ -18,6 +20,7 @@ answers are read in chunks and dropped, as plain targets do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import zlib
 from collections.abc import Mapping
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from warmgate.capture import Answer, CaptureError, Extract, Walk, extract
+from warmgate.capture import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.config import HttpTarget, http_endpoint
 from warmgate.drivers import (
     CAPTURE_FAILED,
@@ -38,6 +41,7 @@ from warmgate.drivers import (
 )
 from warmgate.drivers.diagnosis import Diagnosis
 from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
+from warmgate.drivers.matcher import Matcher, OverBudgetError
 from warmgate.errors import ConfigError, TemplateError
 from warmgate.journey import Journey
 from warmgate.secrets import Secrets
@@ -244,10 +248,13 @@ class JourneyDriver:
         client: httpx.AsyncClient,
         warn: Warn = warn_on_stderr,
         tls: Tls | None = None,
+        *,
+        matcher: Matcher | None = None,
     ) -> None:
         self.name = name
         self.plan = plan
         self.client = client
+        self.matcher = matcher or Matcher()
         self.extensions = tls.extensions if tls is not None else {}
         self._warn = warn
         self._warned: set[tuple[int, str, int | None]] = set()
@@ -278,7 +285,21 @@ class JourneyDriver:
         return await tcp_probe(self.plan.host, self.plan.port)
 
     async def aclose(self) -> None:
-        """The client is shared and owned by whoever made it; nothing to release here."""
+        """Let the matcher's thread go; the client is shared and owned by whoever made it."""
+        self.matcher.close()
+
+    async def capture(self, step: StepPlan, answer: Answer) -> dict[str, str]:
+        """The values ``step`` captures from ``answer``, or :class:`CaptureError`."""
+        captured = {}
+        for name, rule in step.captures:
+            if rule.kind != "regex":
+                captured[name] = extract(rule, answer)
+                continue
+            try:
+                captured[name] = await self.matcher.run(functools.partial(extract, rule, answer))
+            except OverBudgetError:
+                raise too_slow(rule, answer, self.matcher.budget) from None
+        return captured
 
     def failed(self, index: int, outcome: Outcome, reason: str) -> None:
         """Log an iteration's failure once per step, outcome and status."""
@@ -355,8 +376,7 @@ class VirtualUser:
             cookies = {cookie.name: cookie.value or "" for cookie in self._jar.jar}
             answer = Answer(status, response.headers.multi_items(), cookies, body)
             try:
-                for name, rule in step.captures:
-                    captured[name] = extract(rule, answer)
+                captured = await self._driver.capture(step, answer)
             except CaptureError as exc:
                 return self._fail(index, Outcome(CAPTURE_FAILED, status, str(exc)))
         walk.succeeded(captured)
