@@ -50,13 +50,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
-import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from warmgate.config import SqlRows, SqlTarget
 from warmgate.drivers import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
-from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, escape_problem, write_problem
+from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, binding, read_query
 from warmgate.drivers.sqlerrors import classify
 from warmgate.errors import ConfigError
 from warmgate.secrets import redact_url
@@ -99,35 +98,11 @@ class SqlPlan:
     def compile(cls, target: SqlTarget, templates: Templates, where: str, name: str) -> SqlPlan:
         """Check the URL, the query and its parameters, and compile the parameter templates.
 
-        Raises :class:`ConfigError` naming the target when the query obviously writes or calls
-        a function that acts outside its read-only transaction.
+        Raises :class:`ConfigError` naming the target when the parameters and the query do not
+        match, or the statement check refuses the query (``sqlcheck.py``).
         """
         url, dialect, place = _connect_url(target.url, where)
-        problem = write_problem(target.query, dialect)
-        if problem is not None:
-            raise ConfigError(
-                f"target '{name}': {where}.query {problem}; warm-up traffic must never write, "
-                f"so give one read-only statement ({', '.join(READ_STARTS)})."
-            )
-        escape = escape_problem(target.query, dialect)
-        if escape is not None:
-            raise ConfigError(
-                f"target '{name}': {where}.query {escape}; a warm-up query must stay inside its "
-                "read-only transaction, so query the tables the app reads instead."
-            )
-        used = set(sqlalchemy.text(target.query).compile().params)
-        for missing in sorted(used - set(target.params)):
-            example = '"{{ randint(1, 100) }}"'
-            raise ConfigError(
-                f"target '{name}': {where}.query binds :{missing}, but {where}.params has no "
-                f"'{missing}'; add it, such as params: {{{missing}: {example}}}."
-            )
-        for unused in sorted(set(target.params) - used):
-            raise ConfigError(
-                f"target '{name}': {where}.params.{unused} is not bound by the query; write "
-                f":{unused} where it belongs (a cast is CAST(:{unused} AS type), not "
-                f":{unused}::type)."
-            )
+        _check_query(target, dialect, where, name)
         params = tuple(
             (key, templates.compile(value, f"{where}.params.{key}"))
             for key, value in target.params.items()
@@ -147,6 +122,44 @@ class SqlPlan:
     def render_params(self) -> dict[str, int | str]:
         """Fresh values of the bound parameters for one request."""
         return {key: bind_value(template.render()) for key, template in self.params}
+
+
+def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> None:
+    """Raise :class:`ConfigError` when the statement check refuses the query or its parameters
+    do not match ``params``; a write is named first, then a missing or unused parameter (before
+    a query that does not parse: ``:x::int`` hides ``:x``)."""
+    reading = read_query(target.query, dialect)
+    if reading.write is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.write}; warm-up traffic must never "
+            f"write, so give one read-only statement ({', '.join(READ_STARTS)})."
+        )
+    used = set(binding(target.query, dialect).names)
+    for missing in sorted(used - set(target.params)):
+        example = '"{{ randint(1, 100) }}"'
+        raise ConfigError(
+            f"target '{name}': {where}.query binds :{missing}, but {where}.params has no "
+            f"'{missing}'; add it, such as params: {{{missing}: {example}}}."
+        )
+    for unused in sorted(set(target.params) - used):
+        raise ConfigError(
+            f"target '{name}': {where}.params.{unused} is not bound by the query; write "
+            f":{unused} where it belongs (a cast is CAST(:{unused} AS type), not "
+            f":{unused}::type)."
+        )
+    if reading.unreadable is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.unreadable}; warmgate refuses a query it "
+            'cannot read as the database will, so write it in plain SQL (docs/sql.md, "The '
+            'statement check").'
+        )
+    if reading.parameter is not None:
+        raise ConfigError(f"target '{name}': {where}.query {reading.parameter}.")
+    if reading.escape is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.escape}; a warm-up query must stay "
+            "inside its read-only transaction, so query the tables the app reads instead."
+        )
 
 
 _MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
