@@ -127,8 +127,9 @@ class Reading:
 def misplaced(site: Site, where: str, example: str) -> str:
     """The sentence fragment for a parameter that sits ``where`` (``inside a string
     literal``), with a way to write it that works."""
+    fixed = example.format(name=f":{site.name}")
     return (
         f"has :{site.name} {where}, where the server does not read a value, so warmgate "
         f"will not bind it there; write the parameter outside quotes and comments, such as "
-        f"{example.format(name=site.name)}, or write \\:{site.name} for a literal colon"
+        f"{fixed}, or write \\:{site.name} for a literal colon"
     )

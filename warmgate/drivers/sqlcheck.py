@@ -71,6 +71,10 @@ def binding(query: str, dialect: Dialect) -> Binding:
 def read_query(query: str, dialect: Dialect) -> Reading:
     """What the check makes of ``query`` as ``dialect``'s server reads it."""
     bound = binding(query, dialect)
+    try:
+        query.encode()
+    except UnicodeEncodeError as exc:
+        return Reading(unreadable=f"holds {exc.object[exc.start]!r}, which is not a character")
     if dialect is Dialect.POSTGRESQL:
         from warmgate.drivers import pgcheck  # pglast: only for PostgreSQL targets
 
