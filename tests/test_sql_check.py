@@ -283,3 +283,14 @@ def test_any_text_in_a_postgresql_comment_or_dollar_quote_is_not_code(text: str)
     comment = text.replace("*/", "").replace("/*", "")
     for query in (f"SELECT $q${body}$q$ AS a", f"SELECT 1 /* {comment} */"):
         assert refusal(query, PG) is None, query
+
+
+@pytest.mark.parametrize("charset", ["gbk", "SJIS", "big5", "cp932", "gb18030"])
+def test_a_charset_whose_characters_can_end_in_a_backslash_is_refused(charset: str) -> None:
+    """Values escaped with backslashes are only safe where no character ends in one: refused."""
+    target = SqlTarget(url=f"mariadb://app@db/shop?charset={charset}", query="SELECT 1")
+    with pytest.raises(ConfigError) as caught:
+        SqlPlan.compile(target, Templates(), "targets[0].sql", "shop-db")
+    assert str(caught.value).startswith(
+        f"targets[0].sql.url: ?charset={charset.lower()} is refused: in it a backslash can end"
+    )

@@ -164,6 +164,8 @@ def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> 
 
 _MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
 """URL options that aiomysql takes and that leave the connection as warmgate needs it."""
+_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
+"""Connection character sets whose multibyte characters may end in the byte of a backslash."""
 
 
 def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
@@ -192,6 +194,13 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
                 f"{where}.url: ?{option}= is not supported for MySQL and MariaDB yet (warmgate "
                 "connects to them without TLS); remove it, or reach the database over a "
                 "trusted network."
+            )
+        charset = str(url.query.get("charset", "utf8mb4")).lower()
+        if charset in _UNSAFE_CHARSETS:
+            raise ConfigError(
+                f"{where}.url: ?charset={charset} is refused: in it a backslash can end a "
+                "multibyte character, so a parameter value escaped into the query text could "
+                "leave its quotes; use utf8mb4 (the default)."
             )
         for option in sorted(set(url.query) - _MYSQL_OPTIONS):
             raise ConfigError(
