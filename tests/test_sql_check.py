@@ -3,6 +3,9 @@ regex reading are refused, ordinary reads pass, and parameters sit only where th
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import sqlalchemy
 from hypothesis import given, settings
@@ -294,3 +297,37 @@ def test_a_charset_whose_characters_can_end_in_a_backslash_is_refused(charset: s
     assert str(caught.value).startswith(
         f"targets[0].sql.url: ?charset={charset.lower()} is refused: in it a backslash can end"
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("SELECT " + " + ".join(["1"] * 5001), "holds 10002 tokens, more than the 10000 the check reads"),
+        ("SELECT 1 AS " + "x" * 100_000, "is 100012 characters long, more than the 100000 the check reads"),
+    ],
+)  # fmt: skip
+def test_a_query_too_long_to_read_is_refused_not_parsed(query: str, problem: str) -> None:
+    """A query longer than the check reads is refused with a sentence, before pglast's parser
+    (whose tree for 40,000 chained operators overflows the C stack) sees it."""
+    found = read_query(query, PG).unreadable
+    assert found is not None
+    assert found.startswith(problem)
+
+
+def test_a_deep_query_within_the_bounds_is_read() -> None:
+    """A chain of 4,999 operators, as deep as the bounds allow, parses on the check's own stack."""
+    assert refusal("SELECT " + " + ".join(["1"] * 4999), PG) is None
+
+
+def test_the_parse_does_not_depend_on_the_callers_stack() -> None:
+    """With a 512 KiB main stack, where pglast called directly overflows on a chain of 4,999
+    operators, the check still reads it: it parses on a thread with a stack of its own."""
+    code = (
+        "from warmgate.drivers.sqlcheck import Dialect, read_query;"
+        "print(read_query('SELECT ' + ' + '.join(['1'] * 4999), Dialect.POSTGRESQL).unreadable)"
+    )
+    done = subprocess.run(
+        ["bash", "-c", 'ulimit -s 512 && exec "$0" -c "$1"', sys.executable, code],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "None"), done.stderr

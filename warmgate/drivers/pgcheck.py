@@ -31,7 +31,11 @@ What the server and the check could still read differently, and how that is clos
   token as the check does.
 - the encoding: the server converts the query from the client encoding before it lexes it, so
   it lexes the same characters pglast read. A NUL character, which the protocol cannot carry,
-  is refused.
+  is refused (``sqlcheck.py``).
+
+pglast builds its tree by recursion in C, which a deep enough query overflows (a segfault, not
+an exception): a query of more than :data:`MAX_TOKENS` tokens is refused, and the parse runs on
+a thread with a stack of its own, so that the bound holds whatever stack the caller has.
 
 pglast is imported only here, and this module only for PostgreSQL targets (its parser is a
 27 MB shared library, mapped, of which importing and parsing touch a few MiB: docs/sql.md).
@@ -40,6 +44,7 @@ pglast is imported only here, and this module only for PostgreSQL targets (its p
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 
 import pglast.ast
@@ -96,6 +101,11 @@ _READ_NODES = frozenset(
 _STRINGS = frozenset({"SCONST", "USCONST", "BCONST", "XCONST"})
 _NAMES = frozenset({"IDENT", "UIDENT"})
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+MAX_TOKENS = 10_000
+"""Tokens of a query the check parses at most; a longer query is refused. A tree as deep as the
+tokens are many then always fits :data:`_STACK_BYTES` (a chain of 40,000 ``+`` overflowed the
+8 MiB main stack here; 10,000 nested ``(`` are already past the grammar's own limit)."""
+_STACK_BYTES = 64 * 2**20
 _LOCKS = "takes row locks (FOR UPDATE/SHARE), which would block the app's writes"
 _NEW_NUMBER = re.compile(r"0[xXoObB]|_")
 EXAMPLE = "'%' || {name} || '%'"
@@ -105,16 +115,14 @@ EXAMPLE = "'%' || {name} || '%'"
 def read(binding: Binding) -> Reading:
     """What PostgreSQL would make of ``binding.server``: see the module docstring."""
     text = binding.server
-    if "\x00" in text:
-        return Reading(unreadable="holds a NUL character, which PostgreSQL cannot take")
     try:
         tokens = parser.scan(text)
-        statements = parser.parse_sql(text)
+        problem = _token_problem(binding, tokens)
+        if problem is not None:
+            return problem
+        statements = _parse(text)
     except parser.ParseError as exc:
         return Reading(unreadable=f"is not valid PostgreSQL ({exc})")
-    problem = _token_problem(binding, tokens)
-    if problem is not None:
-        return problem
     if len(statements) > 1:
         return Reading(write="holds more than one statement")
     statement = statements[0].stmt if statements else None
@@ -123,7 +131,36 @@ def read(binding: Binding) -> Reading:
     return _statement(statement, text, tokens)
 
 
+def _parse(text: str) -> tuple[pglast.ast.RawStmt, ...]:
+    """``parse_sql(text)`` on a thread with a stack of its own: pglast builds the tree by
+    recursion in C, so its depth must not depend on the stack the caller happens to have."""
+    result: list[tuple[pglast.ast.RawStmt, ...]] = []
+    failure: list[parser.ParseError] = []
+
+    def parse() -> None:
+        try:
+            result.append(parser.parse_sql(text))
+        except parser.ParseError as exc:
+            failure.append(exc)
+
+    previous = threading.stack_size(_STACK_BYTES)
+    try:
+        thread = threading.Thread(target=parse, name="warmgate-pgcheck")
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _token_problem(binding: Binding, tokens: list[parser.Token]) -> Reading | None:
+    if len(tokens) > MAX_TOKENS:
+        return Reading(
+            unreadable=f"holds {len(tokens)} tokens, more than the {MAX_TOKENS} the check "
+            "reads; a warm-up query is short"
+        )
     params = {token.start: token for token in tokens if token.name == "PARAM"}
     for site in binding.sites:
         token = params.pop(site.start, None)

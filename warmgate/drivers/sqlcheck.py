@@ -50,6 +50,8 @@ class Dialect(enum.Enum):
     SQLITE = "sqlite"
 
 
+MAX_QUERY_CHARS = 100_000
+"""The longest query the check reads; a longer one is refused."""
 READ_STARTS = ("SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN")
 """The first words of a statement that may be a read."""
 
@@ -70,11 +72,19 @@ def binding(query: str, dialect: Dialect) -> Binding:
 @functools.lru_cache(maxsize=64)
 def read_query(query: str, dialect: Dialect) -> Reading:
     """What the check makes of ``query`` as ``dialect``'s server reads it."""
-    bound = binding(query, dialect)
+    if len(query) > MAX_QUERY_CHARS:
+        return Reading(
+            unreadable=f"is {len(query)} characters long, more than the {MAX_QUERY_CHARS} the "
+            "check reads; a warm-up query is short"
+        )
     try:
         query.encode()
     except UnicodeEncodeError as exc:
         return Reading(unreadable=f"holds {exc.object[exc.start]!r}, which is not a character")
+    if "\x00" in query:
+        # PostgreSQL cannot take one; in MySQL it ends a comment early
+        return Reading(unreadable="holds a NUL character, which the server reads as an end")
+    bound = binding(query, dialect)
     if dialect is Dialect.POSTGRESQL:
         from warmgate.drivers import pgcheck  # pglast: only for PostgreSQL targets
 
