@@ -2,7 +2,8 @@
 
 Theory of operation. No parser of MySQL's grammar exists for Python, so this module lexes the
 query as ``sql_lex.cc`` (``lex_one_token``) does, and refuses whatever it cannot place with
-certainty; the rules on the tokens are then those of a read (``sqlcheck.py``):
+certainty; the rules of a read are then applied to the tokens (:func:`read`). The lexer's
+rules, as this module follows them:
 
 - whitespace is ASCII only (space, ``\\t \\n \\v \\f \\r``); ``#`` and ``--`` followed by
   whitespace, a control character or the end start a comment that only ``\\n`` ends (``\\r``

@@ -41,7 +41,8 @@ Queries bypass SQLAlchemy's pool and psycopg's cursors: checking a connection ou
 SQLAlchemy's asyncio pool and back costs about as much CPU as this whole transaction, and
 psycopg's cursors flush and poll the socket once per statement even in pipeline mode (figures in
 docs/sql.md, "Throughput"). SQLAlchemy still turns the URL into connection arguments, as its
-psycopg dialect does, and ``:name`` parameters into ``$1``.
+psycopg dialect does; ``sqlbind.py`` turns ``:name`` parameters into ``$1``, as the statement
+check read them.
 """
 
 from __future__ import annotations

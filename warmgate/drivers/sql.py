@@ -9,10 +9,11 @@ aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
-1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
-   SELECT INTO, a locking read, several statements, and MySQL's REPLACE, LOAD DATA, INTO
-   OUTFILE, ``:=``...) or that names a function acting outside
-   its transaction (dblink, session advisory locks, GET_LOCK... see ``sqlcheck.py``) is a
+1. at start-up, the statement check reads the query as its server will (``sqlcheck.py``): a
+   write (INSERT, UPDATE, DELETE, MERGE, DDL, SELECT INTO, a locking read, several statements,
+   and MySQL's REPLACE, LOAD DATA, INTO OUTFILE, ``:=``...), a call of a function acting
+   outside its transaction (dblink, session advisory locks, GET_LOCK...), a ``:name`` where
+   the server reads no value, or a query the check cannot read with certainty is a
    :class:`ConfigError` naming the target;
 2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
    query, whatever the session defaults say; MySQL and MariaDB ``START TRANSACTION READ ONLY``
