@@ -248,3 +248,41 @@ def test_the_pinned_sql_mode_reads_quotes_and_backslashes_as_the_check(
         loop.run_until_complete(pool.aclose())
     assert count == 1
     assert read_query(query, Dialect.MYSQL).write is None
+
+
+@pytest.mark.slow
+@pytest.mark.mariadb
+@pytest.mark.parametrize(
+    ("query", "called"),
+    [
+        ("SELECT 1 -- c\r, wg_mark()", False),
+        ("SELECT 1 --\x01, wg_mark()", False),
+        ("SELECT 1 --1, wg_mark()", True),
+        ("SELECT 'a\\', wg_mark() -- '", False),
+        ('SELECT "a\\", wg_mark() -- "', False),
+        ("SELECT 1 /* a /* b */, wg_mark() -- */", True),
+        ("SELECT 1 /*!, wg_mark() */", True),
+        ("SELECT 1 AS x$$, wg_mark() AS y$$", True),
+    ],
+)
+def test_mariadb_calls_the_marker_exactly_where_the_check_reads_a_call(
+    loop: asyncio.AbstractEventLoop, strict_mariadb: maria.PrivateServer, query: str, called: bool
+) -> None:
+    """On a server whose default SQL mode reads quotes and backslashes the other way, the
+    pinned mode makes MariaDB call the marker exactly where the check reads a call (or
+    refuses the statement)."""
+    pool = MysqlPool(make_url(f"mariadb://root@127.0.0.1:{strict_mariadb.port}/test"), 1, 10)
+    error = None
+    try:
+        loop.run_until_complete(pool.rows(query, {}, 5, 10))
+    except pymysql.err.MySQLError as exc:
+        error = str(exc)
+    finally:
+        loop.run_until_complete(pool.aclose())
+    assert (error is not None and MARKED in error) == called, error
+    reading = read_query(query, Dialect.MYSQL)
+    assert (
+        "wg_mark" in reading.calls or reading.unreadable
+        if called
+        else "wg_mark" not in reading.calls
+    )
