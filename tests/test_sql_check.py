@@ -331,3 +331,15 @@ def test_the_parse_does_not_depend_on_the_callers_stack() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (0, "None"), done.stderr
+
+
+def test_a_colon_word_in_a_comment_is_named_as_misplaced_not_missing() -> None:
+    """``-- see :foo`` is a parameter to SQLAlchemy's rules: the error says where it sits and
+    how to write a literal colon, rather than asking for a value."""
+    target = SqlTarget(url="postgresql://app@db/shop", query="SELECT 1 -- see :foo")
+    with pytest.raises(ConfigError) as caught:
+        SqlPlan.compile(target, Templates(), "targets[0].sql", "shop-db")
+    assert str(caught.value).startswith(
+        "target 'shop-db': targets[0].sql.query has :foo inside a comment, where the server"
+    )
+    assert "or write \\:foo for a literal colon." in str(caught.value)

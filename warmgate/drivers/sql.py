@@ -127,14 +127,16 @@ class SqlPlan:
 
 def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> None:
     """Raise :class:`ConfigError` when the statement check refuses the query or its parameters
-    do not match ``params``; a write is named first, then a missing or unused parameter (before
-    a query that does not parse: ``:x::int`` hides ``:x``)."""
+    do not match ``params``: a write first, then a parameter where the server reads no value,
+    then a missing or unused one (before a query that does not parse: ``:x::int`` hides ``:x``)."""
     reading = read_query(target.query, dialect)
     if reading.write is not None:
         raise ConfigError(
             f"target '{name}': {where}.query {reading.write}; warm-up traffic must never "
             f"write, so give one read-only statement ({', '.join(READ_STARTS)})."
         )
+    if reading.parameter is not None:
+        raise ConfigError(f"target '{name}': {where}.query {reading.parameter}.")
     used = set(binding(target.query, dialect).names)
     for missing in sorted(used - set(target.params)):
         example = '"{{ randint(1, 100) }}"'
@@ -154,8 +156,6 @@ def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> 
             'cannot read as the database will, so write it in plain SQL (docs/sql.md, "The '
             'statement check").'
         )
-    if reading.parameter is not None:
-        raise ConfigError(f"target '{name}': {where}.query {reading.parameter}.")
     if reading.escape is not None:
         raise ConfigError(
             f"target '{name}': {where}.query {reading.escape}; a warm-up query must stay "
