@@ -7,7 +7,8 @@ for a misplaced parameter); whenever the server ran a statement without error, t
 not call it unreadable, nor see a call the server did not make. The servers read with their
 defaults turned against the check (PostgreSQL with ``standard_conforming_strings`` off for the
 session, a MariaDB started with ``ANSI_QUOTES`` and ``NO_BACKSLASH_ESCAPES``): the pins the
-drivers set must make them read as the check does.
+drivers set must make them read as the check does. The shared MariaDB runs the property too,
+in its own default SQL mode.
 """
 
 from __future__ import annotations
@@ -209,6 +210,24 @@ def my_calls(name: str) -> list[str]:
     ]  # fmt: skip
 
 
+def my_property(
+    loop: asyncio.AbstractEventLoop, url: str, marker: str, data: st.DataObject
+) -> None:
+    """One example of the MariaDB property, through a pool of warmgate's on ``url``."""
+    query = data.draw(statements(MY_FRAGMENTS, MY_VALUES, my_calls(marker)), label="query")
+    value = data.draw(st.sampled_from(VALUES).map(lambda v: v.replace("M", marker)))
+    pool = MysqlPool(make_url(url), 1, 10)
+    params = {"p": value} if ":p" in query else {}
+    error = None
+    try:
+        loop.run_until_complete(pool.rows(query, params, 5, 10))
+    except (pymysql.err.MySQLError, KeyError, ValueError, TypeError) as exc:
+        error = str(exc)
+    finally:
+        loop.run_until_complete(pool.aclose())
+    judge(query, Dialect.MYSQL, marker, error)
+
+
 @pytest.mark.slow
 @pytest.mark.mariadb
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -219,18 +238,34 @@ def test_mariadb_and_the_check_agree_on_every_call(
     """Whenever MariaDB (its default SQL mode against the check, pinned by the driver) calls
     the marker the check sees the call or refuses the statement, and a statement it runs is
     read, with no call it did not make; values with quotes and backslashes stay values."""
-    query = data.draw(statements(MY_FRAGMENTS, MY_VALUES, my_calls("wg_mark")), label="query")
-    value = data.draw(st.sampled_from(VALUES).map(lambda v: v.replace("M", "wg_mark")))
-    pool = MysqlPool(make_url(f"mariadb://root@127.0.0.1:{strict_mariadb.port}/test"), 1, 10)
-    params = {"p": value} if ":p" in query else {}
-    error = None
+    url = f"mariadb://root@127.0.0.1:{strict_mariadb.port}/test"
+    my_property(loop, url, "wg_mark", data)
+
+
+@pytest.fixture(scope="module")
+def shared_marker() -> Iterator[str]:
+    """A marker function, named for this run, in the shared MariaDB's ``test`` database."""
+    maria.require_mariadb()
+    name = f"warmgate_test_{secrets.token_hex(4)}_mark"
+    # The client splits statements at ";", so the body is sent under another delimiter.
+    maria.sql(
+        f"DELIMITER //\nCREATE FUNCTION {name}() RETURNS INT NO SQL BEGIN SIGNAL SQLSTATE"
+        f" '45000' SET MESSAGE_TEXT = '{MARKED}'; RETURN 1; END//"
+    )
     try:
-        loop.run_until_complete(pool.rows(query, params, 5, 10))
-    except (pymysql.err.MySQLError, KeyError, ValueError, TypeError) as exc:
-        error = str(exc)
+        yield name
     finally:
-        loop.run_until_complete(pool.aclose())
-    judge(query, Dialect.MYSQL, "wg_mark", error)
+        maria.sql(f"DROP FUNCTION IF EXISTS {name}")
+
+
+@pytest.mark.mariadb
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_mariadb_in_its_default_sql_mode_agrees_with_the_check_on_every_call(
+    loop: asyncio.AbstractEventLoop, shared_marker: str, data: st.DataObject
+) -> None:
+    """The same property on the shared MariaDB, in the SQL mode it starts sessions with."""
+    my_property(loop, maria.URL, shared_marker, data)
 
 
 @pytest.mark.slow
