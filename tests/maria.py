@@ -156,9 +156,10 @@ class PrivateServer:
     """A mariadbd of the test's own, on its own data directory and port, that the test may
     kill and start again without touching the shared server."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, sql_mode: str | None = None) -> None:
         self.directory = directory
         self.port = port
+        self.sql_mode = sql_mode
         self.process: subprocess.Popen[bytes] | None = None
 
     def install(self) -> None:
@@ -176,7 +177,8 @@ class PrivateServer:
             ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.directory / 'data'}",
              f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
              f"--socket={self.directory / 'mariadbd.sock'}", "--skip-log-bin",
-             "--innodb-buffer-pool-size=16M"],
+             "--innodb-buffer-pool-size=16M",
+             *([f"--sql-mode={self.sql_mode}"] if self.sql_mode is not None else [])],
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
@@ -198,11 +200,12 @@ class PrivateServer:
 
 
 @contextmanager
-def private_server(directory: Path) -> Iterator[PrivateServer]:
-    """A private MariaDB with database ``test``, started; killed after."""
+def private_server(directory: Path, sql_mode: str | None = None) -> Iterator[PrivateServer]:
+    """A private MariaDB with database ``test``, started (with ``sql_mode`` as its default SQL
+    mode, when given); killed after."""
     if shutil.which("mariadb-install-db") is None or not Path("/usr/sbin/mariadbd").exists():
         fail_or_skip("mariadb-install-db or /usr/sbin/mariadbd is missing (Debian: mariadb-server)")
-    server = PrivateServer(directory, free_port())
+    server = PrivateServer(directory, free_port(), sql_mode)
     server.install()
     try:
         server.start()

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import warmgate.drivers.pgcheck  # (pglast) imported once here, not inside a timed example
 import warmgate.drivers.sql  # noqa: F401 - imported once here, not inside a timed example
 from tests.test_config import billion_laughs
 from warmgate.cli import PLAN_FLAGS, app, overrides_from_flags

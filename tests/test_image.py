@@ -336,6 +336,22 @@ def test_prime_as_an_init_container_then_check_and_the_exec_probe(
     assert probed.stderr == ""
 
 
+def test_the_statement_check_reads_postgresql_in_the_image(on_disk: Pod) -> None:
+    """``validate`` in the image reads a PostgreSQL query with pglast's parser, its library
+    stripped in the build: a call hidden from a regex reading exits 2 naming the call."""
+    config = on_disk.status_dir / "warmup.yaml"
+    config.write_text(
+        "targets:\n  - name: db\n    sql:\n      url: postgresql://app@db/shop\n"
+        "      query: \"SELECT 1 AS x$$, pg_read_file('/etc/hostname') AS y$$\"\n"
+    )
+    validated = execute(on_disk.warmgate("validate", "--config", "/warmgate/warmup.yaml"))
+    assert validated.returncode == 2, validated
+    assert "targets[0].sql.query calls pg_read_file, which reads or writes files" in (
+        validated.stderr
+    )
+    assert "Traceback" not in validated.stderr
+
+
 def test_the_image_is_lean_labelled_and_carries_its_sbom(image: Image) -> None:
     """No compiler, no pip, labels from the build arguments, an SBOM naming every package."""
     assert image.config["User"] == f"{USER}:{USER}"

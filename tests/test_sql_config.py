@@ -82,7 +82,7 @@ def test_reads_pass_the_check(query: str) -> None:
         ("SELECT * FROM public.dblink('dbname=x', 'SELECT 1') AS t(x int)", "calls dblink"),
         ('SELECT "dblink_exec"(\'dbname=x\', \'DELETE FROM t\')', "calls dblink_exec"),
         ('SELECT U&"d\\0062link_exec"(\'c\', \'q\')', "calls dblink_exec"),
-        ('SELECT U&"d!0062link"(\'c\') UESCAPE \'!\'', "UESCAPE"),
+        ('SELECT U&"d!0062link" UESCAPE \'!\' (\'c\')', "calls dblink, which"),
         ("SELECT postgres_fdw_disconnect_all()", "manages postgres_fdw's connections"),
         ("SELECT lo_import('/etc/passwd')", "writes large objects or files"),
         ("SELECT lo_export(1, '/tmp/x')", "writes large objects or files"),
@@ -331,7 +331,7 @@ def test_validate_cli_redacts_and_rejects_writes(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-SQL_MODULES = "('sqlalchemy', 'psycopg', 'aiomysql', 'pymysql', 'aiosqlite', 'greenlet')"
+SQL_MODULES = "('sqlalchemy', 'psycopg', 'aiomysql', 'pymysql', 'aiosqlite', 'greenlet', 'pglast')"
 IMPORTED = (
     "import sys\n"
     "from warmgate.cli import app\n"
@@ -358,7 +358,8 @@ def imported_sql_modules(*args: str) -> str:
 
 
 def test_http_only_configs_never_import_sql_libraries(tmp_path: Path) -> None:
-    """The CLI and an HTTP-only ``validate`` leave SQLAlchemy and psycopg unimported."""
+    """The CLI and an HTTP-only ``validate`` leave SQLAlchemy and psycopg unimported, and only a
+    PostgreSQL target imports pglast."""
     assert imported_sql_modules("--version") == "[]"
     assert (
         imported_sql_modules("validate", "--url", "http://127.0.0.1:9/items/{{ randint(1, 9) }}")
@@ -367,7 +368,9 @@ def test_http_only_configs_never_import_sql_libraries(tmp_path: Path) -> None:
     sqlite = f"sqlite:///{tmp_path / 'x.db'}"
     config = tmp_path / "warmup.yaml"
     config.write_text(f"targets:\n  - sql: {{url: '{sqlite}', query: SELECT 1}}\n")
-    assert "sqlalchemy" in imported_sql_modules("validate", "--config", str(config))
+    assert imported_sql_modules("validate", "--config", str(config)) == "['sqlalchemy']"
+    config.write_text(f"targets:\n  - sql: {{url: '{PG}', query: SELECT 1}}\n")
+    assert imported_sql_modules("validate", "--config", str(config)) == "['pglast', 'sqlalchemy']"
 
 
 def test_drivers_follow_the_order_of_the_targets(tmp_path: Path) -> None:

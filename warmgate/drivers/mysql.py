@@ -5,8 +5,9 @@ session is reset. MySQL's protocol answers commands in order, so commands that a
 the one before did are written at once and their answers read after (a pipeline); the query
 itself is only sent once the server has said OK to the transaction around it::
 
-    START TRANSACTION READ ONLY                                 (MySQL: and, in the same write,
-                                                                 SET SESSION max_execution_time)
+    START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
+                                                (one write; MySQL: and SET SESSION
+                                                 max_execution_time)
     SET STATEMENT max_statement_time = <s> FOR <the query>      (MySQL: the query alone)
     ROLLBACK, COM_RESET_CONNECTION                              (one write, two answers)
 
@@ -18,6 +19,11 @@ This keeps every guarantee listed in ``sql.py``:
 - START TRANSACTION READ ONLY is sent before every query, whatever the session says, and the
   query is only sent once the server said OK to it: the server then refuses every write to a
   table, a sequence included (error 1792, SQLSTATE 25006), whatever function makes it;
+- the server lexes the query as the statement check did (``mysqlcheck.py``): before every
+  query the session's ``sql_mode`` is set to the server's own (read once per connection)
+  without the flags that change lexing (``ANSI_QUOTES``, ``NO_BACKSLASH_ESCAPES``, MariaDB's
+  ``ORACLE``...), so ``"..."`` is a string and a backslash escapes, whatever the server's
+  default or an earlier query said; PyMySQL then escapes values for that reading too;
 - one statement per query: the connection is opened without ``CLIENT_MULTI_STATEMENTS``
   (aiomysql asks for it; warmgate clears the flag before the handshake), so the server refuses
   ``SELECT 1; DELETE ...`` whole as a syntax error before running any of it;
@@ -47,14 +53,15 @@ reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_b
 ``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
 handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
 any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
-dialect does, and ``:name`` into ``%s``.
+dialect does; ``sqlbind.py`` turns ``:name`` into ``%s`` exactly where the statement check
+found each parameter in code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +72,10 @@ import sqlalchemy
 from aiomysql.cursors import SSCursor
 from pymysql.constants.CLIENT import MULTI_STATEMENTS
 from pymysql.constants.COMMAND import COM_QUERY
-from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
 from sqlalchemy.engine import URL
+
+from warmgate.drivers.mysqlcheck import pinned_mode
+from warmgate.drivers.sqlcheck import Dialect, binding
 
 PROGRAM_NAME = "warmgate"
 """What the server shows as the ``program_name`` connection attribute of warm-up connections."""
@@ -75,8 +84,6 @@ CHUNK_ROWS = 100
 COM_RESET_CONNECTION = 0x1F
 """The protocol command that resets a session (MySQL 5.7.3, MariaDB 10.2.4 and later)."""
 
-_FORMAT_PARAMS = MySQLDialect_aiomysql()
-
 
 @dataclass
 class _Session:
@@ -84,6 +91,8 @@ class _Session:
 
     connection: Any  # aiomysql.Connection
     mariadb: bool
+    sql_mode: bytes
+    """The statement that sets the session's SQL mode the statement check lexes with."""
     clean: bool = False
 
 
@@ -187,10 +196,16 @@ class MysqlPool:
         connection.client_flag &= ~MULTI_STATEMENTS
         try:
             await connection._connect()
+            cursor = await connection.cursor()
+            await cursor.execute("SELECT @@SESSION.sql_mode")
+            (mode,) = await cursor.fetchone()
+            await cursor.close()
         except BaseException:
             connection.close()  # a handshake cut short (refused, denied, the client's timeout)
             raise
-        return _Session(connection, "MariaDB" in connection.get_server_info())
+        return _Session(
+            connection, "MariaDB" in connection.get_server_info(), set_sql_mode(str(mode))
+        )
 
 
 # Privileges that write data, the schema or files (FILE: SELECT ... INTO OUTFILE, which a
@@ -223,6 +238,15 @@ def _either(privileges: str) -> str:
     return f"{head} or {last}" if head else last
 
 
+def set_sql_mode(mode: str) -> bytes:
+    """The statement that sets the session's SQL mode to ``mode`` without the flags that change
+    how the server lexes a query (``mysqlcheck.pinned_mode``)."""
+    pinned = pinned_mode(mode)
+    if not re.fullmatch(r"[A-Za-z0-9_,]*", pinned):
+        raise pymysql.err.InterfaceError(f"the server reported an SQL mode of {mode!r}")
+    return f"SET SESSION sql_mode = '{pinned}'".encode()
+
+
 def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | None, str]:
     """``(statement to send first or None, the query to send)`` so that the server stops the
     query after ``statement_timeout`` seconds."""
@@ -249,7 +273,7 @@ async def read_only(
     connection = session.connection
     session.clean = False
     before, text = timed(query, session.mariadb, statement_timeout)
-    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY")]
+    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY"), (COM_QUERY, session.sql_mode)]
     await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
     try:
         count = await _count(connection, text, values, cap)
@@ -301,9 +325,8 @@ async def _end(connection: Any) -> None:
     await _pipeline(connection, [(COM_QUERY, b"ROLLBACK"), (COM_RESET_CONNECTION, b"")])
 
 
-@functools.lru_cache(maxsize=64)
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
     """``query`` with ``%s`` for its ``:name`` parameters (a literal ``%`` doubled), and the
-    names in order."""
-    compiled = sqlalchemy.text(query).compile(dialect=_FORMAT_PARAMS)
-    return compiled.string, tuple(compiled.positiontup or ())
+    names in order, as the statement check read it (``sqlbind.py``)."""
+    bound = binding(query, Dialect.MYSQL)
+    return bound.text, bound.names

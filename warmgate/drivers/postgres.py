@@ -4,7 +4,8 @@ Theory of operation. warmgate measures latency from the client, so its own work 
 stay small next to the database's. Each query is one transaction, written to the server at once
 in libpq's pipeline mode and answered in one round trip::
 
-    BEGIN READ ONLY; SET LOCAL statement_timeout = <ms>; <the query>; ROLLBACK;
+    BEGIN READ ONLY; SET LOCAL standard_conforming_strings = on;
+    SET LOCAL statement_timeout = <ms>; <the query>; ROLLBACK;
     SELECT pg_advisory_unlock_all(); DEALLOCATE ALL; Sync
 
 This keeps every guarantee listed in ``sql.py``:
@@ -12,6 +13,9 @@ This keeps every guarantee listed in ``sql.py``:
 - BEGIN READ ONLY and SET LOCAL are sent in every transaction, so a query that turned the
   session's ``default_transaction_read_only`` or ``statement_timeout`` off changes nothing for
   the next query on that connection;
+- the server parses the query only after ``standard_conforming_strings`` is on, so it reads
+  ``'...\'`` as the statement check read it (``pgcheck.py``), whatever the server, the
+  database or the role set it to;
 - BEGIN always opens a new transaction (inside an open one it would only warn): the pool hands
   out only connections that are outside any transaction;
 - after an error the server skips every message up to the Sync, so the query never runs unless
@@ -37,14 +41,14 @@ Queries bypass SQLAlchemy's pool and psycopg's cursors: checking a connection ou
 SQLAlchemy's asyncio pool and back costs about as much CPU as this whole transaction, and
 psycopg's cursors flush and poll the socket once per statement even in pipeline mode (figures in
 docs/sql.md, "Throughput"). SQLAlchemy still turns the URL into connection arguments, as its
-psycopg dialect does, and ``:name`` parameters into ``$1``.
+psycopg dialect does; ``sqlbind.py`` turns ``:name`` parameters into ``$1``, as the statement
+check read them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +57,8 @@ import sqlalchemy
 from psycopg import pq
 from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy.engine import URL
-from sqlalchemy.engine.default import DefaultDialect
+
+from warmgate.drivers.sqlcheck import Dialect, binding
 
 APPLICATION_NAME = "warmgate"
 """What PostgreSQL shows in ``pg_stat_activity.application_name`` for warm-up connections."""
@@ -71,15 +76,15 @@ _RESET: tuple[Statement, ...] = (
     (b"SELECT pg_advisory_unlock_all()", (), ()),
     (b"DEALLOCATE ALL", (), ()),
 )
-_QUERY = 2
-"""The query's place in the transaction's statements (after BEGIN and SET LOCAL)."""
+_STRINGS: Statement = (b"SET LOCAL standard_conforming_strings = on", (), ())
+_QUERY = 3
+"""The query's place in the transaction's statements (after BEGIN and two SET LOCAL)."""
 _ROWS = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK})
 # A Python int is bound as the smallest of int2, int4, int8 (then numeric) that holds it, as
 # psycopg binds it, so a query fails or succeeds here as it does in an app using psycopg.
 _INTEGER_TYPES = ((2**15, 21), (2**31, 23), (2**63, 20))
 _NUMERIC = 1700
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
-_DOLLAR_PARAMS = DefaultDialect(paramstyle="numeric_dollar")
 
 
 class PostgresPool:
@@ -205,7 +210,7 @@ async def read_only(
         [oid for _, oid in bound],
     )
     set_timeout = b"SET LOCAL statement_timeout = %d" % max(1, round(statement_timeout * 1000))
-    transaction = [_BEGIN, (set_timeout, (), ()), statement, _ROLLBACK, *_RESET]
+    transaction = [_BEGIN, _STRINGS, (set_timeout, (), ()), statement, _ROLLBACK, *_RESET]
     results, count = await _pipeline(pgconn, transaction, counted=_QUERY, cap=cap)
     if count > cap:
         return count  # the answer is left unread: the connection cannot be reused
@@ -318,11 +323,11 @@ def _bind(value: int | str, encoding: str) -> tuple[bytes, int]:
     return str(value).encode(), oid
 
 
-@functools.lru_cache(maxsize=64)
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
-    """``query`` with ``$1``, ``$2``... for its ``:name`` parameters, and the names in order."""
-    compiled = sqlalchemy.text(query).compile(dialect=_DOLLAR_PARAMS)
-    return compiled.string, tuple(compiled.positiontup or ())
+    """``query`` with ``$1``, ``$2``... for its ``:name`` parameters, and the names in order,
+    as the statement check read it (``sqlbind.py``)."""
+    bound = binding(query, Dialect.POSTGRESQL)
+    return bound.text, bound.names
 
 
 def _error(result: PGresult, encoding: str) -> psycopg.Error:

@@ -9,10 +9,11 @@ aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
-1. at start-up, a query that is obviously a write (INSERT, UPDATE, DELETE, MERGE, DDL,
-   SELECT INTO, a locking read, several statements, and MySQL's REPLACE, LOAD DATA, INTO
-   OUTFILE, ``:=``...) or that names a function acting outside
-   its transaction (dblink, session advisory locks, GET_LOCK... see ``sqlcheck.py``) is a
+1. at start-up, the statement check reads the query as its server will (``sqlcheck.py``): a
+   write (INSERT, UPDATE, DELETE, MERGE, DDL, SELECT INTO, a locking read, several statements,
+   and MySQL's REPLACE, LOAD DATA, INTO OUTFILE, ``:=``...), a call of a function acting
+   outside its transaction (dblink, session advisory locks, GET_LOCK...), a ``:name`` where
+   the server reads no value, or a query the check cannot read with certainty is a
    :class:`ConfigError` naming the target;
 2. every query runs in a read-only transaction: PostgreSQL ``BEGIN READ ONLY`` sent with each
    query, whatever the session defaults say; MySQL and MariaDB ``START TRANSACTION READ ONLY``
@@ -50,13 +51,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
-import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from warmgate.config import SqlRows, SqlTarget
 from warmgate.drivers import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
-from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, escape_problem, write_problem
+from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, binding, read_query
 from warmgate.drivers.sqlerrors import classify
 from warmgate.errors import ConfigError
 from warmgate.secrets import redact_url
@@ -99,35 +99,11 @@ class SqlPlan:
     def compile(cls, target: SqlTarget, templates: Templates, where: str, name: str) -> SqlPlan:
         """Check the URL, the query and its parameters, and compile the parameter templates.
 
-        Raises :class:`ConfigError` naming the target when the query obviously writes or calls
-        a function that acts outside its read-only transaction.
+        Raises :class:`ConfigError` naming the target when the parameters and the query do not
+        match, or the statement check refuses the query (``sqlcheck.py``).
         """
         url, dialect, place = _connect_url(target.url, where)
-        problem = write_problem(target.query, dialect)
-        if problem is not None:
-            raise ConfigError(
-                f"target '{name}': {where}.query {problem}; warm-up traffic must never write, "
-                f"so give one read-only statement ({', '.join(READ_STARTS)})."
-            )
-        escape = escape_problem(target.query, dialect)
-        if escape is not None:
-            raise ConfigError(
-                f"target '{name}': {where}.query {escape}; a warm-up query must stay inside its "
-                "read-only transaction, so query the tables the app reads instead."
-            )
-        used = set(sqlalchemy.text(target.query).compile().params)
-        for missing in sorted(used - set(target.params)):
-            example = '"{{ randint(1, 100) }}"'
-            raise ConfigError(
-                f"target '{name}': {where}.query binds :{missing}, but {where}.params has no "
-                f"'{missing}'; add it, such as params: {{{missing}: {example}}}."
-            )
-        for unused in sorted(set(target.params) - used):
-            raise ConfigError(
-                f"target '{name}': {where}.params.{unused} is not bound by the query; write "
-                f":{unused} where it belongs (a cast is CAST(:{unused} AS type), not "
-                f":{unused}::type)."
-            )
+        _check_query(target, dialect, where, name)
         params = tuple(
             (key, templates.compile(value, f"{where}.params.{key}"))
             for key, value in target.params.items()
@@ -149,8 +125,48 @@ class SqlPlan:
         return {key: bind_value(template.render()) for key, template in self.params}
 
 
+def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> None:
+    """Raise :class:`ConfigError` when the statement check refuses the query or its parameters
+    do not match ``params``: a write first, then a parameter where the server reads no value,
+    then a missing or unused one (before a query that does not parse: ``:x::int`` hides ``:x``)."""
+    reading = read_query(target.query, dialect)
+    if reading.write is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.write}; warm-up traffic must never "
+            f"write, so give one read-only statement ({', '.join(READ_STARTS)})."
+        )
+    if reading.parameter is not None:
+        raise ConfigError(f"target '{name}': {where}.query {reading.parameter}.")
+    used = set(binding(target.query, dialect).names)
+    for missing in sorted(used - set(target.params)):
+        example = '"{{ randint(1, 100) }}"'
+        raise ConfigError(
+            f"target '{name}': {where}.query binds :{missing}, but {where}.params has no "
+            f"'{missing}'; add it, such as params: {{{missing}: {example}}}."
+        )
+    for unused in sorted(set(target.params) - used):
+        raise ConfigError(
+            f"target '{name}': {where}.params.{unused} is not bound by the query; write "
+            f":{unused} where it belongs (a cast is CAST(:{unused} AS type), not "
+            f":{unused}::type)."
+        )
+    if reading.unreadable is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.unreadable}; warmgate refuses a query it "
+            'cannot read as the database will, so write it in plain SQL (docs/sql.md, "The '
+            'statement check").'
+        )
+    if reading.escape is not None:
+        raise ConfigError(
+            f"target '{name}': {where}.query {reading.escape}; a warm-up query must stay "
+            "inside its read-only transaction, so query the tables the app reads instead."
+        )
+
+
 _MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
 """URL options that aiomysql takes and that leave the connection as warmgate needs it."""
+_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
+"""Connection character sets whose multibyte characters may end in the byte of a backslash."""
 
 
 def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
@@ -179,6 +195,13 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
                 f"{where}.url: ?{option}= is not supported for MySQL and MariaDB yet (warmgate "
                 "connects to them without TLS); remove it, or reach the database over a "
                 "trusted network."
+            )
+        charset = str(url.query.get("charset", "utf8mb4")).lower()
+        if charset in _UNSAFE_CHARSETS:
+            raise ConfigError(
+                f"{where}.url: ?charset={charset} is refused: in it a backslash can end a "
+                "multibyte character, so a parameter value escaped into the query text could "
+                "leave its quotes; use utf8mb4 (the default)."
             )
         for option in sorted(set(url.query) - _MYSQL_OPTIONS):
             raise ConfigError(

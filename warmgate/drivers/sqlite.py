@@ -18,24 +18,22 @@ connection holds no session state beyond the transaction, so it goes back to the
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-import sqlalchemy
 from sqlalchemy import event
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from warmgate.drivers.sqlcheck import Dialect, binding
 
 CHUNK_ROWS = 100
 """Rows fetched at once while a result is counted."""
 
 Statement = tuple[str, tuple[str, ...]]
 """A query in SQLite's own parameter style (``?``), and the parameter names in order."""
-_DIALECT = SQLiteDialect_aiosqlite()
 
 
 class SqlitePool:
@@ -84,10 +82,9 @@ def _query_only(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-@functools.lru_cache(maxsize=64)
 def _statement(query: str) -> Statement:
-    compiled = sqlalchemy.text(query).compile(dialect=_DIALECT)
-    return compiled.string, tuple(compiled.positiontup or ())
+    bound = binding(query, Dialect.SQLITE)
+    return bound.text, bound.names
 
 
 def _transaction(
