@@ -39,6 +39,7 @@ from typing import Any
 from warmgate.errors import ConfigError
 from warmgate.inject import InjectOptions, has_warmgate, inject_object
 from warmgate.pod_config import InvalidAnnotationError, pod_config
+from warmgate.secrets import shorten
 from warmgate.selection import OPT_OUT, Selection, why_skipped
 
 API_VERSION = "admission.k8s.io/v1"
@@ -198,6 +199,5 @@ def _skip(reason: str) -> Decision:
 
 
 def _short(warning: str) -> str:
-    """One line, within :data:`MAX_WARNING_CHARS`."""
-    line = " ".join(warning.split())
-    return line if len(line) <= MAX_WARNING_CHARS else line[: MAX_WARNING_CHARS - 1] + "…"
+    """One line, within :data:`MAX_WARNING_CHARS`: a URL's password masked before the cut."""
+    return shorten(" ".join(warning.split()), MAX_WARNING_CHARS)

@@ -25,11 +25,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from warmgate.secrets import Secrets, shorten
+
 _SEGMENT = re.compile(
     r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)"
     r"|\[\s*(?:'(?P<single>(?:[^'\\]|\\.)*)'|\"(?P<double>(?:[^\"\\]|\\.)*)\"|(?P<index>-?[0-9]+))\s*\]"
 )
 _SHOWN = 60
+"""The most of a capture's expression a reason shows."""
 
 
 class JsonPathError(ValueError):
@@ -91,15 +94,19 @@ class Extract:
     expression: str
     segments: tuple[str | int, ...] = ()
     pattern: re.Pattern[str] | None = None
+    shown: str = ""
+    """The expression as a reason shows it: redacted, then shortened."""
 
     @classmethod
-    def of(cls, kind: str, expression: str) -> Extract:
-        """Parse the expression once (a JSON path, a regular expression)."""
+    def of(cls, kind: str, expression: str, *, secrets: Secrets | None = None) -> Extract:
+        """Parse the expression once (a JSON path, a regular expression); ``secrets`` are
+        redacted from it where it is shown."""
+        shown = shorten(expression, _SHOWN, secrets)
         if kind == "json":
-            return cls(kind, expression, segments=parse_json_path(expression))
+            return cls(kind, expression, segments=parse_json_path(expression), shown=shown)
         if kind == "regex":
-            return cls(kind, expression, pattern=re.compile(expression))
-        return cls(kind, expression)
+            return cls(kind, expression, pattern=re.compile(expression), shown=shown)
+        return cls(kind, expression, shown=shown)
 
     @property
     def needs_body(self) -> bool:
@@ -120,7 +127,7 @@ class Answer:
 def extract(rule: Extract, answer: Answer) -> str:
     """The captured value, or :class:`CaptureError` saying what was missing."""
     where = f"(status {answer.status})"
-    shown = rule.expression if len(rule.expression) <= _SHOWN else rule.expression[:_SHOWN] + "…"
+    shown = rule.shown or shorten(rule.expression, _SHOWN)
     if rule.kind == "header":
         wanted = rule.expression.lower()
         for name, header in answer.headers:
