@@ -55,12 +55,13 @@ ESCAPED_RUN = re.compile(rb"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){20,}")
 """A run of token characters through percent-escapes: a base64 token's ``+``, ``/`` and ``=``
 are written ``%2B``, ``%2F`` and ``%3D`` in a path, and must not cut it into short runs."""
 EMAIL = re.compile(
-    rb"[A-Za-z0-9._%+!$&'*=^`|~-]+(?:@|%40)"
+    rb"(?<=[A-Za-z0-9._%+!$&'*=^`|~-])(?:@|%40)"  # a local part's last character, then the @
     rb"(?![0-9]+(?:\.[0-9]+)?x[._/-])"  # not an image's scale, as in logo@2x.png
-    rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9-])"
+    rb"(?>(?:[A-Za-z0-9-]++\.)+)[A-Za-z]{2,63}(?![A-Za-z0-9-])"  # labels, then the top level
 )
 """An e-mail address in a path, its ``@`` written as is or as ``%40`` (``/users/ann@example.com``,
-``/unsubscribe/ann%40example.com``): personal data, left out like a token."""
+``/unsubscribe/ann%40example.com``): personal data, left out like a token. Matched from each
+``@`` onward without backtracking (atomic and possessive), so a long path costs linear time."""
 ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 PERCENT = re.compile(rb"%")
 UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
