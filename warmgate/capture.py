@@ -53,9 +53,11 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
     while position < len(text):
         match = _SEGMENT.match(text, position)
         if match is None:
+            # Where, not what follows: a tail cut from the path could hold part of a secret.
+            at = position + len(path) - len(path.lstrip()) + 1
             raise JsonPathError(
-                f"'{path}' is not supported at '{text[position:]}'; write names and list indexes "
-                "only, such as $.data.items[0].id or $['a key']"
+                f"'{path}' is not supported from character {at} on; write names and list "
+                "indexes only, such as $.data.items[0].id or $['a key']"
             )
         if match["name"] is not None:
             segments.append(match["name"])
