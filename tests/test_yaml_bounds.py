@@ -3,6 +3,7 @@ thousand deep and a 100,000-digit number are refused with one sentence, at once.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from warmgate.config_file import (
     MAX_NODES,
 )
 from warmgate.errors import ConfigError
-from warmgate.yaml_stream import parse
+from warmgate.yaml_stream import parse, read_source
 
 HEAD = (
     "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"
@@ -151,3 +152,15 @@ def test_a_workload_nested_to_the_bound_is_injected_and_uninjected() -> None:
     removed = run_cli("uninject", "-", stdin=injected.stdout, timeout=60)
     assert removed.returncode == 0, removed.stderr
     assert parse(removed.stdout) == parse(text)
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """A FIFO nobody writes to is refused at once, pointing at standard input instead."""
+    fifo = tmp_path / "stream.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as caught:
+        read_source(str(fifo))
+    assert str(caught.value) == (
+        f"{fifo} is not a regular file; pipe what it gives into 'warmgate inject -' (or "
+        "uninject -) instead."
+    )

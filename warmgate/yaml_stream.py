@@ -232,4 +232,9 @@ def read_source(source: str) -> str:
         )
     if not path.exists():
         raise ConfigError(f"{source} does not exist; check the path, or pass - for stdin.")
+    if not path.is_file():  # a pipe or a device: opening it could wait for ever
+        raise ConfigError(
+            f"{source} is not a regular file; pipe what it gives into 'warmgate inject -' (or "
+            "uninject -) instead."
+        )
     return read_text(path, "FILE", MANIFESTS.max_bytes, MANIFESTS.advice)
