@@ -160,6 +160,26 @@ def test_leading_zeros_and_token_like_segments() -> None:
     assert counter.tally.token_like == 2
 
 
+def test_a_path_holding_an_e_mail_address_is_left_out() -> None:
+    """An e-mail address in a path segment (its @ as is or %40) leaves the path out, counted;
+    an image's scale (logo@2x.png) and a scoped package (/@scope/) are not addresses."""
+    log = (
+        b'h - - [t] "GET /users/ann.lee@example.com/orders HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /unsubscribe/bob%40mail.example.co.uk HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /u/17/ann+shop@example.org HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /users/42?email=ann@example.com HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /img/logo@2x.png HTTP/1.1" 200 1\n'
+        b'h - - [t] "GET /npm/@scope/pkg HTTP/1.1" 200 1\n'
+    )
+    for mode in IdMode:
+        counter = count(log, Policy(ids=mode))
+        assert counter.tally.personal == 3
+        written = urls(counter)
+        assert "/img/logo@2x.png" in written
+        assert "/npm/@scope/pkg" in written
+        assert not any("example" in url for url in written)
+
+
 def test_statuses_and_exclude() -> None:
     """--status decides which answers count; --exclude drops matching paths before counting."""
     log = (
@@ -343,7 +363,15 @@ def test_every_line_is_accounted_for_however_the_log_is_cut(
     assert cut.ranked() == whole.ranked()
     t = whole.tally
     assert t.lines == len(requests) + len(garbage)
-    left_out = t.bad + t.other_method + t.other_status + t.unusable + t.token_like + t.excluded
+    left_out = (
+        t.bad
+        + t.other_method
+        + t.other_status
+        + t.unusable
+        + t.token_like
+        + t.personal
+        + t.excluded
+    )
     assert t.kept + left_out == t.lines
     assert sum(line.weight for line in whole.ranked()) == t.kept
     expected_kept = sum(1 for m, _, _, s in requests if m == b"GET" and s in {b"200", b"304"})
@@ -476,7 +504,15 @@ def test_any_bytes_are_counted_without_error(chunk: bytes, mode: IdMode) -> None
     written is plain ASCII starting with /, without a query or path parameters."""
     counter = count(chunk, Policy(ids=mode))
     t = counter.tally
-    left_out = t.bad + t.other_method + t.other_status + t.unusable + t.token_like + t.excluded
+    left_out = (
+        t.bad
+        + t.other_method
+        + t.other_status
+        + t.unusable
+        + t.token_like
+        + t.personal
+        + t.excluded
+    )
     assert t.kept + left_out >= t.lines  # a line can hold two requests, never fewer than none
     assert sum(line.weight for line in counter.ranked()) == t.kept
     for line in counter.ranked():

@@ -92,6 +92,39 @@ def test_the_disabled_annotation_wins_over_the_namespace_label() -> None:
     assert "pod shop/heritage-app-7c9f8d5b4-*" in warning
 
 
+@pytest.mark.parametrize("value", [" disabled", "disabled ", "\tDISABLED\n", "Disabled"])
+def test_the_disabled_annotation_is_read_trimmed_and_in_any_case(value: str) -> None:
+    """Whitespace around disabled, or capitals, still keep an opted-in namespace's pod out."""
+    decision, after = decide(deployment_pod({"warmgate.io/inject": value}), namespace=True)
+    assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
+    [warning] = decision.warnings
+    assert "has the annotation warmgate.io/inject: disabled" in warning
+    assert after == deployment_pod({"warmgate.io/inject": value})
+
+
+def test_the_enabled_annotation_is_read_trimmed_and_in_any_case() -> None:
+    """Enabled  (spaces, a capital) opts a pod in as enabled does."""
+    decision, _ = decide(deployment_pod({"warmgate.io/inject": " Enabled "}))
+    assert decision.outcome is Outcome.MUTATED
+
+
+@pytest.mark.parametrize("namespace", [True, False])
+@pytest.mark.parametrize("value", ["disable", "false", "no", "", "enabled,disabled", False, None])
+def test_an_unrecognised_annotation_leaves_the_pod_alone_with_a_warning(
+    value: Any, namespace: bool
+) -> None:
+    """A value that is neither enabled nor disabled (a typo, false) admits the pod without
+    warmgate and says so, in an opted-in namespace or not."""
+    pod = deployment_pod()
+    pod["metadata"]["annotations"] = {"warmgate.io/inject": value}
+    decision, after = decide(copy.deepcopy(pod), namespace=namespace)
+    assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
+    [warning] = decision.warnings
+    assert "the annotation warmgate.io/inject: " in warning
+    assert "which is neither enabled nor disabled" in warning
+    assert after == pod
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

@@ -331,9 +331,9 @@ def billion_laughs(levels: int = 10) -> str:
     ("targets:\n" + "".join("  " * i + "- x:\n" for i in range(1, 80)), "nests lists and mappings more than 64 deep (line 33); flatten it."),
     ("a: &a [*a]\ntargets: []\n", "the alias *a (line 1) refers to a node it is inside"),
     (f"targets:\n  - http: {{url: '{URL}'}}\ngate:\n  window: 5s\n  window: 20s\n", "at line 5, column 3: the key 'window' is written twice in one mapping (first at line 4); keep one."),
-    (f"targets:\n  - http: {{url: '{URL}'}}\nload: {{concurrency: {'1' * 5000}}}\n", "has a value YAML cannot build (Exceeds the limit (4300 digits) for integer string conversion); quote it."),
+    (f"targets:\n  - http: {{url: '{URL}'}}\nload: {{concurrency: {'1' * 5000}}}\n", "has a number longer than 64 bits (line 3); quote it if it is text, or write a smaller one."),
     (f"targets:\n  - http: {{url: '{URL}'}}\nstatus_dir: 2001-02-30\n", "has a value YAML cannot build (day is out of range for month); quote it."),
-    (f"targets: []\nlog_format: 0x{'f' * 5000}\n", "at line 2, column 13: the number is beyond 64 bits; no setting needs one that large."),
+    (f"targets: []\nlog_format: 0x{'f' * 5000}\n", "has a number longer than 64 bits (line 2); quote it if it is text, or write a smaller one."),
     ("targets: *nowhere\n", "the alias *nowhere (line 1) names no anchor written before it; write &nowhere on the node it stands for."),
 ])  # fmt: skip
 def test_hostile_yaml_is_refused_before_it_is_built(
@@ -397,7 +397,7 @@ def test_env_expansion_is_bounded(tmp_path: Path) -> None:
     ({"targets": [{"http": {"url": URL}, "weight": float("inf")}]}, "targets[0].weight: 'inf' is not a finite number; write a number such as 10."),
     ({"load": {"rate": float("inf")}}, "load.rate: 'inf' is not a finite number"),
     ({"gate": {"success_rate": float("nan")}}, "gate.success_rate: 'nan' is not a finite number"),
-    ({"gate": {"timeout": "1" * 400 + "s"}}, "gate.timeout: '1111111111111111111111111111111111111111' is longer than a year; write at most 8784h."),
+    ({"gate": {"timeout": "1" * 400 + "s"}}, "gate.timeout: '111111111111111111111111111111111111111…' is longer than a year; write at most 8784h."),
     ({"gate": {"min_requests": 10**400}}, "gate.min_requests: Input should be less than or equal to 1000000000."),
     ({"targets": [{"http": {"url": URL, "headers": {"X-A": "a\r\nInjected: 1"}}}]}, "targets[0].http.headers: the value of header X-A contains a line break or control character, which would end the header; remove it."),
     ({"targets": [{"http": {"url": URL, "headers": {"X A": "1"}}}]}, "targets[0].http.headers: 'X A' is not a header name"),

@@ -185,7 +185,7 @@ def test_variables_of_the_other_commands_do_not_change_inject() -> None:
         ("targets:\n  - http: {url: 'http://x'}\n", "It looks like a warmgate config"),
         ("kind: Deployment\nspec: [unclosed\n", "is not valid YAML at line 3"),
         ("key: value\n\tbad: tab\n", "is not valid YAML"),
-        ("apiVersion: v1\x00\n", "is not valid YAML: special characters are not allowed"),
+        ("apiVersion: v1\x00\n", "is not valid YAML: control characters are not allowed"),
     ],
 )
 def test_input_that_is_not_kubernetes_yaml_exits_2_with_a_sentence(

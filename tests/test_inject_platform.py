@@ -15,7 +15,15 @@ from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode
 from tests.test_inject import HERITAGE, SAMPLES, WORKLOADS, documents, inject_cli, pod_spec
 from warmgate.inject import MARKER
-from warmgate.selection import Operator, Requirement, Selection, parse_selector, why_skipped
+from warmgate.selection import (
+    Choice,
+    Operator,
+    Requirement,
+    Selection,
+    inject_annotation,
+    parse_selector,
+    why_skipped,
+)
 
 PLATFORM = SAMPLES / "platform.yaml"
 HANDWRITTEN = REPO / "k8s" / "variants" / "init-container" / "deployment.yaml"
@@ -272,3 +280,55 @@ def test_opt_out_on_the_pod_template_is_honoured_even_when_named() -> None:
     template = {"metadata": {"annotations": {"warmgate.io/inject": "Disabled"}}, "spec": {}}
     reason = why_skipped(pod, "Pod", template, Selection(names=("p",)))
     assert reason == "skipped: its pod template has the annotation warmgate.io/inject: disabled"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (" disabled", Choice.DISABLED), ("DISABLED\n", Choice.DISABLED),
+        ("\tEnabled ", Choice.ENABLED), ("disable", Choice.UNRECOGNISED),
+        ("", Choice.UNRECOGNISED), (False, Choice.UNRECOGNISED), (None, Choice.UNRECOGNISED),
+    ],
+)  # fmt: skip
+def test_the_inject_annotation_is_read_trimmed_and_in_any_case(
+    value: Any, expected: Choice
+) -> None:
+    """Whitespace and capitals do not matter; anything but enabled or disabled is unrecognised."""
+    assert inject_annotation({"warmgate.io/inject": value}) is expected
+    assert inject_annotation({}) is Choice.UNSET
+
+
+def test_an_unrecognised_annotation_keeps_a_workload_out_even_when_named() -> None:
+    """A misspelt opt-out is not taken for an opt-in: left alone, saying what to write."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
+    template = {"metadata": {"annotations": {"warmgate.io/inject": "disable"}}, "spec": {}}
+    reason = why_skipped(pod, "Pod", template, Selection(names=("p",)))
+    assert reason == (
+        "skipped: its pod template has the annotation warmgate.io/inject: 'disable', which is "
+        "neither enabled nor disabled; write enabled or disabled"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("' disabled'", "has the annotation warmgate.io/inject: disabled"),
+        ("'Disabled  '", "has the annotation warmgate.io/inject: disabled"),
+        ("disable", "has the annotation warmgate.io/inject: 'disable', which is neither"),
+        ("false", "has the annotation warmgate.io/inject: false, which is neither enabled"),
+    ],
+)
+def test_inject_leaves_a_workload_alone_for_a_spaced_or_unknown_opt_out(
+    value: str, reason: str
+) -> None:
+    """inject skips a Deployment annotated ' disabled' (spaces, capitals) or with an unknown
+    value, writes it unchanged and says why."""
+    text = HERITAGE.read_text().replace(
+        "  template:\n    metadata:\n",
+        f"  template:\n    metadata:\n      annotations:\n        warmgate.io/inject: {value}\n",
+    )
+    assert f"warmgate.io/inject: {value}" in text
+    out, err = inject_cli("-", stdin=text)
+    assert out == text
+    assert f"deployment/heritage-app: skipped: its pod template {reason}" in err

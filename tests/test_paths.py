@@ -26,6 +26,8 @@ def log_text(*requests: tuple[str, str, int], repeat: int = 1) -> str:
 
 
 SHOP = log_text(
+    ("GET", "/account/ann.lee@example.com/orders", 200),
+    ("GET", "/unsubscribe/bob%40example.org", 200),
     ("GET", "/", 200),
     ("GET", "/", 200),
     ("GET", "/", 200),
@@ -50,7 +52,8 @@ def url_lines(text: str) -> list[tuple[str, int]]:
 
 
 def test_a_log_becomes_a_weighted_url_set_without_secrets(tmp_path: Path) -> None:
-    """GET 2xx/304 paths ranked by count with templated ids; no query, token or session id."""
+    """GET 2xx/304 paths ranked by count with templated ids; no query, token, session id or
+    e-mail address."""
     log = tmp_path / "access.log"
     log.write_text(SHOP + "a line that is no request\n" + LINE[:40])
     result = run_cli("paths", str(log), "--base-url", "http://127.0.0.1:8080/")
@@ -62,10 +65,11 @@ def test_a_log_becomes_a_weighted_url_set_without_secrets(tmp_path: Path) -> Non
         ("http://127.0.0.1:8080/static/site.css", 1),
     ]
     assert result.stdout.startswith("# URL set written by warmgate paths from access.log")
-    for secret in ("hunter", "jsessionid", "0123456789ABCDEF", "socks", "?"):
+    for secret in ("hunter", "jsessionid", "0123456789ABCDEF", "socks", "?", "ann", "bob", "@"):
         assert secret not in result.stdout + result.stderr
-    assert "read 11 lines" in result.stderr
+    assert "read 13 lines" in result.stderr
     assert "kept 7 requests" in result.stderr
+    assert "left out 2 with an e-mail address in the path" in result.stderr
     assert "left out 2 bad lines" in result.stderr
     assert "left out 1 not GET" in result.stderr
     assert "left out 1 with another status" in result.stderr

@@ -8,9 +8,13 @@ every Pod ``CREATE`` the webhook configuration selects; :func:`admit` answers it
 2. Opt-in: the pod's namespace is opted in (the webhook entry that selects namespaces by label
    says so through ``namespace_opted_in``: the review itself carries no namespace labels), or the
    pod carries the annotation ``warmgate.io/inject: enabled``. Otherwise the pod is
-   :attr:`Outcome.SKIPPED` silently: no warning for pods nobody asked about.
+   :attr:`Outcome.SKIPPED` silently: no warning for pods nobody asked about. The annotation is
+   read as ``inject`` reads it (:func:`warmgate.selection.inject_annotation`: trimmed, any letter
+   case); a value that is neither ``enabled`` nor ``disabled`` is a request nobody can read,
+   answered with a warning and no warmgate, wherever the pod is.
 3. Left alone, with the reason in ``warnings``: the annotation ``warmgate.io/inject: disabled``
-   (it wins over the namespace label), a static pod's mirror, a pod a Job owns, a Helm hook,
+   (it wins over the namespace label) or an unrecognised value, a static pod's mirror, a pod a
+   Job owns, a Helm hook,
    ``hostNetwork`` (:func:`warmgate.selection.why_skipped`, shared with ``inject``), a pod
    that already has a warmgate container (``inject``'s or an earlier pass of this webhook:
    reinvocation gives an empty patch), and a pod whose ports or volumes clash with warmgate's.
@@ -39,7 +43,8 @@ from typing import Any
 from warmgate.errors import ConfigError
 from warmgate.inject import InjectOptions, has_warmgate, inject_object
 from warmgate.pod_config import InvalidAnnotationError, pod_config
-from warmgate.selection import OPT_OUT, Selection, why_skipped
+from warmgate.secrets import shorten
+from warmgate.selection import Choice, Selection, inject_annotation, why_skipped
 
 API_VERSION = "admission.k8s.io/v1"
 MIRROR = "kubernetes.io/config.mirror"
@@ -162,8 +167,8 @@ def _opted_in_pod(
     annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
     if not isinstance(metadata, Mapping) or not isinstance(annotations or {}, Mapping):
         return _skip("the pod's metadata or annotations are not mappings")
-    opted_in = str((annotations or {}).get(OPT_OUT, "")).lower() == "enabled"
-    if not (namespace_opted_in or opted_in):
+    choice = inject_annotation(annotations or {})
+    if not (namespace_opted_in or choice in (Choice.ENABLED, Choice.UNRECOGNISED)):
         return Decision(Outcome.SKIPPED)
     name = _pod_name(request, metadata)
     if MIRROR in (annotations or {}):
@@ -198,6 +203,5 @@ def _skip(reason: str) -> Decision:
 
 
 def _short(warning: str) -> str:
-    """One line, within :data:`MAX_WARNING_CHARS`."""
-    line = " ".join(warning.split())
-    return line if len(line) <= MAX_WARNING_CHARS else line[: MAX_WARNING_CHARS - 1] + "…"
+    """One line, within :data:`MAX_WARNING_CHARS`: a URL's password masked before the cut."""
+    return shorten(" ".join(warning.split()), MAX_WARNING_CHARS)

@@ -35,11 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from warmgate.secrets import Secrets, shorten
+
 _SEGMENT = re.compile(
     r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)"
     r"|\[\s*(?:'(?P<single>(?:[^'\\]|\\.)*)'|\"(?P<double>(?:[^\"\\]|\\.)*)\"|(?P<index>-?[0-9]+))\s*\]"
 )
 _SHOWN = 60
+"""The most of a capture's expression a reason shows."""
 MAX_PROGRAM_SIZE = 5000
 """The largest RE2 program a capture's regex may compile to (a usual one takes 10 to 200
 instructions; ``\\p{L}`` alone takes 1,200). Matching costs up to about 5 ns per byte and
@@ -136,9 +139,11 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
     while position < len(text):
         match = _SEGMENT.match(text, position)
         if match is None:
+            # Where, not what follows: a tail cut from the path could hold part of a secret.
+            at = position + len(path) - len(path.lstrip()) + 1
             raise JsonPathError(
-                f"'{path}' is not supported at '{text[position:]}'; write names and list indexes "
-                "only, such as $.data.items[0].id or $['a key']"
+                f"'{path}' is not supported from character {at} on; write names and list "
+                "indexes only, such as $.data.items[0].id or $['a key']"
             )
         if match["name"] is not None:
             segments.append(match["name"])
@@ -177,15 +182,19 @@ class Extract:
     expression: str
     segments: tuple[str | int, ...] = ()
     pattern: Regex | None = None
+    shown: str = ""
+    """The expression as a reason shows it: redacted, then shortened."""
 
     @classmethod
-    def of(cls, kind: str, expression: str) -> Extract:
-        """Parse the expression once (a JSON path, a regular expression)."""
+    def of(cls, kind: str, expression: str, *, secrets: Secrets | None = None) -> Extract:
+        """Parse the expression once (a JSON path, a regular expression); ``secrets`` are
+        redacted from it where it is shown."""
+        shown = shorten(expression, _SHOWN, secrets)
         if kind == "json":
-            return cls(kind, expression, segments=parse_json_path(expression))
+            return cls(kind, expression, segments=parse_json_path(expression), shown=shown)
         if kind == "regex":
-            return cls(kind, expression, pattern=compile_regex(expression))
-        return cls(kind, expression)
+            return cls(kind, expression, pattern=compile_regex(expression), shown=shown)
+        return cls(kind, expression, shown=shown)
 
     @property
     def needs_body(self) -> bool:
@@ -206,7 +215,7 @@ class Answer:
 def extract(rule: Extract, answer: Answer) -> str:
     """The captured value, or :class:`CaptureError` saying what was missing."""
     where = f"(status {answer.status})"
-    shown = rule.expression if len(rule.expression) <= _SHOWN else rule.expression[:_SHOWN] + "…"
+    shown = rule.shown or shorten(rule.expression, _SHOWN)
     if rule.kind == "header":
         wanted = rule.expression.lower()
         for name, header in answer.headers:
@@ -247,7 +256,7 @@ def extract(rule: Extract, answer: Answer) -> str:
 
 def too_slow(rule: Extract, answer: Answer, budget: float) -> CaptureError:
     """The failure of a capture that did not finish within ``budget`` seconds."""
-    shown = rule.expression if len(rule.expression) <= _SHOWN else rule.expression[:_SHOWN] + "…"
+    shown = rule.shown or shorten(rule.expression, _SHOWN)
     size = len(answer.body or "")
     return CaptureError(
         f"the regex `{shown}` did not finish within {budget:g}s on the response ({size:,} "

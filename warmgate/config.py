@@ -26,7 +26,7 @@ from pydantic import (
 
 from warmgate import __version__
 from warmgate.journey import Journey, JourneyStep, evidence_warnings
-from warmgate.secrets import redact_url, url_passwords
+from warmgate.secrets import mask_url, url_passwords
 from warmgate.tls import TlsConfig, needs_https, tls_warnings
 from warmgate.units import format_duration, parse_duration
 
@@ -78,7 +78,7 @@ def http_endpoint(url: str) -> tuple[str, int, bool]:
 
     Raises ``ValueError`` with a sentence saying how to fix the URL.
     """
-    shown = redact_url(url)
+    shown = mask_url(url)
     _refuse_userinfo(url)
     try:
         parts = urlsplit(url)
@@ -115,7 +115,7 @@ def _refuse_userinfo(url: str) -> None:
         userinfo and not re.fullmatch(r"[0-9]+", re.split(r"[/?#]", userinfo[1])[0])
     ):
         raise ValueError(
-            f"'{redact_url(url)}' carries a user or password, which would show wherever the URL "
+            f"'{mask_url(url)}' carries a user or password, which would show wherever the URL "
             "does; remove it and send the credentials in a header, such as "
             "headers: {Authorization: 'Basic ${APP_BASIC_AUTH}'}"
         )
@@ -144,10 +144,10 @@ def _http_url(url: str) -> str:
     """
     url = url.strip()
     if not re.match(r"^https?://", url, re.IGNORECASE):
-        raise ValueError(f"'{redact_url(url)}' must start with http:// or https://")
+        raise ValueError(f"'{mask_url(url)}' must start with http:// or https://")
     if _CONTROL.search(url) or "\t" in url:
         raise ValueError(
-            f"'{redact_url(url)}' contains a control character (a line break or tab); remove it"
+            f"'{mask_url(url)}' contains a control character (a line break or tab); remove it"
         )
     _refuse_userinfo(url)
     authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
@@ -396,7 +396,7 @@ class SqlTarget(_Model):
         scheme = url.partition("://")[0].lower()
         if "://" not in url or scheme not in _SQL_SCHEMES:
             raise ValueError(
-                f"'{redact_url(url)}' is not a supported database URL; write "
+                f"'{mask_url(url)}' is not a supported database URL; write "
                 "postgresql+psycopg://user@host:5432/dbname, mysql://user@host:3306/dbname "
                 "(or mariadb://) or sqlite:///path/to/file.db"
             )
@@ -407,7 +407,7 @@ class SqlTarget(_Model):
         if any("@" in password for password in url_passwords(url)):
             # The database driver would read the rest of the password as the host, and show it.
             raise ValueError(
-                f"the password in '{redact_url(url)}' holds an @, which ends the password early; "
+                f"the password in '{mask_url(url)}' holds an @, which ends the password early; "
                 "percent-encode it as %40 (in the ${VAR} value too)"
             )
         return url

@@ -39,9 +39,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, Driver, Outcome, PerUser, VirtualUser
+from warmgate.secrets import Secrets
 from warmgate.window import Pending, Sample
 
 Clock = Callable[[], float]
+CRASH_CHARS = 200
+"""The most of a raised error's text the ``error`` sample's detail keeps (redacted first)."""
 
 
 class Load:
@@ -57,6 +60,7 @@ class Load:
         rate_caps: Sequence[float | None] | None = None,
         clock: Clock = time.monotonic,
         on_crash: Callable[[str, BaseException], None] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         if not drivers or len(drivers) != len(weights):
             raise ValueError("give one weight per driver, and at least one driver")
@@ -71,6 +75,7 @@ class Load:
         self._record = record
         self._clock = clock
         self._on_crash = on_crash
+        self._secrets = secrets or Secrets()
         self._crashes_seen: set[tuple[str, str]] = set()
         self.level = 0
         self.in_flight = 0
@@ -224,7 +229,8 @@ class Load:
             if self._on_crash is not None and key not in self._crashes_seen:
                 self._crashes_seen.add(key)
                 self._on_crash(driver.name, exc)
-            return Outcome(ERROR, detail=f"{type(exc).__name__}: {exc}"[:200]), True
+            detail = self._secrets.shorten(f"{type(exc).__name__}: {exc}", CRASH_CHARS)
+            return Outcome(ERROR, detail=detail), True
         finally:
             self.in_flight -= 1
             if not self.in_flight:

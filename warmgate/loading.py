@@ -23,7 +23,14 @@ from pydantic import BaseModel, ValidationError
 from warmgate.config import Config
 from warmgate.config import warnings as config_warnings
 from warmgate.errors import ConfigError
-from warmgate.secrets import SECRET_NAME, Secrets, redact_url, sql_url_secrets, url_passwords
+from warmgate.secrets import (
+    SECRET_NAME,
+    Secrets,
+    mask_url,
+    shorten,
+    sql_url_secrets,
+    url_passwords,
+)
 from warmgate.tls import describe_tls
 from warmgate.units import format_duration
 
@@ -136,7 +143,7 @@ def load_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(secrets.redact(format_validation_error(exc))) from None
+        raise ConfigError(secrets.redact(format_validation_error(exc, secrets))) from None
     for target in config.targets:
         if target.http is not None and target.http.url is not None:
             secrets.values.update(url_passwords(target.http.url))
@@ -160,8 +167,11 @@ def load_for_command(
     return config, secrets
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One sentence per problem, each naming the field: ``gate.p95: '200' has no unit; ...``."""
+def format_validation_error(exc: ValidationError, secrets: Secrets | None = None) -> str:
+    """One sentence per problem, each naming the field: ``gate.p95: '200' has no unit; ...``.
+
+    A value it quotes is shortened after ``secrets`` are redacted from it.
+    """
     lines = []
     for error in exc.errors(include_url=False):
         location = _location(error["loc"])
@@ -180,11 +190,13 @@ def format_validation_error(exc: ValidationError) -> str:
             message = "is required"
         elif error["type"] == "finite_number":
             message = (
-                f"'{_shown(error.get('input'))}' is not a finite number; write a number such as 10"
+                f"'{_shown(error.get('input'), secrets)}' is not a finite number; write a number "
+                "such as 10"
             )
         elif error["type"] == "literal_error":
             message = (
-                f"'{_shown(error.get('input'))}' is not allowed; {message[0].lower()}{message[1:]}"
+                f"'{_shown(error.get('input'), secrets)}' is not allowed; "
+                f"{message[0].lower()}{message[1:]}"
             )
         # A check across sections (the model's own validator) names its fields itself.
         line = f"{location}: {message}." if error["loc"] else f"{message}."
@@ -194,10 +206,9 @@ def format_validation_error(exc: ValidationError) -> str:
     return f"the configuration has {count} problem{'s' if count != 1 else ''}:\n{problems}"
 
 
-def _shown(value: Any) -> str:
-    """``value`` as text, at most 80 characters of it."""
-    text = str(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
+def _shown(value: Any, secrets: Secrets | None) -> str:
+    """``value`` as text, redacted, then at most 80 characters of it."""
+    return shorten(str(value), 80, secrets)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -265,7 +276,7 @@ def describe(config: Config, secrets: Secrets) -> str:
         elif target.sql is not None:
             sql = target.sql
             query = " ".join(sql.query.split())
-            what = f"SQL {redact_url(sql.url)} read-only: {query}"
+            what = f"SQL {mask_url(sql.url)} read-only: {query}"
             if sql.params:
                 what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
             expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""

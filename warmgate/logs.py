@@ -16,11 +16,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from warmgate.secrets import Secrets
+from warmgate.status import Status
+from warmgate.units import format_duration, format_latency, format_percent
 
 if TYPE_CHECKING:
     from warmgate.live import LiveView
-from warmgate.status import Status
-from warmgate.units import format_duration, format_latency, format_percent
+
+
+REASON_CHARS = 80
+"""The most of the reason the human progress line shows."""
 
 
 class Log:
@@ -75,7 +79,7 @@ class Log:
             self._view.update(status)
             return
         if self.human:
-            self._write("\r\x1b[K" + self.secrets.redact(progress_line(status)))
+            self._write("\r\x1b[K" + progress_line(status, self.secrets))
             self._live = True
             return
         now = time.monotonic()
@@ -125,8 +129,9 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def progress_line(status: Status) -> str:
-    """``warming  concurrency 4/16  312 req  ok 99.7%  p95 12ms  hold 2s/5s``."""
+def progress_line(status: Status, secrets: Secrets) -> str:
+    """``warming  concurrency 4/16  312 req  ok 99.7%  p95 12ms  hold 2s/5s  | reason``, the
+    reason redacted before it is cut."""
     window = status.window
     p95 = window.get("p95_ms")
     parts = [
@@ -137,4 +142,4 @@ def progress_line(status: Status) -> str:
         f"p95 {format_latency(None if p95 is None else p95 / 1000)}",
         f"hold {format_duration(status.hold_passing_s)}/{format_duration(status.hold_required_s)}",
     ]
-    return "  ".join(parts) + "  | " + status.reason[:80]
+    return "  ".join(parts) + "  | " + secrets.shorten(status.reason, REASON_CHARS)

@@ -190,6 +190,7 @@ def summary(
         (tally.other_status, "with another status"),
         (tally.unusable, "with a path that is not plain printable ASCII"),
         (tally.token_like, "with a token-like path segment"),
+        (tally.personal, "with an e-mail address in the path"),
         (tally.excluded, "excluded by --exclude"),
     ]
     parts = [

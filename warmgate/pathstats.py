@@ -10,7 +10,8 @@ Theory of operation: :class:`PathCounter` is fed the requests of one chunk of lo
    parameters (``;jsessionid=...``) are dropped here: both carry session ids and tokens, and a
    secret in a log must not land in a config. A path holding something token-like (a UUID, a
    long run of letters mixed with digits, percent-escapes not cutting it) is left out whole,
-   and so is one that is not plain printable ASCII, or holds ``{``/``}`` (they would read as
+   and so is one holding an e-mail address (``@`` or ``%40``: personal data, like a token), one
+   that is not plain printable ASCII, or one that holds ``{``/``}`` (they would read as
    template markup).
 3. **Ids become templates** (:class:`IdMode`): a path segment of decimal digits (perhaps before
    an extension, ``/4711.html``) is an id slot, so ``/order/12345`` and ``/order/7`` count
@@ -53,6 +54,14 @@ session id, an API key, a reset token, a JWT part) or is a UUID."""
 ESCAPED_RUN = re.compile(rb"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){20,}")
 """A run of token characters through percent-escapes: a base64 token's ``+``, ``/`` and ``=``
 are written ``%2B``, ``%2F`` and ``%3D`` in a path, and must not cut it into short runs."""
+EMAIL = re.compile(
+    rb"(?<=[A-Za-z0-9._%+!$&'*=^`|~-])(?:@|%40)"  # a local part's last character, then the @
+    rb"(?![0-9]+(?:\.[0-9]+)?x[._/-])"  # not an image's scale, as in logo@2x.png
+    rb"(?>(?:[A-Za-z0-9-]++\.)+)[A-Za-z]{2,63}(?![A-Za-z0-9-])"  # labels, then the top level
+)
+"""An e-mail address in a path, its ``@`` written as is or as ``%40`` (``/users/ann@example.com``,
+``/unsubscribe/ann%40example.com``): personal data, left out like a token. Matched from each
+``@`` onward without backtracking (atomic and possessive), so a long path costs linear time."""
 ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 PERCENT = re.compile(rb"%")
 UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -119,6 +128,8 @@ class Tally:
     other_status: int = 0
     unusable: int = 0
     token_like: int = 0
+    personal: int = 0
+    """Requests whose path holds an e-mail address."""
     excluded: int = 0
     evicted_requests: int = 0
     evicted_templates: int = 0
@@ -248,13 +259,22 @@ class PathCounter:
         for found in NOT_PLAIN.finditer(blob):
             path = _line_at(blob, found.start())
             tally.unusable += paths.pop(path, 0)
-        for path in _suspects(blob):
-            if path in paths and token_like(path):
-                tally.token_like += paths.pop(path)
+        self._leave_out_private(blob, paths)
         if self.policy.exclude:
             for path in [p for p in paths if self._excluded(p)]:
                 tally.excluded += paths.pop(path)
         return paths
+
+    def _leave_out_private(self, blob: bytes, paths: dict[bytes, int]) -> None:
+        """Take the paths holding a token or an e-mail address out of ``paths`` (``blob`` is
+        their lines joined), counting them."""
+        tally = self.tally
+        for path in _suspects(blob):
+            if path in paths and token_like(path):
+                tally.token_like += paths.pop(path)
+        if b"@" in blob or b"%40" in blob:
+            for path in {_line_at(blob, found.start()) for found in EMAIL.finditer(blob)}:
+                tally.personal += paths.pop(path, 0)
 
     def _excluded(self, path: bytes) -> bool:
         text = path.decode("ascii")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warmgate.errors import ConfigError
+from warmgate.secrets import shorten
 
 if TYPE_CHECKING:
     from warmgate.templating import Templates
@@ -93,8 +94,8 @@ def pod_config(annotations: Mapping[str, Any]) -> PodConfig:
         name = given[CONFIG_MAP].strip()
         if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
             raise InvalidAnnotationError(
-                CONFIG_MAP, f"'{name[:80]}' is not a ConfigMap name; use lower-case letters, "
-                "digits, '-' and '.'.",
+                CONFIG_MAP, f"'{shorten(name, 80)}' is not a ConfigMap name; use lower-case "
+                "letters, digits, '-' and '.'.",
             )  # fmt: skip
         return PodConfig(config_map=name)
     if not inline:
@@ -147,13 +148,13 @@ def inline_config(inline: Mapping[str, str]) -> str:
 def _typed(key: str, value: str, kind: Any) -> Any:
     if kind is int:
         if not re.fullmatch(r"[0-9]{1,9}", value):
-            raise InvalidAnnotationError(key, f"'{value[:80]}' is not a whole number.")
+            raise InvalidAnnotationError(key, f"'{shorten(value, 80)}' is not a whole number.")
         return int(value)
     if kind is float:
         try:
             return float(value)
         except ValueError:
-            raise InvalidAnnotationError(key, f"'{value[:80]}' is not a number.") from None
+            raise InvalidAnnotationError(key, f"'{shorten(value, 80)}' is not a number.") from None
     if kind == list[str]:
         urls = [line.strip() for line in value.splitlines() if line.strip()]
         if not urls or len(urls) > MAX_URLS:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from warmgate.config import DURATION_PATTERN, Config
-from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_NODES
+from warmgate.config_file import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_INT_BITS, MAX_NODES
 from warmgate.loading import MAX_EXPANSION_CHARS
 from warmgate.template_bounds import FIRST_RENDER_SECONDS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from warmgate.templating import MAX_LINE_FILE_BYTES
@@ -81,8 +81,9 @@ def _limits() -> list[str]:
     return [
         f"Limits, each refused with one sentence (exit 2): a config file is a regular file of at "
         f"most {MAX_CONFIG_BYTES // 1024} KiB, nested at most {MAX_DEPTH} deep, at most "
-        f"{MAX_NODES:,} values once its YAML aliases are expanded, with each key written once "
-        f"per mapping; `${{VAR}}` values add at most {MAX_EXPANSION_CHARS // 1024} KiB in all.",
+        f"{MAX_NODES:,} values once its YAML aliases are expanded, with whole numbers of at most "
+        f"{MAX_INT_BITS} bits and each key written once per mapping; `${{VAR}}` values add at "
+        f"most {MAX_EXPANSION_CHARS // 1024} KiB in all.",
         "Infinity and NaN are refused everywhere; durations are at most a year. A template "
         f"renders at most {MAX_RENDERED_CHARS:,} characters, its first render (at start-up) "
         f"must finish within {FIRST_RENDER_SECONDS:g}s and every later one (per request) within "

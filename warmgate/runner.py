@@ -33,7 +33,7 @@ from warmgate.gate import (
     Verdict,
     thresholds_text,
 )
-from warmgate.load import Load
+from warmgate.load import CRASH_CHARS, Load
 from warmgate.logs import Log
 from warmgate.machine import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.metrics import Metrics
@@ -184,7 +184,8 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> Status:
         """Run until an outcome (or, keeping warm, until ``stop``); returns the last status."""
         async with AsyncExitStack() as stack:
-            drivers = await open_drivers(self.config, self.compiled, stack, self._warn)
+            secrets = self.log.secrets
+            drivers = await open_drivers(self.config, self.compiled, stack, self._warn, secrets)
             self._probes = list(drivers)
             if self._wait is not None:
                 tls = self._wait.tls
@@ -202,6 +203,7 @@ class Runner:
                 self._record,
                 rate_caps=[item.target.rate for item in self.compiled],
                 on_crash=self._crash,
+                secrets=secrets,
             )
             load.start()
             stack.push_async_callback(load.stop)
@@ -427,9 +429,10 @@ class Runner:
 
     def _crash(self, target: str, exc: BaseException) -> None:
         """A driver raised instead of returning an outcome: say so once per kind of error."""
+        error = self.log.secrets.shorten(f"{type(exc).__name__}: {exc}", CRASH_CHARS)
         self.log.event(
             "driver_error",
-            f"target '{target}': unexpected {type(exc).__name__}: {exc}; counted as an error",
+            f"target '{target}': unexpected {error}; counted as an error",
             target=target,
         )
 

@@ -6,7 +6,10 @@ get -o yaml`` stream. A workload is changed only when
 1. it matches every filter given: ``--kind``, ``--name`` and ``-l/--selector`` (kubectl's
    label selector syntax, matched against the workload's own labels);
 2. its owner has not opted out with the annotation ``warmgate.io/inject: disabled`` (on the
-   workload or on its pod template; honoured always);
+   workload or on its pod template; honoured always). The value is read trimmed and in any
+   letter case (:func:`inject_annotation`); a value that is neither ``enabled`` nor
+   ``disabled`` (a typo, ``false``) leaves the workload alone too, with a reason saying so:
+   an opt-out that was misspelt must not inject;
 3. it is not one of the workloads warming makes no sense for, unless asked for explicitly:
    Jobs and CronJobs and the Pods a Job owns (they run to completion and take no traffic; naming
    the kind ``Job`` or ``CronJob`` with ``--kind`` includes them), Helm hooks (they run once
@@ -19,6 +22,7 @@ functions of plain data; no YAML, no I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,11 +30,48 @@ from enum import Enum
 from typing import Any
 
 from warmgate.errors import ConfigError
+from warmgate.secrets import shorten
 
 OPT_OUT = "warmgate.io/inject"
-"""Annotation whose value ``disabled`` keeps inject away from a workload."""
+"""Annotation whose value ``disabled`` keeps inject away from a workload (``enabled`` opts a pod
+in with the webhook)."""
 HELM_HOOK = "helm.sh/hook"
 RUN_TO_COMPLETION = ("Job", "CronJob")
+
+
+class Choice(Enum):
+    """What a workload's ``warmgate.io/inject`` annotation asks for."""
+
+    UNSET = "unset"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    UNRECOGNISED = "unrecognised"
+    """A value that is neither: warmgate is not added, and a warning says why."""
+
+
+def inject_annotation(annotations: Mapping[str, Any]) -> Choice:
+    """How ``inject`` and the webhook read ``warmgate.io/inject`` in ``annotations``: surrounding
+    whitespace and letter case do not matter; any other value (or one that is not a string) is
+    :attr:`Choice.UNRECOGNISED`."""
+    if OPT_OUT not in annotations:
+        return Choice.UNSET
+    value = annotations[OPT_OUT]
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "enabled":
+        return Choice.ENABLED
+    if text == "disabled":
+        return Choice.DISABLED
+    return Choice.UNRECOGNISED
+
+
+def _unrecognised(where: str, value: Any) -> tuple[str, str]:
+    """The reason, and the fix, for an annotation value that is neither enabled nor disabled."""
+    shown = shorten(repr(value) if isinstance(value, str) else json.dumps(value, default=str), 60)
+    return (
+        f"skipped: its {where} has the annotation {OPT_OUT}: {shown}, which is neither enabled "
+        "nor disabled",
+        "write enabled or disabled",
+    )
 
 
 class Operator(Enum):
@@ -175,11 +216,18 @@ def _left_alone(
     job = _owning_job(metadata) if kind == "Pod" else None
     hook = annotations.get(HELM_HOOK) or template_annotations.get(HELM_HOOK)
     by_name = f"pass --name {name} to inject it anyway"
+    places = (("metadata", annotations), ("pod template", template_annotations))
+    choices = [(where, found, inject_annotation(found)) for where, found in places]
     reasons = [
         *(
             (f"skipped: its {where} has the annotation {OPT_OUT}: disabled", "")
-            for where, found in (("metadata", annotations), ("pod template", template_annotations))
-            if str(found.get(OPT_OUT, "")).lower() == "disabled"
+            for where, _, choice in choices
+            if choice is Choice.DISABLED
+        ),
+        *(
+            _unrecognised(where, found[OPT_OUT])
+            for where, found, choice in choices
+            if choice is Choice.UNRECOGNISED
         ),
         kind in RUN_TO_COMPLETION and kind not in selection.kinds and not named and (
             f"skipped: a {kind} runs to completion and takes no traffic",

@@ -23,7 +23,7 @@ from warmgate.config import Config, Target, http_endpoint
 from warmgate.drivers import Driver, Warn, warn_on_stderr
 from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
 from warmgate.errors import ConfigError
-from warmgate.secrets import Secrets, redact_url
+from warmgate.secrets import Secrets, mask_url
 from warmgate.templating import Templates
 from warmgate.tls import Tls, TlsConfig, load_tls
 
@@ -101,18 +101,21 @@ def compile_config(
 
     Journey secrets are read from ``environ`` (default: the process environment) or files.
     A template's first render may hold a secret (``${VAR}`` in a URL whose host is a
-    template): error messages go through ``secrets`` first.
+    template): error messages go through ``secrets`` first, and a template that holds one
+    never shows what it renders (see ``templating.py``).
     """
     try:
-        return _compile(config, warn, environ)
+        return _compile(config, warn, environ, secrets)
     except ConfigError as exc:
         if secrets is None:
             raise
         raise type(exc)(secrets.redact(str(exc))) from None
 
 
-def _compile(config: Config, warn: Warn, environ: Mapping[str, str] | None) -> Compiled:
-    templates = Templates(files=config.template_files)
+def _compile(
+    config: Config, warn: Warn, environ: Mapping[str, str] | None, secrets: Secrets | None
+) -> Compiled:
+    templates = Templates(files=config.template_files, secrets=secrets)
     load = _TlsLoader(warn)
     compiled = []
     for index, target in enumerate(config.targets):
@@ -201,7 +204,7 @@ def wait_tls_settings(
     if len(settings) > 1:
         names = " and ".join(f"targets[{index}]" for index in same)
         raise ConfigError(
-            f"wait.url {redact_url(config.wait.url)} is on the server of {names}, whose "
+            f"wait.url {mask_url(config.wait.url)} is on the server of {names}, whose "
             "tls settings differ; set wait.tls to the settings the wait probe should use."
         )
     if settings:
@@ -230,10 +233,12 @@ async def open_drivers(
     compiled: Sequence[CompiledTarget],
     stack: AsyncExitStack,
     warn: Warn = warn_on_stderr,
+    secrets: Secrets | None = None,
 ) -> list[Driver]:
     """Create the drivers in the order of ``compiled`` (the load pairs them with the weights);
     everything they hold is closed when ``stack`` closes. Drivers send warnings to ``warn``
-    (a role that can write, a row cap reached)."""
+    (a role that can write, a row cap reached), and keep ``secrets`` out of the details of
+    their outcomes (a database's message that quotes a bound value, say)."""
     drivers: list[Driver] = []
     clients: dict[Tls | None, httpx.AsyncClient] = {}
     for item in compiled:
@@ -249,7 +254,9 @@ async def open_drivers(
         elif item.sql is not None:
             from warmgate.drivers.sql import SqlDriver
 
-            drivers.append(SqlDriver.open(target.name, item.sql, config.load.concurrency, warn))
+            drivers.append(
+                SqlDriver.open(target.name, item.sql, config.load.concurrency, warn, secrets)
+            )
         elif item.journey is not None:
             from warmgate.drivers.journey import JourneyDriver
 

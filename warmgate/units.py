@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from warmgate.secrets import shorten
+
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_DURATION = 366 * 24 * 3600.0
@@ -33,7 +35,9 @@ def parse_duration(text: str) -> float:
             f"'{text}' is not a duration; write a number and a unit (ms, s, m, h), such as '500ms'"
         )
     if not total <= MAX_DURATION:  # also refuses inf, which 400 digits of seconds become
-        raise ValueError(f"'{text[:40]}' is longer than a year; write at most {MAX_DURATION_TEXT}")
+        raise ValueError(
+            f"'{shorten(text, 40)}' is longer than a year; write at most {MAX_DURATION_TEXT}"
+        )
     return total
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from warmgate.errors import ConfigError, TemplateError
-from warmgate.secrets import redact_url
+from warmgate.secrets import Secrets, mask_url
 from warmgate.templating import Template, Templates, Variables
 
 MAX_URLS_FILE_BYTES = 64 * 1024 * 1024
@@ -79,6 +79,15 @@ class UrlSet:
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    sensitive = False
+    """Lines are read from a file, not expanded from the environment: each line's own template
+    knows whether it uses a secret, and says nothing rendered when it does."""
+
+    @property
+    def shown(self) -> str:
+        """The first line's URL, as errors about the set show it."""
+        return self.first
 
     def _entry(self, index: int) -> Template:
         return self._templates[-self._starts[index] - 1]
@@ -135,13 +144,13 @@ def load_url_set(path: Path, templates: Templates, where: str) -> UrlSet:
             continue
         url, weight = parsed
         at = f"{where}: {path} line {number}"
-        host = _host(url, at)
+        host = _host(url, at, templates.secrets)
         if not origin:
             origin = _first_origin(url, host, at)
         elif host.lower() != origin:
             raise ConfigError(
-                f"{at}: '{redact_url(host)}' is not the host of line 1 "
-                f"('{redact_url(origin)}'); every URL of a set goes to one host (the probes "
+                f"{at}: '{mask_url(host)}' is not the host of line 1 "
+                f"('{mask_url(origin)}'); every URL of a set goes to one host (the probes "
                 "check one), so make one target per host."
             )
         if "{{" in url or "{%" in url:
@@ -202,7 +211,7 @@ def _lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
             raise ConfigError(f"{where}: {path} cannot be read ({exc.strerror}).") from None
 
 
-def _host(url: str, at: str) -> str:
+def _host(url: str, at: str, secrets: Secrets) -> str:
     """The ``scheme://host:port`` of a line's URL, or a ConfigError saying what is wrong."""
     found = _ORIGIN.match(url)
     if found is None:
@@ -211,7 +220,7 @@ def _host(url: str, at: str) -> str:
             if url.startswith("/")
             else "write a URL starting with http:// or https://"
         )
-        raise ConfigError(f"{at}: '{redact_url(url)[:200]}' is not a URL; {fix}.")
+        raise ConfigError(f"{at}: '{secrets.shorten(mask_url(url), 200)}' is not a URL; {fix}.")
     if _CONTROL.search(url):
         raise ConfigError(f"{at}: the URL contains a control character; remove it.")
     return found.group(1)

@@ -7,13 +7,18 @@ text, so unchanged documents (comments and quoting included) can be copied throu
 Whatever warmgate writes is read by Go (kubectl, the API server), which types plain scalars by
 its own rules (:func:`go_scalar`), not PyYAML's YAML 1.1 ones. So documents are read with Go's
 rules, and every string is written so that both Go and YAML 1.1 read it back as that string.
+
+A stream is read with the config loader's bounds (``config_file.py``, with the figures of
+:data:`~warmgate.config_file.MANIFESTS`): its size, checked as it is read; then its nesting, the
+values its aliases add, and the length of its numbers, checked over the parser's events before
+anything is built. An alias bomb, a document nested a thousand deep or a number of 100,000
+digits is refused at once with one sentence.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,14 @@ from typing import Any
 
 import yaml
 
+from warmgate.config_file import (
+    MANIFESTS,
+    check_shape,
+    read_stdin,
+    read_text,
+    unbuildable,
+    yaml_error,
+)
 from warmgate.errors import ConfigError
 
 STR = "tag:yaml.org,2002:str"
@@ -195,31 +208,33 @@ def _index(mark: Any) -> int:
 
 
 def parse(text: str, source: str = "the input") -> list[Any]:
-    """The documents in a YAML stream; a ConfigError naming the line if it is not YAML."""
+    """The documents in a YAML stream, within the bounds; a ConfigError naming the line if it
+    is not YAML, or saying which bound it passes."""
     try:
+        check_shape(text, source, MANIFESTS)
         return list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "unreadable"
-        raise ConfigError(f"{source} is not valid YAML{where}: {problem}.") from None
+        raise yaml_error(exc, source) from None
+    except (ValueError, OverflowError) as exc:
+        raise unbuildable(exc, source) from None
 
 
 def read_source(source: str) -> str:
-    """The text of a file path, or of standard input for ``-``."""
-    try:
-        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{source} does not exist; check the path, or pass - for stdin."
-        ) from None
-    except IsADirectoryError:
+    """The text of a file path, or of standard input for ``-``, at most
+    :data:`~warmgate.config_file.MAX_MANIFEST_BYTES`."""
+    if source == "-":
+        return read_stdin("standard input", MANIFESTS)
+    path = Path(source)
+    if path.is_dir():
         raise ConfigError(
             f"{source} is a directory; pass one file, or pipe 'kustomize build {source}' into "
             "'warmgate inject -'."
-        ) from None
-    except UnicodeDecodeError:
-        what = "standard input" if source == "-" else source
-        raise ConfigError(f"{what} is not text (UTF-8), so it is not YAML.") from None
-    except OSError as exc:
-        raise ConfigError(f"{source} cannot be read ({exc.strerror}).") from None
+        )
+    if not path.exists():
+        raise ConfigError(f"{source} does not exist; check the path, or pass - for stdin.")
+    if not path.is_file():  # a pipe or a device: opening it could wait for ever
+        raise ConfigError(
+            f"{source} is not a regular file; pipe what it gives into 'warmgate inject -' (or "
+            "uninject -) instead."
+        )
+    return read_text(path, "FILE", MANIFESTS.max_bytes, MANIFESTS.advice)

@@ -41,7 +41,7 @@ from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_ST
 from warmgate.drivers.diagnosis import Diagnosis
 from warmgate.errors import TemplateError
 from warmgate.handshake import handshake_reason
-from warmgate.templating import Template, Templates
+from warmgate.templating import Template, Templates, hidden_render
 from warmgate.tls import Tls
 
 REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
@@ -89,11 +89,23 @@ class HttpPlan:
             for name, value in target.headers.items()
         )
         body = None if target.body is None else templates.compile(target.body, f"{where}.body")
-        try:
-            host, port, tls = http_endpoint(rendered)
-        except ValueError as exc:
-            raise TemplateError(f"{where}.url: once rendered, {exc}.") from None
+        host, port, tls = rendered_endpoint(url, rendered, f"{where}.url")
         return cls(target.method, url, headers, body, host, port, tls)
+
+
+def rendered_endpoint(url: Template, rendered: str, where: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of what the URL template ``url`` rendered, or a TemplateError for
+    the field ``where``, which names the rendered URL unless the template uses a secret."""
+    try:
+        return http_endpoint(rendered)
+    except ValueError as exc:
+        if url.sensitive:
+            failure = (
+                "once rendered, it is not an http(s) URL with a host, a port from 1 to 65535 "
+                "and no user or password"
+            )
+            raise TemplateError(hidden_render(where, url, failure)) from None
+        raise TemplateError(f"{where}: once rendered, {exc}.") from None
 
 
 class _NoCookies(httpx.Cookies):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import httpx
 
 from warmgate.capture import Answer, CaptureError, Extract, Walk, extract, too_slow
-from warmgate.config import HttpTarget, http_endpoint
+from warmgate.config import HttpTarget
 from warmgate.drivers import (
     CAPTURE_FAILED,
     ERROR,
@@ -40,9 +40,9 @@ from warmgate.drivers import (
     warn_on_stderr,
 )
 from warmgate.drivers.diagnosis import Diagnosis
-from warmgate.drivers.http import REQUEST_ERRORS, classify, tcp_probe
+from warmgate.drivers.http import REQUEST_ERRORS, classify, rendered_endpoint, tcp_probe
 from warmgate.drivers.matcher import Matcher, OverBudgetError
-from warmgate.errors import ConfigError, TemplateError
+from warmgate.errors import ConfigError
 from warmgate.journey import Journey
 from warmgate.secrets import Secrets
 from warmgate.templating import Template, Templates
@@ -154,18 +154,20 @@ class JourneyPlan:
             at = f"{where}.steps[{index}].http"
             http = step.http
             assert http.url is not None  # noqa: S101 - a step's model requires url
-            url = templates.compile(http.url, f"{at}.url", known)
-            try:
-                host, port, tls = http_endpoint(url.render(known))
-            except ValueError as exc:
-                raise TemplateError(f"{at}.url: once rendered, {exc}.") from None
+            url = templates.compile(http.url, f"{at}.url", known, private=known)
+            host, port, tls = rendered_endpoint(url, url.render(known), f"{at}.url")
             headers = tuple(
-                (name, templates.compile(value, f"{at}.headers.{name}", known))
+                (name, templates.compile(value, f"{at}.headers.{name}", known, private=known))
                 for name, value in http.headers.items()
             )
-            body = None if http.body is None else templates.compile(http.body, f"{at}.body", known)
+            body = (
+                None
+                if http.body is None
+                else templates.compile(http.body, f"{at}.body", known, private=known)
+            )
             captures = tuple(
-                (name, Extract.of(*capture.rule())) for name, capture in step.capture.items()
+                (name, Extract.of(*capture.rule(), secrets=templates.secrets))
+                for name, capture in step.capture.items()
             )
             steps.append(
                 StepPlan(

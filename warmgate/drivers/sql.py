@@ -59,7 +59,7 @@ from warmgate.drivers import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn
 from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, binding, read_query
 from warmgate.drivers.sqlerrors import classify
 from warmgate.errors import ConfigError
-from warmgate.secrets import redact_url
+from warmgate.secrets import Secrets, mask_url
 from warmgate.templating import Template, Templates
 
 PROBE_TIMEOUT = 2.0
@@ -175,7 +175,7 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
         url = make_url(text)
     except (ArgumentError, ValueError):
         raise ConfigError(
-            f"{where}.url: '{redact_url(text)}' is not a valid database URL; write "
+            f"{where}.url: '{mask_url(text)}' is not a valid database URL; write "
             "postgresql+psycopg://user@host:5432/dbname, mysql://user@host:3306/dbname or "
             "sqlite:///path/to/file.db."
         ) from None
@@ -277,22 +277,35 @@ class SqlDriver:
     """Runs one SQL target's query, read-only, through a pool sized to the concurrency."""
 
     def __init__(
-        self, name: str, plan: SqlPlan, pool: SqlPool, warn: Warn = warn_on_stderr
+        self,
+        name: str,
+        plan: SqlPlan,
+        pool: SqlPool,
+        warn: Warn = warn_on_stderr,
+        secrets: Secrets | None = None,
     ) -> None:
         self.name = name
         self._plan = plan
         self._pool = pool
         self._warn = warn
-        self._password = plan.url.password
+        # The database's messages may quote any secret of the config (a bound ${VAR} value),
+        # and the URL's password, as the driver was given it, always counts as one.
+        password = plan.url.password
+        self._secrets = (secrets or Secrets()).including({str(password or "")})
         self._role_checked = False
         self._capped = False
 
     @classmethod
     def open(
-        cls, name: str, plan: SqlPlan, concurrency: int, warn: Warn = warn_on_stderr
+        cls,
+        name: str,
+        plan: SqlPlan,
+        concurrency: int,
+        warn: Warn = warn_on_stderr,
+        secrets: Secrets | None = None,
     ) -> SqlDriver:
         """A driver with a pool of its own (no connection is made until the first use)."""
-        return cls(name, plan, open_pool(plan, concurrency), warn)
+        return cls(name, plan, open_pool(plan, concurrency), warn, secrets)
 
     async def execute(self) -> Outcome:
         """Render the parameters, run the query read-only, count the rows, classify."""
@@ -323,10 +336,7 @@ class SqlDriver:
         return Outcome(OK)
 
     def _classify(self, exc: BaseException) -> Outcome:
-        outcome = classify(exc, dialect=self._plan.dialect)
-        if self._password and self._password in outcome.detail:
-            return Outcome(outcome.outcome, detail=outcome.detail.replace(self._password, "***"))
-        return outcome
+        return classify(exc, dialect=self._plan.dialect, secrets=self._secrets)
 
     async def probe(self) -> str | None:
         """``None`` when the database accepts a connection and answers ``SELECT 1``.

@@ -5,6 +5,10 @@ wrapped by SQLAlchemy); :func:`classify` turns each into an :class:`Outcome` —
 ``write_rejected`` when the database refused a write, ``timeout`` when it stopped the statement,
 ``connection_error`` when it could not be reached or the connection broke, ``error`` otherwise —
 and :func:`connect_phrase` turns a connection failure into a short phrase without secrets.
+
+A database's message may quote a secret (``invalid input syntax for type integer: "<the
+bound value>"``): it is redacted with the target's secrets first, and only then cut to its first
+line and :data:`DETAIL_CHARS` (:meth:`Secrets.shorten`), so no part of a secret survives the cut.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from sqlalchemy.exc import DBAPIError
 
 from warmgate.drivers import CONNECTION_ERROR, ERROR, TIMEOUT, WRITE_REJECTED, Outcome
 from warmgate.drivers.sqlcheck import Dialect
+from warmgate.secrets import Secrets
+
+DETAIL_CHARS = 160
+"""The most of a database's message an outcome's detail keeps."""
+_LEVEL = re.compile(r"^\s*(ERROR|FATAL):\s+")
 
 _CONNECT_PHRASES = (
     (r"connection refused|\[Errno 111\]", "connection refused"),
@@ -51,28 +60,28 @@ def connect_phrase(message: str) -> str:
     return "connection failed"
 
 
-def _first_line(message: str, limit: int = 160) -> str:
-    line = message.strip().splitlines()[0] if message.strip() else ""
-    line = re.sub(r"^(ERROR|FATAL):\s+", "", line)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _first_line(message: str, secrets: Secrets) -> str:
+    """The first line of ``message``, redacted before it is cut, without ``ERROR:``."""
+    return secrets.shorten(_LEVEL.sub("", message), DETAIL_CHARS, first_line=True)
 
 
-def classify(exc: BaseException, *, dialect: Dialect) -> Outcome:
+def classify(exc: BaseException, *, dialect: Dialect, secrets: Secrets | None = None) -> Outcome:
     """The outcome of a query that raised ``exc``: a psycopg or PyMySQL error, or a SQLAlchemy
-    error wrapping the database driver's."""
+    error wrapping the database driver's. Its detail never shows ``secrets``."""
     if isinstance(exc, sqlalchemy.exc.TimeoutError):
         return Outcome(TIMEOUT, detail="no free connection in the pool")
+    secrets = secrets or Secrets()
     if dialect is Dialect.MYSQL:
-        return _mysql_outcome(exc)
-    return _outcome(exc, postgres=dialect is Dialect.POSTGRESQL)
+        return _mysql_outcome(exc, secrets)
+    return _outcome(exc, secrets, postgres=dialect is Dialect.POSTGRESQL)
 
 
-def _outcome(exc: BaseException, *, postgres: bool) -> Outcome:
+def _outcome(exc: BaseException, secrets: Secrets, *, postgres: bool) -> Outcome:
     """The outcome of a psycopg or sqlite3 error, or a SQLAlchemy error wrapping one."""
     original: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     sqlstate = str(getattr(original, "sqlstate", None) or "")
     sqlite_error = str(getattr(original, "sqlite_errorname", None) or "")
-    message = _message(original)
+    message = _message(original, secrets)
     if sqlstate == "25006" or sqlite_error.startswith("SQLITE_READONLY"):
         return Outcome(WRITE_REJECTED, detail=f"the database refused a write: {message}")
     if sqlstate == "57014" or sqlite_error == "SQLITE_INTERRUPT":
@@ -86,9 +95,9 @@ def _outcome(exc: BaseException, *, postgres: bool) -> Outcome:
         or unreachable
         or sqlite_error in {"SQLITE_CANTOPEN", "SQLITE_NOTADB"}
     ):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(original)))
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(secrets.redact(str(original))))
     if isinstance(exc, OSError):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(str(exc)))
+        return Outcome(CONNECTION_ERROR, detail=connect_phrase(secrets.redact(str(exc))))
     return Outcome(ERROR, detail=message or type(original).__name__)
 
 
@@ -100,11 +109,11 @@ def _psycopg_operational(error: BaseException) -> bool:
     return isinstance(error, psycopg.OperationalError)
 
 
-def _message(error: BaseException) -> str:
+def _message(error: BaseException, secrets: Secrets) -> str:
     """The database's own one-line message (PostgreSQL's primary message when there is one)."""
     diag = getattr(error, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return _first_line(str(primary or error))
+    return _first_line(str(primary or error), secrets)
 
 
 # MySQL and MariaDB error numbers (PyMySQL does not keep the SQLSTATE).
@@ -119,17 +128,19 @@ _MYSQL_CONNECTION = frozenset(
 """Refused, denied, unknown database, too many connections, lost, killed, shut down..."""
 
 
-def _mysql_outcome(exc: BaseException) -> Outcome:
+def _mysql_outcome(exc: BaseException, secrets: Secrets) -> Outcome:
     """The outcome of a PyMySQL error (``args`` are the error number and the message)."""
     args: tuple[object, ...] = exc.args
     number = args[0] if args and isinstance(args[0], int) else None
-    message = _first_line(str(args[1]) if len(args) > 1 else str(exc))
+    message = _first_line(str(args[1]) if len(args) > 1 else str(exc), secrets)
     if number in _MYSQL_READ_ONLY:
         return Outcome(WRITE_REJECTED, detail=f"the database refused a write: {message}")
     if number in _MYSQL_TIMEOUT:
         return Outcome(TIMEOUT, detail="statement timeout")
     if number in _MYSQL_CONNECTION or isinstance(exc, OSError):
         # aiomysql keeps the socket's own error (refused, host not found) as the cause.
-        cause = f" ({exc.__cause__})" if isinstance(exc.__cause__, OSError) else ""
+        cause = (
+            f" ({secrets.redact(str(exc.__cause__))})" if isinstance(exc.__cause__, OSError) else ""
+        )
         return Outcome(CONNECTION_ERROR, detail=connect_phrase(message + cause))
     return Outcome(ERROR, detail=message or type(exc).__name__)
