@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +156,10 @@ class PrivateServer:
     """A mariadbd of the test's own, on its own data directory and port, that the test may
     kill and start again without touching the shared server."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, options: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = port
+        self.options = tuple(options)  # more mariadbd options, such as --max-allowed-packet
         self.process: subprocess.Popen[bytes] | None = None
 
     def install(self) -> None:
@@ -176,7 +177,7 @@ class PrivateServer:
             ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.directory / 'data'}",
              f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
              f"--socket={self.directory / 'mariadbd.sock'}", "--skip-log-bin",
-             "--innodb-buffer-pool-size=16M"],
+             "--innodb-buffer-pool-size=16M", *self.options],
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
@@ -198,11 +199,12 @@ class PrivateServer:
 
 
 @contextmanager
-def private_server(directory: Path) -> Iterator[PrivateServer]:
-    """A private MariaDB with database ``test``, started; killed after."""
+def private_server(directory: Path, options: Sequence[str] = ()) -> Iterator[PrivateServer]:
+    """A private MariaDB with database ``test`` (``options`` given to ``mariadbd``), started;
+    killed after."""
     if shutil.which("mariadb-install-db") is None or not Path("/usr/sbin/mariadbd").exists():
         fail_or_skip("mariadb-install-db or /usr/sbin/mariadbd is missing (Debian: mariadb-server)")
-    server = PrivateServer(directory, free_port())
+    server = PrivateServer(directory, free_port(), options)
     server.install()
     try:
         server.start()
