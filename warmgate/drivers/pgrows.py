@@ -167,7 +167,7 @@ def guard(query: str, columns: Sequence[Column], row_bytes: int, *, bytea_hex: b
         for name, is_small in zip(names, small, strict=True)
     ]
     wrapped = f"SELECT {', '.join(outputs)}, {flag} FROM {source}"  # noqa: S608
-    return Shape(wrapped, len(columns), rows_per_read(row_bytes + framing))
+    return Shape(wrapped, len(columns), rows_per_read(row_bytes))
 
 
 def _width(name: str, column: Column, bytea_hex: bool) -> tuple[str, int, int, bool]:
@@ -219,20 +219,21 @@ class Shapes:
     def __init__(self) -> None:
         self._known: dict[tuple[str, tuple[int, ...], int], Shape] = {}
 
-    async def of(
-        self, query: str, types: Sequence[int], row_bytes: int, describe: Describe
+    def get(self, query: str, types: tuple[int, ...], row_bytes: int) -> Shape | None:
+        """The shape learnt for ``query`` with parameters of ``types``, if any."""
+        return self._known.get((query, types, row_bytes))
+
+    async def learn(
+        self, query: str, types: tuple[int, ...], row_bytes: int, describe: Describe
     ) -> Shape:
-        """The shape of ``query``, described through ``describe`` the first time.
+        """Learn the shape of ``query`` through ``describe``, and remember it.
 
         Raises the psycopg error when the query does not parse (nothing is remembered then).
         """
-        key = (query, tuple(types), row_bytes)
-        shape = self._known.get(key)
-        if shape is None:
-            shape = await learn(query, row_bytes, describe)
-            if len(self._known) >= _REMEMBERED:
-                self._known.clear()
-            self._known[key] = shape
+        shape = await learn(query, row_bytes, describe)
+        if len(self._known) >= _REMEMBERED:
+            self._known.clear()
+        self._known[query, types, row_bytes] = shape
         return shape
 
 
@@ -247,5 +248,6 @@ async def learn(query: str, row_bytes: int, describe: Describe) -> Shape:
     except psycopg.Error as exc:
         if not str(getattr(exc, "sqlstate", None) or "").startswith(_REFUSED_AS_SUBQUERY):
             raise
-        return Shape(query, None, rows_per_read(row_bytes), unchecked=exc)
+        # Without its traceback, which would keep the describing call's frames alive.
+        return Shape(query, None, rows_per_read(row_bytes), unchecked=exc.with_traceback(None))
     return shape

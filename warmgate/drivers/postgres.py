@@ -31,10 +31,11 @@ This keeps every guarantee listed in ``sql.py``:
   the answer is left unread and the connection closed, which stops the query on the server;
 - no row wider than the target's ``row_bytes`` is ever sent: libpq would hold it whole before
   warmgate sees it, so the server drops it. The first time a query runs with parameters of
-  given types, it is parsed and described without running (``describe``) and, unless its
-  columns' types already bound its rows, read as a subquery that sends NULLs and a flag in
-  place of a wide row (``sqlrows.guard``); the wrapped query is parsed once too, and a query
-  PostgreSQL cannot read as a subquery (SHOW, EXPLAIN) runs as it is, unchecked;
+  given types, it is parsed and described without running (``_describe``, in a read-only
+  transaction rolled back) and, unless its columns' types already bound its rows, read as a
+  subquery that sends NULLs and a flag in place of a wide row (``pgrows.guard``); the wrapped
+  query is parsed once too, and a query PostgreSQL cannot read as a subquery (SHOW, EXPLAIN)
+  runs as it is, unchecked;
 - libpq is in non-blocking mode (psycopg opens its connections so): a write that would block is
   finished when the event loop says the socket is writable, and the answer is read when it says
   the socket is readable, so nothing waits on the loop.
@@ -83,6 +84,7 @@ _RESET: tuple[Statement, ...] = (
 _QUERY = 2
 """The query's place in the transaction's statements (after BEGIN and SET LOCAL)."""
 _BYTEA_OUTPUT: Statement = (b"SELECT current_setting('bytea_output')", (), ())
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 _ROWS = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK})
 # A Python int is bound as the smallest of int2, int4, int8 (then numeric) that holds it, as
 # psycopg binds it, so a query fails or succeeds here as it does in an app using psycopg.
@@ -136,9 +138,11 @@ class PostgresPool:
             connection = self._idle.pop() if self._idle else await self._connect()
             try:
                 values = [params[name] for name in names]
-                types = [_type_of(value) for value in values]
-                describe = functools.partial(_describe, connection, types, statement_timeout)
-                shape = await self._shapes.of(text, types, row_bytes, describe)
+                types = tuple(_type_of(value) for value in values)
+                shape = self._shapes.get(text, types, row_bytes)
+                if shape is None:
+                    describe = functools.partial(_describe, connection, types, statement_timeout)
+                    shape = await self._shapes.learn(text, types, row_bytes, describe)
                 return await read_only(connection, shape, values, statement_timeout, cap)
             finally:
                 if _reusable(connection) and not self._closed:
@@ -231,6 +235,8 @@ async def read_only(
     results, counted = await _pipeline(pgconn, transaction, shape, cap=cap)
     if counted.rows > cap:
         return counted  # the answer is left unread: the connection cannot be reused
+    if pgconn.transaction_status == pq.TransactionStatus.IDLE and _failed(results) is None:
+        return counted
     _, error = await _finish(pgconn, results, _QUERY)
     if error is not None:
         index, result = error
@@ -272,10 +278,15 @@ async def _finish(
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         cleanup, _ = await _pipeline(pgconn, [_ROLLBACK, *_RESET])
         results = results[: kept + 1] + cleanup
-    for index, result in enumerate(results):
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            return results, (index, result)
-    return results, None
+    failed = _failed(results)
+    return results, (failed, results[failed]) if failed is not None else None
+
+
+def _failed(results: Sequence[PGresult]) -> int | None:
+    """The index of the first result that is an error, if any."""
+    return next(
+        (index for index, result in enumerate(results) if result.status == _FATAL_ERROR), None
+    )
 
 
 async def _pipeline(
@@ -291,7 +302,9 @@ async def _pipeline(
     A statement whose values are ``None`` is parsed and described, not run: two results. Past
     ``cap`` it returns at once, leaving the rest of the answer unread.
     """
-    expected = await _send(pgconn, statements)
+    expected = _send(pgconn, statements)
+    while pgconn.flush():
+        await _ready(pgconn, write=True)
     counted = _QUERY if shape is not None else None
     flag = shape.flag if shape is not None else None
     results: list[PGresult] = []
@@ -334,8 +347,8 @@ async def _pipeline(
     return results, Counted(count, wide, unchecked=unchecked)
 
 
-async def _send(pgconn: PGconn, statements: Sequence[Step]) -> int:
-    """Enter pipeline mode and write ``statements`` and a Sync; the results to expect."""
+def _send(pgconn: PGconn, statements: Sequence[Step]) -> int:
+    """Enter pipeline mode and queue ``statements`` and a Sync; the results to expect."""
     pgconn.enter_pipeline_mode()
     expected = 0
     for text, values, types in statements:
@@ -347,8 +360,6 @@ async def _send(pgconn: PGconn, statements: Sequence[Step]) -> int:
             pgconn.send_query_params(text, values, param_types=types)
             expected += 1
     pgconn.pipeline_sync()
-    while pgconn.flush():
-        await _ready(pgconn, write=True)
     return expected
 
 
