@@ -23,8 +23,8 @@ from psycopg import sql
 from tests import maria, pg
 from tests.helpers import cli_env
 from tests.test_sql_driver import plan_for
-from warmgate.drivers import OK, UNEXPECTED_STATUS
-from warmgate.drivers.pgrows import Column, guard, text_bound
+from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS
+from warmgate.drivers.pgrows import SHAPE_LIFETIME, Column, Shapes, guard, text_bound
 from warmgate.drivers.sql import SqlDriver, SqlPlan, open_pool
 from warmgate.drivers.sqlrows import MAX_ROWS_PER_READ, rows_per_read
 from warmgate.errors import ConfigError
@@ -541,3 +541,50 @@ def test_a_size_reads_back_as_it_was_written(size: int) -> None:
     """Any number of bytes (up to twelve digits), written in its largest whole binary unit,
     reads back the same."""
     assert parse_size(format_size(size)) == size
+
+
+def test_a_shape_is_learnt_once_a_minute_and_again_after_a_failure() -> None:
+    """A query's shape is described once, used for a minute (on a fake clock), described again
+    after that, after the clock went back, and after the query failed."""
+    described: list[str] = []
+
+    async def describe(query: str) -> tuple[list[Column], bool]:
+        described.append(query)
+        return [Column(INT4)], True
+
+    async def scenario() -> list[int]:
+        shapes, key = Shapes(), ("SELECT 1", (), 1 << 20)
+        counts = []
+        for now in (0.0, 30.0, SHAPE_LIFETIME + 0.5, SHAPE_LIFETIME + 1.0, 10.0):
+            if shapes.get(key, now) is None:
+                await shapes.learn(key, describe, now)
+            counts.append(len(described))
+        shapes.forget(key)
+        assert shapes.get(key, 11.0) is None
+        return counts
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 2, 3]
+
+
+@pytest.mark.postgres
+def test_a_query_whose_table_changed_is_described_again(shapes_table: str) -> None:
+    """When a column the guard named is dropped, the next query fails once, as the plain query
+    might, and the one after is described again and runs."""
+    table = f"{shapes_table}_changing"
+    with pg.connect() as connection:
+        connection.execute(sql.SQL("CREATE TABLE {} (id int, note text)").format(sql.SQL(table)))
+        connection.execute(sql.SQL("INSERT INTO {} VALUES (1, 'a')").format(sql.SQL(table)))
+    plan = plan_for(pg.URL, f"SELECT * FROM {table}", rows={"min": 1, "max": 1})  # noqa: S608
+
+    async def scenario() -> list[Any]:
+        driver = SqlDriver("db", plan, open_pool(plan, 1), lambda _: None)
+        try:
+            outcomes = [await driver.execute()]
+            with pg.connect() as connection:
+                connection.execute(sql.SQL("ALTER TABLE {} DROP note").format(sql.SQL(table)))
+            return [*outcomes, await driver.execute(), await driver.execute()]
+        finally:
+            await driver.aclose()
+
+    outcomes = asyncio.run(scenario())
+    assert [outcome.outcome for outcome in outcomes] == [OK, ERROR, OK]

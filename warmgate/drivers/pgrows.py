@@ -6,7 +6,8 @@ it. :func:`guard` wraps the query so that the server replaces the wide columns o
 than ``row_bytes`` by NULLs and flags the row in a last column. To wrap a query, warmgate must
 know its columns: the first time a pool runs a query with parameters of given types, it has the
 server parse and describe it without running it (``Describe``), and parse the wrapped query too;
-:class:`Shapes` remembers the outcome.
+:class:`Shapes` remembers the outcome for a minute, or until the query fails, so that a change
+of the schema is seen again.
 
 The wrapping costs the server some parsing and planning on every query (docs/sql.md, "Wide
 rows", has the figures), so it is only done when the columns' types do not already bound the
@@ -35,6 +36,8 @@ error or access rule violation, feature not supported, a limit such as the most 
 the query cannot be guarded."""
 _REMEMBERED = 64
 """Shapes a pool remembers (a query with each combination of parameter types)."""
+SHAPE_LIFETIME = 60.0
+"""Seconds a shape is used before the query is described again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,29 +215,42 @@ Describe = Callable[[str], Awaitable[tuple[Sequence[Column], bool]]]
 ``bytea`` is shown in hex (``bytea_output``). Raises the psycopg error when it does not parse."""
 
 
+Key = tuple[str, tuple[int, ...], int]
+"""A query, the type OIDs of its parameters (they can change a column's type), and
+``row_bytes``."""
+
+
 class Shapes:
-    """What a pool learnt of its queries: the :class:`Shape` of each query, for each combination
-    of parameter types (they can change a column's type) and ``row_bytes``."""
+    """What a pool learnt of its queries: the :class:`Shape` of each, for at most
+    :data:`SHAPE_LIFETIME` seconds (``now`` is a monotonic clock's reading), so that a change of
+    the schema (a column's type) is seen again within that time; and forgotten at once when the
+    query fails, which a changed schema can make it do."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, tuple[int, ...], int], Shape] = {}
+        self._known: dict[Key, tuple[Shape, float]] = {}
 
-    def get(self, query: str, types: tuple[int, ...], row_bytes: int) -> Shape | None:
-        """The shape learnt for ``query`` with parameters of ``types``, if any."""
-        return self._known.get((query, types, row_bytes))
+    def get(self, key: Key, now: float) -> Shape | None:
+        """The shape learnt for ``key``, unless it is older than its lifetime."""
+        known = self._known.get(key)
+        if known is None or now - known[1] > SHAPE_LIFETIME or now < known[1]:
+            return None
+        return known[0]
 
-    async def learn(
-        self, query: str, types: tuple[int, ...], row_bytes: int, describe: Describe
-    ) -> Shape:
-        """Learn the shape of ``query`` through ``describe``, and remember it.
+    async def learn(self, key: Key, describe: Describe, now: float) -> Shape:
+        """Learn the shape of ``key``'s query through ``describe``, and remember it.
 
         Raises the psycopg error when the query does not parse (nothing is remembered then).
         """
+        query, _, row_bytes = key
         shape = await learn(query, row_bytes, describe)
         if len(self._known) >= _REMEMBERED:
             self._known.clear()
-        self._known[query, types, row_bytes] = shape
+        self._known[key] = (shape, now)
         return shape
+
+    def forget(self, key: Key) -> None:
+        """Learn ``key``'s shape again next time (its query failed)."""
+        self._known.pop(key, None)
 
 
 async def learn(query: str, row_bytes: int, describe: Describe) -> Shape:

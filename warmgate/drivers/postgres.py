@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,12 +139,17 @@ class PostgresPool:
             connection = self._idle.pop() if self._idle else await self._connect()
             try:
                 values = [params[name] for name in names]
-                types = tuple(_type_of(value) for value in values)
-                shape = self._shapes.get(text, types, row_bytes)
+                key = (text, tuple(_type_of(value) for value in values), row_bytes)
+                now = time.monotonic()
+                shape = self._shapes.get(key, now)
                 if shape is None:
-                    describe = functools.partial(_describe, connection, types, statement_timeout)
-                    shape = await self._shapes.learn(text, types, row_bytes, describe)
-                return await read_only(connection, shape, values, statement_timeout, cap)
+                    describe = functools.partial(_describe, connection, key[1], statement_timeout)
+                    shape = await self._shapes.learn(key, describe, now)
+                try:
+                    return await read_only(connection, shape, values, statement_timeout, cap)
+                except psycopg.Error:
+                    self._shapes.forget(key)
+                    raise
             finally:
                 if _reusable(connection) and not self._closed:
                     self._idle.append(connection)
