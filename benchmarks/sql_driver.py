@@ -198,7 +198,7 @@ async def run_sqlalchemy_pool(
         async with engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None
-            return await read_only(raw, statement, [aid], TIMEOUT)
+            return await read_only(raw, statement, [aid], TIMEOUT, 10)
 
     try:
         return await closed_loop(concurrency, seconds, query, accounts)

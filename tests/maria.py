@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,10 +156,13 @@ class PrivateServer:
     """A mariadbd of the test's own, on its own data directory and port, that the test may
     kill and start again without touching the shared server."""
 
-    def __init__(self, directory: Path, port: int, sql_mode: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int, sql_mode: str | None = None, options: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         self.port = port
         self.sql_mode = sql_mode
+        self.options = tuple(options)  # more mariadbd options, such as --max-allowed-packet
         self.process: subprocess.Popen[bytes] | None = None
 
     def install(self) -> None:
@@ -178,7 +181,8 @@ class PrivateServer:
              f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
              f"--socket={self.directory / 'mariadbd.sock'}", "--skip-log-bin",
              "--innodb-buffer-pool-size=16M",
-             *([f"--sql-mode={self.sql_mode}"] if self.sql_mode is not None else [])],
+             *([f"--sql-mode={self.sql_mode}"] if self.sql_mode is not None else []),
+             *self.options],
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
@@ -200,12 +204,14 @@ class PrivateServer:
 
 
 @contextmanager
-def private_server(directory: Path, sql_mode: str | None = None) -> Iterator[PrivateServer]:
-    """A private MariaDB with database ``test``, started (with ``sql_mode`` as its default SQL
-    mode, when given); killed after."""
+def private_server(
+    directory: Path, sql_mode: str | None = None, options: Sequence[str] = ()
+) -> Iterator[PrivateServer]:
+    """A private MariaDB with database ``test`` (``sql_mode`` as its default SQL mode, when
+    given, and ``options`` given to ``mariadbd``), started; killed after."""
     if shutil.which("mariadb-install-db") is None or not Path("/usr/sbin/mariadbd").exists():
         fail_or_skip("mariadb-install-db or /usr/sbin/mariadbd is missing (Debian: mariadb-server)")
-    server = PrivateServer(directory, free_port(), sql_mode)
+    server = PrivateServer(directory, free_port(), sql_mode, options)
     server.install()
     try:
         server.start()

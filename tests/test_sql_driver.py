@@ -438,7 +438,7 @@ def test_postgres_closes_a_connection_whose_query_was_abandoned(orders: pg.Scrat
             await asyncio.to_thread(
                 poll, lambda: pid not in dict(backends(name)), 5, what="the backend to exit"
             )
-            rows = await pool.rows("SELECT 1", {}, 5.0, 10)
+            rows = (await pool.rows("SELECT 1", {}, 5.0, 10)).rows
             return pid, rows, await asyncio.to_thread(backends, name)
         finally:
             await pool.aclose()

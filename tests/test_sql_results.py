@@ -149,7 +149,7 @@ async def main(url, query):
     try:
         await pool.rows("SELECT 1", {}, 60, 10)  # imports and the connection, before measuring
         before = high_water_mark()
-        count = await pool.rows(query, {}, 60, 2_000_000)
+        count = (await pool.rows(query, {}, 60, 2_000_000)).rows
         print(count, high_water_mark() - before)
     finally:
         await pool.aclose()

@@ -28,12 +28,18 @@ from warmgate import __version__
 from warmgate.journey import Journey, JourneyStep, evidence_warnings
 from warmgate.secrets import mask_url, url_passwords
 from warmgate.tls import TlsConfig, needs_https, tls_warnings
-from warmgate.units import format_duration, parse_duration
+from warmgate.units import format_duration, format_size, parse_duration, parse_size
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"
 MIN_REARM_AFTER = 0.1
 """Seconds: anything shorter would re-arm on one slow answer."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SIZE_PATTERN = r"^\s*\d{1,12}\s*([KkMmGg][Ii][Bb]?|[Bb])?\s*$"
+DEFAULT_ROW_BYTES = 1 << 20
+"""The widest row, in bytes of text, that a SQL target receives whole unless it says otherwise."""
+MIN_ROW_BYTES = 1 << 16
+MAX_ROW_BYTES = 1 << 30
+"""PostgreSQL's largest field; it also keeps the row guard's arithmetic in 32-bit integers."""
 MAX_RATE = 1e6
 """Requests per second: no one process sends more, so a larger value is a typo."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -298,6 +304,16 @@ _SQL_SCHEMES = (
 )
 
 
+def _size(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a validation error
+            f"'{value}' is not a size; write a number of bytes, or one with KiB, MiB or GiB"
+        )
+    if isinstance(value, str):
+        return parse_size(value)
+    return value
+
+
 def _sql_param(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -371,6 +387,27 @@ class SqlTarget(_Model):
             "(add a LIMIT). rows.min and rows.max must not exceed it."
         ),
     )
+    row_bytes: Annotated[
+        int,
+        BeforeValidator(_size),
+        WithJsonSchema(
+            {
+                "type": ["integer", "string"],
+                "pattern": SIZE_PATTERN,
+                "minimum": MIN_ROW_BYTES,
+                "maximum": MAX_ROW_BYTES,
+                "examples": ["1MiB", "256KiB"],
+            }
+        ),
+    ] = Field(
+        DEFAULT_ROW_BYTES,
+        description=(
+            "Widest row, in bytes of its columns' text, that warmgate receives whole: bytes, or "
+            "64KiB to 1GiB. A wider row is counted but never held: PostgreSQL does not send it, "
+            "MySQL's is read in pieces and dropped, SQLite stops the query at a value this long. "
+            "Bounds warmgate's memory (docs/sql.md, 'Wide rows')."
+        ),
+    )
     require_read_only_role: bool = Field(
         False,
         description=(
@@ -378,6 +415,16 @@ class SqlTarget(_Model):
             "DELETE or TRUNCATE on a table it can see); false: warn."
         ),
     )
+
+    @field_validator("row_bytes")
+    @classmethod
+    def _row_bytes(cls, row_bytes: int) -> int:
+        if not MIN_ROW_BYTES <= row_bytes <= MAX_ROW_BYTES:
+            raise ValueError(
+                f"{row_bytes} bytes is outside {format_size(MIN_ROW_BYTES)} to "
+                f"{format_size(MAX_ROW_BYTES)}; write a size within them, such as '1MiB'"
+            )
+        return row_bytes
 
     @model_validator(mode="after")
     def _rows_within_cap(self) -> SqlTarget:

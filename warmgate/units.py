@@ -1,4 +1,5 @@
-"""Durations in, human quantities out: the few unit conversions the config and reasons share."""
+"""Durations and sizes in, human quantities out: the few unit conversions the config and
+reasons share."""
 
 from __future__ import annotations
 
@@ -39,6 +40,34 @@ def parse_duration(text: str) -> float:
             f"'{shorten(text, 40)}' is longer than a year; write at most {MAX_DURATION_TEXT}"
         )
     return total
+
+
+_SIZE = re.compile(r"(?P<value>\d{1,12})\s*(?P<unit>B|KiB|MiB|GiB|Ki|Mi|Gi)?", re.IGNORECASE)
+_BYTES = {"": 1, "b": 1, "kib": 1 << 10, "ki": 1 << 10, "mib": 1 << 20, "mi": 1 << 20}
+_BYTES |= {"gib": 1 << 30, "gi": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``"65536"``, ``"64KiB"``, ``"1MiB"`` or ``"1Mi"`` (binary units,
+    as Kubernetes writes memory).
+
+    Raises ``ValueError`` with a sentence saying how to write it.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"'{text[:40]}' is not a size; write a number of bytes, or one with KiB, MiB or GiB, "
+            "such as '1MiB'"
+        )
+    return int(match["value"]) * _BYTES[(match["unit"] or "").lower()]
+
+
+def format_size(size: int) -> str:
+    """A size in the largest binary unit that divides it: ``"1MiB"``, ``"96KiB"``, ``"1000B"``."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
 
 
 def milliseconds(seconds: float | None) -> float | None:

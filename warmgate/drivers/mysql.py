@@ -36,8 +36,11 @@ This keeps every guarantee listed in ``sql.py``:
   tables, prepared statements and user-level locks (``GET_LOCK``, even one taken inside a
   stored function) are gone, while the login and the character set stay. If either fails, the
   connection is closed instead of reused;
-- rows are read unbuffered and counted a chunk of ``CHUNK_ROWS`` at a time, never all held;
-  past the row cap the rest is left unread and the connection closed, which stops the query;
+- rows are read unbuffered, packet by packet, and counted without being decoded: a packet is
+  read a piece of at most ``PIECE`` bytes at a time, and a row is never held whole, so a row
+  wider than the target's ``row_bytes`` costs no more memory than a narrow one (it is counted
+  as wide); past the row cap the rest is left unread and the connection closed, which stops the
+  query;
 - aiomysql reads and writes through asyncio streams on the event loop, so nothing waits on it.
 
 Why aiomysql (PyMySQL's protocol code on asyncio streams) rather than asyncmy (a Cython
@@ -47,6 +50,14 @@ packets; aiomysql and PyMySQL are two pure-Python wheels of about 120 kB that in
 platform without a compiler, where asyncmy is 36 MB installed (compiled modules and their C
 sources) and needs a compiler wherever it has no wheel.
 
+aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off,
+for writing several commands at once or for reading a packet in pieces; warmgate uses the
+connection's own command writer, OK reader, byte reader, packet counter and current result
+(``_execute_command``, ``_read_ok_packet``, ``_write_bytes``, ``_read_bytes``,
+``_next_seq_id``, ``_result``), as its ``begin``, ``rollback`` and unbuffered cursor do, and
+its ``client_flag`` before the handshake. pyproject.toml pins the aiomysql releases this is
+tested with, and the tests fail if any of these stops working. SQLAlchemy turns the URL into
+connection arguments, as its aiomysql dialect does, and ``:name`` into ``%s``.
 aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off or
 for writing several commands at once; warmgate uses the connection's own command writer, OK
 reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_bytes``,
@@ -70,17 +81,23 @@ import aiomysql
 import pymysql.err
 import sqlalchemy
 from aiomysql.cursors import SSCursor
+from pymysql.constants import CR
 from pymysql.constants.CLIENT import MULTI_STATEMENTS
 from pymysql.constants.COMMAND import COM_QUERY
+from pymysql.protocol import MysqlPacket
 from sqlalchemy.engine import URL
 
+from warmgate.config import DEFAULT_ROW_BYTES
 from warmgate.drivers.mysqlcheck import pinned_mode
 from warmgate.drivers.sqlcheck import Dialect, binding
+from warmgate.drivers.sqlrows import Counted
 
 PROGRAM_NAME = "warmgate"
 """What the server shows as the ``program_name`` connection attribute of warm-up connections."""
-CHUNK_ROWS = 100
-"""Rows read at once while a result is counted."""
+PIECE = 1 << 16
+"""Most bytes of a packet read at once: a longer row is read and dropped a piece at a time."""
+_LONGEST_PACKET = 0xFFFFFF
+"""A payload this long goes on in the next packet (a row of 16 MiB or more)."""
 COM_RESET_CONNECTION = 0x1F
 """The protocol command that resets a session (MySQL 5.7.3, MariaDB 10.2.4 and later)."""
 
@@ -131,10 +148,16 @@ class MysqlPool:
         self._closed = False
 
     async def rows(
-        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
-    ) -> int:
+        self,
+        query: str,
+        params: Mapping[str, int | str],
+        statement_timeout: float,
+        cap: int,
+        row_bytes: int = DEFAULT_ROW_BYTES,
+    ) -> Counted:
         """Run ``query`` once in a read-only transaction, rolled back; the rows it returned,
-        counted up to ``cap + 1`` (more than ``cap``: reading stopped there)."""
+        counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
+        than ``row_bytes``, read in pieces and dropped."""
         text, names = _positional(query)
         try:
             async with asyncio.timeout(self._wait):
@@ -146,7 +169,9 @@ class MysqlPool:
             session = self._idle.pop() if self._idle else await self._connect()
             try:
                 values = [params[name] for name in names]
-                return await read_only(session, text, values, statement_timeout, cap)
+                return await read_only(
+                    session, text, values, statement_timeout, cap, row_bytes=row_bytes
+                )
             finally:
                 if session.clean and not session.connection.closed and not self._closed:
                     self._idle.append(session)
@@ -263,9 +288,11 @@ async def read_only(
     values: Sequence[int | str],
     statement_timeout: float,
     cap: int,
-) -> int:
+    *,
+    row_bytes: int = DEFAULT_ROW_BYTES,
+) -> Counted:
     """One read-only transaction around ``query``, rolled back, then the session reset; the
-    number of rows it returned, counted up to ``cap + 1``.
+    rows it returned, counted up to ``cap + 1``, and those wider than ``row_bytes``.
 
     ``session.clean`` says afterwards whether the connection may be used again. Raises the
     PyMySQL error of the statement that failed.
@@ -276,30 +303,74 @@ async def read_only(
     begin = [(COM_QUERY, b"START TRANSACTION READ ONLY"), (COM_QUERY, session.sql_mode)]
     await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
     try:
-        count = await _count(connection, text, values, cap)
+        counted = await _count(connection, text, values, cap, row_bytes)
     except pymysql.err.MySQLError:
         if not connection.closed:
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 await _end(connection)
                 session.clean = True
         raise
-    if count <= cap:
+    if counted.rows <= cap:
         await _end(connection)
         session.clean = True
-    return count
+    return counted
 
 
-async def _count(connection: Any, text: str, values: Sequence[int | str], cap: int) -> int:
-    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``."""
+async def _count(
+    connection: Any, text: str, values: Sequence[int | str], cap: int, row_bytes: int
+) -> Counted:
+    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``, and those wider than
+    ``row_bytes``; no more than a piece of a row is ever held."""
     cursor = await connection.cursor(SSCursor)
-    await cursor.execute(text, tuple(values))
-    count = 0
-    if cursor.description is not None:
-        while chunk := await cursor.fetchmany(CHUNK_ROWS):
-            count += len(chunk)
-            if count > cap:
-                return cap + 1  # the rest is left unread: the connection cannot be reused
-    return count
+    await cursor.execute(text, tuple(values))  # sends the query, reads its column definitions
+    result = connection._result
+    if result is None or not result.unbuffered_active:
+        return Counted(0)  # no result set
+    count = wide = 0
+    while True:
+        size, head = await _packet(connection)
+        if (head[:1] == b"\xfe" and size < 9) or head[:1] == b"\xff":
+            # The end of the rows, or an error (a timeout while sending them): small packets,
+            # read whole, that aiomysql's own reading would have ended the result with.
+            packet = MysqlPacket(head, connection._encoding)
+            result.unbuffered_active = False
+            if packet.is_error_packet():
+                packet.raise_for_error()
+            result._check_packet_is_eof(packet)
+            result.connection = None
+            return Counted(count, wide)
+        count += 1
+        wide += size > row_bytes
+        if count > cap:
+            return Counted(cap + 1, wide)  # the rest is left unread: the connection is closed
+
+
+async def _packet(connection: Any) -> tuple[int, bytes]:
+    """The size of the next packet and its first piece (all of it when it fits in a piece); the
+    rest is read a piece at a time and dropped. Packets that go on in the next (a payload of
+    2**24 - 1 bytes) count as one."""
+    size, head = 0, b""
+    while True:
+        header = await connection._read_bytes(4)
+        length, number = int.from_bytes(header[:3], "little"), header[3]
+        if number != connection._next_seq_id:
+            connection.close()  # out of step, as aiomysql's own reader would say
+            if number == 0:
+                raise pymysql.err.OperationalError(
+                    CR.CR_SERVER_LOST, "Lost connection to MySQL server during query"
+                )
+            raise pymysql.err.InternalError(
+                f"Packet sequence number wrong - got {number} expected {connection._next_seq_id}"
+            )
+        connection._next_seq_id = (number + 1) % 256
+        left = length
+        while left:
+            piece = await connection._read_bytes(min(left, PIECE))
+            head = head or piece
+            left -= len(piece)
+        size += length
+        if length < _LONGEST_PACKET:
+            return size, head
 
 
 async def _pipeline(connection: Any, commands: Sequence[tuple[int, bytes]]) -> None:

@@ -30,9 +30,16 @@ This keeps every guarantee listed in ``sql.py``:
   too, but it also drops every cached plan, so PL/pgSQL functions would be planned again on
   every query and measured slower than the app's own sessions run them.) If that reset fails,
   the connection is closed instead of reused;
-- the query's rows are counted as they arrive, in chunks of ``CHUNK_ROWS`` (libpq's chunked
-  rows mode, or row by row before libpq 17), never held all at once; past the row cap the
-  answer is left unread and the connection closed, which stops the query on the server;
+- the query's rows are counted as they arrive, in chunks of at most 1 MiB of rows (libpq's
+  chunked rows mode, or row by row before libpq 17), never held all at once; past the row cap
+  the answer is left unread and the connection closed, which stops the query on the server;
+- no row wider than the target's ``row_bytes`` is ever sent: libpq would hold it whole before
+  warmgate sees it, so the server drops it. The first time a query runs with parameters of
+  given types, it is parsed and described without running (``_describe``, in a read-only
+  transaction rolled back) and, unless its columns' types already bound its rows, read as a
+  subquery that sends NULLs and a flag in place of a wide row (``pgrows.guard``); the wrapped
+  query is parsed once too, and a query PostgreSQL cannot read as a subquery (SHOW, EXPLAIN)
+  runs as it is, unchecked;
 - libpq is in non-blocking mode (psycopg opens its connections so): a write that would block is
   finished when the event loop says the socket is writable, and the answer is read when it says
   the socket is readable, so nothing waits on the loop.
@@ -49,6 +56,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,7 +67,10 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy.engine import URL
 
+from warmgate.config import DEFAULT_ROW_BYTES
+from warmgate.drivers.pgrows import Column, Shape, Shapes
 from warmgate.drivers.sqlcheck import Dialect, binding
+from warmgate.drivers.sqlrows import Counted, rows_per_read
 
 APPLICATION_NAME = "warmgate"
 """What PostgreSQL shows in ``pg_stat_activity.application_name`` for warm-up connections."""
@@ -66,9 +78,8 @@ APPLICATION_NAME = "warmgate"
 Connection = psycopg.AsyncConnection[Any]
 Statement = tuple[bytes, Sequence[bytes], Sequence[int]]
 """``(SQL, parameter values as text, parameter type OIDs)``; 0 lets the server infer the type."""
-
-CHUNK_ROWS = 100
-"""Rows libpq holds at most at once while a result is counted."""
+Step = Statement | tuple[bytes, None, Sequence[int]]
+"""A statement to run, or (with ``None`` for the values) to parse and describe only."""
 
 _BEGIN: Statement = (b"BEGIN READ ONLY", (), ())
 _ROLLBACK: Statement = (b"ROLLBACK", (), ())
@@ -79,6 +90,8 @@ _RESET: tuple[Statement, ...] = (
 _STRINGS: Statement = (b"SET LOCAL standard_conforming_strings = on", (), ())
 _QUERY = 3
 """The query's place in the transaction's statements (after BEGIN and two SET LOCAL)."""
+_BYTEA_OUTPUT: Statement = (b"SELECT current_setting('bytea_output')", (), ())
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 _ROWS = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK})
 # A Python int is bound as the smallest of int2, int4, int8 (then numeric) that holds it, as
 # psycopg binds it, so a query fails or succeeds here as it does in an app using psycopg.
@@ -107,12 +120,19 @@ class PostgresPool:
         self._free = asyncio.Semaphore(size)
         self._idle: list[Connection] = []
         self._closed = False
+        self._shapes = Shapes()
 
     async def rows(
-        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
-    ) -> int:
+        self,
+        query: str,
+        params: Mapping[str, int | str],
+        statement_timeout: float,
+        cap: int,
+        row_bytes: int = DEFAULT_ROW_BYTES,
+    ) -> Counted:
         """Run ``query`` once in a read-only transaction, rolled back; the rows it returned,
-        counted up to ``cap + 1`` (more than ``cap``: reading stopped there)."""
+        counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
+        than ``row_bytes``, which the server did not send."""
         text, names = _positional(query)
         try:
             async with asyncio.timeout(self._wait):
@@ -124,7 +144,17 @@ class PostgresPool:
             connection = self._idle.pop() if self._idle else await self._connect()
             try:
                 values = [params[name] for name in names]
-                return await read_only(connection, text, values, statement_timeout, cap)
+                key = (text, tuple(_type_of(value) for value in values), row_bytes)
+                now = time.monotonic()
+                shape = self._shapes.get(key, now)
+                if shape is None:
+                    describe = functools.partial(_describe, connection, key[1], statement_timeout)
+                    shape = await self._shapes.learn(key, describe, now)
+                try:
+                    return await read_only(connection, shape, values, statement_timeout, cap)
+                except psycopg.Error:
+                    self._shapes.forget(key)
+                    raise
             finally:
                 if _reusable(connection) and not self._closed:
                     self._idle.append(connection)
@@ -189,63 +219,114 @@ SELECT current_user,
 
 async def read_only(
     connection: Connection,
-    query: str,
+    shape: Shape | str,
     values: Sequence[int | str],
     statement_timeout: float,
     cap: int,
-) -> int:
-    """One read-only transaction around ``query``, rolled back, then the session reset; the
-    number of rows it returned, counted up to ``cap + 1``.
+) -> Counted:
+    """One read-only transaction around the query, rolled back, then the session reset; the
+    rows it returned, counted up to ``cap + 1``, and those the server dropped as too wide.
 
+    ``shape`` is what :func:`describe` made of the query (a plain string is sent as it is).
     Raises the psycopg error of the first statement that failed (see the module docstring).
     """
+    if isinstance(shape, str):
+        shape = Shape(shape, None, rows_per_read(DEFAULT_ROW_BYTES))
     pgconn = connection.pgconn
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         raise psycopg.InterfaceError("the connection is inside a transaction already")
     encoding = connection.info.encoding
     bound = [_bind(value, encoding) for value in values]
     statement: Statement = (
-        query.encode(encoding),
+        shape.query.encode(encoding),
         [text for text, _ in bound],
         [oid for _, oid in bound],
     )
-    set_timeout = b"SET LOCAL statement_timeout = %d" % max(1, round(statement_timeout * 1000))
-    transaction = [_BEGIN, _STRINGS, (set_timeout, (), ()), statement, _ROLLBACK, *_RESET]
-    results, count = await _pipeline(pgconn, transaction, counted=_QUERY, cap=cap)
-    if count > cap:
-        return count  # the answer is left unread: the connection cannot be reused
+    transaction = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), statement, _ROLLBACK, *_RESET]
+    results, counted = await _pipeline(pgconn, transaction, shape, cap=cap)
+    if counted.rows > cap:
+        return counted  # the answer is left unread: the connection cannot be reused
+    if pgconn.transaction_status == pq.TransactionStatus.IDLE and _failed(results) is None:
+        return counted
+    _, error = await _finish(pgconn, results, _QUERY)
+    if error is not None:
+        index, result = error
+        if index > _QUERY:
+            await connection.close()  # it may hold what the reset was to release
+        raise _error(result, encoding)
+    return counted
+
+
+async def _describe(
+    connection: Connection, types: Sequence[int], statement_timeout: float, query: str
+) -> tuple[list[Column], bool]:
+    """``pgrows.Describe`` on ``connection``: ``query`` parsed and described as the unnamed
+    statement (which the next query replaces), never run, in a read-only transaction rolled
+    back; its columns, and whether ``bytea_output`` is hex."""
+    pgconn = connection.pgconn
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        # A statement failed, so the server skipped the ROLLBACK and the reset that followed it.
+        raise psycopg.InterfaceError("the connection is inside a transaction already")
+    encoding = connection.info.encoding
+    described: Step = (query.encode(encoding), None, types)
+    steps = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), described, _BYTEA_OUTPUT, _ROLLBACK]
+    results, _ = await _pipeline(pgconn, steps)
+    results, error = await _finish(pgconn, results, len(steps))
+    if error is not None:
+        raise _error(error[1], encoding)
+    # The Parse's result comes first, then the description, then the setting.
+    description, setting = results[_QUERY + 1], results[_QUERY + 2]
+    columns = [
+        Column(description.ftype(i), description.fmod(i)) for i in range(description.nfields)
+    ]
+    return columns, setting.get_value(0, 0) == b"hex"
+
+
+async def _finish(
+    pgconn: PGconn, results: list[PGresult], kept: int
+) -> tuple[list[PGresult], tuple[int, PGresult] | None]:
+    """Roll back a transaction that a failed statement left open (the server skipped the
+    ROLLBACK and the reset after it); the results, and the first failure with its index."""
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         cleanup, _ = await _pipeline(pgconn, [_ROLLBACK, *_RESET])
-        results = results[: _QUERY + 1] + cleanup
-    for index, result in enumerate(results):
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            if index > _QUERY:
-                await connection.close()  # it may hold what the reset was to release
-            raise _error(result, encoding)
-    return count
+        results = results[: kept + 1] + cleanup
+    failed = _failed(results)
+    return results, (failed, results[failed]) if failed is not None else None
+
+
+def _failed(results: Sequence[PGresult]) -> int | None:
+    """The index of the first result that is an error, if any."""
+    return next(
+        (index for index, result in enumerate(results) if result.status == _FATAL_ERROR), None
+    )
 
 
 async def _pipeline(
-    pgconn: PGconn, statements: Sequence[Statement], counted: int | None = None, cap: int = 0
-) -> tuple[list[PGresult], int]:
+    pgconn: PGconn,
+    statements: Sequence[Step],
+    shape: Shape | None = None,
+    cap: int = 0,
+) -> tuple[list[PGresult], Counted]:
     """Send ``statements`` and a Sync in one write; the last result of each statement, and the
-    rows that the statement at index ``counted`` (not the first) returned, counted in chunks up
-    to ``cap + 1``.
+    rows that the statement at index ``_QUERY`` returned when ``shape`` is given, counted in
+    chunks up to ``cap + 1``, with those the server flagged as dropped.
 
-    Past ``cap`` it returns at once, leaving the rest of the answer unread.
+    A statement whose values are ``None`` is parsed and described, not run: two results. Past
+    ``cap`` it returns at once, leaving the rest of the answer unread.
     """
-    pgconn.enter_pipeline_mode()
-    for text, values, types in statements:
-        pgconn.send_query_params(text, values, param_types=types)
-    pgconn.pipeline_sync()
+    expected = _send(pgconn, statements)
     while pgconn.flush():
         await _ready(pgconn, write=True)
+    counted = _QUERY if shape is not None else None
+    flag = shape.flag if shape is not None else None
     results: list[PGresult] = []
     current: PGresult | None = None
-    count = 0
+    count = wide = 0
     while True:
-        result = await _next_result(pgconn)
+        # Inline rather than a coroutine per result: a chunk may be a single row.
+        while pgconn.is_busy():
+            await _ready(pgconn)
+            pgconn.consume_input()
+        result = pgconn.get_result()
         if result is None:
             # libpq ends the results of each statement with None; one more means the connection
             # is gone, and waiting for the Sync would spin without ever yielding to the loop.
@@ -253,38 +334,57 @@ async def _pipeline(
                 raise _lost(pgconn)
             results.append(current)
             current = None
-            if len(results) == counted:
-                _count_in_chunks(pgconn)  # now, before libpq starts reading that answer
+            if shape is not None and len(results) == counted:
+                _count_in_chunks(pgconn, shape.per_read)  # before libpq reads that answer
             continue
-        if result.status == pq.ExecStatus.PIPELINE_SYNC:
-            break
-        current = result
-        if len(results) == counted and result.status in _ROWS:
-            count += result.ntuples
+        status = result.status
+        if status in _ROWS and len(results) == counted:
+            rows = result.ntuples
+            count += rows
+            if flag is not None and rows:
+                wide += _flagged(result, flag, rows)
             if count > cap:
-                return results, cap + 1
-    if len(results) != len(statements):
+                return results, Counted(cap + 1, wide)
+        elif status == pq.ExecStatus.PIPELINE_SYNC:
+            break
+        elif status in _COPY:
+            # libpq would hand out the same COPY result forever.
+            raise psycopg.NotSupportedError("COPY cannot run in a warm-up query")
+        current = result
+    if len(results) != expected:
         raise _lost(pgconn)
     pgconn.exit_pipeline_mode()
-    return results, count
+    unchecked = shape.unchecked if shape is not None else None
+    return results, Counted(count, wide, unchecked=unchecked)
 
 
-async def _next_result(pgconn: PGconn) -> PGresult | None:
-    """The next result libpq has, once the socket has brought it."""
-    while pgconn.is_busy():
-        await _ready(pgconn)
-        pgconn.consume_input()
-    result = pgconn.get_result()
-    if result is not None and result.status in _COPY:
-        # libpq would hand out the same COPY result forever.
-        raise psycopg.NotSupportedError("COPY cannot run in a warm-up query")
-    return result
+def _send(pgconn: PGconn, statements: Sequence[Step]) -> int:
+    """Enter pipeline mode and queue ``statements`` and a Sync; the results to expect."""
+    pgconn.enter_pipeline_mode()
+    expected = 0
+    for text, values, types in statements:
+        if values is None:
+            pgconn.send_prepare(b"", text, param_types=types)
+            pgconn.send_describe_prepared(b"")
+            expected += 2
+        else:
+            pgconn.send_query_params(text, values, param_types=types)
+            expected += 1
+    pgconn.pipeline_sync()
+    return expected
 
 
-def _count_in_chunks(pgconn: PGconn) -> None:
-    """Have libpq hand out the next statement's rows a chunk at a time."""
+def _flagged(result: PGresult, flag: int, rows: int) -> int:
+    """How many of a chunk's ``rows`` the guard dropped (true in its flag column)."""
+    if rows == 1:
+        return result.get_value(0, flag) == b"t"
+    return [result.get_value(row, flag) for row in range(rows)].count(b"t")
+
+
+def _count_in_chunks(pgconn: PGconn, rows: int) -> None:
+    """Have libpq hand out the next statement's rows ``rows`` at a time."""
     try:
-        pgconn.set_chunked_rows_mode(CHUNK_ROWS)
+        pgconn.set_chunked_rows_mode(rows)
     except psycopg.NotSupportedError:  # libpq before 17
         with contextlib.suppress(psycopg.OperationalError):
             pgconn.set_single_row_mode()
@@ -319,8 +419,18 @@ def _bind(value: int | str, encoding: str) -> tuple[bytes, int]:
     """``(text, type OID)`` of one parameter; a string's type is left to the server (OID 0)."""
     if isinstance(value, str):
         return value.encode(encoding), 0
-    oid = next((oid for limit, oid in _INTEGER_TYPES if -limit <= value < limit), _NUMERIC)
-    return str(value).encode(), oid
+    return str(value).encode(), _type_of(value)
+
+
+def _type_of(value: int | str) -> int:
+    """The type OID a parameter is bound with (0: the server infers it)."""
+    if isinstance(value, str):
+        return 0
+    return next((oid for limit, oid in _INTEGER_TYPES if -limit <= value < limit), _NUMERIC)
+
+
+def _set_timeout(seconds: float) -> Statement:
+    return (b"SET LOCAL statement_timeout = %d" % max(1, round(seconds * 1000)), (), ())
 
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:

@@ -29,7 +29,10 @@ Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
    the role's privileges stop a function that hides an escape hatch in its body.
 
 Rows are counted as they arrive, never held all at once, and reading stops past the target's
-``row_cap`` (warned about once).
+``row_cap`` (warned about once). A row wider than the target's ``row_bytes`` is counted but never
+held whole (``sqlrows.py``: PostgreSQL does not send it, MySQL's is read in pieces, SQLite stops
+at it), and warned about once: so a primer's memory is bounded by its concurrency and
+``row_bytes``, whatever the data (docs/sql.md, "Wide rows").
 
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
 transaction; MariaDB ``SET STATEMENT max_statement_time=... FOR`` the query; MySQL
@@ -54,13 +57,15 @@ from urllib.parse import quote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from warmgate.config import SqlRows, SqlTarget
+from warmgate.config import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
 from warmgate.drivers import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
 from warmgate.drivers.sqlcheck import READ_STARTS, Dialect, binding, read_query
 from warmgate.drivers.sqlerrors import classify
+from warmgate.drivers.sqlrows import Counted
 from warmgate.errors import ConfigError
 from warmgate.secrets import Secrets, mask_url
 from warmgate.templating import Template, Templates
+from warmgate.units import format_size
 
 PROBE_TIMEOUT = 2.0
 """Seconds a probe may take to connect and run ``SELECT 1``."""
@@ -94,6 +99,7 @@ class SqlPlan:
     rows: SqlRows | None = None
     row_cap: int = 10_000
     require_read_only_role: bool = False
+    row_bytes: int = DEFAULT_ROW_BYTES
 
     @classmethod
     def compile(cls, target: SqlTarget, templates: Templates, where: str, name: str) -> SqlPlan:
@@ -118,6 +124,7 @@ class SqlPlan:
             target.rows,
             target.row_cap,
             target.require_read_only_role,
+            target.row_bytes,
         )
 
     def render_params(self) -> dict[str, int | str]:
@@ -231,12 +238,18 @@ class SqlPool(Protocol):
     """What :meth:`rows` raises when the database or the connection fails (see :func:`classify`)."""
 
     async def rows(
-        self, query: str, params: Mapping[str, int | str], statement_timeout: float, cap: int
-    ) -> int:
+        self,
+        query: str,
+        params: Mapping[str, int | str],
+        statement_timeout: float,
+        cap: int,
+        row_bytes: int = DEFAULT_ROW_BYTES,
+    ) -> Counted:
         """Run ``query`` once in a read-only transaction, rolled back; the rows it returned.
 
         Rows are counted as they arrive, never all held at once, up to ``cap + 1``: more than
-        ``cap`` means the pool stopped reading there. The database stops the query after
+        ``cap`` means the pool stopped reading there. A row wider than ``row_bytes`` is counted
+        without being held whole (see ``sqlrows.py``). The database stops the query after
         ``statement_timeout`` seconds.
         """
         ...
@@ -266,6 +279,12 @@ def open_pool(plan: SqlPlan, size: int) -> SqlPool:
     return SqlitePool(plan.url, size, wait=plan.timeout)
 
 
+_WIDE_ROWS = {
+    Dialect.POSTGRESQL: "PostgreSQL does not send them, so the latency leaves out their transfer",
+    Dialect.MYSQL: "it reads them in pieces and drops them",
+}
+"""How each engine drops a wide row (SQLite stops the query instead: ``Counted.stopped``)."""
+_MORE = 'select fewer or narrower columns, or raise row_bytes (docs/sql.md, "Wide rows")'
 _ESCAPE_EXAMPLE = {
     Dialect.POSTGRESQL: "dblink",
     Dialect.MYSQL: "GET_LOCK inside a stored function",
@@ -294,6 +313,7 @@ class SqlDriver:
         self._secrets = (secrets or Secrets()).including({str(password or "")})
         self._role_checked = False
         self._capped = False
+        self._warned: set[str] = set()
 
     @classmethod
     def open(
@@ -313,11 +333,15 @@ class SqlDriver:
         params = plan.render_params()
         try:
             async with asyncio.timeout(plan.timeout + CLIENT_GRACE):
-                count = await self._pool.rows(plan.query, params, plan.timeout, plan.row_cap)
+                counted = await self._pool.rows(
+                    plan.query, params, plan.timeout, plan.row_cap, plan.row_bytes
+                )
         except TimeoutError:
             return Outcome(TIMEOUT, detail="timed out")
         except self._pool.errors as exc:
             return self._classify(exc)
+        self._warn_about_width(counted)
+        count = counted.rows
         capped = count > plan.row_cap
         if capped and not self._capped:
             self._capped = True
@@ -327,13 +351,45 @@ class SqlDriver:
                 "closing its connection): add a LIMIT to the query, or raise row_cap."
             )
         rows = plan.rows
+        if rows is not None and counted.stopped:
+            return Outcome(
+                UNEXPECTED_STATUS,
+                detail=f"stopped after {count} {_rows(count)} at a value longer than row_bytes; "
+                f"expected {rows.describe()}",
+            )
         if rows is not None and not rows.accepts(count):
-            noun = "row" if count == 1 else "rows"
-            returned = f"more than {plan.row_cap} rows" if capped else f"{count} {noun}"
+            returned = f"more than {plan.row_cap} rows" if capped else f"{count} {_rows(count)}"
             return Outcome(
                 UNEXPECTED_STATUS, detail=f"returned {returned}; expected {rows.describe()}"
             )
         return Outcome(OK)
+
+    def _warn_about_width(self, counted: Counted) -> None:
+        """Warn once per target of each way a query's rows were too wide to hold."""
+        plan, name = self._plan, f"target '{self.name}'"
+        limit = f"row_bytes ({format_size(plan.row_bytes)})"
+        if counted.stopped:
+            if "stopped" not in self._warned:
+                self._warned.add("stopped")
+                self._warn(
+                    f"{name}: SQLite stopped the query at a value longer than {limit}, so the "
+                    f"rows after it were neither read nor counted; {_MORE}."
+                )
+        elif counted.wide and "wide" not in self._warned:
+            self._warned.add("wide")
+            self._warn(
+                f"{name}: the query returned {counted.wide} {_rows(counted.wide)} wider than "
+                f"{limit}; warmgate counts such rows without keeping them "
+                f"({_WIDE_ROWS[plan.dialect]}); {_MORE}."
+            )
+        if counted.unchecked is not None and "unchecked" not in self._warned:
+            self._warned.add("unchecked")
+            self._warn(
+                f"{name}: PostgreSQL cannot run the query as a subquery "
+                f"({self._classify(counted.unchecked).detail}), so warmgate receives its rows "
+                f"whole, however wide, and row_bytes does not bound its memory (SHOW and EXPLAIN "
+                "cannot be read so; a query can, once nothing follows its last semicolon)."
+            )
 
     def _classify(self, exc: BaseException) -> Outcome:
         return classify(exc, dialect=self._plan.dialect, secrets=self._secrets)
@@ -377,3 +433,7 @@ class SqlDriver:
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._pool.aclose()
+
+
+def _rows(count: int) -> str:
+    return "row" if count == 1 else "rows"
