@@ -6,9 +6,15 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests import pg
 from warmgate.simapp import Behavior, SimApp
+
+# Hypothesis's default deadline (200 ms an example) is a timing assertion: a busy CI machine
+# breaks it with nothing wrong. Examples are bounded by max_examples and pytest's timeout.
+settings.register_profile("warmgate", deadline=None)
+settings.load_profile("warmgate")
 
 
 @pytest.fixture(autouse=True)
