@@ -4,8 +4,9 @@ Run as its own process (``python -m tests.slow_clients --port P --clients 64``),
 under test does not share its interpreter. Every client connects (from ``--source``, an address
 of its own on 127.0.0.0/8 to stand for another pod), optionally shakes hands in TLS, and then
 trickles: a header line every ``--interval`` seconds (``head``), or a body announced as 2 MiB
-one byte at a time (``body``), or nothing at all (``silent``). With ``--reconnect``, a client the
-server closes connects again at once, so the pressure never lets up.
+one byte at a time (``body``), or nothing at all (``silent``); or sends a 2 MiB body but its last
+byte as fast as it can and then nothing (``stall``). With ``--reconnect``, a client the server
+closes connects again at once, so the pressure never lets up.
 
 One JSON line on stdout every 0.2 s: ``{"open": n, "opened": total, "started": sent_first,
 "closed": by_server, "answered": answers}`` (``started`` counts connections that got as far as
@@ -42,7 +43,7 @@ class Client:
     shaken: bool = False
     next_send: float = 0.0
     sent: int = 0
-    head: list[bytes] = field(default_factory=list)
+    pending: memoryview = field(default_factory=lambda: memoryview(b""))
 
 
 class Crowd:
@@ -60,15 +61,16 @@ class Crowd:
 
     def first_bytes(self) -> bytes:
         """What a client sends as soon as it is connected."""
-        if self.args.mode == "body":
-            return (f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        if self.args.mode in ("body", "stall"):
+            head = (f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {BODY}\r\n\r\n{{").encode()  # fmt: skip
+            return head + b" " * (BODY - 2) if self.args.mode == "stall" else head
         if self.args.mode == "head":
             return b"GET /readyz HTTP/1.1\r\nHost: x\r\n"
         return b""
 
     def piece(self, client: Client) -> bytes:
-        """What a client sends every interval."""
+        """What a client sends every interval (once its first bytes are all sent)."""
         if self.args.mode == "body":
             return b" "
         if self.args.mode == "head":
@@ -124,13 +126,16 @@ class Crowd:
                     return
                 client.shaken = True
             if client.next_send == 0.0:
-                client.sock.send(self.first_bytes())
+                client.pending = memoryview(self.first_bytes())
                 self.started += 1
                 client.next_send = now + self.args.interval
-                self.selector.modify(client.sock, selectors.EVENT_READ, client)
+            if client.pending:
+                client.pending = client.pending[client.sock.send(client.pending) :]
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.pending else 0)
+                self.selector.modify(client.sock, events, client)
                 return
             data = client.sock.recv(4096)
-        except ssl.SSLWantReadError:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             return
         except OSError:
             self.end(client)
@@ -142,7 +147,7 @@ class Crowd:
         due = now + self.args.interval
         for key in list(self.selector.get_map().values()):
             client: Client = key.data
-            if not client.next_send:
+            if not client.next_send or client.pending:
                 continue
             if client.next_send <= now:
                 try:
@@ -194,10 +199,13 @@ class SlowClients:
         for line in self.process.stdout:
             self.counts = json.loads(line)
 
-    def wait_until_all_started(self, timeout: float = 60.0) -> None:
-        """Until as many connections as there are clients have sent their first bytes."""
-        poll(lambda: self.counts["started"] >= self.clients, timeout=timeout,
-             what=f"{self.clients} slow clients to start")  # fmt: skip
+    def wait_until_started(self, count: int | None = None, timeout: float = 60.0) -> None:
+        """Until ``count`` connections (one per client by default) have sent their first bytes:
+        after the TLS handshake, which clients that close each other's connections may take
+        many tries to finish."""
+        count = self.clients if count is None else count
+        poll(lambda: self.counts["started"] >= count, timeout=timeout,
+             what=f"{count} slow connections to start")  # fmt: skip
 
     def __enter__(self) -> SlowClients:
         return self
@@ -217,7 +225,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--source", default="127.0.0.1")
-    parser.add_argument("--mode", choices=["head", "body", "silent"], default="head")
+    parser.add_argument("--mode", choices=["head", "body", "silent", "stall"], default="head")
     parser.add_argument("--interval", type=float, default=3.0)
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--reconnect", action="store_true")

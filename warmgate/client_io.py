@@ -52,7 +52,7 @@ class Trouble(enum.Enum):
     EVICTED = "evicted"
     """A connection waiting on its client closed to make room for a newcomer."""
     REFUSED = "refused"
-    """A newcomer closed at once: no connection was to give way (:mod:`warmgate.connections`)."""
+    """A newcomer closed at once: every connection was busy answering, or still closing."""
     BUSY = "busy"
     """A body answered 503: its turn to be decided did not come before its deadline."""
     MALFORMED = "malformed"
@@ -214,9 +214,9 @@ class Guard:
                          f"closed one from {victim.peer} that had not delivered a request, to "
                          f"serve one from {connection.peer}")  # fmt: skip
         if not room.admitted:
-            self.trouble(Trouble.REFUSED, f"all {self.limits.connections} connections taken "
-                         f"and none to give way: closed a new one from {connection.peer} at "
-                         "once")  # fmt: skip
+            self.trouble(Trouble.REFUSED, f"all {self.limits.connections} connections busy "
+                         f"answering or still closing: closed a new one from {connection.peer} "
+                         "at once")  # fmt: skip
         return room.admitted
 
     def forget(self, connection: Connection) -> None:
@@ -251,17 +251,25 @@ class Guard:
             connection.head_left = None
 
     def hold(self, connection: Connection, size: int) -> bool:
-        """Hold ``size`` more bytes of ``connection``'s body, dropping others' to make room
-        (False: no room, which consistent :class:`Limits` rule out)."""
+        """Hold ``size`` more bytes of ``connection``'s body, dropping others' to make room and
+        waiting for the dropped ones' threads to give their bytes back; False if the deadline
+        came first."""
         with self._lock:
             self._check(connection)
             room = self._table.hold(connection, size)
             self._drop(room.evicted)
+            while self._table.held > self.limits.held_bytes:
+                left = connection.deadline - self.clock()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+                self._check(connection)
+            admitted = self._table.held <= self.limits.held_bytes
         for victim in room.evicted:
             self.trouble(Trouble.EVICTED, f"the memory for bodies is taken: closed one from "
                          f"{victim.peer} still being sent, for one from "
                          f"{connection.peer}")  # fmt: skip
-        return room.admitted
+        return admitted
 
     def decide(self, connection: Connection) -> bool:
         """Wait for ``connection``'s turn to be decided; False if its deadline came first."""
@@ -285,7 +293,7 @@ class Guard:
         True if they all did."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            self._drop(self._table.keys())
+            self._drop(self._table.connections())
             while self._alive:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -329,9 +337,9 @@ class Guard:
             raise DroppedError
 
     def _drop(self, connections: Iterable[Connection]) -> None:
+        """End connections the table no longer counts (evicted, or all when stopping)."""
         dropped = False
         for connection in connections:
-            self._table.close(connection)
             if not connection.closed:
                 connection.drop()
                 dropped = True

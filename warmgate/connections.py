@@ -11,16 +11,17 @@ by the server:
    POST then has :attr:`Limits.body` seconds more for its body. Sending a byte now and then
    does not extend them, so a client trickling a header line every 3 s is cut at 5 s.
 2. **Newcomers take room from the biggest holder.** When all :attr:`Limits.connections` slots
-   are taken, a new connection closes an *evictable* one (see below). Of those that have waited
-   :attr:`Limits.grace` (1 s), it closes the longest-waiting of the address holding the most
-   evictable connections (the newcomer counted with its own address). If none has waited that
-   long, it closes the longest-waiting of an address holding strictly more than its own, and
-   is refused otherwise: clients of one address take turns instead of closing each other as
-   fast as they reconnect, and a refusal costs no thread. So a kubelet probe from the node's
-   address gets in while another address holds more than the node does, and in its first
-   second it is closed for nobody while any connection has waited longer or any address holds
-   more; slow clients sharing the probe's address (all of a test's, or an attacker on the
-   node's network) give way oldest-first once they have held their place for the grace.
+   are taken, a new connection always gets in, closing an *evictable* one (see below): the
+   longest-waiting of the address holding the most evictable connections (the newcomer counted
+   with its own address), looking first at those that have waited :attr:`Limits.grace` (1 s).
+   So a kubelet probe from the node's address gets in while slow clients of other pods hold
+   every connection, and is not the one closed while another address holds more than the node
+   does, nor in its first second while any connection has waited that long. Slow clients that
+   share the probe's address (all of a test's, or an attacker on the node's network) are closed
+   oldest-first: a probe survives the arrival of ``connections - 1`` newer ones, which is
+   milliseconds even when a crowd reconnects as fast as it is closed, and more than a probe
+   needs to send its request. A newcomer is refused only when every connection is computing
+   its answer.
 3. **Body memory counts bytes received, not bytes announced.** The bytes of bodies being
    received or waiting to be decided are held against :attr:`Limits.held_bytes`; a connection
    whose bytes would pass it makes room the same way, from the address holding the most bytes.
@@ -69,8 +70,8 @@ class Limits:
     connections: int = 64
     """Connections served at once (a thread each); probes need a handful."""
     grace: float = 1.0
-    """Seconds a connection keeps its place against newcomers from an address that holds as
-    many as its own (its own address included)."""
+    """Seconds a connection waits on its client before it is closed for a newcomer ahead of
+    younger ones: a probe in its first second outlives any that waited longer."""
     head: float = 5.0
     """Seconds from the accept, or from the previous answer, to a complete request head."""
     body: float = 10.0
@@ -128,6 +129,9 @@ class Table(Generic[Key]):
         self._entries: dict[Key, _Entry] = {}
         self._evictable: dict[str, dict[Key, None]] = {}
         """Address -> its evictable connections, the longest-waiting first."""
+        self._leaving: dict[Key, int] = {}
+        """Evicted connections not yet closed by their thread -> the body bytes it still has."""
+        self._leaving_bytes = 0
         self._held = 0
         self._deciding = 0
         self._order = 0
@@ -138,14 +142,19 @@ class Table(Generic[Key]):
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def keys(self) -> list[Key]:
+    def connections(self) -> list[Key]:
         """The connections being served."""
         return list(self._entries)
 
     @property
     def held(self) -> int:
-        """Body bytes kept by all connections."""
+        """Body bytes kept by all connections, evicted ones not yet closed included."""
         return self._held
+
+    @property
+    def leaving(self) -> int:
+        """Body bytes still kept by evicted connections until their thread closes them."""
+        return self._leaving_bytes
 
     @property
     def deciding(self) -> int:
@@ -164,7 +173,7 @@ class Table(Generic[Key]):
             victim = self._slot_victim(address, now)
             if victim is None:
                 return Room(False)
-            self.close(victim)
+            self._evict(victim)
             victims = (victim,)
         self._order += 1
         self._entries[key] = _Entry(address, now, self._order)
@@ -193,18 +202,19 @@ class Table(Generic[Key]):
 
     def hold(self, key: Key, size: int) -> Room[Key]:
         """``key`` received ``size`` more body bytes; evicts other holders while the bytes held
-        pass ``limits.held_bytes`` (refused only if the limits were inconsistent)."""
+        pass ``limits.held_bytes``. Not admitted: over the limit until evicted connections give
+        their bytes back (:meth:`close`); wait for that, :attr:`held` says when."""
         entry = self._entries[key]
         entry.held += size
         self._held += size
         evicted: list[Key] = []
-        while self._held > self.limits.held_bytes:
+        while self._held - self._leaving_bytes > self.limits.held_bytes:
             victim = self._body_victim(key, entry)
             if victim is None:
-                return Room(False, tuple(evicted))
-            self.close(victim)
+                break
+            self._evict(victim)
             evicted.append(victim)
-        return Room(True, tuple(evicted))
+        return Room(self._held <= self.limits.held_bytes, tuple(evicted))
 
     def decide(self, key: Key) -> bool:
         """Start deciding ``key``'s complete body if it fits beside those being decided (a body
@@ -219,11 +229,23 @@ class Table(Generic[Key]):
         return True
 
     def close(self, key: Key) -> None:
-        """``key`` is gone (closed or evicted); its bytes are free. Closing twice is harmless."""
+        """``key``'s thread closed it (served, failed or evicted before): its bytes are free.
+        Closing twice is harmless."""
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._drop_bytes(entry)
             self._set(key, entry, RUNNING)  # out of the evictable ones
+        gone = self._leaving.pop(key, 0)
+        self._held -= gone
+        self._leaving_bytes -= gone
+
+    def _evict(self, key: Key) -> None:
+        """Take ``key``'s place; its body bytes stay counted until its thread closes it."""
+        entry = self._entries.pop(key)
+        self._leaving[key] = entry.held
+        self._leaving_bytes += entry.held
+        self._deciding -= entry.deciding
+        self._set(key, entry, RUNNING)
 
     def _set(self, key: Key, entry: _Entry, phase: Phase) -> None:
         was_evictable = entry.phase is not RUNNING
@@ -243,8 +265,7 @@ class Table(Generic[Key]):
 
     def _slot_victim(self, address: str, now: float) -> Key | None:
         """The connection to close for a newcomer from ``address`` (see the module's docstring),
-        or None when none is to give way."""
-        own = len(self._evictable.get(address, ())) + 1
+        or None when none may be closed."""
         settled: tuple[tuple[int, float, int], Key] | None = None
         young: tuple[tuple[int, float, int], Key] | None = None
         for group_address, group in self._evictable.items():
@@ -256,11 +277,8 @@ class Table(Generic[Key]):
                     settled = (rank, first)
             elif young is None or rank < young[0]:
                 young = (rank, first)
-        if settled is not None:
-            return settled[1]
-        if young is not None and -young[0][0] > own:
-            return young[1]
-        return None
+        chosen = settled or young
+        return chosen[1] if chosen else None
 
     def _body_victim(self, key: Key, entry: _Entry) -> Key | None:
         """The connection to close to make room for ``key``'s bytes: the longest-waiting of the

@@ -19,13 +19,14 @@ client holds:
 - **a deadline per exchange, not per read**: 5 s from the accept or the previous answer to a
   complete request head of at most 32 KiB, TLS handshake included, then 10 s for a body, however
   steadily the bytes trickle (:class:`warmgate.client_io.DeadlineReader`);
-- **64 connections, and room for a newcomer**: when all are taken, one waiting on its client
-  is closed: of those that waited 1 s, the longest-waiting of the address holding the most; if
-  none did, one of an address holding more than the newcomer's; else the newcomer is closed at
-  once, without a thread. So a probe from the node's address gets in while another address
-  holds more, and clients of one address take turns (``shutdown`` wakes a closed connection's
-  thread, which ends). The listen backlog is 1024, so connections that come faster than they
-  are accepted wait instead of having their SYN dropped (and retried a second later);
+- **64 connections, and room for every newcomer**: when all are taken, a newcomer closes one
+  that waits on its client, the longest-waiting of the address holding the most (looking first
+  at those that waited 1 s), so a probe from the node's address gets in, and is not the one
+  closed, while slow clients of other pods hold every connection; ``shutdown`` wakes the closed
+  one's thread. Threads are kept a few seconds for the next connection
+  (:class:`warmgate.workers.Workers`), and the listen backlog is 1024: a crowd that reconnects
+  as fast as it is closed makes probes wait milliseconds in the accept queue, not seconds of
+  SYN retries;
 - **body memory by bytes received**: a POST body (2 MiB at most, 413 beyond) is read as it
   arrives, its bytes held against 8 MiB and making room the same way when full; bodies are
   decided 2 MiB at a time (JSON decoding takes up to ~27 times a body's size), the others wait
@@ -67,6 +68,7 @@ from warmgate.client_io import (
 )
 from warmgate.connections import Limits
 from warmgate.errors import ServeError
+from warmgate.workers import Workers
 
 if TYPE_CHECKING:
     from warmgate.logs import Log
@@ -203,6 +205,7 @@ class _Server(ThreadingHTTPServer):
         self.server_address = listener.getsockname()[:2]
         self._exhausted = False
         self.guard = guard
+        self.workers: Workers[Connection] = Workers(self._serve, "warmgate-connection")
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
@@ -243,11 +246,8 @@ class _Server(ThreadingHTTPServer):
         if not self.guard.admit(connection):
             self.shutdown_request(request)
             return
-        worker = threading.Thread(
-            target=self._serve, args=(connection,), daemon=True, name="warmgate-connection"
-        )
         try:
-            worker.start()
+            self.workers.submit(connection)
         except BaseException:
             self.guard.forget(connection)
             raise
@@ -324,6 +324,7 @@ class Endpoint:
         stopper.join(timeout)
         server.server_close()
         self._guard.close_all(max(0.0, deadline - time.monotonic()))
+        server.workers.stop(max(0.0, deadline - time.monotonic()))
 
 
 def listen(host: str, port: int) -> socket.socket:
