@@ -4,6 +4,7 @@ the bytes received. Real sockets; the crowds of slow clients run in a process of
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -118,6 +119,28 @@ def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_body_deadline() -> None:
         poll(lambda: server.troubles()[Trouble.DEADLINE] == 1, timeout=10)
         assert post(port, b"{}") == (200, b"2")
     assert given == [b"{}"]
+
+
+def test_a_request_head_past_32_kib_is_cut_without_being_kept() -> None:
+    """Headers sent fast but never ending are read up to 32 KiB, then the connection is closed
+    and counted as malformed; probes are answered as before."""
+    with endpoint() as (server, port, lines):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+            sent = 0
+            with contextlib.suppress(ConnectionError):
+                while sent < 10 * LIMITS.head_bytes:
+                    client.sendall(b"X-Big: " + b"a" * 1000 + b"\r\n")
+                    sent += 1009
+            try:
+                answer = client.recv(1024)
+            except ConnectionResetError:  # closed with what it sent unread
+                answer = b""
+            assert answer == b""
+        poll(lambda: server.troubles()[Trouble.MALFORMED] == 1, timeout=10)
+        assert probe(port)[:2] == (200, "warm\n")
+    assert lines == [f"bad request from 127.0.0.1: a request head over {LIMITS.head_bytes} "
+                     "bytes; closed"]  # fmt: skip
 
 
 def test_a_trickled_tls_handshake_is_cut_at_the_head_deadline() -> None:

@@ -27,9 +27,10 @@ by the server:
    whose bytes would pass it makes room the same way, from the address holding the most bytes.
    Deciding (JSON decoding takes up to ~27 times a body's size) is what needs a tight budget:
    bodies of at most :attr:`Limits.deciding_bytes` together are decided at once, the others wait
-   their turn (a wait bounded by the CPU, not by any client). Since ``held_bytes`` is at least
-   ``body_bytes + deciding_bytes``, making room always succeeds: a slow body never turns another
-   review away.
+   their turn (a wait bounded by the CPU, not by any client). An evicted connection's bytes
+   count until its thread has let them go (:attr:`Table.leaving`), so the bound holds in memory,
+   not only in the books; since ``held_bytes`` is at least ``body_bytes + deciding_bytes``,
+   making room always succeeds once they have: a slow body never turns another review away.
 
 A connection is *evictable* whenever it waits on its client or on its turn to be decided
 (:data:`WAITING`, :data:`QUEUED`); only while its answer is being computed (:data:`RUNNING`) is it

@@ -32,9 +32,10 @@ client holds:
   decided 2 MiB at a time (JSON decoding takes up to ~27 times a body's size), the others wait
   their turn, and only a turn that does not come before the body's deadline is answered 503.
 
-What a client costs is one log line a minute for each kind of :class:`Trouble`, with the count
-of those held back, never a traceback; a kept-alive connection closed before it began another
-request is routine and costs nothing. :meth:`Endpoint.troubles` counts them for a metric.
+What a client costs is one log line a minute for each kind of
+:class:`~warmgate.client_io.Trouble`, with the count of those held back, never a traceback; a
+kept-alive connection closed before it began another request is routine and costs nothing.
+:meth:`Endpoint.troubles` counts them for a metric.
 Running out of file descriptors pauses accepting with one log line per burst instead of
 spinning. :meth:`Endpoint.stop` closes every connection and waits for its thread.
 """

@@ -8,7 +8,9 @@ AdmissionReview carries no namespace labels and the webhook reads no API objects
 no RBAC): the API server matches the namespace label with the entry's ``namespaceSelector`` and
 the path says which entry matched. Each review is decided by :mod:`warmgate.admission` (pure);
 this module only times it, counts it and answers. Besides the routes, ``/livez``, ``/readyz``
-and ``/metrics`` of the endpoint.
+and ``/metrics`` of the endpoint, whose limits (:mod:`warmgate.server`) keep any one client from
+holding its connections or the memory for bodies; what they drop is counted in
+``warmgate_webhook_connections_dropped_total`` (:class:`DroppedConnections`).
 
 Certificates: :class:`CertificateFiles` watches the files' inode, size and modification time
 on every new connection and builds a new :class:`ssl.SSLContext` when they change
