@@ -211,7 +211,7 @@ class Guard:
                 self._alive += 1
         for victim in room.evicted:
             self.trouble(Trouble.EVICTED, f"all {self.limits.connections} connections taken: "
-                         f"closed one from {victim.peer} that had not delivered a request, to "
+                         f"closed one from {victim.peer} that was waiting on its client, to "
                          f"serve one from {connection.peer}")  # fmt: skip
         if not room.admitted:
             self.trouble(Trouble.REFUSED, f"all {self.limits.connections} connections busy "
@@ -318,7 +318,8 @@ class Guard:
                          f"deliver its request in time ({self.limits.head:g}s for a head, "
                          f"{self.limits.body:g}s more for a body)")  # fmt: skip
         elif isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
-            self.trouble(Trouble.MALFORMED, f"bad request from {peer}: TLS: {exc.reason}")
+            reason = exc.reason or type(exc).__name__
+            self.trouble(Trouble.MALFORMED, f"bad request from {peer}: TLS: {reason}")
         elif not isinstance(exc, ConnectionError | TimeoutError | ssl.SSLEOFError):
             self.trouble(Trouble.FAILED, f"request from {peer} failed: "
                          f"{type(exc).__name__}: {exc}")  # fmt: skip
