@@ -46,6 +46,7 @@ TIMING_SENSITIVE = (
     "tests/test_open_run.py",
     "tests/test_sql_mysql_e2e.py",
     "tests/test_paths_servers.py",
+    "tests/test_slow_clients.py",
 )
 """Files whose tests run real servers, subprocesses and clocks: where scheduling could leak in."""
 

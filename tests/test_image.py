@@ -358,6 +358,7 @@ def test_the_image_is_lean_labelled_and_carries_its_sbom(image: Image) -> None:
     assert image.config["Entrypoint"] == ["warmgate"]
     assert image.config["WorkingDir"] == "/warmgate"
     assert image.env["WARMGATE_STATUS_DIR"] == "/warmgate"
+    assert image.env["MALLOC_ARENA_MAX"] == "2"
     for key, value in LABELS.items():
         assert image.labels[f"org.opencontainers.image.{key}"] == value
     assert image.labels["org.opencontainers.image.base.name"] == BASE

@@ -28,6 +28,7 @@ from tests.helpers import WarmgateProcess, poll, run_cli
 from tests.kubectl import assert_go_reads_as_python
 from tests.pss import violations
 from tests.reviews import deployment_pod, patched, request, with_sidecars
+from tests.slow_clients import SlowClients
 from tests.test_k8s_manifests import validate
 from tests.test_prometheus import promtool_check
 from warmgate.inject import INLINE_CONFIG
@@ -390,3 +391,34 @@ def test_after_sigterm_the_webhook_drains_then_stops(ca: trustme.CA, tmp_path: P
         assert answer.getheader("Connection") == "close"
         assert "patch" in json.loads(answer.read())["response"]
         kept_alive.close()
+
+
+@pytest.mark.slow
+def test_reviews_and_probes_are_answered_while_slow_clients_hold_every_connection(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """512 TLS clients of another pod trickling 2 MiB bodies a byte at a time and 64 trickling
+    header lines, reconnecting whenever closed: every review is answered and mutated (never
+    503), /readyz answers 200, and the connections dropped are counted."""
+    write_pair(ca.issue_cert("127.0.0.1"), tmp_path)
+    with webhook(tmp_path) as process:
+        client = Client(process.port(), ca)
+        crowd = ("--tls", "--reconnect", "--interval", "0.5")
+        with (
+            SlowClients(client.port, 512, "--source", "127.0.0.2", "--mode", "body", *crowd)
+            as bodies,
+            SlowClients(client.port, 64, "--source", "127.0.0.3", "--mode", "head", *crowd)
+            as heads,
+        ):  # fmt: skip
+            bodies.wait_until_started(64)
+            heads.wait_until_started()
+            poll(lambda: client.metric("warmgate_webhook_connections_dropped_total",
+                                       reason="evicted") > 0, what="every connection taken")  # fmt: skip
+            for _ in range(10):
+                status, reason = client.get("/readyz")
+                assert status == 200, reason
+                pod = deployment_pod(INLINE)
+                after = patched(copy.deepcopy(pod), client.review(request(pod)))
+                assert [c["name"] for c in after["spec"]["initContainers"]] == ["warmgate"]
+            assert client.metric("warmgate_webhook_connections_dropped_total", reason="busy") == 0
+            assert heads.counts["closed"] + bodies.counts["closed"] > 0

@@ -8,23 +8,47 @@ metrics text. Nothing mutates, nothing secret is served. The admission webhook
 (:mod:`warmgate.webhook`) adds a :data:`PostRoute` for its reviews (a pure function of the body)
 and TLS: each new connection is wrapped with the :class:`ssl.SSLContext` that ``tls`` returns
 at that moment (so a renewed certificate applies to new connections), and the handshake runs on
-the connection's own thread, under the idle timeout.
+the connection's own thread, under the connection's deadline.
 
-The port is exposed to anything in the pod network, so it is built to take abuse: a malformed
-request or a client that hangs up costs one log line, never a traceback; idle connections are
-closed after :data:`IDLE_TIMEOUT`; at most :data:`MAX_CONNECTIONS` are served at once (the rest
-are closed at once); POST bodies read at once hold at most :data:`MAX_BODY_BYTES` together
-(503 beyond); and running out of file descriptors pauses accepting with one log line per burst
-instead of spinning.
+The port is exposed to anything in the pod network, so no one client may starve a probe or a
+review. The server stays the standard library's, one thread per connection (a few MiB for all
+of them, no event loop or dependency to add), and three rules, decided in
+:mod:`warmgate.connections` and carried out by :class:`warmgate.client_io.Guard`, bound what a
+client holds:
+
+- **a deadline per exchange, not per read**: 5 s from the accept or the previous answer to a
+  complete request head of at most 32 KiB, TLS handshake included, then 10 s for a body, however
+  steadily the bytes trickle (:class:`warmgate.client_io.DeadlineReader`);
+- **64 connections, and room for every newcomer**: when all are taken, a newcomer closes one
+  that waits on its client, the longest-waiting of the address holding the most (looking first
+  at those that waited 1 s), so a probe from the node's address gets in, and is not the one
+  closed, while slow clients of other pods hold every connection; ``shutdown`` wakes the closed
+  one's thread. Threads are kept a few seconds for the next connection
+  (:class:`warmgate.workers.Workers`), and the listen backlog is 1024: a crowd that reconnects
+  as fast as it is closed makes probes wait milliseconds in the accept queue, not seconds of
+  SYN retries;
+- **body memory by bytes received**: a POST body (2 MiB at most, 413 beyond) is read as it
+  arrives, its bytes held against 8 MiB and making room the same way when full; bodies are
+  decided 2 MiB at a time (JSON decoding takes up to ~27 times a body's size), the others wait
+  their turn, and only a turn that does not come before the body's deadline is answered 503.
+
+What a client costs is one log line a minute for each kind of
+:class:`~warmgate.client_io.Trouble`, with the count of those held back, never a traceback; a
+kept-alive connection closed before it began another request is routine and costs nothing.
+:meth:`Endpoint.troubles` counts them for a metric.
+Running out of file descriptors pauses accepting with one log line per burst instead of
+spinning. :meth:`Endpoint.stop` closes every connection and waits for its thread.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +58,18 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from warmgate.client_io import (
+    Clock,
+    Connection,
+    DeadlineReader,
+    DeadlineWriter,
+    Guard,
+    Reporter,
+    Trouble,
+)
+from warmgate.connections import Limits
 from warmgate.errors import ServeError
+from warmgate.workers import Workers
 
 if TYPE_CHECKING:
     from warmgate.logs import Log
@@ -43,23 +78,17 @@ StatusSource = Callable[[], tuple[bool, str, dict[str, Any]]]
 """Returns ``(ready, reason, status_json)`` for the current moment."""
 LivenessSource = Callable[[], tuple[bool, str]]
 """Returns ``(alive, reason)``: whether the loop that does the work is still turning."""
-Reporter = Callable[[str], None]
-"""Takes one line about a problem with a client or the listening socket."""
 PostRoute = Callable[[str, bytes], tuple[int, bytes, str]]
 """Takes the path and body of a POST; returns the status, body and content type to answer."""
 TlsSource = Callable[[], ssl.SSLContext]
 """Returns the TLS context for the next connection."""
 
-IDLE_TIMEOUT = 5.0
-"""Seconds a connection may sit without sending a complete request before it is closed."""
-MAX_CONNECTIONS = 64
-"""Connections served at once; probes need a handful."""
-MAX_BODY_BYTES = 2 * 1024 * 1024
-"""The POST body bytes read and decided at once, across all connections (413 for one larger
-body, 503 while others hold them). An AdmissionReview holds one object and etcd stores at most
-1.5 MiB; decoding JSON takes up to ~27 times its size, and the webhook has 128 MiB."""
+LIMITS = Limits()
+"""What an endpoint grants its clients unless told otherwise (see :class:`Limits`)."""
 EXHAUSTED_PAUSE = 0.1
 """Seconds accepting pauses when the process is out of file descriptors."""
+BODY_CHUNK = 64 * 1024
+"""Bytes of a body read (and held) at a time."""
 
 
 def always_alive() -> tuple[bool, str]:
@@ -69,42 +98,59 @@ def always_alive() -> tuple[bool, str]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    request: Connection
     protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT
 
     def setup(self) -> None:
-        """Shake hands on this connection's thread, under the idle timeout, when it is TLS."""
-        super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()
+        """Shake hands (when TLS) on this connection's thread; read and write by its deadline."""
+        connection = self.request
+        self.connection = connection.sock
+        connection.handshake(self.server.guard.clock)
+        self.rfile = io.BufferedReader(DeadlineReader(connection, self.server.guard.clock))
+        self.wfile = DeadlineWriter(connection, self.server.guard.clock)
 
     def do_POST(self) -> None:
         """Hand the body to the endpoint's POST route, if it has one."""
         route = self.server.endpoint.post
+        length = self.headers.get("Content-Length", "")
+        limit = self.server.guard.limits.body_bytes
+        self.close_connection = True  # unless the body is read: what is left of it is no request
         if route is None:
             self._reply(405, "nothing here takes a POST\n")
-            return
-        length = self.headers.get("Content-Length", "")
-        if not (length.isascii() and length.isdigit()):
+        elif not (length.isascii() and length.isdigit()):
             self._reply(411, "a POST needs a Content-Length\n")
-            return
-        size = int(length)
-        if size > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._reply(413, f"the body is over {MAX_BODY_BYTES} bytes\n")
-            return
-        if not self.server.reserve(size):
-            self.close_connection = True  # its body stays unread
-            self._reply(503, "busy: other bodies being read fill the memory kept for them\n")
-            return
-        try:
-            code, body, content_type = route(self.path.split("?", 1)[0], self.rfile.read(size))
-        finally:
-            self.server.release(size)
-        self._reply(code, body, content_type)
+        elif int(length) > limit:
+            self._reply(413, f"the body is over {limit} bytes\n")
+        else:
+            body = self._read_body(int(length))
+            guard = self.server.guard
+            if body is None or not guard.decide(self.request):
+                peer = self.request.peer
+                guard.trouble(Trouble.BUSY, f"answered 503 to {peer}: its turn to be decided "
+                              "did not come in time")  # fmt: skip
+                self._reply(503, "busy: other bodies being decided kept this one waiting\n")
+                return
+            self.close_connection = False
+            self._reply(*route(self.path.split("?", 1)[0], body))
+
+    def _read_body(self, size: int) -> bytes | None:
+        """The body as it arrives, its bytes held as they come (None: no room, never expected)."""
+        guard = self.server.guard
+        guard.reading_body(self.request)
+        chunks = []
+        while size:
+            chunk = self.rfile.read1(min(size, BODY_CHUNK))
+            if not chunk:
+                raise ConnectionAbortedError("the client closed before its body was complete")
+            if not guard.hold(self.request, len(chunk)):
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
     def do_GET(self) -> None:
         """Serve one of the four read-only routes."""
+        self.server.guard.running(self.request)
         path = self.path.split("?", 1)[0]
         endpoint = self.server.endpoint
         if path == "/readyz":
@@ -123,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, code: int, body: str | bytes, content_type: str = "text/plain") -> None:
         data = body.encode() if isinstance(body, str) else body
+        self.server.guard.waiting(self.request)  # from now on, the client has to take the answer
         self.send_response(code)
         if "charset" not in content_type:
             content_type += "; charset=utf-8"
@@ -140,9 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Successful requests are not logged (probes come every few seconds, forever)."""
 
     def log_error(self, format: str, *args: Any) -> None:
-        """A malformed request: one line."""
-        peer = self.client_address[0] if self.client_address else "?"
-        self.server.endpoint.report(f"bad request from {peer}: {format % args}")
+        """A malformed request: one line a minute."""
+        peer = self.request.peer
+        self.server.guard.trouble(Trouble.MALFORMED, f"bad request from {peer}: {format % args}")
 
 
 class _Server(ThreadingHTTPServer):
@@ -150,30 +197,16 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     endpoint: Endpoint
 
-    def __init__(self, endpoint: Endpoint, listener: socket.socket) -> None:
+    def __init__(self, endpoint: Endpoint, listener: socket.socket, guard: Guard) -> None:
         self.endpoint = endpoint
         self.address_family = listener.family
         super().__init__(listener.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = listener
         self.server_address = listener.getsockname()[:2]
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._exhausted = False
-        self._body_lock = threading.Lock()
-        self._body_bytes = 0
-
-    def reserve(self, size: int) -> bool:
-        """Count ``size`` bytes of body as being read, if they fit within MAX_BODY_BYTES."""
-        with self._body_lock:
-            if self._body_bytes + size > MAX_BODY_BYTES:
-                return False
-            self._body_bytes += size
-            return True
-
-    def release(self, size: int) -> None:
-        """The body of ``size`` bytes is answered: its memory is free again."""
-        with self._body_lock:
-            self._body_bytes -= size
+        self.guard = guard
+        self.workers: Workers[Connection] = Workers(self._serve, "warmgate-connection")
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
@@ -209,30 +242,29 @@ class _Server(ThreadingHTTPServer):
         return wrapped, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # over the limit: close at once
+        """Admit the connection (closing another if all are taken) and give it a thread."""
+        connection = Connection(request, client_address)
+        if not self.guard.admit(connection):
+            self.shutdown_request(request)
             return
         try:
-            super().process_request(request, client_address)
+            self.workers.submit(connection)
         except BaseException:
-            self._slots.release()
+            self.guard.forget(connection)
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve(self, connection: Connection) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(connection, connection.address)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - whatever it was, it ends this connection only
+            self.guard.failed(connection, sys.exc_info()[1])
         finally:
-            self._slots.release()
+            self.guard.forget(connection)
+            self.shutdown_request(connection.sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up or timed out: one line, no traceback."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, TimeoutError | ConnectionError):
-            return  # idle or gone: routine for probes
-        peer = client_address[0] if client_address else "?"
-        self.endpoint.report(f"request from {peer} failed: {type(exc).__name__}: {exc}")
+        """A connection that could not be given a thread: at most a line."""
+        self.guard.failed(None, sys.exc_info()[1])
 
 
 class Endpoint:
@@ -247,6 +279,8 @@ class Endpoint:
         report: Reporter | None = None,
         post: PostRoute | None = None,
         tls: TlsSource | None = None,
+        limits: Limits = LIMITS,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.source = source
         self.metrics = metrics
@@ -256,12 +290,13 @@ class Endpoint:
         self.draining = threading.Event()
         """Set once the process is going away (see :func:`serve_until_signalled`)."""
         self.report: Reporter = report or (lambda _line: None)
+        self._guard = Guard(limits, clock, self.report)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, listener: socket.socket) -> int:
         """Serve on an already bound, listening socket; returns its port."""
-        server = _Server(self, listener)
+        server = _Server(self, listener, self._guard)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
@@ -270,15 +305,27 @@ class Endpoint:
         self._thread.start()
         return int(listener.getsockname()[1])
 
+    def troubles(self) -> dict[Trouble, int]:
+        """How many of each kind of trouble clients caused since the start."""
+        return dict(self._guard.counts)
+
+    def serving(self) -> int:
+        """Connections being served right now."""
+        return self._guard.serving()
+
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop accepting and close the port; waits up to ``timeout`` seconds for the thread."""
+        """Stop accepting, close the port and every connection; waits up to ``timeout`` seconds
+        for the threads."""
         server, self._server = self._server, None
         if server is None:
             return
+        deadline = time.monotonic() + timeout
         stopper = threading.Thread(target=server.shutdown, daemon=True)
         stopper.start()
         stopper.join(timeout)
         server.server_close()
+        self._guard.close_all(max(0.0, deadline - time.monotonic()))
+        server.workers.stop(max(0.0, deadline - time.monotonic()))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -290,7 +337,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(128)
+        listener.listen(1024)
     except OSError as exc:
         listener.close()
         reason = exc.strerror or str(exc)

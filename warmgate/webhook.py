@@ -8,7 +8,9 @@ AdmissionReview carries no namespace labels and the webhook reads no API objects
 no RBAC): the API server matches the namespace label with the entry's ``namespaceSelector`` and
 the path says which entry matched. Each review is decided by :mod:`warmgate.admission` (pure);
 this module only times it, counts it and answers. Besides the routes, ``/livez``, ``/readyz``
-and ``/metrics`` of the endpoint.
+and ``/metrics`` of the endpoint, whose limits (:mod:`warmgate.server`) keep any one client from
+holding its connections or the memory for bodies; what they drop is counted in
+``warmgate_webhook_connections_dropped_total`` (:class:`DroppedConnections`).
 
 Certificates: :class:`CertificateFiles` watches the files' inode, size and modification time
 on every new connection and builds a new :class:`ssl.SSLContext` when they change
@@ -24,16 +26,20 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from warmgate.admission import MalformedReviewError, Outcome, admit, parse_review, response
+from warmgate.client_io import Reporter, Trouble
 from warmgate.errors import ServeError
 from warmgate.inject import InjectOptions
 from warmgate.pod_config import CONFIG_MAP, INLINE
-from warmgate.server import Endpoint, Reporter, listen, serve_until_signalled
+from warmgate.server import Endpoint, listen, serve_until_signalled
 
 ANNOTATION_PATH = "/mutate"
 """Reviews from the entry that sends pods annotated ``warmgate.io/inject: enabled``."""
@@ -103,6 +109,26 @@ class CertificateFiles:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.cert, self.key)
         return context
+
+
+class DroppedConnections(Collector):
+    """``warmgate_webhook_connections_dropped_total{reason}``, from the endpoint's counts."""
+
+    def __init__(self, counts: Callable[[], dict[Trouble, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """One sample per kind of :class:`~warmgate.client_io.Trouble`, zeros included."""
+        family = CounterMetricFamily(
+            "warmgate_webhook_connections_dropped",
+            "Connections ended before their request was served, by reason: deadline (too "
+            "slow), evicted (made room for another), refused (no room), busy (503), malformed "
+            "(not HTTP or TLS), failed (an error of the webhook).",
+            labels=["reason"],
+        )
+        for trouble, count in self.counts().items():
+            family.add_metric([trouble.value], count)
+        yield family
 
 
 def _reason(exc: Exception) -> str:
@@ -194,6 +220,7 @@ def serve_webhook(
         post=webhook.post,
         tls=certificates.context,
     )
+    registry.register(DroppedConnections(endpoint.troubles))
     bound = endpoint.start(listener)
     log.event("listening", f"answering admission reviews on port {bound}", host=host, port=bound)
     serve_until_signalled(endpoint, log, drain)
