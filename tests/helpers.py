@@ -56,6 +56,35 @@ def run_cli(
     )
 
 
+_PEAK_WAITER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measuring_peak(
+    argv: list[str], directory: Path, env: dict[str, str] | None = None
+) -> tuple[int, int, str]:
+    """Run ``argv`` to its end; its exit code, its peak resident memory in bytes and its output.
+
+    The kernel's count of a process's peak memory (``ru_maxrss``) starts from that of the
+    process it was forked from and survives ``exec``: forked from the test runner, a small
+    command would report the runner's own size. So a small waiter process forks it instead.
+    """
+    peak = directory / "peak-rss"
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_WAITER, str(peak), *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False,
+    )  # fmt: skip
+    return result.returncode, int(peak.read_text()), result.stdout
+
+
 def poll(
     predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> Any:

@@ -281,7 +281,7 @@ def test_the_pinned_sql_mode_reads_quotes_and_backslashes_as_the_check(
         count = loop.run_until_complete(pool.rows(query, {"v": "it's"}, 5, 10))
     finally:
         loop.run_until_complete(pool.aclose())
-    assert count == 1
+    assert count.rows == 1
     assert read_query(query, Dialect.MYSQL).write is None
 
 

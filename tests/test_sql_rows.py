@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from tests import maria, pg
-from tests.helpers import cli_env
+from tests.helpers import cli_env, run_measuring_peak
 from tests.test_sql_driver import plan_for
 from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS
 from warmgate.drivers.pgrows import SHAPE_LIFETIME, Column, Shapes, guard, text_bound
@@ -434,7 +432,8 @@ def test_a_row_of_several_packets_is_one_wide_row(tmp_path: Path) -> None:
 
 def prime_peak(directory: Path, url: str, query: str, concurrency: int) -> tuple[int, int, str]:
     """Run ``warmgate prime`` on one SQL target to the end; its exit code, the peak resident
-    memory of its process in bytes (the kernel's ru_maxrss), and its output."""
+    memory of its process in bytes (the kernel's ru_maxrss, see ``run_measuring_peak``), and
+    its output."""
     config = directory / "warmup.yaml"
     config.write_text(
         "targets:\n"
@@ -444,17 +443,9 @@ def prime_peak(directory: Path, url: str, query: str, concurrency: int) -> tuple
         " on_timeout: fail}\n"
         f"status_dir: {directory / 'status'}\n"
     )
-    with subprocess.Popen(
-        [sys.executable, "-m", "warmgate", "prime", "--config", str(config), "--log-format",
-         "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
-    ) as process:  # fmt: skip
-        assert process.stdout is not None
-        output = process.stdout.read()  # until the process closes it: it has ended
-        # Reaped here rather than by Popen, for the resources the kernel counted for it.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss * 1024, output
+    argv = [sys.executable, "-m", "warmgate", "prime", "--config", str(config), "--log-format",
+            "json"]  # fmt: skip
+    return run_measuring_peak(argv, directory, cli_env())
 
 
 MEMORY_CASES = {
