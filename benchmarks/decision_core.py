@@ -1,6 +1,6 @@
 """CPU cost of the decision core: per recorded sample, and per evaluation tick.
 
-Feeds a :class:`~warmgate.controller.Controller` 800 req/s of synthetic samples over two targets
+Feeds a :class:`~warmgate.decide.judge.Controller` 800 req/s of synthetic samples over two targets
 (lognormal latencies around 7 ms, 0.5% timeouts) at the target level 16 with a 10 s window, and
 ticks it four times a second as the runner does, with a p95 limit that never passes (so every
 tick evaluates everything). Reports the CPU time (``time.process_time``, so other processes on
@@ -18,9 +18,9 @@ import argparse
 import random
 import time
 
-from warmgate.controller import Controller
-from warmgate.gate import Thresholds
-from warmgate.window import Sample
+from warmgate.decide.gate import Thresholds
+from warmgate.decide.judge import Controller
+from warmgate.decide.window import Sample
 
 RATE = 800
 TICK = 0.25

@@ -50,14 +50,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from warmgate.config import HttpTarget, TrafficConfig
-from warmgate.controller import Controller
-from warmgate.drivers.http import HttpDriver, HttpPlan, make_client
-from warmgate.gate import Thresholds
-from warmgate.load import Load
-from warmgate.runner import TICK
-from warmgate.templating import Templates
-from warmgate.window import Sample, Stats, percentile
+from warmgate.config.model import HttpTarget, TrafficConfig
+from warmgate.decide.gate import Thresholds
+from warmgate.decide.judge import Controller
+from warmgate.decide.window import Sample, Stats, percentile
+from warmgate.runtime.warmup import TICK
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.templating import Templates
+from warmgate.traffic.web.driver import HttpDriver, HttpPlan, make_client
 
 WORKERS = 32
 PACED_RATE = 800.0
@@ -592,13 +592,16 @@ def cli_phase(root: Path, url: str, prime_s: float) -> CliResult:
 
 IMPORT_STEPS = (
     ("python", ""),
-    ("+ import warmgate.cli", "import warmgate.cli"),
-    ("+ pydantic, warmgate.config", "import warmgate.config"),
+    ("+ import warmgate.cli.main", "import warmgate.cli.main"),
+    ("+ pydantic, warmgate.config.model", "import warmgate.config.model"),
     ("+ prometheus_client", "import prometheus_client"),
     ("+ httpx", "import httpx"),
     ("+ aiohttp (client)", "import aiohttp"),
     ("+ aiohttp.web (server)", "import aiohttp.web"),
-    ("+ the rest of `run`", "import warmgate.process, warmgate.drivers.http, httpx_aiohttp"),
+    (
+        "+ the rest of `run`",
+        "import warmgate.runtime.primer, warmgate.traffic.web.driver, httpx_aiohttp",
+    ),
 )
 
 
@@ -625,9 +628,9 @@ def import_rss() -> list[tuple[str, float]]:
 
 
 def import_only_rss() -> float:
-    """VmRSS of a fresh ``python -c "import warmgate.cli"`` (MiB)."""
+    """VmRSS of a fresh ``python -c "import warmgate.cli.main"`` (MiB)."""
     code = (
-        "import re, pathlib, warmgate.cli\n"
+        "import re, pathlib, warmgate.cli.main\n"
         "text = pathlib.Path('/proc/self/status').read_text()\n"
         r"print(int(re.search(r'VmRSS:\s+(\d+)', text).group(1)) / 1024)"
     )
@@ -863,7 +866,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
     )
     table.append(
         Row(
-            '   RSS of python -c "import warmgate.cli"',
+            '   RSS of python -c "import warmgate.cli.main"',
             f"{results['import_only_rss_mib']:.1f} MiB",
             "-",
             "context",

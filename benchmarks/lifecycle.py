@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import free_port, items_url  # noqa: E402
-from warmgate.simapp import Behavior, SimApp  # noqa: E402
+from warmgate.demo.simapp import Behavior, SimApp  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -28,11 +28,11 @@ import subprocess
 import tempfile
 import time
 
-from warmgate.config import SqlTarget
-from warmgate.drivers.sql import SqlDriver, SqlPlan
-from warmgate.load import Load
-from warmgate.templating import Templates
-from warmgate.window import Sample, percentile
+from warmgate.config.model import SqlTarget
+from warmgate.decide.window import Sample, percentile
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
+from warmgate.traffic.templating import Templates
 
 HOST, PORT = "127.0.0.1", 3306
 

@@ -28,7 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 

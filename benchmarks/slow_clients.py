@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from tests.helpers import WarmgateProcess, items_url  # noqa: E402
 from tests.reviews import deployment_pod, request  # noqa: E402
 from tests.slow_clients import SlowClients  # noqa: E402
-from warmgate.simapp import Behavior, SimApp  # noqa: E402
+from warmgate.demo.simapp import Behavior, SimApp  # noqa: E402
 
 CROWDS = [(0, "127.0.0.1"), (64, "127.0.0.2"), (512, "127.0.0.2"), (64, "127.0.0.1"),
           (512, "127.0.0.1")]  # fmt: skip

@@ -45,12 +45,12 @@ import psycopg
 import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from warmgate.config import SqlTarget
-from warmgate.drivers.postgres import PostgresPool, read_only
-from warmgate.drivers.sql import SqlDriver, SqlPlan
-from warmgate.load import Load
-from warmgate.templating import Templates
-from warmgate.window import Sample, percentile
+from warmgate.config.model import SqlTarget
+from warmgate.decide.window import Sample, percentile
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
+from warmgate.traffic.sql.postgres import PostgresPool, read_only
+from warmgate.traffic.templating import Templates
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 QUERY = "SELECT abalance FROM pgbench_accounts WHERE aid = :aid"

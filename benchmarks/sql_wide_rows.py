@@ -42,9 +42,9 @@ from pathlib import Path
 
 import psycopg
 
-from warmgate.drivers.pgrows import Column, Shape, guard
-from warmgate.drivers.postgres import read_only
-from warmgate.drivers.sqlrows import rows_per_read
+from warmgate.traffic.sql.pgrows import Column, Shape, guard
+from warmgate.traffic.sql.postgres import read_only
+from warmgate.traffic.sql.rows import rows_per_read
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,9 +95,9 @@ def prime(engine: str, width: int, rows: int, concurrency: int, tree: Path) -> s
 
 READ_TIME = r"""
 import asyncio, statistics, sys, time
-from warmgate.config import SqlTarget
-from warmgate.drivers.sql import SqlPlan, open_pool
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.traffic.sql.driver import SqlPlan, open_pool
+from warmgate.traffic.templating import Templates
 
 async def main(url, query, times):
     target = SqlTarget(url=url, query=query, timeout="60s", row_cap=1_000_000)

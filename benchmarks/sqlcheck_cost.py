@@ -14,11 +14,11 @@ import sys
 import timeit
 
 STEPS = [
-    ("python + SQLAlchemy + warmgate.drivers.sql", "import warmgate.drivers.sql"),
-    ("+ import pglast (warmgate.drivers.pgcheck)", "import warmgate.drivers.pgcheck"),
+    ("python + SQLAlchemy + warmgate.traffic.sql.driver", "import warmgate.traffic.sql.driver"),
+    ("+ import pglast (warmgate.traffic.sql.pgcheck)", "import warmgate.traffic.sql.pgcheck"),
     (
         "+ check one PostgreSQL query",
-        "from warmgate.drivers.sqlcheck import Dialect, read_query;"
+        "from warmgate.traffic.sql.check import Dialect, read_query;"
         "read_query('SELECT * FROM orders WHERE customer_id = :cid LIMIT 20', Dialect.POSTGRESQL)",
     ),
 ]
@@ -49,8 +49,8 @@ def main() -> None:
         added = "" if previous is None else f" (+{rss - previous:.1f})"
         print(f"{label}: {rss:.1f} MiB{added}")
         previous = rss
-    from warmgate.drivers import mysqlcheck, pgcheck
-    from warmgate.drivers.sqlbind import Style, bind
+    from warmgate.traffic.sql import mysqlcheck, pgcheck
+    from warmgate.traffic.sql.binding import Style, bind
 
     for name, read, style in (
         ("PostgreSQL (pglast)", pgcheck.read, Style.NUMERIC_DOLLAR),

@@ -42,9 +42,9 @@ from typing import Any
 import trustme
 from http_driver import cpu_seconds, fmt, free_port, machine, running, wait_for_http
 
-from warmgate.drivers import OK
-from warmgate.loading import load_config
-from warmgate.targets import compile_config, open_drivers
+from warmgate.config.loader import load_config
+from warmgate.traffic.driver import OK
+from warmgate.traffic.targets import compile_config, open_drivers
 
 BODY = b"warm\n"
 WARMUP_S = 0.5

@@ -20,10 +20,10 @@ from pathlib import Path
 CHILD = r"""
 import gc, json, sys, time, tracemalloc
 from pathlib import Path
-from warmgate.templating import Templates
-from warmgate.url_set import load_url_set
+from warmgate.traffic.templating import Templates
+from warmgate.traffic.url_set import load_url_set
 import jinja2.sandbox  # imported up front, so their cost is not counted as the set's
-import warmgate.config
+import warmgate.config.model
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from tests import pg
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 # Hypothesis's default deadline (200 ms an example) is a timing assertion: a busy CI machine
 # breaks it with nothing wrong. Examples are bounded by max_examples and pytest's timeout.

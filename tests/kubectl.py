@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from warmgate.yaml_stream import parse
+from warmgate.kube.yaml_stream import parse
 
 MARK = "warmgate.test/decoded"
 """The annotation kubectl is asked to add; taken out again before comparing."""

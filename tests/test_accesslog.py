@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmgate.accesslog import (
+from warmgate.kernel.errors import ConfigError
+from warmgate.paths.accesslog import (
     JsonFields,
     LogFormat,
     TruncatedError,
@@ -22,9 +23,8 @@ from warmgate.accesslog import (
     parse_ncsa,
     whole_lines,
 )
-from warmgate.errors import ConfigError
-from warmgate.pathstats import IdMode, PathCounter, Policy, path_of, statuses_from, token_like
-from warmgate.templating import Templates
+from warmgate.paths.pathstats import IdMode, PathCounter, Policy, path_of, statuses_from, token_like
+from warmgate.traffic.templating import Templates
 
 # Written by Tomcat 10.1.60's AccessLogValve here, pattern "combined" (and "common" below).
 TOMCAT_COMBINED = b"""\

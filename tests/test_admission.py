@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reviews import deployment_pod, patched, request, with_sidecars
-from warmgate.admission import (
+from warmgate.kube.admission import (
     MalformedReviewError,
     Outcome,
     Review,
@@ -20,9 +20,14 @@ from warmgate.admission import (
     parse_review,
     response,
 )
-from warmgate.inject import INLINE_CONFIG, MARKER, InjectOptions, inject_object
-from warmgate.pod_config import INLINE, MAX_ANNOTATION_CHARS, InvalidAnnotationError, pod_config
-from warmgate.templating import referenced_names
+from warmgate.kube.inject import INLINE_CONFIG, MARKER, InjectOptions, inject_object
+from warmgate.kube.pod_config import (
+    INLINE,
+    MAX_ANNOTATION_CHARS,
+    InvalidAnnotationError,
+    pod_config,
+)
+from warmgate.traffic.templating import referenced_names
 
 OPTIONS = InjectOptions(config_map="warmgate")
 ENABLED = {"warmgate.io/inject": "enabled"}
@@ -371,7 +376,7 @@ def test_every_answer_allows_and_a_second_pass_never_patches(
 
 def test_uninject_takes_out_exactly_what_the_webhook_put_in() -> None:
     """The patched pod, inline config included, goes back to the received pod through uninject."""
-    from warmgate.uninject import uninject_object
+    from warmgate.kube.uninject import uninject_object
 
     pod = with_sidecars(deployment_pod(ENABLED | {"warmgate.io/url": URL}))
     _, after = decide(pod)
@@ -407,9 +412,9 @@ def test_any_annotation_text_is_a_config_or_an_invalid_annotation(
 
 def test_a_config_without_template_files_refuses_line_in_the_sidecar_too() -> None:
     """template_files: false (what the webhook writes) makes the sidecar's own compile refuse line()."""
-    from warmgate.errors import TemplateError
-    from warmgate.loading import load_config
-    from warmgate.targets import compile_targets
+    from warmgate.config.loader import load_config
+    from warmgate.kernel.errors import TemplateError
+    from warmgate.traffic.targets import compile_targets
 
     source = "http://127.0.0.1:8080/{{ line('/etc/hostname') }}"
     overrides = {"targets": [{"http": {"url": source}}], "template_files": False}

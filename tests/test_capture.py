@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmgate.capture import (
+from warmgate.decide.walk import (
     MAX_PROGRAM_SIZE,
     Answer,
     CaptureError,

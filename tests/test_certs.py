@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.tls_server import expired, self_signed
-from warmgate.certs import certificate_dates, guess_format, pem_blocks
-from warmgate.handshake import alert_reason, verify_reason
+from warmgate.traffic.certs import certificate_dates, guess_format, pem_blocks
+from warmgate.traffic.handshake import alert_reason, verify_reason
 
 UTC = datetime.UTC
 CERT = trustme.CA().issue_cert("app.internal").cert_chain_pems[0].bytes()

@@ -28,7 +28,7 @@ from tests.helpers import (
     run_cli,
 )
 from tests.test_config import billion_laughs
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 COLD = Behavior(start_capacity=1, full_capacity=1, base_latency=0.02)
 """Copes with one request at a time; 16 at once get 503s."""

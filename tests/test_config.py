@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from warmgate.cli import overrides_from_flags
-from warmgate.config import warnings as config_warnings
-from warmgate.config_file import MAX_CONFIG_BYTES
-from warmgate.errors import ConfigError, TemplateError
-from warmgate.loading import describe, load_config, load_for_command
-from warmgate.secrets import redact_url
-from warmgate.targets import compile_targets
-from warmgate.templating import Templates
-from warmgate.units import format_duration, parse_duration
+from warmgate.cli.main import overrides_from_flags
+from warmgate.config.bounded_yaml import MAX_CONFIG_BYTES
+from warmgate.config.loader import describe, load_config, load_for_command
+from warmgate.config.model import warnings as config_warnings
+from warmgate.kernel.errors import ConfigError, TemplateError
+from warmgate.kernel.secrets import redact_url
+from warmgate.kernel.units import format_duration, parse_duration
+from warmgate.traffic.targets import compile_targets
+from warmgate.traffic.templating import Templates
 
 URL = "http://127.0.0.1:8080/items/1"
 
@@ -524,7 +524,7 @@ def test_a_render_slow_only_on_some_values_is_interrupted(source: str) -> None:
 def test_a_render_that_finishes_as_its_timer_fires_raises_only_inside_the_bound() -> None:
     """A timer signal that lands as the render returns is raised within the bounded call, never
     later in the caller's code."""
-    from warmgate.template_bounds import TooSlowError, within
+    from warmgate.traffic.template_bounds import TooSlowError, within
 
     outcomes = []
     for _ in range(200):

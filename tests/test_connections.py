@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmgate.client_io import Connection, DeadlineReader, ExpiredError, HeadTooLargeError
-from warmgate.connections import QUEUED, RUNNING, WAITING, Limits, Table, Throttle
+from warmgate.serve.client_io import Connection, DeadlineReader, ExpiredError, HeadTooLargeError
+from warmgate.serve.connections import QUEUED, RUNNING, WAITING, Limits, Table, Throttle
 
 MIB = 1024 * 1024
 SMALL = Limits(connections=4)

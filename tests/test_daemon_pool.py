@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from warmgate.daemon_pool import DaemonPool
+from warmgate.runtime.daemon_pool import DaemonPool
 
 
 def test_the_loop_ends_while_a_blocking_job_still_runs() -> None:

@@ -16,18 +16,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmgate.checks import success_check
-from warmgate.controller import Controller
-from warmgate.drivers import OK, Outcome
-from warmgate.gate import WARM, Gate, Thresholds, Verdict
-from warmgate.histogram import Histogram, bucket_index, bucket_value
-from warmgate.load import Load
-from warmgate.omission import expected_interval, percentiles
-from warmgate.plateau import SPAN_REQUESTS, SPANS_MIN, fit
-from warmgate.ramp import SIGNIFICANCE, Ramp, tail_bound
-from warmgate.render import render_text
-from warmgate.report import Point, Record, Recorder
-from warmgate.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
+from warmgate.decide.checks import success_check
+from warmgate.decide.gate import WARM, Gate, Thresholds, Verdict
+from warmgate.decide.histogram import Histogram, bucket_index, bucket_value
+from warmgate.decide.judge import Controller
+from warmgate.decide.omission import expected_interval, percentiles
+from warmgate.decide.plateau import SPAN_REQUESTS, SPANS_MIN, fit
+from warmgate.decide.ramp import SIGNIFICANCE, Ramp, tail_bound
+from warmgate.decide.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
+from warmgate.report.record import Point, Record, Recorder
+from warmgate.report.render import render_text
+from warmgate.traffic.driver import OK, Outcome
+from warmgate.traffic.loadgen import Load
 
 TARGET = 16
 TICK = 0.25

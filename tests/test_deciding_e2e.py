@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import items_url, run_cli
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli
-from warmgate.demo import demo_command, run_demo, summary
-from warmgate.errors import ConfigError
-from warmgate.simapp import Behavior
+from warmgate.demo.simapp import Behavior
+from warmgate.demo.tour import demo_command, run_demo, summary
+from warmgate.kernel.errors import ConfigError
 
 
 @pytest.mark.slow

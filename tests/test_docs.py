@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, cli_env, free_port
-from warmgate.cli import app
-from warmgate.loading import load_config
-from warmgate.reference import json_schema_text, markdown_reference
-from warmgate.targets import compile_targets
+from warmgate.cli.main import app
+from warmgate.cli.reference import json_schema_text, markdown_reference
+from warmgate.config.loader import load_config
+from warmgate.traffic.targets import compile_targets
 
 README = REPO / "README.md"
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../docs/warmgate.schema.json"
@@ -37,7 +37,7 @@ def test_json_schema_file_is_current() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [*sorted((REPO / "examples").glob("*.yaml")), REPO / "warmgate" / "demo.yaml"],
+    [*sorted((REPO / "examples").glob("*.yaml")), REPO / "warmgate" / "demo" / "demo.yaml"],
     ids=lambda p: p.name,
 )
 def test_example_configs_validate_and_carry_the_schema(path: Path) -> None:

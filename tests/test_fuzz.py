@@ -27,14 +27,12 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import warmgate.drivers.pgcheck  # (pglast) imported once here, not inside a timed example
-import warmgate.drivers.sql  # noqa: F401 - imported once here, not inside a timed example
 from tests.test_config import billion_laughs
-from warmgate.cli import PLAN_FLAGS, app, overrides_from_flags
-from warmgate.errors import ConfigError
-from warmgate.loading import describe, load_config
-from warmgate.targets import compile_targets
-from warmgate.templating import Templates
+from warmgate.cli.main import PLAN_FLAGS, app, overrides_from_flags
+from warmgate.config.loader import describe, load_config
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.targets import compile_targets
+from warmgate.traffic.templating import Templates
 
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 """Seconds each fuzz target runs for (the name has no WARMGATE_ prefix: conftest clears those)."""
@@ -415,7 +413,7 @@ def test_no_collection_runs_under_the_first_render_deadline() -> None:
     """The first render pauses the cyclic collector: a gc callback that met the deadline would
     lose the TooSlowError and, with it, the trace, leaving the template unbounded (found by
     test_fuzz_templates, whose Hypothesis registers such a callback)."""
-    from warmgate.template_bounds import deadline
+    from warmgate.traffic.template_bounds import deadline
 
     assert gc.isenabled()
     with deadline(5.0):

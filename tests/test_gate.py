@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmgate.controller import Controller
-from warmgate.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, WARM, Gate, Thresholds
-from warmgate.ramp import Ramp
-from warmgate.window import Sample, Stats, Window, percentile
+from warmgate.decide.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, WARM, Gate, Thresholds
+from warmgate.decide.judge import Controller
+from warmgate.decide.ramp import Ramp
+from warmgate.decide.window import Sample, Stats, Window, percentile
 
 TARGET = 16
 

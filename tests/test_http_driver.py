@@ -15,13 +15,19 @@ import httpx
 import pytest
 from aiohttp import web
 
-from warmgate.config import HttpTarget, TrafficConfig
-from warmgate.drivers import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
-from warmgate.drivers.http import HttpDriver, HttpPlan, StatelessClient, make_client, tcp_probe
-from warmgate.load import Load
-from warmgate.simapp import SimApp
-from warmgate.templating import Templates
-from warmgate.window import Sample
+from warmgate.config.model import HttpTarget, TrafficConfig
+from warmgate.decide.window import Sample
+from warmgate.demo.simapp import SimApp
+from warmgate.traffic.driver import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.templating import Templates
+from warmgate.traffic.web.driver import (
+    HttpDriver,
+    HttpPlan,
+    StatelessClient,
+    make_client,
+    tcp_probe,
+)
 
 
 def driver_for(url: str, client: httpx.AsyncClient, **fields: object) -> HttpDriver:

@@ -42,7 +42,7 @@ import pytest
 
 from tests.helpers import REPO, free_port, http_get, items_url, poll
 from warmgate import __version__
-from warmgate.simapp import SimApp
+from warmgate.demo.simapp import SimApp
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

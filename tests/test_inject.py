@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode, python_view, pyyaml_view
-from warmgate.errors import ConfigError
-from warmgate.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_object, inject_text
-from warmgate.yaml_stream import dump, parse
+from warmgate.kernel.errors import ConfigError
+from warmgate.kube.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_object, inject_text
+from warmgate.kube.yaml_stream import dump, parse
 
 SAMPLES = REPO / "tests" / "samples"
 HERITAGE = SAMPLES / "heritage-app.yaml"

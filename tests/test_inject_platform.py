@@ -14,8 +14,8 @@ import yaml
 from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode
 from tests.test_inject import HERITAGE, SAMPLES, WORKLOADS, documents, inject_cli, pod_spec
-from warmgate.inject import MARKER
-from warmgate.selection import (
+from warmgate.kube.inject import MARKER
+from warmgate.kube.selection import (
     Choice,
     Operator,
     Requirement,

@@ -17,18 +17,18 @@ from aiohttp import web
 
 from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
-from warmgate.config import TrafficConfig
-from warmgate.config import warnings as config_warnings
-from warmgate.drivers import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS, Outcome
-from warmgate.drivers.http import make_client
-from warmgate.drivers.journey import JourneyDriver
-from warmgate.drivers.matcher import Matcher, OverBudgetError
-from warmgate.errors import ConfigError, TemplateError
-from warmgate.load import Load
-from warmgate.loading import load_config
-from warmgate.simapp import Behavior, SimApp
-from warmgate.targets import compile_targets
-from warmgate.window import Sample
+from warmgate.config.loader import load_config
+from warmgate.config.model import TrafficConfig
+from warmgate.config.model import warnings as config_warnings
+from warmgate.decide.window import Sample
+from warmgate.demo.simapp import Behavior, SimApp
+from warmgate.kernel.errors import ConfigError, TemplateError
+from warmgate.traffic.driver import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS, Outcome
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.targets import compile_targets
+from warmgate.traffic.web.driver import make_client
+from warmgate.traffic.web.journey import JourneyDriver
+from warmgate.traffic.web.matcher import Matcher, OverBudgetError
 
 ENV = {"APP_PASSWORD": PASSWORD}
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import WarmgateProcess, run_cli
 from tests.journeys import PASSWORD, login_journey
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import yaml
 from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode, kubectl, pyyaml_view
 from tests.pss import violations
-from warmgate.config import Target
-from warmgate.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_text
+from warmgate.config.model import Target
+from warmgate.kube.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_text
 
 K8S = REPO / "k8s"
 BASE = K8S / "base"

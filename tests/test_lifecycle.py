@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import WarmgateProcess, free_port, http_get, items_url, poll, run_cli
-from warmgate.simapp import Behavior, SimApp
+from warmgate.demo.simapp import Behavior, SimApp
 
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 FAST_GATE = ["--concurrency", "16", "--window", "3s", "--hold", "1s", "--min-requests", "20"]

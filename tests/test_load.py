@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tests import virtual_time
-from warmgate.drivers import OK, Outcome
-from warmgate.load import Load
-from warmgate.window import Sample, Stats
+from warmgate.decide.window import Sample, Stats
+from warmgate.traffic.driver import OK, Outcome
+from warmgate.traffic.loadgen import Load
 
 
 @dataclass

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from warmgate.machine import (
+from warmgate.decide.lifecycle import (
     TRANSITIONS,
     Action,
     Event,
@@ -327,7 +327,7 @@ def test_the_supervisor_judges_its_own_deadline_with_what_the_primer_saw() -> No
 def test_a_primer_the_supervisor_stopped_for_hanging_is_not_called_an_oom_kill() -> None:
     """How a primer ended without an outcome: hung and stopped by the supervisor (whatever
     signal that took), killed by the kernel's SIGKILL, another signal, or an exit code."""
-    from warmgate.supervisor import primer_death
+    from warmgate.runtime.supervisor import primer_death
 
     assert primer_death(-9, 31.4) == (
         "hung (it said nothing for 31s) and was stopped by the supervisor"

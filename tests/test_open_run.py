@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from tests.helpers import WarmgateProcess, http_get, poll, run_cli
 from tests.reviews import deployment_pod, patched, request
-from warmgate.admission import Review, admit, response
-from warmgate.inject import InjectOptions
-from warmgate.inject_parts import CONFIG_DIR, STATUS_DIR
-from warmgate.open_run import NO_CONFIG, open_reason, open_status, stopped_status
-from warmgate.status import HEARTBEAT_FILE, READY_FILE, STATUS_FILE
+from warmgate.kube.admission import Review, admit, response
+from warmgate.kube.inject import InjectOptions
+from warmgate.kube.inject_parts import CONFIG_DIR, STATUS_DIR
+from warmgate.runtime.open_run import NO_CONFIG, open_reason, open_status, stopped_status
+from warmgate.serve.status import HEARTBEAT_FILE, READY_FILE, STATUS_FILE
 
 CONFIG = Path("/etc/warmgate/warmgate.yaml")
 

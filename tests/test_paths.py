@@ -12,7 +12,7 @@ from pathlib import Path
 import typer.main
 
 from tests.helpers import REPO, cli_env, run_cli
-from warmgate.cli import app
+from warmgate.cli.main import app
 
 LINE = '10.0.0.{n} - - [29/Nov/2026:12:00:00 +0000] "{method} {target} HTTP/1.1" {status} 12 "-" "ua"\n'
 

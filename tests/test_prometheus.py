@@ -23,9 +23,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import REPO, WarmgateProcess, free_port, http_get, items_url, poll, run_cli
-from warmgate.metrics import FileStatusCollector
-from warmgate.simapp import Behavior, SimApp
-from warmgate.status import Status, StatusDir
+from warmgate.demo.simapp import Behavior, SimApp
+from warmgate.serve.metrics import FileStatusCollector
+from warmgate.serve.status import Status, StatusDir
 
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_latency=0.002)
 """Copes with one request at a time at first, with 16 only after 1500 answers."""

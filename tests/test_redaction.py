@@ -21,16 +21,16 @@ from hypothesis import strategies as st
 
 from tests import pg
 from tests.helpers import WarmgateProcess, http_get, run_cli
-from warmgate.drivers import ERROR, Outcome
-from warmgate.drivers.sqlcheck import Dialect
-from warmgate.drivers.sqlerrors import classify
-from warmgate.errors import ConfigError
-from warmgate.load import Load
-from warmgate.loading import describe, load_config
-from warmgate.logs import Log
-from warmgate.secrets import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
-from warmgate.targets import compile_targets
-from warmgate.window import Sample
+from warmgate.config.loader import describe, load_config
+from warmgate.decide.window import Sample
+from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.secrets import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
+from warmgate.serve.logs import Log
+from warmgate.traffic.driver import ERROR, Outcome
+from warmgate.traffic.loadgen import Load
+from warmgate.traffic.sql.check import Dialect
+from warmgate.traffic.sql.outcomes import classify
+from warmgate.traffic.targets import compile_targets
 
 RESERVED = ":/?#[]@!$&'()*+,;=%"
 """RFC 3986's reserved characters, and % (what a password may hold unencoded)."""

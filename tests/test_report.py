@@ -16,15 +16,15 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from tests.helpers import run_cli
-from warmgate.histogram import Histogram
-from warmgate.live import render_status
-from warmgate.logs import Log
-from warmgate.process import publish_report
-from warmgate.render import render_html, render_svg, render_text, suggestions
-from warmgate.report import Point, Record, Recorder
-from warmgate.simapp import Behavior, SimApp
-from warmgate.status import Status, StatusDir
-from warmgate.window import percentile
+from warmgate.decide.histogram import Histogram
+from warmgate.decide.window import percentile
+from warmgate.demo.simapp import Behavior, SimApp
+from warmgate.report.record import Point, Record, Recorder
+from warmgate.report.render import render_html, render_svg, render_text, suggestions
+from warmgate.runtime.primer import publish_report
+from warmgate.serve.live import render_status
+from warmgate.serve.logs import Log
+from warmgate.serve.status import Status, StatusDir
 
 
 @settings(max_examples=100, deadline=None)

@@ -19,10 +19,10 @@ import trustme
 
 from tests.helpers import WarmgateProcess, items_url, poll
 from tests.slow_clients import SlowClients
-from warmgate.client_io import Trouble
-from warmgate.connections import Limits
-from warmgate.server import LIMITS, Endpoint, PostRoute, listen
-from warmgate.simapp import SimApp
+from warmgate.demo.simapp import SimApp
+from warmgate.serve.client_io import Trouble
+from warmgate.serve.connections import Limits
+from warmgate.serve.server import LIMITS, Endpoint, PostRoute, listen
 
 PROBE_RULE = 1.0
 """Seconds within which /readyz must answer whatever slow clients do (the product rule)."""

@@ -14,12 +14,12 @@ from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine.default import DefaultDialect
 
-from warmgate.config import SqlTarget
-from warmgate.drivers.sql import SqlPlan
-from warmgate.drivers.sqlbind import Style, bind
-from warmgate.drivers.sqlcheck import Dialect, read_query
-from warmgate.errors import ConfigError
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.sql.binding import Style, bind
+from warmgate.traffic.sql.check import Dialect, read_query
+from warmgate.traffic.sql.driver import SqlPlan
+from warmgate.traffic.templating import Templates
 
 PG, MY, LITE = Dialect.POSTGRESQL, Dialect.MYSQL, Dialect.SQLITE
 DBLINK = "dblink_exec('dbname=test', 'DELETE FROM orders')"
@@ -323,7 +323,7 @@ def test_the_parse_does_not_depend_on_the_callers_stack() -> None:
     """With a 512 KiB main stack, where pglast called directly overflows on a chain of 4,999
     operators, the check still reads it: it parses on a thread with a stack of its own."""
     code = (
-        "from warmgate.drivers.sqlcheck import Dialect, read_query;"
+        "from warmgate.traffic.sql.check import Dialect, read_query;"
         "print(read_query('SELECT ' + ' + '.join(['1'] * 4999), Dialect.POSTGRESQL).unreadable)"
     )
     done = subprocess.run(

@@ -13,10 +13,10 @@ import pytest
 from tests import maria, pg
 from tests.helpers import run_cli
 from tests.test_sql_e2e import FAST_GATE, write_config
-from warmgate.config import SqlTarget
-from warmgate.drivers import OK, Outcome
-from warmgate.drivers.sql import SqlDriver, SqlPlan
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.traffic.driver import OK, Outcome
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
+from warmgate.traffic.templating import Templates
 
 pytestmark = pytest.mark.slow
 

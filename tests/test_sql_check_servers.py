@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from tests import maria, pg
-from warmgate.drivers.mysql import MysqlPool
-from warmgate.drivers.postgres import PostgresPool
-from warmgate.drivers.sqlcheck import Dialect, read_query
+from warmgate.traffic.sql.check import Dialect, read_query
+from warmgate.traffic.sql.mysql import MysqlPool
+from warmgate.traffic.sql.postgres import PostgresPool
 
 MARKED = "wg-marker-called"
 """The error the marker raises, so the server tells whether it ran."""

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli_env, run_cli
-from warmgate.config import Config
-from warmgate.drivers.sql import bind_value
-from warmgate.drivers.sqlcheck import escape_problem, write_problem
-from warmgate.drivers.sqlerrors import connect_phrase
-from warmgate.errors import ConfigError
-from warmgate.loading import describe, load_config
-from warmgate.targets import compile_targets, open_drivers
+from warmgate.config.loader import describe, load_config
+from warmgate.config.model import Config
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.sql.check import escape_problem, write_problem
+from warmgate.traffic.sql.driver import bind_value
+from warmgate.traffic.sql.outcomes import connect_phrase
+from warmgate.traffic.targets import compile_targets, open_drivers
 
 PG = "postgresql+psycopg://app@db.internal:5432/orders"
 
@@ -334,7 +334,7 @@ def test_validate_cli_redacts_and_rejects_writes(tmp_path: Path) -> None:
 SQL_MODULES = "('sqlalchemy', 'psycopg', 'aiomysql', 'pymysql', 'aiosqlite', 'greenlet', 'pglast')"
 IMPORTED = (
     "import sys\n"
-    "from warmgate.cli import app\n"
+    "from warmgate.cli.main import app\n"
     "try:\n"
     "    app(sys.argv[1:])\n"
     "except SystemExit as exc:\n"

@@ -17,10 +17,17 @@ import pytest
 
 from tests import pg
 from tests.helpers import poll
-from warmgate.config import SqlTarget
-from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, WRITE_REJECTED
-from warmgate.drivers.sql import SqlDriver, SqlPlan, open_pool
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.traffic.driver import (
+    CONNECTION_ERROR,
+    ERROR,
+    OK,
+    TIMEOUT,
+    UNEXPECTED_STATUS,
+    WRITE_REJECTED,
+)
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
+from warmgate.traffic.templating import Templates
 
 SLOW_SQLITE = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100000000) "

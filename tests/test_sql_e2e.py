@@ -13,7 +13,7 @@ import pytest
 
 from tests import pg
 from tests.helpers import WarmgateProcess, http_get, poll, run_cli
-from warmgate.simapp import SimApp
+from warmgate.demo.simapp import SimApp
 
 FAST_GATE = (
     "load: {concurrency: 4, ramp_step: 200ms}\n"

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 from tests import maria
 from tests.helpers import free_port
 from tests.test_sql_config import imported_sql_modules
-from warmgate.config import SqlTarget
-from warmgate.drivers import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
-from warmgate.drivers.mysql import set_sql_mode, timed
-from warmgate.drivers.sql import SqlDriver, SqlPlan, open_pool
-from warmgate.drivers.sqlcheck import Dialect, escape_problem, write_problem
-from warmgate.drivers.sqlerrors import classify
-from warmgate.errors import ConfigError
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
+from warmgate.traffic.sql.check import Dialect, escape_problem, write_problem
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
+from warmgate.traffic.sql.mysql import set_sql_mode, timed
+from warmgate.traffic.sql.outcomes import classify
+from warmgate.traffic.templating import Templates
 
 MYSQL = Dialect.MYSQL
 

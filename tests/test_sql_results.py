@@ -15,8 +15,8 @@ import pytest
 from tests import pg
 from tests.helpers import cli_env
 from tests.test_sql_driver import backends, plan_for, unchecked
-from warmgate.drivers import OK, UNEXPECTED_STATUS, WRITE_REJECTED
-from warmgate.drivers.sql import SqlDriver, SqlPlan, open_pool
+from warmgate.traffic.driver import OK, UNEXPECTED_STATUS, WRITE_REJECTED
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
 
 MANY = {
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000) "
@@ -132,9 +132,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 PEAK = """
 import asyncio, sys
-from warmgate.config import SqlTarget
-from warmgate.drivers.sql import SqlPlan, open_pool
-from warmgate.templating import Templates
+from warmgate.config.model import SqlTarget
+from warmgate.traffic.sql.driver import SqlPlan, open_pool
+from warmgate.traffic.templating import Templates
 
 
 def high_water_mark():

@@ -15,9 +15,9 @@ from psycopg import sql
 from tests import pg
 from tests.helpers import run_cli
 from tests.test_sql_driver import plan_for, unchecked
-from warmgate.drivers import CONNECTION_ERROR, ERROR, OK
-from warmgate.drivers.sql import SqlDriver, SqlPlan
-from warmgate.errors import ConfigError
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
 
 PASSWORD = "pw-Only-4-tests"  # noqa: S105 - a test role's password
 """The password of the roles made here; never shown by warmgate."""
@@ -72,7 +72,7 @@ def write_access(url: str) -> str | None:
     """What the role of ``url`` may write, as the start-up check says it."""
 
     async def scenario() -> str | None:
-        from warmgate.drivers.postgres import PostgresPool
+        from warmgate.traffic.sql.postgres import PostgresPool
 
         pool = PostgresPool(plan_for(url, "SELECT 1").url, 1, wait=5)
         try:

@@ -21,13 +21,13 @@ from psycopg import sql
 from tests import maria, pg
 from tests.helpers import cli_env, run_measuring_peak
 from tests.test_sql_driver import plan_for
-from warmgate.drivers import ERROR, OK, UNEXPECTED_STATUS
-from warmgate.drivers.pgrows import SHAPE_LIFETIME, Column, Shapes, guard, text_bound
-from warmgate.drivers.sql import SqlDriver, SqlPlan, open_pool
-from warmgate.drivers.sqlrows import MAX_ROWS_PER_READ, rows_per_read
-from warmgate.errors import ConfigError
-from warmgate.loading import load_config
-from warmgate.units import format_size, parse_size
+from warmgate.config.loader import load_config
+from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.units import format_size, parse_size
+from warmgate.traffic.driver import ERROR, OK, UNEXPECTED_STATUS
+from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
+from warmgate.traffic.sql.pgrows import SHAPE_LIFETIME, Column, Shapes, guard, text_bound
+from warmgate.traffic.sql.rows import MAX_ROWS_PER_READ, rows_per_read
 
 INT4, INT8, TEXT, BYTEA, JSONB, VARCHAR, NUMERIC, DATE = 23, 20, 25, 17, 3802, 1043, 1700, 1082
 ROW_BYTES = 1 << 16

@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import http_get, poll
 from warmgate import __version__
-from warmgate.client_io import Trouble
-from warmgate.connections import Limits
-from warmgate.errors import ServeError, StatusDirError
-from warmgate.metrics import FileStatusCollector, Metrics
-from warmgate.server import LIMITS, Endpoint, listen
-from warmgate.status import (
+from warmgate.decide.window import Sample
+from warmgate.kernel.errors import ServeError, StatusDirError
+from warmgate.serve.client_io import Trouble
+from warmgate.serve.connections import Limits
+from warmgate.serve.metrics import FileStatusCollector, Metrics
+from warmgate.serve.server import LIMITS, Endpoint, listen
+from warmgate.serve.status import (
     HEARTBEAT_AHEAD,
     HEARTBEAT_FILE,
     HEARTBEAT_STALE,
@@ -42,7 +43,6 @@ from warmgate.status import (
     readiness,
     snapshot,
 )
-from warmgate.window import Sample
 
 
 def status(ready: bool, reason: str = "why", **fields: Any) -> Status:

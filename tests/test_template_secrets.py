@@ -11,10 +11,10 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from warmgate.errors import ConfigError, TemplateError
-from warmgate.loading import load_config
-from warmgate.targets import compile_config
-from warmgate.templating import Templates
+from warmgate.config.loader import load_config
+from warmgate.kernel.errors import ConfigError, TemplateError
+from warmgate.traffic.targets import compile_config
+from warmgate.traffic.templating import Templates
 
 TOKEN = "Zq7xKd93LmPq0vRt5sWy2bNc8hJf4gTe"  # noqa: S105 - planted to be hidden
 RUN = 8

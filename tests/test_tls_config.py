@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import run_cli
 from tests.tls_server import expired, write
-from warmgate.config import Config
-from warmgate.config import warnings as config_warnings
-from warmgate.errors import ConfigError
-from warmgate.loading import describe, load_config
-from warmgate.secrets import Secrets
-from warmgate.targets import compile_config
-from warmgate.tls import TlsConfig, load_tls
+from warmgate.config.loader import describe, load_config
+from warmgate.config.model import Config
+from warmgate.config.model import warnings as config_warnings
+from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.secrets import Secrets
+from warmgate.traffic.targets import compile_config
+from warmgate.traffic.tls import TlsConfig, load_tls
 
 UTC = datetime.UTC
 URL = "https://127.0.0.1:8443/items"
@@ -288,7 +288,7 @@ def test_inject_starter_for_an_https_app_validates_and_says_what_to_choose(
     tmp_path: Path,
 ) -> None:
     """An HTTPS app's starter skips verification as the kubelet does, marked CHOOSE."""
-    from warmgate.starter import starter_config
+    from warmgate.kube.starter import starter_config
 
     probe = {"httpGet": {"scheme": "HTTPS", "port": 8443, "path": "/ready"}}
     app = {"name": "app", "ports": [{"containerPort": 8443}], "readinessProbe": probe}

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmgate.errors import ConfigError
-from warmgate.loading import load_config
-from warmgate.targets import compile_targets
-from warmgate.templating import Templates
-from warmgate.url_set import load_url_set, parse_line
+from warmgate.config.loader import load_config
+from warmgate.kernel.errors import ConfigError
+from warmgate.traffic.targets import compile_targets
+from warmgate.traffic.templating import Templates
+from warmgate.traffic.url_set import load_url_set, parse_line
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,8 @@ from tests.reviews import deployment_pod, patched, request, with_sidecars
 from tests.slow_clients import SlowClients
 from tests.test_k8s_manifests import validate
 from tests.test_prometheus import promtool_check
-from warmgate.inject import INLINE_CONFIG
-from warmgate.yaml_stream import dump
+from warmgate.kube.inject import INLINE_CONFIG
+from warmgate.kube.yaml_stream import dump
 
 ENABLED = {"warmgate.io/inject": "enabled"}
 INLINE = ENABLED | {

@@ -21,10 +21,10 @@ import yaml
 from tests.kubectl import kubectl
 from tests.reviews import deployment_pod
 from tests.test_k8s_manifests import HARDENED, K8S, SAMPLES, built, the
-from warmgate.admission import Outcome, decide
-from warmgate.inject import DEFAULT_IMAGE, InjectOptions
-from warmgate.selection import Operator, Requirement
-from warmgate.webhook import PATHS
+from warmgate.kube.admission import Outcome, decide
+from warmgate.kube.inject import DEFAULT_IMAGE, InjectOptions
+from warmgate.kube.selection import Operator, Requirement
+from warmgate.kube.webhook import PATHS
 
 WEBHOOK = K8S / "webhook"
 ADOPTION = K8S / "webhook-adoption"

@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers import REPO
 from warmgate import __version__
-from warmgate.simapp import SimApp
+from warmgate.demo.simapp import SimApp
 
 DOCKERFILE = REPO / "Dockerfile"
 BUILD = ["pip", "wheel", "--wheel-dir", "/wheels", "."]

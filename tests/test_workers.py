@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from tests.helpers import poll
-from warmgate.workers import Workers
+from warmgate.serve.workers import Workers
 
 
 def test_a_thread_serves_one_item_after_another_and_ends_once_idle() -> None:

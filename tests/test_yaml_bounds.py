@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli
-from warmgate.config_file import (
+from warmgate.config.bounded_yaml import (
     MANIFESTS,
     MAX_MANIFEST_BYTES,
     MAX_MANIFEST_DEPTH,
     MAX_MANIFEST_INT_BITS,
     MAX_NODES,
 )
-from warmgate.errors import ConfigError
-from warmgate.yaml_stream import parse, read_source
+from warmgate.kernel.errors import ConfigError
+from warmgate.kube.yaml_stream import parse, read_source
 
 HEAD = (
     "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"

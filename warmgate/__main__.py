@@ -1,5 +1,5 @@
 """``python -m warmgate``: the same as the ``warmgate`` command."""
 
-from warmgate.cli import main
+from warmgate.cli.main import main
 
 main()

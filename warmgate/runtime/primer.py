@@ -1,0 +1,363 @@
+"""What `prime` and `run` do as processes: the event loop, signals, shutdown, the hand-over.
+
+Signal handlers only set an event. The runner notices it within a tick; if it has not finished
+``GRACE`` seconds later it is cancelled. Either way a final status is written. A signal that
+arrives before the loop exists (while the command imports and validates) is remembered by the
+handler ``cli.main`` installs first, and honoured the moment the loop starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from warmgate import __version__
+from warmgate.config.model import Config
+from warmgate.kernel.errors import ConfigError, NotReadyError, StatusDirError
+from warmgate.kernel.secrets import Secrets
+from warmgate.report.record import Record
+from warmgate.runtime.daemon_pool import DaemonPool
+from warmgate.runtime.publisher import Sink, Uplink
+from warmgate.runtime.signals import EARLY as EARLY_SIGNALS
+from warmgate.runtime.signals import die_with_parent
+from warmgate.runtime.warmup import Runner
+from warmgate.serve.logs import Log
+from warmgate.serve.metrics import Metrics
+from warmgate.serve.server import listen
+from warmgate.serve.status import WAITING, Status, StatusDir, atomic_write, read_status
+from warmgate.traffic.targets import compile_config
+
+GRACE = 0.5
+"""Seconds the runner gets to wind down after a signal before it is cancelled: ``prime`` must be
+gone within 1 s of SIGTERM, final status written (it usually winds down within one tick)."""
+BEAT_INTERVAL = 1.0
+"""Seconds between a primer's heartbeats to its supervisor."""
+
+
+def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[str]:
+    """SIGTERM and SIGINT set ``stop``; returns a list that records which signal came."""
+    received: list[str] = list(EARLY_SIGNALS)
+    EARLY_SIGNALS.clear()
+
+    def on_signal(name: str) -> None:
+        received.append(name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+    if received:
+        stop.set()
+    return received
+
+
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    """What the ``run`` supervisor tells a primer it starts (the hidden ``--supervised``)."""
+
+    fd: int
+    """The pipe to send statuses, metrics and the record up."""
+    resume: bool = False
+    """Confirm at the target level first: warmgate restarted while the app was ready."""
+    keep_warm: bool = False
+    rearms: int = 0
+    parent: int = 0
+    """The supervisor's PID: the primer ends with it."""
+
+    def to_json(self) -> str:
+        """The option's value."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Supervised:
+        """Parse the option's value; a ConfigError if it is not one (it is internal)."""
+        try:
+            data = json.loads(text)
+            return cls(int(data["fd"]), bool(data["resume"]), bool(data["keep_warm"]),
+                       int(data["rearms"]), int(data["parent"]))  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                "--supervised is internal to `warmgate run`; do not set it."
+            ) from None
+
+
+def execute(
+    config: Config,
+    secrets: Secrets,
+    *,
+    report: Path | None = None,
+    supervised: Supervised | None = None,
+) -> Status:
+    """Run one warm-up to its outcome (``prime``, or a primer of ``run``); the final status.
+
+    At the end of a ``prime`` warm-up the report goes to the log (a table and chart for
+    people, one ``report`` event in JSON), and to ``report`` (.html or .svg) when given: its
+    directory is checked before any traffic, so a wrong path fails at once.
+    """
+    if report is not None:
+        check_report_path(report)
+    # A primer of run stays quiet about the files: run has warned once already.
+    warn = secrets.warn if supervised is None else _quiet
+    plan = compile_config(config, warn, secrets=secrets)
+    compiled = plan.targets
+    log = Log.for_format(config.log_format, secrets)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, tuple(item.target.name for item in compiled))
+    sink: Sink | None = None
+    if supervised is not None:
+        die_with_parent(supervised.parent)
+        sink = Uplink(supervised.fd, metrics)
+    elif config.status_dir is not None:
+        status_dir = StatusDir(config.status_dir)
+        status_dir.prepare()
+        status_dir.lock()
+        sink = status_dir
+    runner = Runner(
+        config,
+        compiled,
+        metrics=metrics,
+        log=log,
+        sink=sink,
+        mode="prime" if supervised is None else "run",
+        resume=supervised is not None and supervised.resume,
+        keep_warm=supervised is not None and supervised.keep_warm,
+        rearms=0 if supervised is None else supervised.rearms,
+        wait=plan.wait,
+    )
+    log.event(
+        "start",
+        f"warmgate {__version__} {'prime' if supervised is None else 'primer'}: "
+        f"{len(compiled)} target(s), concurrency {config.load.concurrency}",
+        mode="prime" if supervised is None else "primer",
+    )
+    try:
+        status = asyncio.run(_supervise(runner))
+    finally:
+        log.close()
+    if runner.record is not None and supervised is None:
+        publish_report(runner.record, log, report)
+    if isinstance(sink, StatusDir) and not runner.publisher.status_written:
+        # An init container that exits 0 with no marker written leaves the pod unready for a
+        # reason nobody can see; say it, and fail.
+        raise NotReadyError(
+            f"--status-dir: the final status could not be written to {sink.path} "
+            f"({runner.publisher.write_error}); give the volume more room (sizeLimit) or "
+            "fix its permissions."
+        )
+    return status
+
+
+async def _supervise(runner: Runner) -> Status:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(DaemonPool())  # a hung DNS lookup never holds the exit
+    received = install_stop_signals(loop, stop)
+    task = asyncio.create_task(runner.run(stop))
+    beats = asyncio.create_task(_beat(runner))
+    stop_waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        done, _ = await asyncio.wait({task}, timeout=GRACE)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    stop_waiter.cancel()
+    beats.cancel()
+    try:
+        if received:
+            await runner.stopped(received[0])
+        elif task.done() and not task.cancelled():
+            task.result()  # re-raise anything the runner raised
+    finally:
+        runner.publisher.close()  # every write made has landed, in order
+    return runner.status
+
+
+async def _beat(runner: Runner) -> None:
+    """A primer of ``run`` says it is alive every second, whatever it is doing (jitter, a long
+    back-off, keeping warm): the supervisor replaces one that falls silent."""
+    while True:
+        await asyncio.sleep(BEAT_INTERVAL)
+        await runner.publisher.beat()
+
+
+def report_format(path: Path, option: str = "--report") -> str:
+    """``html`` or ``svg`` from the file name, or a ConfigError naming ``option``."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in ("html", "svg"):
+        raise ConfigError(
+            f"{option}: {path} must end in .html (a page with the chart) or .svg (the chart)."
+        )
+    return suffix
+
+
+def check_report_path(path: Path, option: str = "--report") -> None:
+    """Raise a ConfigError naming ``option`` unless a report can be written to ``path``."""
+    report_format(path, option)
+    directory = path.parent
+    if path.is_dir():
+        raise ConfigError(
+            f"{option}: {path} is a directory; name a file in it, such as report.html."
+        )
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{option}: {directory} does not exist; create it or write the report elsewhere."
+        )
+    try:
+        tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-").close()
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: {directory} is not writable ({exc.strerror or type(exc).__name__}); "
+            "write the report to a writable directory."
+        ) from None
+
+
+def write_report(record: Record, path: Path, option: str = "--report") -> None:
+    """Render ``record`` as the .html page or .svg chart ``path`` names, and write it atomically.
+
+    Raises a ConfigError naming ``option`` when the file cannot be written.
+    """
+    from warmgate.report.render import render_html, render_svg
+
+    text = render_html(record) if report_format(path, option) == "html" else render_svg(record)
+    try:
+        atomic_write(path, text.encode())
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: cannot write {path} ({exc.strerror or type(exc).__name__}); "
+            "write the report to a writable directory."
+        ) from None
+
+
+def publish_report(record: Record, log: Log, path: Path | None) -> None:
+    """Show the report in the log, and write it to ``path`` if given.
+
+    The report describes the warm-up, it does not decide it: a failed write is logged and the
+    warm-up's outcome (and exit code) stands.
+    """
+    from warmgate.report.render import phase_durations, render_text
+
+    if log.human:
+        log.write_block(render_text(record))
+    else:
+        phases = {
+            name: {phase: histogram.summary() for phase, histogram in by_phase.items()}
+            for name, by_phase in record.targets.items()
+        }
+        durations = {f"{k}_s": round(v, 3) for k, v in phase_durations(record).items()}
+        log.event("report", f"warm-up {record.outcome}", targets=phases, **durations)
+    if path is None:
+        return
+    try:
+        write_report(record, path)
+    except ConfigError as exc:
+        log.event("report", f"the report was not written: {exc}", path=str(path), error=True)
+        return
+    log.event("report", f"report written to {path}", path=str(path))
+
+
+def load_record(directory: Path) -> Record:
+    """The warm-up record in ``directory``, or a StatusDirError saying why there is none."""
+    from warmgate.serve.status import MAX_REPORT_BYTES, REPORT_FILE, read_json
+
+    path = directory / REPORT_FILE
+    try:
+        data = read_json(path, MAX_REPORT_BYTES)
+    except FileNotFoundError:
+        raise StatusDirError(
+            f"{path} does not exist: no warm-up has finished with this --status-dir yet."
+        ) from None
+    if not isinstance(data, dict):
+        raise StatusDirError(f"{path} does not hold a warm-up record; was it written by warmgate?")
+    try:
+        return Record.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
+
+
+def _safe_read(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_status(directory)
+    except StatusDirError:
+        return None
+
+
+def _quiet(_: str) -> None:
+    """A warning sink that drops what was said already."""
+
+
+def primer_argv(argv: list[str]) -> list[str]:
+    """``run``'s command line with the command word turned into ``prime``."""
+    args = list(argv)
+    for index, word in enumerate(args):
+        if word == "run":
+            args[index] = "prime"
+            return args
+    raise ConfigError("cannot find the `run` command in the command line.")
+
+
+def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None:
+    """``run``: check everything a primer needs, take the status directory and the port, then
+    ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
+    from dataclasses import asdict
+
+    from warmgate.config.model import http_endpoint
+    from warmgate.runtime.supervisor import Plan, exec_supervisor
+    from warmgate.runtime.warmup import policy_of
+
+    compiled = compile_config(config, secrets.warn, secrets=secrets).targets
+    keep: list[int] = []
+    resume = False
+    status_dir: StatusDir | None = None
+    if config.status_dir is not None:
+        status_dir = StatusDir(config.status_dir)
+        previous = _safe_read(config.status_dir) if config.status_dir.is_dir() else None
+        status_dir.prepare()
+        keep.append(status_dir.lock())
+        # The lock was free, so the warmgate that wrote this is gone; if it vouched for the
+        # app, confirm briefly instead of warming from nothing (the emptyDir outlived it).
+        resume = bool(previous and previous.get("mode") == "run" and previous.get("ready"))
+    listener = listen(config.server.host, config.server.port)
+    keep.append(listener.fileno())
+    watch = [endpoint for item in compiled for endpoint in item.endpoints()]
+    if config.wait.url is not None:
+        host, port, _ = http_endpoint(config.wait.url)
+        watch.append((host, port))
+    now = time.time()
+    first = Status(
+        state=WAITING,
+        ready=False,
+        reason="confirming the app is still warm after warmgate restarted" if resume
+        else "starting",
+        started_at=now,
+        updated_at=now,
+        phase_started_at=now,
+        armed_at=now,
+        target_level=config.load.concurrency,
+        hold_required_s=config.gate.hold,
+        timeout_s=config.gate.timeout,
+        mode="run",
+    )  # fmt: skip
+    plan = Plan(
+        argv=primer_argv(argv),
+        listen_fd=listener.fileno(),
+        status_dir=str(config.status_dir) if config.status_dir is not None else None,
+        watch=list(dict.fromkeys(watch)),
+        policy=asdict(policy_of(config)),
+        keep_warm=config.after_ready.keep_warm_rate > 0,
+        resume=resume,
+        log_format=config.log_format,
+        status=first.to_json(),
+        early_signal=EARLY_SIGNALS[0] if EARLY_SIGNALS else None,
+    )
+    if status_dir is not None:
+        status_dir.write(first)
+    del secrets  # the primer reads them again from the same environment
+    exec_supervisor(plan, keep)

@@ -1,0 +1,403 @@
+"""MySQL and MariaDB for the SQL driver: a small pool of aiomysql connections.
+
+Theory of operation. Each query is one read-only transaction on a pooled connection, then the
+session is reset. MySQL's protocol answers commands in order, so commands that are safe whatever
+the one before did are written at once and their answers read after (a pipeline); the query
+itself is only sent once the server has said OK to the transaction around it::
+
+    START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
+                                                (one write; MySQL: and SET SESSION
+                                                 max_execution_time)
+    SET STATEMENT max_statement_time = <s> FOR <the query>      (MySQL: the query alone)
+    ROLLBACK, COM_RESET_CONNECTION                              (one write, two answers)
+
+Three round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
+the transaction when a statement fails, and MySQL's protocol would run the query regardless).
+
+This keeps every guarantee listed in ``sql.py``:
+
+- START TRANSACTION READ ONLY is sent before every query, whatever the session says, and the
+  query is only sent once the server said OK to it: the server then refuses every write to a
+  table, a sequence included (error 1792, SQLSTATE 25006), whatever function makes it;
+- the server lexes the query as the statement check did (``mysqlcheck.py``): before every
+  query the session's ``sql_mode`` is set to the server's own (read once per connection)
+  without the flags that change lexing (``ANSI_QUOTES``, ``NO_BACKSLASH_ESCAPES``, MariaDB's
+  ``ORACLE``...), so ``"..."`` is a string and a backslash escapes, whatever the server's
+  default or an earlier query said; PyMySQL then escapes values for that reading too;
+- one statement per query: the connection is opened without ``CLIENT_MULTI_STATEMENTS``
+  (aiomysql asks for it; warmgate clears the flag before the handshake), so the server refuses
+  ``SELECT 1; DELETE ...`` whole as a syntax error before running any of it;
+- the timeout is the server's own: MariaDB's ``SET STATEMENT max_statement_time=... FOR``
+  binds it to the statement, so no earlier query can lift it; MySQL has no such prefix, and its
+  ``max_execution_time`` (which covers read-only SELECTs, the only statements that pass the
+  check) is set in the session before each query. Which server it is, the handshake says;
+- nothing outlives the query: the transaction is rolled back, and ``COM_RESET_CONNECTION``
+  then resets the session as a new one would be: user variables, session variables, temporary
+  tables, prepared statements and user-level locks (``GET_LOCK``, even one taken inside a
+  stored function) are gone, while the login and the character set stay. If either fails, the
+  connection is closed instead of reused;
+- rows are read unbuffered, packet by packet, and counted without being decoded: a packet is
+  read a piece of at most ``PIECE`` bytes at a time, and a row is never held whole, so a row
+  wider than the target's ``row_bytes`` costs no more memory than a narrow one (it is counted
+  as wide); past the row cap the rest is left unread and the connection closed, which stops the
+  query;
+- aiomysql reads and writes through asyncio streams on the event loop, so nothing waits on it.
+
+Why aiomysql (PyMySQL's protocol code on asyncio streams) rather than asyncmy (a Cython
+rewrite of the same): both reached the same throughput here (docs/benchmarks.md, "MariaDB"),
+since a query's cost is its round trips and the load generator, not parsing three small
+packets; aiomysql and PyMySQL are two pure-Python wheels of about 120 kB that install on any
+platform without a compiler, where asyncmy is 36 MB installed (compiled modules and their C
+sources) and needs a compiler wherever it has no wheel.
+
+aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off,
+for writing several commands at once or for reading a packet in pieces; warmgate uses the
+connection's own command writer, OK reader, byte reader, packet counter and current result
+(``_execute_command``, ``_read_ok_packet``, ``_write_bytes``, ``_read_bytes``,
+``_next_seq_id``, ``_result``), as its ``begin``, ``rollback`` and unbuffered cursor do, and
+its ``client_flag`` before the handshake. pyproject.toml pins the aiomysql releases this is
+tested with, and the tests fail if any of these stops working. SQLAlchemy turns the URL into
+connection arguments, as its aiomysql dialect does, and ``:name`` into ``%s``.
+aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off or
+for writing several commands at once; warmgate uses the connection's own command writer, OK
+reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_bytes``,
+``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
+handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
+any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
+dialect does; ``sqlbind.py`` turns ``:name`` into ``%s`` exactly where the statement check
+found each parameter in code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiomysql
+import pymysql.err
+import sqlalchemy
+from aiomysql.cursors import SSCursor
+from pymysql.constants import CR
+from pymysql.constants.CLIENT import MULTI_STATEMENTS
+from pymysql.constants.COMMAND import COM_QUERY
+from pymysql.protocol import MysqlPacket
+from sqlalchemy.engine import URL
+
+from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.traffic.sql.check import Dialect, binding
+from warmgate.traffic.sql.mysqlcheck import pinned_mode
+from warmgate.traffic.sql.rows import Counted
+
+PROGRAM_NAME = "warmgate"
+"""What the server shows as the ``program_name`` connection attribute of warm-up connections."""
+PIECE = 1 << 16
+"""Most bytes of a packet read at once: a longer row is read and dropped a piece at a time."""
+_LONGEST_PACKET = 0xFFFFFF
+"""A payload this long goes on in the next packet (a row of 16 MiB or more)."""
+COM_RESET_CONNECTION = 0x1F
+"""The protocol command that resets a session (MySQL 5.7.3, MariaDB 10.2.4 and later)."""
+
+
+@dataclass
+class _Session:
+    """A pooled connection, the server it talks to, and whether its last query ended cleanly."""
+
+    connection: Any  # aiomysql.Connection
+    mariadb: bool
+    sql_mode: bytes
+    """The statement that sets the session's SQL mode the statement check lexes with."""
+    clean: bool = False
+
+
+class MysqlPool:
+    """At most ``size`` connections, opened when first needed, each running one query at a time.
+
+    A connection goes back to the pool only when its query ended with the rollback and the
+    session reset; otherwise (a broken connection, a query the client gave up on, more rows than
+    the cap) it is closed and the next query opens a new one.
+    """
+
+    errors: tuple[type[Exception], ...] = (
+        pymysql.err.MySQLError,
+        sqlalchemy.exc.TimeoutError,
+        OSError,
+    )
+    """What :meth:`rows` raises when the database or the connection fails."""
+
+    def __init__(self, url: URL, size: int, wait: float) -> None:
+        _, arguments = url.get_dialect()().create_connect_args(url)
+        arguments.pop("client_flag", None)
+        if isinstance(arguments.get("password"), str):
+            # aiomysql sends the password encoded as Latin-1, which fails on any other character:
+            # give it the UTF-8 bytes spelt as Latin-1, so that it sends those.
+            arguments["password"] = arguments["password"].encode().decode("latin-1")
+        # Without a charset aiomysql speaks Latin-1 and returns bytes.
+        arguments.setdefault("charset", "utf8mb4")
+        arguments.setdefault("program_name", PROGRAM_NAME)
+        # LOAD DATA LOCAL would let the server read the client's files; the session's
+        # autocommit is the server's (warmgate opens its own transactions).
+        arguments.update(local_infile=False, autocommit=None)
+        self._arguments = arguments
+        self._wait = wait
+        self._free = asyncio.Semaphore(size)
+        self._idle: list[_Session] = []
+        self._closed = False
+
+    async def rows(
+        self,
+        query: str,
+        params: Mapping[str, int | str],
+        statement_timeout: float,
+        cap: int,
+        row_bytes: int = DEFAULT_ROW_BYTES,
+    ) -> Counted:
+        """Run ``query`` once in a read-only transaction, rolled back; the rows it returned,
+        counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
+        than ``row_bytes``, read in pieces and dropped."""
+        text, names = _positional(query)
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._free.acquire()
+        except TimeoutError:
+            # The error SQLAlchemy's pool raises, so that every database reports it alike.
+            raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        try:
+            session = self._idle.pop() if self._idle else await self._connect()
+            try:
+                values = [params[name] for name in names]
+                return await read_only(
+                    session, text, values, statement_timeout, cap, row_bytes=row_bytes
+                )
+            finally:
+                if session.clean and not session.connection.closed and not self._closed:
+                    self._idle.append(session)
+                else:
+                    session.connection.close()
+        finally:
+            self._free.release()
+
+    async def aclose(self) -> None:
+        """Close the idle connections now, and the ones in use when their query ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for session in idle:
+            # A polite goodbye (COM_QUIT) when the server still listens; a closed socket if not.
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                await session.connection.ensure_closed()
+            session.connection.close()
+
+    async def write_access(self) -> str | None:
+        """How the connecting account can write (``app@% may INSERT ... in every database``),
+        or ``None`` when it can only read; on a connection of its own, closed after."""
+        session = await self._connect()
+        try:
+            cursor = await session.connection.cursor()
+            await cursor.execute(_ACCOUNT_QUERY)
+            row = await cursor.fetchone()
+            await cursor.close()
+        finally:
+            session.connection.close()
+        if row is None:
+            return None
+        account, everywhere, schema, table, tables = row
+        if everywhere:
+            return f"{account} may {_either(everywhere)} in every database (global privileges)"
+        if schema is not None:
+            return (
+                f"{account} may INSERT, UPDATE, DELETE, CREATE, DROP or ALTER in database {schema}"
+            )
+        if table is not None:
+            more = f" and {tables - 1} more tables" if tables > 1 else ""
+            return f"{account} may INSERT, UPDATE or DELETE {table}{more}"
+        return None
+
+    async def _connect(self) -> _Session:
+        connection = aiomysql.Connection(**self._arguments)
+        # Before the handshake: the server then runs one statement per query, never more.
+        connection.client_flag &= ~MULTI_STATEMENTS
+        try:
+            await connection._connect()
+            cursor = await connection.cursor()
+            await cursor.execute("SELECT @@SESSION.sql_mode")
+            (mode,) = await cursor.fetchone()
+            await cursor.close()
+        except BaseException:
+            connection.close()  # a handshake cut short (refused, denied, the client's timeout)
+            raise
+        return _Session(
+            connection, "MariaDB" in connection.get_server_info(), set_sql_mode(str(mode))
+        )
+
+
+# Privileges that write data, the schema or files (FILE: SELECT ... INTO OUTFILE, which a
+# read-only transaction does not stop), for the account itself. Privileges that come through
+# roles are not followed (docs/sql.md, "A read-only role").
+_ACCOUNT_QUERY = """
+SELECT a.account,
+    (SELECT GROUP_CONCAT(DISTINCT p.PRIVILEGE_TYPE ORDER BY p.PRIVILEGE_TYPE SEPARATOR ', ')
+     FROM information_schema.USER_PRIVILEGES p
+     WHERE p.GRANTEE = a.grantee AND p.PRIVILEGE_TYPE IN
+        ('INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'ALTER', 'FILE', 'SUPER')),
+    (SELECT MIN(s.TABLE_SCHEMA) FROM information_schema.SCHEMA_PRIVILEGES s
+     WHERE s.GRANTEE = a.grantee AND s.PRIVILEGE_TYPE IN
+        ('INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'ALTER', 'FILE', 'SUPER')),
+    (SELECT MIN(CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME))
+     FROM information_schema.TABLE_PRIVILEGES t
+     WHERE t.GRANTEE = a.grantee AND t.PRIVILEGE_TYPE IN ('INSERT', 'UPDATE', 'DELETE')),
+    (SELECT COUNT(DISTINCT t.TABLE_SCHEMA, t.TABLE_NAME)
+     FROM information_schema.TABLE_PRIVILEGES t
+     WHERE t.GRANTEE = a.grantee AND t.PRIVILEGE_TYPE IN ('INSERT', 'UPDATE', 'DELETE'))
+FROM (SELECT CURRENT_USER() AS account,
+        CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''',
+               SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') AS grantee) a
+"""
+
+
+def _either(privileges: str) -> str:
+    """``INSERT, DELETE or FILE`` from ``INSERT, DELETE, FILE``."""
+    head, _, last = privileges.rpartition(", ")
+    return f"{head} or {last}" if head else last
+
+
+def set_sql_mode(mode: str) -> bytes:
+    """The statement that sets the session's SQL mode to ``mode`` without the flags that change
+    how the server lexes a query (``mysqlcheck.pinned_mode``)."""
+    pinned = pinned_mode(mode)
+    if not re.fullmatch(r"[A-Za-z0-9_,]*", pinned):
+        raise pymysql.err.InterfaceError(f"the server reported an SQL mode of {mode!r}")
+    return f"SET SESSION sql_mode = '{pinned}'".encode()
+
+
+def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | None, str]:
+    """``(statement to send first or None, the query to send)`` so that the server stops the
+    query after ``statement_timeout`` seconds."""
+    if mariadb:
+        seconds = max(0.001, statement_timeout)  # 0 would mean no limit at all
+        return None, f"SET STATEMENT max_statement_time={seconds:.3f} FOR {query}"
+    milliseconds = max(1, round(statement_timeout * 1000))
+    return b"SET SESSION max_execution_time = %d" % milliseconds, query
+
+
+async def read_only(
+    session: _Session,
+    query: str,
+    values: Sequence[int | str],
+    statement_timeout: float,
+    cap: int,
+    *,
+    row_bytes: int = DEFAULT_ROW_BYTES,
+) -> Counted:
+    """One read-only transaction around ``query``, rolled back, then the session reset; the
+    rows it returned, counted up to ``cap + 1``, and those wider than ``row_bytes``.
+
+    ``session.clean`` says afterwards whether the connection may be used again. Raises the
+    PyMySQL error of the statement that failed.
+    """
+    connection = session.connection
+    session.clean = False
+    before, text = timed(query, session.mariadb, statement_timeout)
+    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY"), (COM_QUERY, session.sql_mode)]
+    await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
+    try:
+        counted = await _count(connection, text, values, cap, row_bytes)
+    except pymysql.err.MySQLError:
+        if not connection.closed:
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                await _end(connection)
+                session.clean = True
+        raise
+    if counted.rows <= cap:
+        await _end(connection)
+        session.clean = True
+    return counted
+
+
+async def _count(
+    connection: Any, text: str, values: Sequence[int | str], cap: int, row_bytes: int
+) -> Counted:
+    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``, and those wider than
+    ``row_bytes``; no more than a piece of a row is ever held."""
+    cursor = await connection.cursor(SSCursor)
+    await cursor.execute(text, tuple(values))  # sends the query, reads its column definitions
+    result = connection._result
+    if result is None or not result.unbuffered_active:
+        return Counted(0)  # no result set
+    count = wide = 0
+    while True:
+        size, head = await _packet(connection)
+        if (head[:1] == b"\xfe" and size < 9) or head[:1] == b"\xff":
+            # The end of the rows, or an error (a timeout while sending them): small packets,
+            # read whole, that aiomysql's own reading would have ended the result with.
+            packet = MysqlPacket(head, connection._encoding)
+            result.unbuffered_active = False
+            if packet.is_error_packet():
+                packet.raise_for_error()
+            result._check_packet_is_eof(packet)
+            result.connection = None
+            return Counted(count, wide)
+        count += 1
+        wide += size > row_bytes
+        if count > cap:
+            return Counted(cap + 1, wide)  # the rest is left unread: the connection is closed
+
+
+async def _packet(connection: Any) -> tuple[int, bytes]:
+    """The size of the next packet and its first piece (all of it when it fits in a piece); the
+    rest is read a piece at a time and dropped. Packets that go on in the next (a payload of
+    2**24 - 1 bytes) count as one."""
+    size, head = 0, b""
+    while True:
+        header = await connection._read_bytes(4)
+        length, number = int.from_bytes(header[:3], "little"), header[3]
+        if number != connection._next_seq_id:
+            connection.close()  # out of step, as aiomysql's own reader would say
+            if number == 0:
+                raise pymysql.err.OperationalError(
+                    CR.CR_SERVER_LOST, "Lost connection to MySQL server during query"
+                )
+            raise pymysql.err.InternalError(
+                f"Packet sequence number wrong - got {number} expected {connection._next_seq_id}"
+            )
+        connection._next_seq_id = (number + 1) % 256
+        left = length
+        while left:
+            piece = await connection._read_bytes(min(left, PIECE))
+            head = head or piece
+            left -= len(piece)
+        size += length
+        if length < _LONGEST_PACKET:
+            return size, head
+
+
+async def _pipeline(connection: Any, commands: Sequence[tuple[int, bytes]]) -> None:
+    """Write ``commands`` at once, then read the OK of each in order.
+
+    The first error is raised, and the answers after it are left unread: the connection is then
+    out of step, and the pool closes it (``clean`` stays false).
+    """
+    # Each command is one packet numbered 0: 3 bytes of length, the number, the command byte.
+    connection._write_bytes(
+        b"".join(
+            (len(payload) + 1).to_bytes(3, "little") + bytes((0, command)) + payload
+            for command, payload in commands
+        )
+    )
+    for _ in commands:
+        connection._next_seq_id = 1  # each answer is the first packet of its own exchange
+        await connection._read_ok_packet()
+
+
+async def _end(connection: Any) -> None:
+    """Roll back and reset the session, in one write."""
+    await _pipeline(connection, [(COM_QUERY, b"ROLLBACK"), (COM_RESET_CONNECTION, b"")])
+
+
+def _positional(query: str) -> tuple[str, tuple[str, ...]]:
+    """``query`` with ``%s`` for its ``:name`` parameters (a literal ``%`` doubled), and the
+    names in order, as the statement check read it (``sqlbind.py``)."""
+    bound = binding(query, Dialect.MYSQL)
+    return bound.text, bound.names
