@@ -1,6 +1,6 @@
 """CPU cost of the decision core: per recorded sample, and per evaluation tick.
 
-Feeds a :class:`~warmgate.decide.judge.Controller` 800 req/s of synthetic samples over two targets
+Feeds a :class:`~warmgate.decide.judge.Judge` 800 req/s of synthetic samples over two targets
 (lognormal latencies around 7 ms, 0.5% timeouts) at the target level 16 with a 10 s window, and
 ticks it four times a second as the runner does, with a p95 limit that never passes (so every
 tick evaluates everything). Reports the CPU time (``time.process_time``, so other processes on
@@ -19,7 +19,7 @@ import random
 import time
 
 from warmgate.decide.gate import Thresholds
-from warmgate.decide.judge import Controller
+from warmgate.decide.judge import Judge
 from warmgate.decide.window import Sample
 
 RATE = 800
@@ -40,13 +40,13 @@ def synthetic(count: int, start: float, rng: random.Random) -> list[Sample]:
 def measure(rate: float | None, ticks: int, rng: random.Random) -> tuple[float, float]:
     """Microseconds of CPU per recorded sample, milliseconds per tick."""
     thresholds = Thresholds(p95=0.0005, window=10.0, hold=5.0, timeout=1e9)
-    controller = Controller(thresholds, 16, ("a", "b"), 1.0, rate)
-    controller.start(0.0)
-    controller.ramp.start(0.0, 16)
+    judge = Judge(thresholds, 16, ("a", "b"), 1.0, rate)
+    judge.start(0.0)
+    judge.ramp.start(0.0, 16)
     warm = synthetic(RATE * 10, 0.0, rng)
     started = time.process_time()
     for sample in warm:
-        controller.record(sample)
+        judge.record(sample)
     per_sample = (time.process_time() - started) / len(warm)
     per_tick_samples = int(RATE * TICK)
     later = synthetic(per_tick_samples * ticks, 10.0, rng)
@@ -54,9 +54,9 @@ def measure(rate: float | None, ticks: int, rng: random.Random) -> tuple[float, 
     started = time.process_time()
     for tick in range(ticks):
         for sample in later[tick * per_tick_samples : (tick + 1) * per_tick_samples]:
-            controller.record(sample)
+            judge.record(sample)
         now += TICK
-        controller.tick(now)
+        judge.tick(now)
     spent = time.process_time() - started - per_sample * len(later)
     return per_sample * 1e6, spent / ticks * 1e3
 

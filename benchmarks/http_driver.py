@@ -52,7 +52,7 @@ from typing import Any
 
 from warmgate.config.model import HttpTarget, TrafficConfig
 from warmgate.decide.gate import Thresholds
-from warmgate.decide.judge import Controller
+from warmgate.decide.judge import Judge
 from warmgate.decide.window import Sample, Stats, percentile
 from warmgate.runtime.warmup import TICK
 from warmgate.traffic.loadgen import Load
@@ -348,21 +348,21 @@ async def drive(
     client = make_client(workers, TrafficConfig())
     samples: list[Sample] = []
     thresholds = Thresholds(min_requests=100_000_000)
-    controller = Controller(thresholds, workers, ("nginx",))
+    judge = Judge(thresholds, workers, ("nginx",))
     tick_seconds: list[float] = []
 
     def record(sample: Sample) -> None:
         samples.append(sample)
         if gate:
-            controller.record(sample)
+            judge.record(sample)
 
     async def evaluate() -> None:
-        controller.start(time.monotonic())
-        controller.ramp.start(time.monotonic(), workers)
+        judge.start(time.monotonic())
+        judge.ramp.start(time.monotonic(), workers)
         while True:
             await asyncio.sleep(TICK)
             began = time.perf_counter()
-            controller.tick(time.monotonic())
+            judge.tick(time.monotonic())
             tick_seconds.append(time.perf_counter() - began)
 
     load = Load([HttpDriver("nginx", target, plan, client)], [1.0], workers, record)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from warmgate.decide.checks import success_check
 from warmgate.decide.gate import WARM, Gate, Thresholds, Verdict
 from warmgate.decide.histogram import Histogram, bucket_index, bucket_value
-from warmgate.decide.judge import Controller
+from warmgate.decide.judge import Judge
 from warmgate.decide.omission import expected_interval, percentiles
 from warmgate.decide.plateau import SPAN_REQUESTS, SPANS_MIN, fit
 from warmgate.decide.ramp import SIGNIFICANCE, Ramp, tail_bound
@@ -174,12 +174,12 @@ def test_controller_corrects_only_the_closed_loop() -> None:
     thresholds = Thresholds(p95=0.2, window=10.0, hold=0.0, timeout=60.0)
     p95s = {}
     for rate in (None, 3200.0):
-        controller = Controller(thresholds, TARGET, ("app",), rate=rate)
-        controller.start(0.0)
-        controller.ramp.start(0.0, TARGET)
+        judge = Judge(thresholds, TARGET, ("app",), rate=rate)
+        judge.start(0.0)
+        judge.ramp.start(0.0, TARGET)
         for each in samples:
-            controller.record(each)
-        _, verdict = controller.tick(6.0)
+            judge.record(each)
+        _, verdict = judge.tick(6.0)
         p95s[rate] = (verdict.window.p95, verdict.window.raw_p95)
     corrected, raw = p95s[None]
     assert corrected is not None
@@ -418,19 +418,19 @@ def test_at_the_target_a_back_off_needs_evidence_the_gate_rejects(
 ) -> None:
     """Property: whenever the ramp backs off at the target, the gate's success check fails."""
     thresholds = Thresholds(success_rate=rate, window=10.0)
-    controller = Controller(thresholds, TARGET, ("app",))
-    controller.start(0.0)
+    judge = Judge(thresholds, TARGET, ("app",))
+    judge.start(0.0)
     now = 0.0
     for good, bad in [(40, 0)] * 4 + batches:  # climb to the target first
-        level = controller.level
+        level = judge.level
         for index in range(good + bad):
             at = now + (index + 1) / (good + bad + 1)
             outcome = "ok" if index < good else "unexpected_status"
-            controller.record(Sample(at - 0.001, at, level, "app", outcome, 500))
+            judge.record(Sample(at - 0.001, at, level, "app", outcome, 500))
         now += 1.0
-        was = controller.level
-        evidence = controller.gate.evidence(now)[0]
-        step, _ = controller.tick(now)
+        was = judge.level
+        evidence = judge.gate.evidence(now)[0]
+        step, _ = judge.tick(now)
         if was == TARGET and step.level < TARGET:
             assert not success_check(evidence, rate, "").passed
             assert tail_bound(evidence.failures, evidence.requests, 1 - rate) < SIGNIFICANCE
@@ -446,19 +446,19 @@ def test_sparse_errors_under_the_budget_never_back_off_at_the_target(
     """Property: 80 req/s with up to 0.6% errors under a 99% threshold never backs off at 16."""
     rng = random.Random(seed)
     thresholds = Thresholds(success_rate=0.99, window=10.0, hold=5.0, min_requests=20)
-    controller = Controller(thresholds, TARGET, ("app",), ramp_step=1.0)
-    controller.start(0.0)
+    judge = Judge(thresholds, TARGET, ("app",), ramp_step=1.0)
+    judge.start(0.0)
     now = 0.0
     reached = False
     while now < 60.0:
-        level = controller.level
+        level = judge.level
         for index in range(20):  # 80 req/s in ticks of 0.25s
             at = now + (index + 1) * TICK / 21
             failed = rng.random() < error_rate
             outcome, status = ("unexpected_status", 500) if failed else ("ok", 200)
-            controller.record(Sample(at - 0.01, at, level, "app", outcome, status))
+            judge.record(Sample(at - 0.01, at, level, "app", outcome, status))
         now += TICK
-        step, verdict = controller.tick(now)
+        step, verdict = judge.tick(now)
         reached = reached or step.level == TARGET
         if reached:
             assert step.level == TARGET, step.reason
@@ -511,21 +511,21 @@ def simulate_pool_app(capable_at: float, hold: float) -> tuple[float | None, lis
     Returns when the gate opened, and the levels the ramp went through.
     """
     thresholds = Thresholds(success_rate=0.99, window=10.0, hold=hold, min_requests=20)
-    controller = Controller(thresholds, TARGET, ("app",), ramp_step=1.0)
-    controller.start(0.0)
+    judge = Judge(thresholds, TARGET, ("app",), ramp_step=1.0)
+    judge.start(0.0)
     levels = []
     now = 0.0
     while now < 120.0:
-        level = controller.level
+        level = judge.level
         capacity = min(TARGET, 1 + int(15 * now / capable_at))
         for worker in range(level):
             ok = worker < capacity
             for index in range(10):  # 25ms answers, 10 per worker per tick
                 at = now + (index + 1) * 0.025
                 outcome, status = ("ok", 200) if ok else ("unexpected_status", 503)
-                controller.record(Sample(at - 0.025, at, level, "app", outcome, status))
+                judge.record(Sample(at - 0.025, at, level, "app", outcome, status))
         now += TICK
-        step, verdict = controller.tick(now)
+        step, verdict = judge.tick(now)
         levels.append(step.level)
         if verdict.done:
             return (now if verdict.outcome == WARM else None), levels

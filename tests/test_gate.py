@@ -1,4 +1,4 @@
-"""The pure decision core: window, gate, ramp and controller, fed plain data."""
+"""The pure decision core: window, gate, ramp and judge, fed plain data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warmgate.decide.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT, WARM, Gate, Thresholds
-from warmgate.decide.judge import Controller
+from warmgate.decide.judge import Judge
 from warmgate.decide.ramp import Ramp
 from warmgate.decide.window import Sample, Stats, Window, percentile
 
@@ -311,19 +311,19 @@ def test_ramp_waits_for_enough_samples() -> None:
 
 
 def test_controller_reaches_target_then_opens() -> None:
-    """The controller ramps 1->16 on healthy answers and then opens after the hold."""
+    """The judge ramps 1->16 on healthy answers and then opens after the hold."""
     thresholds = Thresholds(p95=0.2, window=10.0, hold=2.0, min_requests=20, timeout=60.0)
-    controller = Controller(thresholds, TARGET, ("app",), ramp_step=1.0)
-    controller.start(0.0)
+    judge = Judge(thresholds, TARGET, ("app",), ramp_step=1.0)
+    judge.start(0.0)
     now = 0.0
     verdict = None
     while now < 30.0:
-        level = controller.level
+        level = judge.level
         for index in range(level * 5):
             issued = now + index * (0.25 / (level * 5))
-            controller.record(Sample(issued, issued + 0.01, level, "app"))
+            judge.record(Sample(issued, issued + 0.01, level, "app"))
         now += 0.25
-        _, verdict = controller.tick(now)
+        _, verdict = judge.tick(now)
         if verdict.done:
             break
     assert verdict is not None
@@ -404,12 +404,12 @@ def test_back_off_restarts_the_hold() -> None:
 
 def test_paced_reasons_name_the_rate() -> None:
     """With a rate, reasons speak of the full rate, not of the concurrency cap."""
-    controller = Controller(Thresholds(p95=0.2, hold=5.0), TARGET, ("app",), 1.0, rate=400.0)
-    controller.start(0.0)
-    controller.ramp.start(0.0, TARGET)
+    judge = Judge(Thresholds(p95=0.2, hold=5.0), TARGET, ("app",), 1.0, rate=400.0)
+    judge.start(0.0)
+    judge.ramp.start(0.0, TARGET)
     for index in range(100):
-        controller.record(sample(index / 100, latency=0.5))
-    _, verdict = controller.tick(1.0)
+        judge.record(sample(index / 100, latency=0.5))
+    _, verdict = judge.tick(1.0)
     assert verdict.reason == "p95 500ms > 200ms at 400 req/s"
 
 

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from warmgate.config.model import HttpTarget, TrafficConfig
+from warmgate.decide.reach import Down, Reach
 from warmgate.decide.window import Sample
 from warmgate.demo.simapp import SimApp
 from warmgate.traffic.driver import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
@@ -171,10 +172,11 @@ def test_silent_target_times_out(silent_server: int) -> None:
 
 
 def test_refused_connection_is_a_connection_error() -> None:
-    """Nothing listening is a connection error with a short reason."""
+    """Nothing listening is a connection error with a short reason, and a probe reads it as
+    refused (the process is gone)."""
     port = closed_port()
 
-    async def scenario() -> tuple[str, str, str | None]:
+    async def scenario() -> tuple[str, str, Down | None]:
         async with make_client(1, TrafficConfig()) as client:
             driver = driver_for(f"http://127.0.0.1:{port}/", client)
             outcome = await driver.execute()
@@ -182,7 +184,7 @@ def test_refused_connection_is_a_connection_error() -> None:
 
     outcome, detail, probe = asyncio.run(scenario())
     assert (outcome, detail) == (CONNECTION_ERROR, "connection refused")
-    assert probe == f"127.0.0.1:{port}: connection refused"
+    assert probe == Down(Reach.REFUSED, f"127.0.0.1:{port}: connection refused")
 
 
 def test_probe_sees_a_listening_port(silent_server: int) -> None:

@@ -33,7 +33,7 @@ def supervisor(policy: Policy = POLICY) -> Lifecycle:
     """A supervisor's lifecycle whose first primer ended warm at t=10."""
     machine = Lifecycle(policy)
     machine.handle(Event.SUPERVISE, 0.0)
-    machine.worker_outcome(10.0, ready=True, answered=True)
+    machine.primer_outcome(10.0, ready=True, answered=True)
     return machine
 
 
@@ -143,7 +143,7 @@ def test_opened_without_an_answer_re_arms_when_the_target_answers() -> None:
     """Fail-open with nothing there: refusals change nothing; the first answer means cold."""
     machine = Lifecycle(POLICY)
     machine.handle(Event.SUPERVISE, 0.0)
-    machine.worker_outcome(30.0, ready=True, answered=False)
+    machine.primer_outcome(30.0, ready=True, answered=False)
     assert machine.handle(Event.REFUSED, 31.0).state is State.READY
     step = machine.handle(Event.UP, 40.0)
     assert (step.event, step.state) == (Event.ANSWERED, State.PRIMING)
@@ -153,7 +153,7 @@ def test_failed_closed_retries_after_retry_after() -> None:
     """A primer that failed closed is retried after retry_after, with a fresh arming."""
     machine = Lifecycle(POLICY)
     machine.handle(Event.SUPERVISE, 0.0)
-    machine.worker_outcome(50.0, ready=False, answered=True)
+    machine.primer_outcome(50.0, ready=False, answered=True)
     assert machine.state is State.FAILED
     assert machine.tick(59.9) is None
     step = machine.tick(60.0)
@@ -166,13 +166,13 @@ def test_a_crashed_primer_is_restarted_after_a_growing_back_off() -> None:
     """Crash, wait 1 s, respawn; crash again, wait 2 s."""
     machine = Lifecycle(POLICY)
     machine.handle(Event.SUPERVISE, 0.0)
-    step = machine.worker_outcome(1.0, ready=None, answered=False)
+    step = machine.primer_outcome(1.0, ready=None, answered=False)
     assert Action.SPAWN not in step.actions
     assert machine.tick(1.9) is None
     respawn = machine.tick(2.0)
     assert respawn is not None
     assert Action.SPAWN in respawn.actions
-    machine.worker_outcome(3.0, ready=None, answered=False)
+    machine.primer_outcome(3.0, ready=None, answered=False)
     assert machine.tick(4.9) is None
     assert machine.tick(5.0) is not None
 
@@ -185,7 +185,7 @@ def test_a_primer_that_keeps_crashing_opens_at_the_outer_deadline() -> None:
     step = machine.tick(40.0)
     assert step is not None
     assert step.state is State.READY
-    assert Action.STOP_WORKER in step.actions
+    assert Action.STOP_PRIMER in step.actions
 
 
 def test_public_state_names() -> None:
@@ -274,12 +274,12 @@ class SupervisedLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.machine.state is State.PRIMING)
     def primer_ends(self, ready: bool | None, answered: bool) -> None:
         """The primer process reports its outcome or dies."""
-        self._apply(self.machine.worker_outcome(self.now, ready=ready, answered=answered))
+        self._apply(self.machine.primer_outcome(self.now, ready=ready, answered=answered))
 
     @invariant()
     def ready_only_through_a_primer_or_a_deadline(self) -> None:
         """A re-arm always passes through priming: READY comes from a primer or the deadline."""
-        assert set(self.readies_from) <= {Event.WORKER_READY, Event.TIMED_OUT_OPEN}
+        assert set(self.readies_from) <= {Event.PRIMER_READY, Event.TIMED_OUT_OPEN}
 
     @invariant()
     def never_ready_after_a_refusal_it_vouched_against(self) -> None:
@@ -317,7 +317,7 @@ def test_the_supervisor_judges_its_own_deadline_with_what_the_primer_saw() -> No
     machine = Lifecycle(Policy(wait_timeout=10, gate_timeout=20))
     machine.handle(Event.SUPERVISE, 0.0)
     machine.note_answered(True)
-    machine.worker_outcome(5.0, ready=None, answered=False)
+    machine.primer_outcome(5.0, ready=None, answered=False)
     step = machine.tick(40.0)
     assert step is not None
     assert step.state is State.READY

@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 
 from tests.helpers import WarmgateProcess, http_get, poll, run_cli
 from tests.reviews import deployment_pod, patched, request
+from warmgate.kernel.secrets import Secrets
 from warmgate.kube.admission import Review, admit, response
 from warmgate.kube.inject import InjectOptions
 from warmgate.kube.inject_parts import CONFIG_DIR, STATUS_DIR
-from warmgate.runtime.open_run import NO_CONFIG, open_reason, open_status, stopped_status
+from warmgate.runtime.handover import OpenPlan
+from warmgate.runtime.open_run import NO_CONFIG, OpenRun, open_reason, open_status
+from warmgate.serve.logs import Log
 from warmgate.serve.status import HEARTBEAT_FILE, READY_FILE, STATUS_FILE
 
 CONFIG = Path("/etc/warmgate/warmgate.yaml")
@@ -42,16 +45,36 @@ def test_only_an_absent_file_with_an_optional_config_map_opens(
     assert opens == (path is not None and not exists and bool(config_map))
 
 
-def test_the_open_status_is_ready_at_once_with_nothing_measured() -> None:
-    """Ready, outcome no_config, mode run (heartbeat-checked), no warm-up time to speak of."""
-    status = open_status("no config: x", 1000.0).to_json()
-    assert (status["state"], status["ready"], status["outcome"]) == ("ready", True, NO_CONFIG)
-    assert status["mode"] == "run"
+def test_the_open_run_is_ready_at_once_with_nothing_measured_until_a_signal(
+    tmp_path: Path,
+) -> None:
+    """Opened, it is ready on the endpoint and in the directory (outcome no_config, mode run,
+    no warm-up time); a signal withdraws readiness from both, and the run ends with 0."""
+    plan = OpenPlan(
+        reason="no config: x",
+        config_map="warmgate",
+        listen_fd=-1,
+        status_dir=str(tmp_path),
+        status=open_status("no config: x", 1000.0).to_json(),
+    )
+    log = Log.for_format("json", Secrets())
+    run = OpenRun(plan, log, clock=lambda: 5.0, wall=lambda: 1005.0)
+    run.open()
+    ready, reason, status = run.surfaces.snapshot()
+    assert (ready, reason) == (True, "no config: x")
+    assert (status["state"], status["outcome"], status["mode"]) == ("ready", NO_CONFIG, "run")
     assert status["warmup_seconds"] == 0
     assert status["window"] == {}
-    stopped = stopped_status(status, "SIGTERM", 1001.0)
-    assert (stopped["state"], stopped["ready"]) == ("stopped", False)
-    assert stopped["reason"].startswith("stopped by SIGTERM")
+    assert json.loads((tmp_path / STATUS_FILE).read_text())["ready"] is True
+    assert (tmp_path / READY_FILE).exists()
+    assert (tmp_path / HEARTBEAT_FILE).exists()
+    run.request_stop("SIGTERM")
+    assert run.run() == 0
+    ready, reason, status = run.surfaces.snapshot()
+    assert (ready, status["state"]) == (False, "stopped")
+    assert reason.startswith("stopped by SIGTERM")
+    assert not (tmp_path / READY_FILE).exists()
+    assert json.loads((tmp_path / STATUS_FILE).read_text())["state"] == "stopped"
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import pytest
 from tests import pg
 from tests.helpers import poll
 from warmgate.config.model import SqlTarget
+from warmgate.decide.reach import Down, Reach
 from warmgate.traffic.driver import (
     CONNECTION_ERROR,
     ERROR,
@@ -229,7 +230,7 @@ def test_missing_sqlite_file_is_the_wait_phase(tmp_path: Path) -> None:
             await driver.aclose()
 
     down, failed, up, ok = asyncio.run(scenario())
-    assert down == f"{path}: cannot open the database file"
+    assert down == Down(Reach.UNREACHABLE, f"{path}: cannot open the database file")
     assert (failed.outcome, failed.detail) == (CONNECTION_ERROR, "cannot open the database file")
     assert up is None
     assert ok.outcome == OK
@@ -563,12 +564,14 @@ def free_port() -> int:
 
 @pytest.mark.postgres
 def test_connection_failures_are_short_reasons_without_secrets(orders: pg.Scratch) -> None:
-    """Refused ports and missing databases are reasons in the wait phase, never crashes."""
+    """Refused ports and missing databases are reasons in the wait phase, never crashes; a
+    refused port reads as refused (libpq says it only in words: the port is asked again), a
+    missing database as unreachable."""
     planted = "planted-Pw-4417"
     port = free_port()
     refused = plan_for(f"postgresql+psycopg://app:{planted}@127.0.0.1:{port}/test", "SELECT 1")
     (outcome,), probe = execute_many(refused, 1, 1)
-    assert probe == f"127.0.0.1:{port}: connection refused"
+    assert probe == Down(Reach.REFUSED, f"127.0.0.1:{port}: connection refused")
     assert (outcome.outcome, outcome.detail) == (CONNECTION_ERROR, "connection refused")
 
     missing = plan_for(
@@ -577,7 +580,7 @@ def test_connection_failures_are_short_reasons_without_secrets(orders: pg.Scratc
     )
     (outcome,), probe = execute_many(missing, 1, 1)
     reason = f"database no_such_db_{orders.schema} does not exist"
-    assert probe == f"127.0.0.1:5432: {reason}"
+    assert probe == Down(Reach.UNREACHABLE, f"127.0.0.1:5432: {reason}")
     assert (outcome.outcome, outcome.detail) == (CONNECTION_ERROR, reason)
     assert planted not in repr(refused) + repr(missing)
 

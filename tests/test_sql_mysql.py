@@ -21,6 +21,7 @@ from tests import maria
 from tests.helpers import free_port
 from tests.test_sql_config import imported_sql_modules
 from warmgate.config.model import SqlTarget
+from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
 from warmgate.traffic.sql.check import Dialect, escape_problem, write_problem
@@ -353,26 +354,31 @@ def test_a_wrong_password_is_a_clear_reason_without_the_password(orders: maria.S
 
         probe, outcome = asyncio.run(scenario())
     assert probe is not None
-    assert probe.startswith(f"127.0.0.1:3306: access denied for user {account}@")
+    assert probe.reach is Reach.UNREACHABLE
+    assert probe.reason.startswith(f"127.0.0.1:3306: access denied for user {account}@")
     assert (outcome.outcome, outcome.detail.split("@")[0]) == (
         CONNECTION_ERROR,
         f"access denied for user {account}",
     )
-    assert "Pw-5521" not in probe + outcome.detail
+    assert "Pw-5521" not in probe.reason + outcome.detail
 
 
 def test_a_refused_port_is_the_wait_phase() -> None:
-    """Nothing listening is 'connection refused', a reason, never a crash."""
+    """Nothing listening is 'connection refused', a reason read as refused (from the socket's
+    error, which PyMySQL keeps), never a crash."""
     plan = plan_for(f"mysql://app:pw@127.0.0.1:{free_port()}/test", "SELECT 1")
 
-    async def scenario() -> str | None:
+    async def scenario() -> Down | None:
         driver = SqlDriver.open("db", plan, 1)
         try:
             return await driver.probe()
         finally:
             await driver.aclose()
 
-    assert asyncio.run(scenario()).endswith(": connection refused")  # type: ignore[union-attr]
+    down = asyncio.run(scenario())
+    assert down is not None
+    assert down.reach is Reach.REFUSED
+    assert down.reason.endswith(": connection refused")
 
 
 @pytest.mark.mariadb

@@ -15,6 +15,7 @@ from psycopg import sql
 from tests import pg
 from tests.helpers import run_cli
 from tests.test_sql_driver import plan_for, unchecked
+from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
@@ -41,11 +42,11 @@ def grants(scratch: pg.Scratch, *extra: str) -> tuple[str, ...]:
     return tuple(grant.format(schema=schema) for grant in (*READ, *extra))
 
 
-def probe_once(plan: SqlPlan) -> tuple[str | None, list[str]]:
+def probe_once(plan: SqlPlan) -> tuple[Down | None, list[str]]:
     """Open a driver, probe it once, close it; the probe's answer and the warnings it gave."""
     warnings: list[str] = []
 
-    async def scenario() -> str | None:
+    async def scenario() -> Down | None:
         driver = SqlDriver.open("orders-db", plan, 1, warnings.append)
         try:
             return await driver.probe()
@@ -145,11 +146,13 @@ def test_a_wrong_password_fails_and_is_never_shown(orders: pg.Scratch) -> None:
         right = plan_for(url_of(role), orders.select("WHERE id = 1"), rows={"min": 1, "max": 1})
         right_probe, warnings = probe_once(right)
         answered = run_once(right)
-    assert probe == f"{pg.HOST}:{pg.PORT}: password authentication failed for user {role}"
+    assert probe == Down(
+        Reach.UNREACHABLE, f"{pg.HOST}:{pg.PORT}: password authentication failed for user {role}"
+    )
     assert (outcome.outcome, outcome.detail) == (
         CONNECTION_ERROR, f"password authentication failed for user {role}"
     )  # fmt: skip
-    assert "Wrong-pw-99" not in repr(wrong) + probe + outcome.detail
+    assert "Wrong-pw-99" not in repr(wrong) + probe.reason + outcome.detail
     assert (right_probe, warnings, answered.outcome) == (None, [], OK)
 
 

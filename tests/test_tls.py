@@ -21,6 +21,7 @@ from tests.tls_server import APP_NAME, expired, self_signed, tls_server, write
 from warmgate.config.loader import load_config
 from warmgate.config.model import Config, TrafficConfig
 from warmgate.config.model import warnings as config_warnings
+from warmgate.decide.reach import Down
 from warmgate.demo.simapp import Behavior, SimApp
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import CONNECTION_ERROR, OK, Outcome
@@ -260,17 +261,17 @@ def test_wait_url_inherits_the_tls_of_the_target_on_the_same_server(
         assert probe(compiled) is None
         assert seen.server_names == [APP_NAME]
         elsewhere = config_for(f"https://127.0.0.2:{port}/", tls, wait={"url": f"{base}/"})
-        reason = probe(compile_config(elsewhere))
-        assert reason is not None
-        assert reason.startswith("wait.url: certificate verify failed: unable to get local")
+        down = probe(compile_config(elsewhere))
+        assert down is not None
+        assert down.reason.startswith("wait.url: certificate verify failed: unable to get local")
 
 
-def probe(compiled: Compiled) -> str | None:
+def probe(compiled: Compiled) -> Down | None:
     """One probe of the compiled wait.url."""
     wait = compiled.wait
     assert wait is not None
 
-    async def once() -> str | None:
+    async def once() -> Down | None:
         context = wait.tls.context if wait.tls is not None else None
         async with make_client(1, TrafficConfig(), context) as client:
             return await UrlProbe(wait.url, client, wait.tls).probe()

@@ -220,10 +220,10 @@ def prime(
     supervised: Annotated[str | None, typer.Option("--supervised", hidden=True)] = None,
 ) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
-    from warmgate.runtime.primer import Supervised, execute
+    from warmgate.runtime.primer import execute, supervised_option
 
     config, secrets = _load(plan, warn=not supervised)  # run has warned once already
-    primer = Supervised.from_json(supervised) if supervised else None
+    primer = supervised_option(supervised) if supervised else None
     status = execute(config, secrets, report=report, supervised=primer)
     if not status.ready:
         raise typer.Exit(EXIT_NOT_READY)

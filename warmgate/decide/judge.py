@@ -1,7 +1,7 @@
 """The decision core in one object: the window, the ramp and the gate, fed together.
 
-The runner records every completed sample and calls :meth:`Controller.tick` a few times a
-second, with the requests still in flight; the controller answers with the ramp's step (a new
+The runner records every completed sample and calls :meth:`Judge.tick` a few times a
+second, with the requests still in flight; the judge answers with the ramp's step (a new
 concurrency level, perhaps) and the gate's verdict. The ramp judges each level on the requests
 issued at it since it was reached, bounded by the window — at the target level the same
 evidence the gate judges. Pure code: no clock of its own, no I/O.
@@ -16,7 +16,7 @@ from warmgate.decide.ramp import Ramp, Step
 from warmgate.decide.window import Pending, Sample, Window
 
 
-class Controller:
+class Judge:
     """Window + ramp + gate for one warm-up."""
 
     def __init__(

@@ -3,39 +3,50 @@
 Two rules, as in h11's state machine: everything that decides a lifecycle change lives in this
 module, and this module knows nothing about I/O, clocks or asyncio. Two shells feed it:
 
-- the *primer* (``runner.py``: ``prime``, and the child process ``run`` starts) turns probe
-  results, the gate's verdicts and ticks into events, and carries out the actions: start or
-  stop the load, publish, finish;
-- the *supervisor* (``supervisor.py``: the long-lived ``run`` process) starts a primer whenever
-  it arms, watches the app once the primer has finished, and re-arms.
+- the *warm-up* (``runtime/warmup.py``: ``prime``, and each *primer*, the child process ``run``
+  starts) turns probe results, the gate's verdicts, what the traffic meets and ticks into
+  events, and carries out the actions: start or stop the load, publish, finish;
+- the *supervisor* (``runtime/supervisor.py``: the long-lived ``run`` process) starts a primer
+  whenever it arms, watches the app once the primer has finished, and re-arms;
+- the *open run* (``runtime/open_run.py``: ``run`` without its optional config) opens at once.
+
+Both shells publish what :meth:`Lifecycle.public` says: the public state and readiness are
+decided here and nowhere else.
 
 Theory of operation::
 
     NEW --arm--> WAITING --up--> WARMING --warm--> READY
+    NEW --open--> READY                           (no config: ready without warming)
     NEW --resume--> RESUMING --up--> CONFIRMING --warm--> READY
                                         '--not_confirmed--> WARMING
     WARMING/CONFIRMING --lost--> WAITING          (the deadline is *not* reset)
     WAITING/RESUMING/WARMING/CONFIRMING --deadline--> READY (fail open) or FAILED (fail closed)
-    NEW --supervise--> PRIMING --worker_ready--> READY --restarted/gone/answered--> PRIMING
-                          |--worker_failed--> FAILED --retry/answered--> PRIMING
-                          '--worker_crashed--> PRIMING (again, after a back-off)
+    NEW --supervise--> PRIMING --primer_ready--> READY --restarted/gone/answered--> PRIMING
+                          |--primer_failed--> FAILED --retry/answered--> PRIMING
+                          '--primer_crashed--> PRIMING (again, after a back-off)
     any state but STOPPED --stop--> STOPPED
 
 *One deadline per arming*: the wait deadline runs from the arming, the warm-up deadline from
 the first time warming began in this arming, and going back to waiting (the target was lost)
 resets neither, so a flapping target still ends by its deadline.
 
-*Restarts versus overload*: a refused connection means the app's process is gone (a sidecar
-talks to its own pod), so a ready gate re-arms at the first one, however short the outage. A
-target that does not answer with its port open (timeouts, resets) is overloaded, not
-restarted: that never re-arms (a connect that times out is a full accept queue: busy). Only a
-target that cannot be reached at all (no route, unknown host) for ``rearm_after`` seconds
-re-arms, as the app may have moved.
+*Restarts versus overload*: probes arrive classified (``reach.py``, by exception type and
+errno). A refused connection means the app's process is gone (a sidecar talks to its own pod),
+so a ready gate re-arms at the first one, however short the outage. A target that is busy (its
+port open, but no answer in time: a connect that times out is a full accept queue) is
+overloaded, not restarted: once the outcome is reached that counts as up and never re-arms;
+before it, the target is not up yet. Only a target that cannot be reached at all (no route,
+unknown host, a reset) for ``rearm_after`` seconds re-arms, as the app may have moved.
+
+*Lost while warming*: when every request of the last ``lost_after`` seconds failed to connect,
+after at least that long of load, warming goes back to waiting (:meth:`Lifecycle.traffic`; the
+shell says when the load really started, which a jitter pause can delay).
 
 Events the machine derives itself from what the shell reports (so the table stays plain
 data): ``gone`` (unreachable for ``rearm_after``), ``answered`` (a target that never answered
-before the outcome answers at last), ``retry`` (``retry_after`` passed after failing closed),
-``not_confirmed`` and the two deadline events, from :meth:`Lifecycle.tick`.
+before the outcome answers at last), ``lost`` (from :meth:`Lifecycle.traffic`), ``retry``
+(``retry_after`` passed after failing closed), ``not_confirmed`` and the two deadline events,
+from :meth:`Lifecycle.tick`.
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+
+from warmgate.decide.reach import Reach
 
 
 class State(StrEnum):
@@ -92,15 +105,19 @@ class Event(StrEnum):
     """A probe: a connection was refused; the target's process is gone."""
     UNREACHABLE = "unreachable"
     """A probe: no way to reach the target at all (no route, unknown host)."""
+    BUSY = "busy"
+    """A probe: the port is open but the target did not answer in time (overloaded, starting)."""
     LOST = "lost"
-    """Warming: nothing but connection errors for a while."""
+    """Warming: nothing but connection errors for a while (derived by :meth:`Lifecycle.traffic`)."""
+    OPEN = "open"
+    """No config to warm with: ready at once (``run --optional-config-map``)."""
     WARM = "warm"
     NOT_CONFIRMED = "not_confirmed"
     TIMED_OUT_OPEN = "timed_out_open"
     TIMED_OUT_CLOSED = "timed_out_closed"
-    WORKER_READY = "worker_ready"
-    WORKER_FAILED = "worker_failed"
-    WORKER_CRASHED = "worker_crashed"
+    PRIMER_READY = "primer_ready"
+    PRIMER_FAILED = "primer_failed"
+    PRIMER_CRASHED = "primer_crashed"
     RESPAWN = "respawn"
     """The back-off after a crashed primer is over."""
     RESTARTED = "restarted"
@@ -123,7 +140,7 @@ class Action(StrEnum):
     STOP_LOAD = "stop_load"
     SPAWN = "spawn"
     """Start a primer process."""
-    STOP_WORKER = "stop_worker"
+    STOP_PRIMER = "stop_primer"
     WITHDRAW = "withdraw"
     """Readiness is gone: say so on every surface before anything else."""
     FINISH = "finish"
@@ -133,11 +150,17 @@ class Action(StrEnum):
 
 S, E = State, Event
 _OUTCOMES = {E.TIMED_OUT_OPEN: S.READY, E.TIMED_OUT_CLOSED: S.FAILED, E.STOP: S.STOPPED}
-_PROBES = {E.UP: None, E.REFUSED: None, E.UNREACHABLE: None}
+_PROBES = {E.UP: None, E.REFUSED: None, E.UNREACHABLE: None, E.BUSY: None}
 """Probe results that leave a state as it is (``None``: stay)."""
 
 TRANSITIONS: dict[State, dict[Event, State | None]] = {
-    S.NEW: {E.ARM: S.WAITING, E.RESUME: S.RESUMING, E.SUPERVISE: S.PRIMING, E.STOP: S.STOPPED},
+    S.NEW: {
+        E.ARM: S.WAITING,
+        E.RESUME: S.RESUMING,
+        E.SUPERVISE: S.PRIMING,
+        E.OPEN: S.READY,
+        E.STOP: S.STOPPED,
+    },
     S.WAITING: {**_PROBES, E.UP: S.WARMING, **_OUTCOMES},
     S.RESUMING: {**_PROBES, E.UP: S.CONFIRMING, E.REFUSED: S.WAITING, **_OUTCOMES},
     S.WARMING: {**_PROBES, E.WARM: S.READY, E.LOST: S.WAITING, **_OUTCOMES},
@@ -150,9 +173,9 @@ TRANSITIONS: dict[State, dict[Event, State | None]] = {
     },
     S.PRIMING: {
         **_PROBES,
-        E.WORKER_READY: S.READY,
-        E.WORKER_FAILED: S.FAILED,
-        E.WORKER_CRASHED: None,
+        E.PRIMER_READY: S.READY,
+        E.PRIMER_FAILED: S.FAILED,
+        E.PRIMER_CRASHED: None,
         E.RESPAWN: None,
         **_OUTCOMES,
     },
@@ -185,6 +208,9 @@ class Policy:
     retry_after: float = 60.0
     confirm_for: float = 5.0
     """How long the confirmation after warmgate's own restart may take before a full warm-up."""
+    lost_after: float = 5.0
+    """Seconds of load that met nothing but connection errors that send warming back to
+    waiting."""
     crash_backoff: float = 1.0
     """First pause before restarting a crashed primer; doubles up to ``crash_backoff_max``."""
     crash_backoff_max: float = 30.0
@@ -211,9 +237,13 @@ _LOAD = {State.WARMING: Action.START_LOAD, State.CONFIRMING: Action.START_LOAD_A
 _PRIMING_STATES = frozenset(
     {State.WAITING, State.RESUMING, State.WARMING, State.CONFIRMING, State.PRIMING}
 )
-_LATE_IGNORED = frozenset(
-    {Event.UP, Event.REFUSED, Event.UNREACHABLE, Event.LOST, Event.NOT_CONFIRMED, Event.RESPAWN}
-)
+_PROBE_EVENTS = {
+    Reach.UP: Event.UP,
+    Reach.REFUSED: Event.REFUSED,
+    Reach.UNREACHABLE: Event.UNREACHABLE,
+    Reach.BUSY: Event.BUSY,
+}
+_LATE_IGNORED = frozenset({*_PROBE_EVENTS.values(), Event.LOST, Event.NOT_CONFIRMED, Event.RESPAWN})
 """Events that come too late once the deadline has passed: the deadline wins."""
 PRIMER_GRACE = 10.0
 """Seconds a supervisor adds to a primer's own deadline before it gives up for it (a primer
@@ -228,10 +258,10 @@ def actions_for(previous: State, state: State, event: Event) -> tuple[Action, ..
     if previous in _LOAD and state is not previous:
         actions.append(Action.STOP_LOAD)
     if previous is State.PRIMING and event in _GIVE_UPS:
-        actions.append(Action.STOP_WORKER)  # a primer that reached its outcome ends by itself
+        actions.append(Action.STOP_PRIMER)  # a primer that reached its outcome ends by itself
     if state in _LOAD and state is not previous:
         actions.append(_LOAD[state])
-    if state is State.PRIMING and event is not Event.WORKER_CRASHED:
+    if state is State.PRIMING and event is not Event.PRIMER_CRASHED:
         actions.append(Action.SPAWN)
     if state in (State.READY, State.FAILED) and state is not previous:
         actions.append(Action.FINISH)
@@ -257,11 +287,50 @@ class Lifecycle:
         self.respawn_at: float | None = None
         self.rearms = 0
         self.last_probe: Event | None = None
+        self.load_since: float | None = None
+        """When the load last started while warming or confirming (after any jitter pause)."""
 
     @property
     def ready(self) -> bool:
         """Whether readiness is claimed now."""
         return self.state is State.READY
+
+    def public(self, reported: str | None = None) -> tuple[str, bool]:
+        """The public state (status.json, /status, ``warmgate_state``) and readiness, now.
+
+        Warming whose load has not started yet (a jitter pause) is still ``waiting``. While a
+        primer owns the decision (``run``: PRIMING), its ``reported`` phase is shown, waiting
+        until it says warming; never ready.
+        """
+        state = self.state
+        if state is State.PRIMING:
+            return (reported if reported == _PUBLIC[State.PRIMING] else "waiting"), False
+        if state in _LOAD and self.load_since is None:
+            return "waiting", False
+        return state.public, state is State.READY
+
+    def probe(self, reach: Reach, now: float) -> Transition:
+        """What a probe of the target found (``reach.py``)."""
+        return self.handle(_PROBE_EVENTS[reach], now)
+
+    def load_started(self, now: float) -> None:
+        """The shell has started the load that warming or confirming asked for."""
+        if self.state in _LOAD:
+            self.load_since = now
+
+    def traffic(self, now: float, *, connecting_fails: bool) -> Transition | None:
+        """While warming: ``connecting_fails`` says whether every request of the last
+        ``lost_after`` seconds failed to connect. After that long of load, the target is lost:
+        back to waiting for it."""
+        lost_after = self.policy.lost_after
+        if (
+            connecting_fails
+            and self.state in _LOAD
+            and self.load_since is not None
+            and now - self.load_since >= lost_after
+        ):
+            return self.handle(Event.LOST, now)
+        return None
 
     def deadline(self) -> float:
         """When this arming gives up (fail open or closed); ``inf`` outside the priming states.
@@ -291,7 +360,7 @@ class Lifecycle:
             raise LifecycleError(
                 f"event {event.value!r} is not allowed in state {previous.value!r}"
             )
-        if event in (Event.UP, Event.REFUSED, Event.UNREACHABLE):
+        if event in _PROBE_EVENTS.values():
             derived = self._probe(event, now)
             if derived is not None and derived in table:
                 event = derived
@@ -331,22 +400,24 @@ class Lifecycle:
         an outcome the supervisor reaches itself (a crash-looping primer) judges the same."""
         self.answered = self.answered or answered
 
-    def worker_outcome(self, now: float, *, ready: bool | None, answered: bool) -> Transition:
+    def primer_outcome(self, now: float, *, ready: bool | None, answered: bool) -> Transition:
         """``run``: the primer reached an outcome: ready, failed closed (``False``), or it died
         without one (``None``; it is started again after a back-off)."""
         if ready is None:
             self.crashes += 1
             pause = self.policy.crash_backoff * 2 ** (self.crashes - 1)
             self.respawn_at = now + min(self.policy.crash_backoff_max, pause)
-            return self.handle(Event.WORKER_CRASHED, now)
+            return self.handle(Event.PRIMER_CRASHED, now)
         self.crashes = 0
         self.answered = answered
         if answered:
             self.last_probe = Event.UP  # the primer's answers are newer than any probe
-        return self.handle(Event.WORKER_READY if ready else Event.WORKER_FAILED, now)
+        return self.handle(Event.PRIMER_READY if ready else Event.PRIMER_FAILED, now)
 
     def _probe(self, event: Event, now: float) -> Event | None:  # noqa: PLR0911 - one rule a line
         """Remember a probe result; the event it stands for in READY/FAILED, if any."""
+        if event is Event.BUSY and self.state in (State.READY, State.FAILED):
+            event = Event.UP  # the outcome is reached: an open port that is slow is up
         self.last_probe = event
         if event is not Event.UNREACHABLE:
             self.unreachable_since = None
@@ -382,6 +453,8 @@ class Lifecycle:
                 self.rearms += 1
         if state is State.WARMING and self.warming_since is None:
             self.warming_since = now
+        if state is not previous:
+            self.load_since = None
         if state is State.CONFIRMING and previous is not State.CONFIRMING:
             self.confirm_until = now + self.policy.confirm_for
         if state is State.FAILED and previous is not State.FAILED:

@@ -20,31 +20,29 @@ is wrong is still a mistake that exits 2, as everywhere else (see docs/kubernete
 
 Like the ``run`` supervisor, the open process is small: :func:`open_if_missing` checks the
 status directory and binds the port in the CLI process, then ``exec``\\ s into :func:`main`,
-which imports only the standard library, prometheus_client and warmgate's small modules.
-:func:`open_reason` and :func:`open_status` are the pure decisions.
+which imports only the standard library, prometheus_client and warmgate's small modules, and
+shares the supervisor's shell (``shell.py``). Its readiness is the lifecycle's: the machine
+opens (``open``) and stops (``stop``) like any other. :func:`open_reason` is the pure decision.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from warmgate.kernel.secrets import Secrets
+from warmgate.decide.lifecycle import Event, Lifecycle, Policy
+from warmgate.runtime.handover import OpenPlan, exec_into
+from warmgate.runtime.shell import BEAT_INTERVAL, Surfaces, serve_process, wall_clock
 from warmgate.serve.logs import Log
-from warmgate.serve.status import READY, STOPPED, Status, StatusDir, iso_time, write_failure
+from warmgate.serve.status import Status, StatusDir
 
 NO_CONFIG = "no_config"
 """The status's ``outcome`` while ``run`` is open for want of a config."""
-BEAT_INTERVAL = 1.0
-"""Seconds between heartbeats (a ``run`` status is ready only while its heartbeat is fresh)."""
 
 
 def open_reason(path: Path | None, exists: bool, config_map: str | None) -> str | None:
@@ -62,10 +60,10 @@ def open_reason(path: Path | None, exists: bool, config_map: str | None) -> str 
 
 
 def open_status(reason: str, now: float) -> Status:
-    """The status ``run`` shows while open: ready at once, nothing measured."""
+    """The status ``run`` shows while open, before the machine has opened: nothing measured."""
     return Status(
-        state=READY,
-        ready=True,
+        state="waiting",
+        ready=False,
         reason=reason,
         started_at=now,
         updated_at=now,
@@ -75,41 +73,6 @@ def open_status(reason: str, now: float) -> Status:
         ready_at=now,
         mode="run",
     )
-
-
-def stopped_status(status: dict[str, Any], signal_name: str, now: float) -> dict[str, Any]:
-    """The last status, once a signal has stopped the open process: not ready any more."""
-    stamp = iso_time(now)
-    return {
-        **status,
-        "state": STOPPED,
-        "ready": False,
-        "reason": f"stopped by {signal_name}; not vouching for the app any more",
-        "updated_at": stamp,
-        "phase_started_at": stamp,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class OpenPlan:
-    """What the open process needs, worked out by ``warmgate run`` before the ``exec``."""
-
-    reason: str
-    config_map: str
-    listen_fd: int
-    status_dir: str | None = None
-    log_format: str = "auto"
-    status: dict[str, Any] = field(default_factory=dict)
-    early_signal: str | None = None
-
-    def to_json(self) -> str:
-        """The ``exec`` argument."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> OpenPlan:
-        """Read the ``exec`` argument back."""
-        return cls(**json.loads(text))
 
 
 def open_if_missing(plan: dict[str, Any], config_map: str | None) -> None:
@@ -144,97 +107,81 @@ def open_if_missing(plan: dict[str, Any], config_map: str | None) -> None:
         status=open_status(reason, time.time()).to_json(),
         early_signal=EARLY[0] if EARLY else None,
     )
-    for fd in keep:
-        os.set_inheritable(fd, True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "warmgate.runtime.open_run", opened.to_json()])  # noqa: S606 - our own module, no shell
+    exec_into("warmgate.runtime.open_run", opened, keep)
 
 
-class _Open:
-    """The open process's one status, served from memory and kept in the status directory."""
+class OpenRun:
+    """The open process: ready at once, until a signal; its one status served and kept."""
 
-    def __init__(self, plan: OpenPlan, log: Log) -> None:
+    def __init__(
+        self,
+        plan: OpenPlan,
+        log: Log,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.plan = plan
         self.log = log
-        self.status = plan.status
-        self.directory = StatusDir(Path(plan.status_dir)) if plan.status_dir else None
-        self._error: str | None = None
+        self.machine = Lifecycle(Policy())
+        self._clock = clock
+        self._wall = wall_clock(clock, wall)
+        directory = Path(plan.status_dir) if plan.status_dir else None
+        self.surfaces = Surfaces(Status.from_json(plan.status), directory, log)
+        self._stop = threading.Event()
+        self._signal: str | None = None
 
-    def snapshot(self) -> tuple[bool, str, dict[str, Any]]:
-        status = self.status
-        return bool(status["ready"]), str(status["reason"]), status
+    def liveness(self) -> tuple[bool, str]:
+        """Alive: nothing here can stall but the process itself."""
+        return True, "ok"
 
     def metrics_text(self) -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest
+        """The status gauges."""
+        return self.surfaces.metrics_text()
 
-        from warmgate.serve.metrics import StatusCollector
+    def request_stop(self, name: str) -> None:
+        """Signal handlers call this: the process stops at once."""
+        self._signal = self._signal or name
+        self._stop.set()
 
-        registry = CollectorRegistry(auto_describe=False)
-        ready, _, status = self.snapshot()
-        registry.register(StatusCollector(lambda: (ready, status)))
-        return generate_latest(registry)
+    def open(self) -> None:
+        """Open: ready reaches the directory before the endpoint, and the log says why."""
+        self.machine.handle(Event.OPEN, self._clock())
+        self.surfaces.beat()
+        self._show()
+        self.log.event(
+            "no_config", self.plan.reason, config_map=self.plan.config_map, ready=True,
+            outcome=NO_CONFIG,
+        )  # fmt: skip
 
-    def beat(self) -> None:
-        if self.directory is not None:
-            self._guarded(self.directory.beat)
+    def run(self) -> int:
+        """Renew the heartbeat until a signal; then withdraw readiness (exit 0)."""
+        while not self._stop.wait(BEAT_INTERVAL):
+            self.surfaces.beat()
+        self.machine.handle(Event.STOP, self._clock())
+        stamp = self._wall(self._clock())
+        reason = f"stopped by {self._signal}; not vouching for the app any more"
+        self._show(reason=reason, updated_at=stamp, phase_started_at=stamp)
+        self.log.event("stop", f"stopped by {self._signal}", state=self.surfaces.status.state)
+        return 0
 
-    def write(self) -> None:
-        directory, status = self.directory, self.status
-        if directory is not None:
-            self._guarded(lambda: directory.write_json(status))
-
-    def _guarded(self, write: Any) -> None:
-        """A status directory that cannot be written costs a log line, never the process."""
-        try:
-            write()
-        except OSError as exc:
-            error, sentence = write_failure(self.directory and self.directory.path, exc)
-            if error != self._error:
-                self.log.event("status_write_failed", sentence)
-            self._error = error
-        else:
-            self._error = None
+    def _show(self, **changes: Any) -> None:
+        state, ready = self.machine.public()
+        status = replace(self.surfaces.status, state=state, ready=ready, **changes)
+        self.surfaces.show(status, self._clock(), force=True)
 
 
 def main() -> None:
     """``python -m warmgate.runtime.open_run PLAN``: what ``warmgate run`` ``exec``\\ s into when
     open."""
-    stop = threading.Event()
-    received: list[str] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     plan = OpenPlan.from_json(sys.argv[1])
-    if plan.early_signal:
-        received.append(plan.early_signal)
-        stop.set()
-    log = Log.for_format(plan.log_format, Secrets())
-    state = _Open(plan, log)
-    state.beat()
-    state.write()  # ready reaches the directory before the endpoint
-    log.event("no_config", plan.reason, config_map=plan.config_map, ready=True, outcome=NO_CONFIG)
-    from warmgate.serve.server import Endpoint
 
-    listener = socket.socket(fileno=plan.listen_fd)
-    endpoint = Endpoint(
-        state.snapshot, state.metrics_text, report=lambda line: log.event("endpoint", line)
-    )
-    port = endpoint.start(listener)
-    log.event("listening", f"serving /readyz, /status and /metrics on port {port}", port=port)
-    try:
-        while not stop.wait(BEAT_INTERVAL):
-            state.beat()
-        # Not ready reaches the endpoint before the directory.
-        state.status = stopped_status(state.status, received[0], time.time())
-        state.write()
-        log.event("stop", f"stopped by {received[0]}", state=STOPPED)
-    finally:
-        endpoint.stop()
-        log.close()
+    def make(log: Log) -> OpenRun:
+        worker = OpenRun(plan, log)
+        worker.open()
+        return worker
+
+    serve_process(plan.listen_fd, plan.log_format, plan.early_signal, make)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ handler ``cli.main`` installs first, and honoured the moment the loop starts.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,15 @@ from warmgate.kernel.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.kernel.secrets import Secrets
 from warmgate.report.record import Record
 from warmgate.runtime.daemon_pool import DaemonPool
+from warmgate.runtime.handover import Supervised, SupervisorPlan, exec_into
 from warmgate.runtime.publisher import Sink, Uplink
 from warmgate.runtime.signals import EARLY as EARLY_SIGNALS
 from warmgate.runtime.signals import die_with_parent
-from warmgate.runtime.warmup import Runner
+from warmgate.runtime.warmup import WarmUp
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
 from warmgate.serve.server import listen
-from warmgate.serve.status import WAITING, Status, StatusDir, atomic_write, read_status
+from warmgate.serve.status import Status, StatusDir, atomic_write, read_status
 from warmgate.traffic.targets import compile_config
 
 GRACE = 0.5
@@ -58,34 +58,12 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
     return received
 
 
-@dataclass(frozen=True, slots=True)
-class Supervised:
-    """What the ``run`` supervisor tells a primer it starts (the hidden ``--supervised``)."""
-
-    fd: int
-    """The pipe to send statuses, metrics and the record up."""
-    resume: bool = False
-    """Confirm at the target level first: warmgate restarted while the app was ready."""
-    keep_warm: bool = False
-    rearms: int = 0
-    parent: int = 0
-    """The supervisor's PID: the primer ends with it."""
-
-    def to_json(self) -> str:
-        """The option's value."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> Supervised:
-        """Parse the option's value; a ConfigError if it is not one (it is internal)."""
-        try:
-            data = json.loads(text)
-            return cls(int(data["fd"]), bool(data["resume"]), bool(data["keep_warm"]),
-                       int(data["rearms"]), int(data["parent"]))  # fmt: skip
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(
-                "--supervised is internal to `warmgate run`; do not set it."
-            ) from None
+def supervised_option(text: str) -> Supervised:
+    """The hidden ``--supervised`` option's value; a ConfigError if it is not one."""
+    try:
+        return Supervised.from_json(text)
+    except ValueError:
+        raise ConfigError("--supervised is internal to `warmgate run`; do not set it.") from None
 
 
 def execute(
@@ -119,7 +97,7 @@ def execute(
         status_dir.prepare()
         status_dir.lock()
         sink = status_dir
-    runner = Runner(
+    runner = WarmUp(
         config,
         compiled,
         metrics=metrics,
@@ -154,7 +132,7 @@ def execute(
     return status
 
 
-async def _supervise(runner: Runner) -> Status:
+async def _supervise(runner: WarmUp) -> Status:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(DaemonPool())  # a hung DNS lookup never holds the exit
@@ -180,7 +158,7 @@ async def _supervise(runner: Runner) -> Status:
     return runner.status
 
 
-async def _beat(runner: Runner) -> None:
+async def _beat(runner: WarmUp) -> None:
     """A primer of ``run`` says it is alive every second, whatever it is doing (jitter, a long
     back-off, keeping warm): the supervisor replaces one that falls silent."""
     while True:
@@ -306,10 +284,8 @@ def primer_argv(argv: list[str]) -> list[str]:
 def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None:
     """``run``: check everything a primer needs, take the status directory and the port, then
     ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
-    from dataclasses import asdict
 
     from warmgate.config.model import http_endpoint
-    from warmgate.runtime.supervisor import Plan, exec_supervisor
     from warmgate.runtime.warmup import policy_of
 
     compiled = compile_config(config, secrets.warn, secrets=secrets).targets
@@ -332,7 +308,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         watch.append((host, port))
     now = time.time()
     first = Status(
-        state=WAITING,
+        state="waiting",
         ready=False,
         reason="confirming the app is still warm after warmgate restarted" if resume
         else "starting",
@@ -345,7 +321,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         timeout_s=config.gate.timeout,
         mode="run",
     )  # fmt: skip
-    plan = Plan(
+    plan = SupervisorPlan(
         argv=primer_argv(argv),
         listen_fd=listener.fileno(),
         status_dir=str(config.status_dir) if config.status_dir is not None else None,
@@ -360,4 +336,4 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     if status_dir is not None:
         status_dir.write(first)
     del secrets  # the primer reads them again from the same environment
-    exec_supervisor(plan, keep)
+    exec_into("warmgate.runtime.supervisor", plan, keep)

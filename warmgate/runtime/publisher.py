@@ -26,9 +26,10 @@ from typing import Any, Protocol
 from warmgate.config.model import Config
 from warmgate.decide.gate import Verdict
 from warmgate.decide.window import Stats
+from warmgate.runtime.shell import WriteFailures
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
-from warmgate.serve.status import READY, WAITING, Status, write_failure
+from warmgate.serve.status import WAITING, Status
 
 
 class Sink(Protocol):
@@ -111,7 +112,7 @@ class Publisher:
         self.phase_started = self.started
         self.ready_at: float | None = None
         self._last_write = float("-inf")
-        self._write_error: str | None = None
+        self._failures = WriteFailures(log, getattr(sink, "path", "the supervisor"))
         self.status_written = True
         """Whether the last status handed to the sink got there."""
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "warmgate-status")
@@ -137,6 +138,7 @@ class Publisher:
     async def publish(
         self,
         state: str,
+        ready: bool,
         reason: str,
         verdict: Verdict | None = None,
         *,
@@ -145,11 +147,15 @@ class Publisher:
         outcome: str | None = None,
         phase_start: bool = False,
     ) -> None:
-        """Make a new snapshot from a decision and push it to every surface."""
+        """Make a new snapshot from a decision and push it to every surface.
+
+        ``state`` and ``ready`` are the lifecycle's (:meth:`Lifecycle.public`): decided there,
+        only carried here.
+        """
         now = self._clock()
         if phase_start:
             self.phase_started = now
-        if state == READY and self.ready_at is None:
+        if ready and self.ready_at is None:
             self.ready_at = now
         previous = self.status
         window = verdict.window if verdict is not None else Stats()
@@ -158,7 +164,7 @@ class Publisher:
         status = replace(
             previous,
             state=state,
-            ready=state == READY,
+            ready=ready,
             reason=self.log.secrets.redact(reason),
             updated_at=self.wall(now),
             phase_started_at=self.wall(self.phase_started),
@@ -203,7 +209,7 @@ class Publisher:
         if due:
             self._last_write = now
             await self._write(self.sink.write, status)
-            self.status_written = self._write_error is None
+            self.status_written = self._failures.error is None
 
     async def beat(self) -> None:
         """A heartbeat to the supervisor, when the sink is the :class:`Uplink`."""
@@ -223,17 +229,14 @@ class Publisher:
             # Shielded: a cancelled caller stops waiting, the write still lands in its turn.
             await asyncio.shield(asyncio.wrap_future(future))
         except OSError as exc:
-            error, sentence = write_failure(getattr(self.sink, "path", "the supervisor"), exc)
-            if error != self._write_error:
-                self._write_error = error
-                self.log.event("status_write_failed", sentence)
+            self._failures.failed(exc)
         else:
-            self._write_error = None
+            self._failures.error = None
 
     @property
     def write_error(self) -> str | None:
         """Why the last write to the sink failed, or ``None``."""
-        return self._write_error
+        return self._failures.error
 
     def close(self) -> None:
         """Wait for every write already made to land."""

@@ -1,11 +1,13 @@
-"""The primer: the async shell around the lifecycle machine for one warm-up.
+"""One warm-up: the async shell around the lifecycle machine, from waiting to an outcome.
 
-``prime`` runs one; so does every child process the ``run`` supervisor starts when it arms.
-The shell only turns what it sees into events for :class:`~warmgate.decide.lifecycle.Lifecycle` —
-probe results while waiting, the gate's verdicts and "lost" while warming, ticks — and carries
-out the actions each transition names: start or stop the load, publish, record the outcome.
-Every decision about *when* lives in ``machine.py`` (the lifecycle) and in the controller (the
-gate and the ramp); nothing here decides.
+``prime`` runs one; so does every *primer*, the child process the ``run`` supervisor starts
+when it arms. The shell only turns what it sees into facts for
+:class:`~warmgate.decide.lifecycle.Lifecycle` — probe results while waiting (classified by
+:mod:`warmgate.decide.reach`), the gate's verdicts and whether the traffic still connects while
+warming, ticks — and carries out the actions each transition names: start or stop the load,
+publish, record the outcome. Every decision about *when* lives in the lifecycle and in the
+:class:`~warmgate.decide.judge.Judge` (the gate and the ramp), and what state and readiness to
+publish in :meth:`Lifecycle.public`; nothing here decides.
 
 One asyncio loop runs everything; signal handlers only set the ``stop`` event, which the loops
 notice within one tick.
@@ -31,23 +33,22 @@ from warmgate.decide.gate import (
     Verdict,
     thresholds_text,
 )
-from warmgate.decide.judge import Controller
+from warmgate.decide.judge import Judge
 from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, Transition
+from warmgate.decide.reach import Down, Reach, most_telling
 from warmgate.decide.window import Sample
 from warmgate.kernel.units import format_duration
 from warmgate.report.record import Point, Record, Recorder
 from warmgate.runtime.publisher import Publisher, Sink
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
-from warmgate.serve.status import FAILED, READY, STOPPED, WAITING, WARMING, Status
+from warmgate.serve.status import WARMING, Status
 from warmgate.traffic.loadgen import CRASH_CHARS, Load
 from warmgate.traffic.targets import CompiledTarget, WaitPlan, open_drivers
 from warmgate.traffic.web.driver import UrlProbe, make_client
 
 TICK = 0.25
 """Seconds between evaluations of the gate while warming."""
-LOST_AFTER = 5.0
-"""Seconds of nothing but connection errors that send warming back to waiting."""
 CONFIRM_HOLD = 0.5
 """The hold of the confirmation after warmgate's own restart: the app was warm moments ago."""
 _VERDICT_EVENTS = {
@@ -60,8 +61,8 @@ _VERDICT_EVENTS = {
 class Probe(Protocol):
     """Anything that can tell whether a target accepts connections."""
 
-    async def probe(self) -> str | None:
-        """``None`` when up, else why not."""
+    async def probe(self) -> Down | None:
+        """``None`` when up, else how it failed and why."""
         ...
 
 
@@ -94,13 +95,6 @@ def policy_of(config: Config) -> Policy:
     )
 
 
-def probe_event(down: str | None) -> Event:
-    """The machine's event for a probe result: up, refused (the process is gone), or neither."""
-    if down is None:
-        return Event.UP
-    return Event.REFUSED if "connection refused" in down else Event.UNREACHABLE
-
-
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; ``True`` as soon as ``stop`` is set."""
     if stop.is_set():
@@ -113,7 +107,7 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-class Runner:
+class WarmUp:
     """Drives one warm-up: wait, warm (or confirm), reach an outcome; the publisher tells."""
 
     def __init__(
@@ -149,16 +143,16 @@ class Runner:
         thresholds = thresholds_of(config)
         load = config.load
         weights = [item.target.weight for item in compiled]
-        self.controller = Controller(
+        self.judge = Judge(
             thresholds, load.concurrency, names, load.ramp_step, load.rate, weights=weights
         )
         # The confirmation judges at the target level at once, briefly, and never times out
         # by itself: the machine's budget for it decides.
         confirm = replace(thresholds, hold=min(thresholds.hold, CONFIRM_HOLD), timeout=math.inf)
-        self.confirmer = Controller(
+        self.confirmer = Judge(
             confirm, load.concurrency, names, load.ramp_step, load.rate, weights=weights
         )
-        self._active = self.controller
+        self._active = self.judge
         self._warming = False
         self._level = 0
         self._down = ""
@@ -173,7 +167,7 @@ class Runner:
         return self.publisher.status
 
     def _new_recorder(self) -> Recorder:
-        gate = self.controller.gate
+        gate = self.judge.gate
         limits = {"success_rate": f"{gate.thresholds.success_rate:g}"}
         limits.update(thresholds_text(gate.thresholds))
         return Recorder(gate.targets, gate.target_level, limits, gate.thresholds.timeout)
@@ -230,21 +224,18 @@ class Runner:
 
     async def _wait_step(self, stop: asyncio.Event, load: Load, backoff: float) -> float:
         """One probe of every target; sleep the back-off if it is not up yet."""
-        results = await asyncio.gather(*(probe.probe() for probe in self._probes))
-        # A refusal anywhere says more (a process is gone) than a timeout elsewhere.
-        refused = [r for r in results if r and probe_event(r) is Event.REFUSED]
-        down = next(iter(refused), None) or next((reason for reason in results if reason), None)
+        down = most_telling(await asyncio.gather(*(probe.probe() for probe in self._probes)))
         if down is None:
             self.recorder.up(self._since_start())
             self.log.event("up", "the target answers; priming starts")
         else:
-            self._down = down
+            self._down = down.reason
         state = self.machine.state
-        step = self.machine.handle(probe_event(down), self._clock())
+        step = self.machine.probe(Reach.UP if down is None else down.reach, self._clock())
         await self._apply(step, stop, load)
         if self.machine.state is not state or down is None:
             return self.config.wait.initial_backoff
-        await self._say(WAITING, f"waiting for the target to answer: {down}")
+        await self._say(f"waiting for the target to answer: {down.reason}")
         remaining = self.machine.deadline() - self._clock()
         await sleep_or_stop(stop, min(backoff, max(0.0, remaining)))
         return min(backoff * 2, self.config.wait.max_backoff)
@@ -254,9 +245,9 @@ class Runner:
         if await sleep_or_stop(stop, TICK):
             return
         now = self._clock()
-        controller = self._active
-        step, verdict = controller.tick(now, load.open_requests())
-        confirming = controller is self.confirmer
+        judge = self._active
+        step, verdict = judge.tick(now, load.open_requests())
+        confirming = judge is self.confirmer
         if step.changed and not confirming:
             self._configure(load, step.level, self._rate_at(step.level))
             self.log.event("ramp", step.reason, level=step.level, previous=step.previous)
@@ -266,18 +257,18 @@ class Runner:
             await self._apply(
                 self.machine.handle(_VERDICT_EVENTS[verdict.outcome], now), stop, load
             )
-        elif now - controller.started_at >= LOST_AFTER and self._lost(now, LOST_AFTER):
+        elif (lost := self.machine.traffic(now, connecting_fails=self._lost(now))) is not None:
             self.log.event(
                 "lost",
                 f"the target answered nothing but connection errors for "
-                f"{format_duration(LOST_AFTER)}; waiting for it again",
+                f"{format_duration(self.machine.policy.lost_after)}; waiting for it again",
             )
-            await self._apply(self.machine.handle(Event.LOST, now), stop, load)
+            await self._apply(lost, stop, load)
         else:
             reason = verdict.reason
             if confirming:
                 reason = f"confirming the app is still warm after warmgate restarted: {reason}"
-            await self._say(WARMING, reason, verdict)
+            await self._say(reason, verdict)
 
     async def _apply(self, step: Transition, stop: asyncio.Event, load: Load) -> None:
         """Carry out what a transition asks."""
@@ -305,30 +296,29 @@ class Runner:
             elif action is Action.PUBLISH and not published and step.changed:
                 if step.state is State.STOPPED:
                     continue
-                await self._say(
-                    WAITING, "waiting for the target to answer", phase_start=True,
-                )  # fmt: skip
+                await self._say("waiting for the target to answer", phase_start=True)
 
     async def _start_ramp(self, stop: asyncio.Event, load: Load, *, jitter: bool) -> None:
         pause = random.uniform(0, self.config.load.jitter) if jitter else 0.0
         if pause:
             reason = f"waiting {format_duration(pause)} before priming (jitter)"
-            await self._say(WAITING, reason)
+            await self._say(reason)
             if await sleep_or_stop(stop, pause):
                 return
-        self.controller.start(self._clock())
-        self._active = self.controller
+        now = self._clock()
+        self.judge.start(now)
+        self.machine.load_started(now)
+        self._active = self.judge
         self._warming = True
-        self._configure(load, self.controller.level, self._rate_at(self.controller.level))
-        await self._say(
-            WARMING, "priming has started at concurrency 1", phase_start=True,
-        )  # fmt: skip
+        self._configure(load, self.judge.level, self._rate_at(self.judge.level))
+        await self._say("priming has started at concurrency 1", phase_start=True)
 
     async def _start_confirmation(self, load: Load) -> None:
         now = self._clock()
         target = self.config.load.concurrency
         self.confirmer.start(now)
         self.confirmer.ramp.start(now, target)
+        self.machine.load_started(now)
         self._active = self.confirmer
         self._warming = True
         self._configure(load, target, self._rate_at(target))
@@ -336,24 +326,25 @@ class Runner:
             f"confirming the app is still warm after warmgate restarted: checking at "
             f"concurrency {target}"
         )
-        await self._say(WARMING, reason, phase_start=True)
+        await self._say(reason, phase_start=True)
 
     async def _say(
         self,
-        state: str,
         reason: str,
         verdict: Verdict | None = None,
         *,
         outcome: str | None = None,
         phase_start: bool = False,
     ) -> None:
-        """Publish with what only the runner knows: the load's level, whether it answered.
+        """Publish the lifecycle's public state and readiness, with what only this shell
+        knows: the load's level, whether the target answered.
 
         An outcome shows the level its verdict was reached at (the load has stopped by then).
         """
+        state, ready = self.machine.public()
         level = verdict.level if outcome is not None and verdict is not None else self._level
         await self.publisher.publish(
-            state, reason, verdict, level=level, answered=self.machine.answered,
+            state, ready, reason, verdict, level=level, answered=self.machine.answered,
             outcome=outcome, phase_start=phase_start,
         )  # fmt: skip
 
@@ -365,9 +356,9 @@ class Runner:
         load.configure(level, rate)
         self._level = load.level
 
-    def _lost(self, now: float, seconds: float) -> bool:
-        """Whether every request of the last ``seconds`` failed to connect."""
-        recent = self._active.window.stats(now, since=now - seconds)
+    def _lost(self, now: float) -> bool:
+        """Whether every request of the last ``lost_after`` seconds failed to connect."""
+        recent = self._active.window.stats(now, since=now - self.machine.policy.lost_after)
         return bool(recent.requests) and recent.outcomes.get("connection_error") == recent.requests
 
     def _remember(self, verdict: Verdict) -> None:
@@ -405,14 +396,7 @@ class Runner:
                 timeout = format_duration(self.config.gate.timeout)
                 reason = f"not warm after {timeout}, {verb}: {last}"
             self.log.event("timeout", reason, outcome=outcome)
-        state = FAILED if step.state is State.FAILED else READY
-        await self._say(
-            state,
-            reason,
-            verdict,
-            outcome=outcome,
-            phase_start=True,
-        )
+        await self._say(reason, verdict, outcome=outcome, phase_start=True)
         record = self.recorder.finish(self._since_start(), outcome, self.log.secrets.redact(reason))
         self.record = record
         await self.publisher.write_report(record.to_json())
@@ -444,7 +428,5 @@ class Runner:
         """
         if self.machine.state not in (State.READY, State.FAILED):
             self.machine.handle(Event.STOP, self._clock())
-            await self._say(
-                STOPPED, f"stopped by {why} before the target was warm", phase_start=True,
-            )  # fmt: skip
+            await self._say(f"stopped by {why} before the target was warm", phase_start=True)
         self.log.event("stop", f"stopped by {why}", state=self.status.state)

@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,62 @@ class Status:
             "target_answered": self.target_answered,
             "version": __version__,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Status:
+        """The status :meth:`to_json` made (a primer's, read by its supervisor): timestamps
+        back to seconds, to the millisecond. ``ValueError`` if ``data`` is not one."""
+        try:
+            concurrency = data.get("concurrency") or {}
+            hold = data.get("hold") or {}
+            return cls(
+                state=_one_of(data["state"], STATES),
+                ready=_flag(data["ready"]),
+                reason=str(data["reason"]),
+                started_at=_epoch(data["started_at"]),
+                updated_at=_epoch(data["updated_at"]),
+                phase_started_at=_epoch(data["phase_started_at"]),
+                armed_at=_epoch_or_none(data.get("armed_at")),
+                outcome=None if data.get("outcome") is None else str(data["outcome"]),
+                ready_at=_epoch_or_none(data.get("ready_at")),
+                level=int(concurrency.get("level", 0)),
+                target_level=int(concurrency.get("target", 0)),
+                window=dict(data.get("window") or {}),
+                targets={str(k): dict(v) for k, v in (data.get("targets") or {}).items()},
+                hold_required_s=float(hold.get("required_s", 0.0)),
+                hold_passing_s=float(hold.get("passing_s", 0.0)),
+                timeout_s=float(data.get("timeout_s", 0.0)),
+                rearms=int(data.get("rearms", 0)),
+                elapsed_s=float(data.get("elapsed_s", 0.0)),
+                checks=tuple(dict(check) for check in data.get("checks") or ()),
+                mode=_one_of(data.get("mode", "prime"), ("prime", "run")),
+                target_answered=_flag(data.get("target_answered", False)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a status: {exc}") from None
+
+
+def _one_of(value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
+def _epoch(stamp: object) -> float:
+    """Seconds since the epoch for an :func:`iso_time` stamp."""
+    if not isinstance(stamp, str):
+        raise TypeError(f"{stamp!r} is not a timestamp")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def _epoch_or_none(stamp: object) -> float | None:
+    return None if stamp is None else _epoch(stamp)
 
 
 class StatusDir:

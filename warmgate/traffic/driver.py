@@ -2,7 +2,8 @@
 
 The load generator does not know what a driver talks to: it asks a driver to ``execute`` one
 request and gets an :class:`Outcome` back, never an exception for an ordinary failure. ``probe``
-answers whether the target accepts connections at all (the wait and re-arm phases).
+answers whether the target accepts connections at all (the wait phase), classified by
+:mod:`warmgate.decide.reach`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from warmgate.decide.reach import Down
 
 OK = "ok"
 UNEXPECTED_STATUS = "unexpected_status"
@@ -51,8 +54,8 @@ class Driver(Protocol):
         """Render and send one request; report how it ended."""
         ...
 
-    async def probe(self) -> str | None:
-        """``None`` when the target accepts connections, else why not (a short phrase)."""
+    async def probe(self) -> Down | None:
+        """``None`` when the target accepts connections, else how it failed and why."""
         ...
 
     async def aclose(self) -> None:

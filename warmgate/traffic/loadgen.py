@@ -1,7 +1,7 @@
 """The load generator: keep ``level`` requests in flight, closed loop or paced.
 
 Theory of operation: ``cap`` worker tasks exist from the start; worker ``i`` works only while
-``i < level``, so the controller moves the load by changing one number and the cap can never be
+``i < level``, so the judge moves the load by changing one number and the cap can never be
 exceeded. Closed loop: each active worker sends its next request as soon as the last one ends.
 Paced (open model, ``rate`` req/s in total at the full level): active workers share one schedule
 of intended send times, ``rate * level / cap`` per second, and latency is measured from the

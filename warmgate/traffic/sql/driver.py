@@ -58,10 +58,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from warmgate.config.model import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
+from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url
 from warmgate.kernel.units import format_size
 from warmgate.traffic.driver import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
+from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.sql.check import READ_STARTS, Dialect, binding, read_query
 from warmgate.traffic.sql.outcomes import classify
 from warmgate.traffic.sql.rows import Counted
@@ -127,6 +129,14 @@ class SqlPlan:
             target.row_bytes,
         )
 
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The server's host and TCP port, when it is reached over TCP at one address."""
+        host = self.url.host
+        if self.dialect is Dialect.SQLITE or not host or host.startswith("/") or "," in host:
+            return None
+        return host, self.url.port or _PORTS[self.dialect]
+
     def render_params(self) -> dict[str, int | str]:
         """Fresh values of the bound parameters for one request."""
         return {key: bind_value(template.render()) for key, template in self.params}
@@ -172,6 +182,7 @@ def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> 
 
 _MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
 """URL options that aiomysql takes and that leave the connection as warmgate needs it."""
+_PORTS = {Dialect.POSTGRESQL: 5432, Dialect.MYSQL: 3306}
 _UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
 """Connection character sets whose multibyte characters may end in the byte of a backslash."""
 
@@ -394,11 +405,13 @@ class SqlDriver:
     def _classify(self, exc: BaseException) -> Outcome:
         return classify(exc, dialect=self._plan.dialect, secrets=self._secrets)
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         """``None`` when the database accepts a connection and answers ``SELECT 1``.
 
         The first time it does, what the role may do is checked too: a role that can write is
-        a warning, or a :class:`ConfigError` when the target requires a read-only role.
+        a warning, or a :class:`ConfigError` when the target requires a read-only role. How a
+        failure reads (refused, busy, unreachable) comes from the socket's error; psycopg
+        keeps only libpq's message, so then the server's port is asked once more.
         """
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
@@ -409,9 +422,15 @@ class SqlDriver:
                 self._role_checked = True
                 self._judge_role(access)
         except TimeoutError:
-            return f"{self._plan.place}: connect timed out"
+            return Down(Reach.BUSY, f"{self._plan.place}: connect timed out")
         except self._pool.errors as exc:
-            return f"{self._plan.place}: {self._classify(exc).detail}"
+            reason = f"{self._plan.place}: {self._classify(exc).detail}"
+            reach = reach_of(exc)
+            address = self._plan.address
+            if reach is Reach.UNREACHABLE and address is not None:
+                down = await tcp_probe(*address)
+                reach = reach if down is None else down.reach
+            return Down(reach, reason)
         return None
 
     def _judge_role(self, access: str | None) -> None:

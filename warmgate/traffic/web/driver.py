@@ -27,8 +27,6 @@ session the transport drives):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -37,17 +35,19 @@ import aiohttp
 import httpx
 
 from warmgate.config.model import HttpTarget, TrafficConfig, http_endpoint
+from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import TemplateError
 from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
 from warmgate.traffic.handshake import handshake_reason
+from warmgate.traffic.probe import connect_phrase, tcp_probe
 from warmgate.traffic.templating import Template, Templates, hidden_render
 from warmgate.traffic.tls import Tls
 from warmgate.traffic.web.diagnosis import Diagnosis
 
 REQUEST_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
 """What a request may raise for the target's reasons: each becomes an outcome."""
-PROBE_TIMEOUT = 1.0
-"""Seconds a TCP connect may take before the probe calls the target unreachable."""
+URL_PROBE_TIMEOUT = 2.0
+"""Seconds the ``wait.url`` probe's request may take, connecting included."""
 DEFAULT_TIMEOUT = 5.0
 """Seconds a request made through :func:`make_client` may take when it names no timeout."""
 KEEPALIVE = 30.0
@@ -202,11 +202,11 @@ def _connection_detail(cause: BaseException) -> str | None:
     if tls_error is not None:
         return handshake_reason(tls_error)
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return _connect_phrase(cause.os_error)
+        return connect_phrase(cause.os_error)
     if isinstance(cause, aiohttp.ServerDisconnectedError):
         return "server disconnected"
     if isinstance(cause, OSError) and cause.strerror:  # a ClientOSError too: "broken pipe"
-        return _connect_phrase(cause)
+        return connect_phrase(cause)
     if isinstance(cause, aiohttp.ClientConnectionError | httpx.ConnectError | OSError):
         return "connection failed"
     return None
@@ -230,16 +230,6 @@ def _tls_error(cause: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _connect_phrase(error: OSError) -> str:
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, socket.gaierror):
-        return "host name not found"
-    if isinstance(error, TimeoutError):
-        return "connect timed out"
-    return (error.strerror or type(error).__name__).lower()
-
-
 async def exchange(client: httpx.AsyncClient, request: httpx.Request) -> int:
     """Send ``request``, read its answer's body in chunks and drop them; the status code."""
     response = await client.send(request, stream=True)
@@ -251,21 +241,6 @@ async def exchange(client: httpx.AsyncClient, request: httpx.Request) -> int:
     finally:
         await response.aclose()
     return response.status_code
-
-
-async def tcp_probe(host: str, port: int) -> str | None:
-    """``None`` if ``host:port`` accepts a TCP connection, else a short reason."""
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            _, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        return f"{host}:{port}: connect timed out"
-    except OSError as exc:
-        return f"{host}:{port}: {_connect_phrase(exc)}"
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return None
 
 
 class HttpDriver:
@@ -311,7 +286,7 @@ class HttpDriver:
             return Outcome(OK, status)
         return Outcome(UNEXPECTED_STATUS, status, f"answered {status}")
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         """Whether the target's host and port accept TCP connections."""
         return await tcp_probe(self._plan.host, self._plan.port)
 
@@ -327,21 +302,24 @@ class UrlProbe:
         self._client = client
         self._extensions = tls.extensions if tls is not None else {}
         host, port, _ = http_endpoint(url)
-        self._diagnosis = Diagnosis(host, port, tls, PROBE_TIMEOUT * 2) if tls is not None else None
+        self._diagnosis = Diagnosis(host, port, tls, URL_PROBE_TIMEOUT) if tls is not None else None
 
-    async def probe(self) -> str | None:
-        """``None`` when the URL answered 2xx, else why not."""
+    async def probe(self) -> Down | None:
+        """``None`` when the URL answered 2xx, else how it failed and why.
+
+        An answer other than 2xx is an app that is up but not ready yet: busy, not gone.
+        """
         try:
             request = self._client.build_request(
-                "GET", self._url, timeout=PROBE_TIMEOUT * 2, extensions=self._extensions
+                "GET", self._url, timeout=URL_PROBE_TIMEOUT, extensions=self._extensions
             )
-            async with asyncio.timeout(PROBE_TIMEOUT * 2):
+            async with asyncio.timeout(URL_PROBE_TIMEOUT):
                 status = await exchange(self._client, request)
         except REQUEST_ERRORS as exc:
             outcome = classify(exc)
             if self._diagnosis is not None:
                 outcome = await self._diagnosis.explain(outcome)
-            return f"wait.url: {outcome.detail}"
+            return Down(reach_of(exc), f"wait.url: {outcome.detail}")
         if 200 <= status < 300:
             return None
-        return f"wait.url answered {status}"
+        return Down(Reach.BUSY, f"wait.url answered {status}")

@@ -31,6 +31,7 @@ import httpx
 
 from warmgate.config.journey import Journey
 from warmgate.config.model import HttpTarget
+from warmgate.decide.reach import Down
 from warmgate.decide.walk import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets
@@ -43,10 +44,11 @@ from warmgate.traffic.driver import (
     Warn,
     warn_on_stderr,
 )
+from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.templating import Template, Templates
 from warmgate.traffic.tls import Tls
 from warmgate.traffic.web.diagnosis import Diagnosis
-from warmgate.traffic.web.driver import REQUEST_ERRORS, classify, rendered_endpoint, tcp_probe
+from warmgate.traffic.web.driver import REQUEST_ERRORS, classify, rendered_endpoint
 from warmgate.traffic.web.matcher import Matcher, OverBudgetError
 
 MAX_CAPTURE_BYTES = 1024 * 1024
@@ -283,7 +285,7 @@ class JourneyDriver:
             self._anonymous = self.for_user()
         return await self._anonymous.execute()
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         """Whether the first step's host and port accept TCP connections."""
         return await tcp_probe(self.plan.host, self.plan.port)
 
