@@ -23,6 +23,7 @@ from warmgate.decide.judge import Judge
 from warmgate.decide.omission import expected_interval, percentiles
 from warmgate.decide.plateau import SPAN_REQUESTS, SPANS_MIN, fit
 from warmgate.decide.ramp import SIGNIFICANCE, Ramp, tail_bound
+from warmgate.decide.reach import Down
 from warmgate.decide.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
 from warmgate.report.record import Point, Record, Recorder
 from warmgate.report.render import render_text
@@ -580,7 +581,7 @@ class HangingDriver:
         await self.release.wait()
         return Outcome(OK, 200)
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         """Always up."""
         return None
 

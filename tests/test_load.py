@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tests import virtual_time
+from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample, Stats
 from warmgate.traffic.driver import OK, Outcome
 from warmgate.traffic.loadgen import Load
@@ -31,7 +32,7 @@ class SleepyDriver:
         await asyncio.sleep(self.latency)
         return Outcome(OK)
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         return None
 
     async def aclose(self) -> None:

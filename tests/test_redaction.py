@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from tests import pg
 from tests.helpers import WarmgateProcess, http_get, run_cli
 from warmgate.config.loader import describe, load_config
+from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
@@ -328,7 +329,7 @@ class _Raising:
     async def execute(self) -> Outcome:
         raise ValueError(f"the client refused the header value {self.token} (too long)")
 
-    async def probe(self) -> str | None:
+    async def probe(self) -> Down | None:
         return None
 
     async def aclose(self) -> None:

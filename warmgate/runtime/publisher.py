@@ -101,6 +101,7 @@ class Publisher:
         rearms: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        writer: concurrent.futures.Executor | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -115,7 +116,8 @@ class Publisher:
         self._failures = WriteFailures(log, getattr(sink, "path", "the supervisor"))
         self.status_written = True
         """Whether the last status handed to the sink got there."""
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "warmgate-status")
+        self._writer = writer or concurrent.futures.ThreadPoolExecutor(1, "warmgate-status")
+        """Runs the sink's writes one at a time, in order: a thread of its own unless given."""
         self.status = Status(
             state=WAITING,
             ready=False,

@@ -182,6 +182,11 @@ class Supervisor:
         """The status shown now."""
         return self.surfaces.status
 
+    @property
+    def exit_code(self) -> int:
+        """What the process exits with: 2 once a primer refused the configuration, else 0."""
+        return self._exit_code
+
     def liveness(self) -> tuple[bool, str]:
         """Alive while the loop keeps turning."""
         stalled = self._clock() - self._turned
@@ -208,7 +213,7 @@ class Supervisor:
             self._wake.wait(TICK if self._primer is not None else WATCH_INTERVAL)
             self._wake.clear()
         self.shutdown()
-        return self._exit_code
+        return self.exit_code
 
     def start(self) -> None:
         """Arm: the first primer starts."""

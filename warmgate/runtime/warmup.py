@@ -16,10 +16,11 @@ notice within one tick.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Protocol
@@ -37,12 +38,14 @@ from warmgate.decide.judge import Judge
 from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.decide.reach import Down, Reach, most_telling
 from warmgate.decide.window import Sample
+from warmgate.kernel.secrets import Secrets
 from warmgate.kernel.units import format_duration
 from warmgate.report.record import Point, Record, Recorder
 from warmgate.runtime.publisher import Publisher, Sink
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
 from warmgate.serve.status import WARMING, Status
+from warmgate.traffic.driver import Driver
 from warmgate.traffic.loadgen import CRASH_CHARS, Load
 from warmgate.traffic.targets import CompiledTarget, WaitPlan, open_drivers
 from warmgate.traffic.web.driver import UrlProbe, make_client
@@ -56,6 +59,13 @@ _VERDICT_EVENTS = {
     OPENED_ON_TIMEOUT: Event.TIMED_OUT_OPEN,
     FAILED_CLOSED: Event.TIMED_OUT_CLOSED,
 }
+
+
+Opener = Callable[
+    [Config, Sequence[CompiledTarget], AsyncExitStack, Callable[[str], None], Secrets],
+    Awaitable[Sequence[Driver]],
+]
+"""Opens the drivers of the compiled targets, in their order (:func:`open_drivers`)."""
 
 
 class Probe(Protocol):
@@ -125,9 +135,12 @@ class WarmUp:
         wait: WaitPlan | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        opener: Opener = open_drivers,
+        writer: concurrent.futures.Executor | None = None,
     ) -> None:
         self.config = config
         self.compiled = compiled
+        self._opener = opener
         self.metrics = metrics
         self.log = log
         self._clock = clock
@@ -136,8 +149,9 @@ class WarmUp:
         """The ``wait.url`` probe; without it the targets probe themselves."""
         self._keep_warm = keep_warm
         self.publisher = Publisher(
-            config, metrics, log, sink, mode=mode, rearms=rearms, clock=clock, wall=wall
-        )
+            config, metrics, log, sink, mode=mode, rearms=rearms, clock=clock, wall=wall,
+            writer=writer,
+        )  # fmt: skip
         self.machine = Lifecycle(policy_of(config))
         names = tuple(item.target.name for item in compiled)
         thresholds = thresholds_of(config)
@@ -179,7 +193,7 @@ class WarmUp:
         """Run until an outcome (or, keeping warm, until ``stop``); returns the last status."""
         async with AsyncExitStack() as stack:
             secrets = self.log.secrets
-            drivers = await open_drivers(self.config, self.compiled, stack, self._warn, secrets)
+            drivers = await self._opener(self.config, self.compiled, stack, self._warn, secrets)
             self._probes = list(drivers)
             if self._wait is not None:
                 tls = self._wait.tls
