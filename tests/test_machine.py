@@ -18,6 +18,7 @@ from warmgate.decide.lifecycle import (
     Policy,
     State,
 )
+from warmgate.decide.reach import Reach
 
 POLICY = Policy(wait_timeout=30, gate_timeout=60, rearm_after=5, retry_after=10, confirm_for=5)
 
@@ -338,3 +339,82 @@ def test_a_primer_the_supervisor_stopped_for_hanging_is_not_called_an_oom_kill()
     )
     assert primer_death(-11) == "killed by signal 11"
     assert primer_death(3) == "exited with code 3"
+
+
+def test_warming_whose_load_has_not_started_is_shown_as_waiting() -> None:
+    """The jitter pause: warming in the machine, waiting in public, until the load starts."""
+    machine = primer()
+    machine.handle(Event.UP, 1.0)
+    assert machine.public() == ("waiting", False)
+    machine.load_started(3.0)
+    assert machine.public() == ("warming", False)
+    machine.handle(Event.WARM, 9.0)
+    assert machine.public() == ("ready", True)
+
+
+def test_a_supervisor_shows_its_primer_phase_and_never_ready_while_priming() -> None:
+    """PRIMING: waiting until the primer says warming; an outcome is the machine's to show."""
+    machine = Lifecycle(POLICY)
+    machine.handle(Event.SUPERVISE, 0.0)
+    assert machine.public() == ("waiting", False)
+    assert machine.public("warming") == ("warming", False)
+    assert machine.public("ready") == ("waiting", False)
+    machine.primer_outcome(5.0, ready=True, answered=True)
+    assert machine.public("warming") == ("ready", True)
+
+
+def test_an_open_run_is_ready_at_once_and_stopped_by_a_signal() -> None:
+    """NEW --open--> READY; STOP withdraws readiness."""
+    machine = Lifecycle(POLICY)
+    assert Action.FINISH in machine.handle(Event.OPEN, 0.0).actions
+    assert machine.public() == ("ready", True)
+    machine.handle(Event.STOP, 1.0)
+    assert machine.public() == ("stopped", False)
+
+
+@given(
+    started=st.floats(0, 100),
+    elapsed=st.floats(0, 100),
+    connecting_fails=st.booleans(),
+)
+def test_warming_is_lost_only_after_lost_after_of_load_that_never_connected(
+    started: float, elapsed: float, connecting_fails: bool
+) -> None:
+    """LOST exactly when every request failed to connect and the load has run lost_after."""
+    machine = primer(Policy(wait_timeout=1e6, gate_timeout=1e6))
+    machine.handle(Event.UP, started)
+    machine.load_started(started)
+    step = machine.traffic(started + elapsed, connecting_fails=connecting_fails)
+    lost = connecting_fails and elapsed >= machine.policy.lost_after
+    assert (step is not None) == lost
+    assert machine.state is (State.WAITING if lost else State.WARMING)
+
+
+def test_no_load_no_loss() -> None:
+    """Before the load starts (jitter), connection errors cannot be lost traffic."""
+    machine = primer()
+    machine.handle(Event.UP, 1.0)
+    assert machine.traffic(30.0, connecting_fails=True) is None
+
+
+@pytest.mark.parametrize("state", ["ready", "failed"])
+def test_a_busy_target_counts_as_up_once_the_outcome_is_reached(state: str) -> None:
+    """BUSY after the outcome: no re-arm while ready, and a target that never answered but is
+    busy now has answered at last (it is cold)."""
+    machine = supervisor()
+    if state == "failed":
+        machine = Lifecycle(POLICY)
+        machine.handle(Event.SUPERVISE, 0.0)
+        machine.primer_outcome(10.0, ready=False, answered=False)
+    step = machine.probe(Reach.BUSY, 20.0)
+    if state == "ready":
+        assert (step.changed, machine.state) == (False, State.READY)
+    else:
+        assert (step.event, machine.state) == (Event.ANSWERED, State.PRIMING)
+
+
+def test_a_busy_target_is_not_up_while_waiting() -> None:
+    """BUSY before the outcome: still waiting, and the target has not answered."""
+    machine = primer()
+    step = machine.probe(Reach.BUSY, 1.0)
+    assert (step.changed, machine.state, machine.answered) == (False, State.WAITING, False)
