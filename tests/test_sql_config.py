@@ -16,7 +16,7 @@ from warmgate.config.model import Config
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.sql.check import escape_problem, write_problem
 from warmgate.traffic.sql.driver import bind_value
-from warmgate.traffic.sql.outcomes import connect_phrase
+from warmgate.traffic.sql.outcomes import message_phrase
 from warmgate.traffic.targets import compile_targets, open_drivers
 
 PG = "postgresql+psycopg://app@db.internal:5432/orders"
@@ -175,7 +175,7 @@ def test_bind_value_rule(rendered: str, bound: int | str) -> None:
 )  # fmt: skip
 def test_connect_phrases(message: str, phrase: str) -> None:
     """libpq's connection errors become short phrases."""
-    assert connect_phrase(message) == phrase
+    assert message_phrase(message) == phrase
 
 
 def test_write_is_rejected_at_start_naming_the_target() -> None:

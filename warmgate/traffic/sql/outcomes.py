@@ -4,7 +4,9 @@ The drivers raise their own errors (psycopg's, PyMySQL's through aiomysql, sqlit
 wrapped by SQLAlchemy); :func:`classify` turns each into an :class:`Outcome` —
 ``write_rejected`` when the database refused a write, ``timeout`` when it stopped the statement,
 ``connection_error`` when it could not be reached or the connection broke, ``error`` otherwise —
-and :func:`connect_phrase` turns a connection failure into a short phrase without secrets.
+and :func:`message_phrase` turns the message of a connection failure into a short phrase without
+secrets. The phrase is for people: whether a connection was refused is read from the socket's
+error (``decide/reach.py``), never from these words.
 
 A database's message may quote a secret (``invalid input syntax for type integer: "<the
 bound value>"``): it is redacted with the target's secrets first, and only then cut to its first
@@ -51,7 +53,7 @@ _CONNECT_PHRASES = (
 )  # fmt: skip
 
 
-def connect_phrase(message: str) -> str:
+def message_phrase(message: str) -> str:
     """A short, secret-free reason from a driver's connection error message."""
     for pattern, phrase in _CONNECT_PHRASES:
         match = re.search(pattern, message, re.IGNORECASE)
@@ -95,9 +97,9 @@ def _outcome(exc: BaseException, secrets: Secrets, *, postgres: bool) -> Outcome
         or unreachable
         or sqlite_error in {"SQLITE_CANTOPEN", "SQLITE_NOTADB"}
     ):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(secrets.redact(str(original))))
+        return Outcome(CONNECTION_ERROR, detail=message_phrase(secrets.redact(str(original))))
     if isinstance(exc, OSError):
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(secrets.redact(str(exc))))
+        return Outcome(CONNECTION_ERROR, detail=message_phrase(secrets.redact(str(exc))))
     return Outcome(ERROR, detail=message or type(original).__name__)
 
 
@@ -142,5 +144,5 @@ def _mysql_outcome(exc: BaseException, secrets: Secrets) -> Outcome:
         cause = (
             f" ({secrets.redact(str(exc.__cause__))})" if isinstance(exc.__cause__, OSError) else ""
         )
-        return Outcome(CONNECTION_ERROR, detail=connect_phrase(message + cause))
+        return Outcome(CONNECTION_ERROR, detail=message_phrase(message + cause))
     return Outcome(ERROR, detail=message or type(exc).__name__)
