@@ -238,10 +238,11 @@ def report_command(
     ] = None,
 ) -> None:
     """Show the report of the last warm-up recorded in a status directory."""
+    from warmgate.report.files import load_record, write_report
     from warmgate.report.render import render_text
-    from warmgate.runtime.primer import load_record, write_report
+    from warmgate.serve.status import REPORT_FILE
 
-    record = load_record(status_dir)
+    record = load_record(status_dir / REPORT_FILE)
     if output is None:
         typer.echo(render_text(record), nl=False)
         return

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from warmgate.config.model import Config
 from warmgate.config.model import warnings as config_warnings
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import read_text
 from warmgate.kernel.secrets import (
     SECRET_NAME,
     Secrets,
@@ -113,7 +114,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """
     from warmgate.config import bounded_yaml  # only configs from a file need a YAML parser
 
-    data = bounded_yaml.parse(bounded_yaml.read_text(path), f"--config: {path}")
+    text = read_text(path, "--config", bounded_yaml.MAX_CONFIG_BYTES, bounded_yaml.CONFIG.advice)
+    data = bounded_yaml.parse(text, f"--config: {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):

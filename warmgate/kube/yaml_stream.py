@@ -26,15 +26,9 @@ from typing import Any
 
 import yaml
 
-from warmgate.config.bounded_yaml import (
-    MANIFESTS,
-    check_shape,
-    read_stdin,
-    read_text,
-    unbuildable,
-    yaml_error,
-)
+from warmgate.config.bounded_yaml import MANIFESTS, check_shape, unbuildable, yaml_error
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import read_stdin, read_text
 
 STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -223,7 +217,7 @@ def read_source(source: str) -> str:
     """The text of a file path, or of standard input for ``-``, at most
     :data:`~warmgate.config.bounded_yaml.MAX_MANIFEST_BYTES`."""
     if source == "-":
-        return read_stdin("standard input", MANIFESTS)
+        return read_stdin("standard input", MANIFESTS.max_bytes, MANIFESTS.advice)
     path = Path(source)
     if path.is_dir():
         raise ConfigError(

@@ -25,6 +25,7 @@ from typing import IO
 import typer
 
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import atomic_write
 from warmgate.paths.accesslog import (
     GZIP_MAGIC,
     JsonFields,
@@ -103,8 +104,6 @@ def mine_command(sources: list[str], output: Path | None, options: MineOptions) 
     if output is None:
         typer.echo(text, nl=False)
         return
-    from warmgate.serve.status import atomic_write
-
     try:
         atomic_write(output, text.encode())
     except OSError as exc:

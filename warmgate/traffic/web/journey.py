@@ -33,6 +33,7 @@ from warmgate.config.journey import Journey
 from warmgate.config.model import HttpTarget
 from warmgate.decide.walk import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import read_text
 from warmgate.kernel.secrets import Secrets
 from warmgate.traffic.driver import (
     CAPTURE_FAILED,
@@ -66,8 +67,6 @@ def secret_values(journey: Journey, environ: Mapping[str, str]) -> dict[str, str
 
     Raises :class:`ConfigError` naming the secret when one is missing or empty.
     """
-    from warmgate.config.bounded_yaml import read_text
-
     values = {}
     for name, secret in journey.secrets.items():
         where = f"journey secret '{name}'"
