@@ -29,7 +29,8 @@ from typer.testing import CliRunner
 
 from tests.test_config import billion_laughs
 from warmgate.cli.main import PLAN_FLAGS, app, overrides_from_flags
-from warmgate.config.loader import describe, load_config
+from warmgate.config.describe import describe
+from warmgate.config.loader import load_config
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.targets import compile_targets
 from warmgate.traffic.templating import Templates

@@ -255,7 +255,7 @@ def report_command(
 @with_plan_options
 def validate(plan: dict[str, Any]) -> None:
     """Check the config (and templates) and print the effective plan; exit 2 if it is wrong."""
-    from warmgate.config.loader import describe
+    from warmgate.config.describe import describe
     from warmgate.traffic.targets import compile_config
 
     config, secrets = _load(plan)

@@ -241,7 +241,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
     from dataclasses import asdict
 
-    from warmgate.config.model import http_endpoint
+    from warmgate.config.fields import http_endpoint
     from warmgate.runtime.supervisor import Plan, exec_supervisor
     from warmgate.runtime.warmup import policy_of
 

@@ -87,7 +87,7 @@ from pymysql.constants.COMMAND import COM_QUERY
 from pymysql.protocol import MysqlPacket
 from sqlalchemy.engine import URL
 
-from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.mysqlcheck import pinned_mode
 from warmgate.traffic.sql.rows import Counted

@@ -67,7 +67,7 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy.engine import URL
 
-from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.pgrows import Column, Shape, Shapes
 from warmgate.traffic.sql.rows import Counted, rows_per_read
