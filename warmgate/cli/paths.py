@@ -1,24 +1,20 @@
-"""The command-line options of ``warmgate paths``; ``cli.py`` registers the command.
+"""The command-line options of ``warmgate paths``; :mod:`warmgate.cli.main` registers the command.
 
-Each option also reads ``WARMGATE_PATHS_<NAME>``: ``WARMGATE_PORT`` set for ``run`` must not
-change what ``paths`` writes. The work is done by :mod:`warmgate.paths.mining` (imported only when
-the command runs, so the sidecar never pays for it).
+Each option also reads ``WARMGATE_PATHS_<NAME>`` (:mod:`warmgate.cli.options`): ``WARMGATE_PORT``
+set for ``run`` must not change what ``paths`` writes. The work is done by
+:mod:`warmgate.paths.mining` (imported only when the command runs, so the sidecar never pays for
+it); this module prints what it found.
 """
 
+import functools
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
+from warmgate.cli.options import option
 
-def _option(name: str, help: str, *short: str, **kw: Any) -> Any:
-    return typer.Option(
-        "--" + name.replace("_", "-"),
-        *short,
-        envvar=f"WARMGATE_PATHS_{name.upper()}",
-        help=help,
-        **kw,
-    )
+_option = functools.partial(option, prefix="WARMGATE_PATHS_")
 
 
 def paths(
@@ -48,7 +44,7 @@ def paths(
     ] = None,
     log_format: Annotated[
         Literal["auto", "ncsa", "json"],
-        typer.Option("--format", envvar="WARMGATE_PATHS_FORMAT", help="auto, ncsa or json."),
+        _option("format", "auto, ncsa or json."),
     ] = "auto",
     json_field: Annotated[
         list[str] | None,
