@@ -65,9 +65,9 @@ def paths(
     ] = 50_000,
 ) -> None:
     """Write the URL set users hit, mined from access logs (NCSA or JSON lines)."""
-    from warmgate.paths.mining import MineOptions, mine_command
+    from warmgate.paths.mining import MineOptions, mine, write_url_set
 
-    mine_command(
+    mined = mine(
         logs or ["-"],
         output,
         MineOptions(
@@ -76,4 +76,11 @@ def paths(
             sample_size=sample_size, status=status or ["2xx", "304"],
             max_templates=max_templates,
         ),
+        notice=lambda line: typer.echo(line, err=True),
     )  # fmt: skip
+    typer.echo(mined.summary, err=True)
+    text = mined.url_set()  # a ConfigError (exit 2) when no request was kept
+    if mined.output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_url_set(mined.output, text)
