@@ -8,11 +8,12 @@ Whatever warmgate writes is read by Go (kubectl, the API server), which types pl
 its own rules (:func:`go_scalar`), not PyYAML's YAML 1.1 ones. So documents are read with Go's
 rules, and every string is written so that both Go and YAML 1.1 read it back as that string.
 
-A stream is read with the config loader's bounds (``config_file.py``, with the figures of
-:data:`~warmgate.config.bounded_yaml.MANIFESTS`): its size, checked as it is read; then its
-nesting, the values its aliases add, and the length of its numbers, checked over the parser's
-events before anything is built. An alias bomb, a document nested a thousand deep or a number of
-100,000 digits is refused at once with one sentence.
+A stream is read with the config loader's bounds (:mod:`warmgate.config.bounded_yaml`, with the
+figures of :data:`~warmgate.config.bounded_yaml.MANIFESTS`): its size, checked as it is read
+(:func:`warmgate.kernel.files.read_text`); then its nesting, the values its aliases add, and the
+length of its numbers, checked over the parser's events before anything is built. An alias
+bomb, a document nested a thousand deep or a number of 100,000 digits is refused at once with one
+sentence.
 """
 
 from __future__ import annotations

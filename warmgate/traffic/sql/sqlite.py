@@ -1,7 +1,7 @@
 """SQLite for the SQL driver: SQLAlchemy's asyncio engine over aiosqlite.
 
 aiosqlite runs each connection on a thread of its own, so a query never blocks the event loop.
-The file is opened read-only (a ``file:...?mode=ro`` URI, see ``sql.py``) and each connection
+The file is opened read-only (a ``file:...?mode=ro`` URI, see ``driver.py``) and each connection
 also gets ``PRAGMA query_only``; every query runs in a transaction that is rolled back, and
 returning a connection to the pool rolls back again. SQLite has no statement timeout: at the
 deadline the query is interrupted on its own connection.
