@@ -50,7 +50,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from warmgate.config.model import HttpTarget, TrafficConfig
+from warmgate.config.http_target import HttpTarget
+from warmgate.config.model import TrafficConfig
 from warmgate.decide.gate import Thresholds
 from warmgate.decide.judge import Judge
 from warmgate.decide.window import Sample, Stats, percentile

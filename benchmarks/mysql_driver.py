@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.window import Sample, percentile
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan

@@ -45,7 +45,7 @@ import psycopg
 import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.window import Sample, percentile
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan

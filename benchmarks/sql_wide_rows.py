@@ -95,7 +95,7 @@ def prime(engine: str, width: int, rows: int, concurrency: int, tree: Path) -> s
 
 READ_TIME = r"""
 import asyncio, statistics, sys, time
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.traffic.sql.driver import SqlPlan, open_pool
 from warmgate.traffic.templating import Templates
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from warmgate.cli.main import overrides_from_flags
+from warmgate.config.advice import config_warnings
 from warmgate.config.bounded_yaml import MAX_CONFIG_BYTES
-from warmgate.config.loader import describe, load_config, load_for_command
-from warmgate.config.model import warnings as config_warnings
+from warmgate.config.describe import describe
+from warmgate.config.flags import overrides_from_flags
+from warmgate.config.loader import load_config, load_for_command
 from warmgate.kernel.errors import ConfigError, TemplateError
 from warmgate.kernel.secrets import redact_url
 from warmgate.kernel.units import format_duration, parse_duration

@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.test_config import billion_laughs
-from warmgate.cli.main import PLAN_FLAGS, app, overrides_from_flags
-from warmgate.config.loader import describe, load_config
+from warmgate.cli.main import app
+from warmgate.config.describe import describe
+from warmgate.config.flags import CONFIG_FLAGS, overrides_from_flags
+from warmgate.config.loader import load_config
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.targets import compile_targets
 from warmgate.traffic.templating import Templates
@@ -285,7 +287,7 @@ flag_values = st.one_of(st.text(max_size=12), st.sampled_from(WORDS), st.integer
 def test_fuzz_flag_sets() -> None:
     """Generated flag sets, as values and through the real CLI parser, give a plan or exit 2."""
     runner = CliRunner()
-    names = [flag.name for flag in PLAN_FLAGS]
+    names = [flag.name for flag in CONFIG_FLAGS]
 
     @BATCH
     @given(st.dictionaries(st.sampled_from(names), flag_values, max_size=6))

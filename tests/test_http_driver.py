@@ -15,7 +15,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from warmgate.config.model import HttpTarget, TrafficConfig
+from warmgate.config.http_target import HttpTarget
+from warmgate.config.model import TrafficConfig
 from warmgate.decide.reach import Down, Reach
 from warmgate.decide.window import Sample
 from warmgate.demo.simapp import SimApp

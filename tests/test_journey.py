@@ -17,9 +17,9 @@ from aiohttp import web
 
 from tests.helpers import run_cli
 from tests.journeys import PASSWORD, login_journey
+from warmgate.config.advice import config_warnings
 from warmgate.config.loader import load_config
 from warmgate.config.model import TrafficConfig
-from warmgate.config.model import warnings as config_warnings
 from warmgate.decide.window import Sample
 from warmgate.demo.simapp import Behavior, SimApp
 from warmgate.kernel.errors import ConfigError, TemplateError

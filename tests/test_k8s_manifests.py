@@ -21,7 +21,7 @@ import yaml
 from tests.helpers import REPO, run_cli
 from tests.kubectl import assert_go_reads_as_python, go_decode, kubectl, pyyaml_view
 from tests.pss import violations
-from warmgate.config.model import Target
+from warmgate.config.target import Target
 from warmgate.kube.inject import DEFAULT_IMAGE, MARKER, InjectOptions, inject_text
 
 K8S = REPO / "k8s"

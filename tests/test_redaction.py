@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from tests import pg
 from tests.helpers import WarmgateProcess, http_get, run_cli
-from warmgate.config.loader import describe, load_config
+from warmgate.config.describe import describe
+from warmgate.config.loader import load_config
 from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import ConfigError

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine.default import DefaultDialect
 
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.sql.binding import Style, bind
 from warmgate.traffic.sql.check import Dialect, read_query

@@ -13,7 +13,7 @@ import pytest
 from tests import maria, pg
 from tests.helpers import run_cli
 from tests.test_sql_e2e import FAST_GATE, write_config
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.traffic.driver import OK, Outcome
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
 from warmgate.traffic.templating import Templates

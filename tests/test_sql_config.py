@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cli_env, run_cli
-from warmgate.config.loader import describe, load_config
+from warmgate.config.describe import describe
+from warmgate.config.loader import load_config
 from warmgate.config.model import Config
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.sql.check import escape_problem, write_problem

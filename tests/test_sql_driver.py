@@ -17,7 +17,7 @@ import pytest
 
 from tests import pg
 from tests.helpers import poll
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.reach import Down, Reach
 from warmgate.traffic.driver import (
     CONNECTION_ERROR,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests import maria
 from tests.helpers import free_port
 from tests.test_sql_config import imported_sql_modules
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED

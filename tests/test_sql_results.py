@@ -132,7 +132,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 PEAK = """
 import asyncio, sys
-from warmgate.config.model import SqlTarget
+from warmgate.config.sql_target import SqlTarget
 from warmgate.traffic.sql.driver import SqlPlan, open_pool
 from warmgate.traffic.templating import Templates
 

@@ -22,6 +22,7 @@ from tests.helpers import http_get, poll
 from warmgate import __version__
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import ServeError, StatusDirError
+from warmgate.kernel.files import MAX_JSON_DEPTH, atomic_write
 from warmgate.serve.client_io import Trouble
 from warmgate.serve.connections import Limits
 from warmgate.serve.metrics import FileStatusCollector, Metrics
@@ -30,13 +31,11 @@ from warmgate.serve.status import (
     HEARTBEAT_AHEAD,
     HEARTBEAT_FILE,
     HEARTBEAT_STALE,
-    MAX_JSON_DEPTH,
     MAX_STATUS_BYTES,
     READY_FILE,
     STATUS_FILE,
     Status,
     StatusDir,
-    atomic_write,
     heartbeat_problem,
     is_ready,
     read_status,

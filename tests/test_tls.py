@@ -18,15 +18,16 @@ import trustme
 
 from tests.helpers import WarmgateProcess, http_get, poll
 from tests.tls_server import APP_NAME, expired, self_signed, tls_server, write
+from warmgate.config.advice import config_warnings
 from warmgate.config.loader import load_config
 from warmgate.config.model import Config, TrafficConfig
-from warmgate.config.model import warnings as config_warnings
+from warmgate.config.tls import TlsConfig
 from warmgate.decide.reach import Down
 from warmgate.demo.simapp import Behavior, SimApp
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import CONNECTION_ERROR, OK, Outcome
 from warmgate.traffic.targets import Compiled, compile_config, open_drivers
-from warmgate.traffic.tls import TlsConfig, load_tls
+from warmgate.traffic.tls import load_tls
 from warmgate.traffic.web.diagnosis import DIAGNOSE_EVERY, Diagnosis
 from warmgate.traffic.web.driver import UrlProbe, make_client
 

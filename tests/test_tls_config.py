@@ -15,13 +15,15 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import run_cli
 from tests.tls_server import expired, write
-from warmgate.config.loader import describe, load_config
+from warmgate.config.advice import config_warnings
+from warmgate.config.describe import describe
+from warmgate.config.loader import load_config
 from warmgate.config.model import Config
-from warmgate.config.model import warnings as config_warnings
+from warmgate.config.tls import TlsConfig
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets
 from warmgate.traffic.targets import compile_config
-from warmgate.traffic.tls import TlsConfig, load_tls
+from warmgate.traffic.tls import load_tls
 
 UTC = datetime.UTC
 URL = "https://127.0.0.1:8443/items"

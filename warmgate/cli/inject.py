@@ -1,19 +1,20 @@
-"""The command-line options of ``inject`` and ``uninject``; ``cli.py`` registers both.
+"""The command-line options of ``inject`` and ``uninject``; :mod:`warmgate.cli.main` registers
+both.
 
-Each option also reads ``WARMGATE_INJECT_<NAME>``. The work is done by :mod:`warmgate.kube.inject`
-and :mod:`warmgate.kube.uninject`; errors are turned into exit codes by ``cli.py`` alone.
+Each option also reads ``WARMGATE_INJECT_<NAME>`` (:mod:`warmgate.cli.options`). The work is done
+by :mod:`warmgate.kube.inject` and :mod:`warmgate.kube.uninject`; errors are turned into exit
+codes by :mod:`warmgate.cli.main` alone.
 """
 
+import functools
 from typing import Annotated, Any
 
 import typer
 
+from warmgate.cli.options import option
 
-def _inject_option(name: str, help: str, *short: str) -> Any:
-    # Their own prefix: WARMGATE_PORT set for `run` or `serve` must not change what inject writes.
-    return typer.Option(
-        "--" + name.replace("_", "-"), *short, envvar=f"WARMGATE_INJECT_{name.upper()}", help=help
-    )
+# Their own prefix: WARMGATE_PORT set for `run` or `serve` must not change what inject writes.
+_inject_option = functools.partial(option, prefix="WARMGATE_INJECT_")
 
 
 def inject(

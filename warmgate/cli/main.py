@@ -1,32 +1,30 @@
 """The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
-``schema``, ``inject``, ``uninject`` and ``webhook``.
+``schema``, ``inject``, ``uninject``, ``paths`` and ``webhook``.
 
-This is the only module that turns errors into exit codes (see ``errors.py``). Every flag also
-reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read ``WARMGATE_INJECT_<NAME>``),
-and flags override the config file: each plan flag maps one-to-one onto a config field
-(:data:`PLAN_FLAGS`). ``WARMGATE_URL`` holds one URL, or several on separate lines: a URL
-template may contain spaces (``{{ randint(1, 1000) }}``), so it is never split on whitespace.
+This is the only module that turns errors into exit codes (see :mod:`warmgate.kernel.errors`).
+Every flag also reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read
+``WARMGATE_INJECT_<NAME>``, and so on: :mod:`warmgate.cli.options`), and flags override the config
+file: each config flag maps one-to-one onto a config field
+(:data:`~warmgate.config.flags.CONFIG_FLAGS`). The commands import what does their work only when
+they run, so ``check`` (an exec probe) stays quick.
 """
 
 import functools
-import inspect
-import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
 
 from warmgate import __version__
 from warmgate.cli.inject import inject, uninject
+from warmgate.cli.options import F, env_name, option, with_config_flags
 from warmgate.cli.paths import paths
 from warmgate.cli.webhook import webhook
+from warmgate.config.flags import load_from_flags
 from warmgate.kernel.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_OK, WarmgateError
 from warmgate.runtime import signals
 
-F = TypeVar("F", bound=Callable[..., Any])
 LogFormat = Literal["auto", "json", "human"]
 
 app = typer.Typer(
@@ -37,113 +35,6 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-@dataclass(frozen=True)
-class PlanFlag:
-    """A command-line flag that sets one config field."""
-
-    name: str
-    field: str
-    kind: Any
-    help: str
-
-
-PLAN_FLAGS = (
-    PlanFlag("url", "targets", list[str], "URL template to warm (repeatable); replaces targets. "
-             "Env var WARMGATE_URL: one URL a line."),
-    PlanFlag("concurrency", "load.concurrency", int, "Target concurrency, also the cap."),
-    PlanFlag("rate", "load.rate", float, "Total req/s (open model); default: closed loop."),
-    PlanFlag("success_rate", "gate.success_rate", float, "Minimum success ratio, e.g. 0.99."),
-    PlanFlag("p50", "gate.p50", str, "Maximum p50 latency, e.g. 50ms."),
-    PlanFlag("p95", "gate.p95", str, "Maximum p95 latency, e.g. 200ms, or 'auto' (plateau)."),
-    PlanFlag("p99", "gate.p99", str, "Maximum p99 latency, e.g. 1s."),
-    PlanFlag("min_requests", "gate.min_requests", int, "Minimum requests in the window."),
-    PlanFlag("window", "gate.window", str, "Sliding window, e.g. 10s."),
-    PlanFlag("hold", "gate.hold", str, "How long thresholds must keep passing, e.g. 5s."),
-    PlanFlag("timeout", "gate.timeout", str, "Deadline for warming, e.g. 5m."),
-    PlanFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' or 'fail'."),
-    PlanFlag("status_dir", "status_dir", str, "Directory for status.json and the ready marker."),
-    PlanFlag("port", "server.port", int, "Port of /readyz, /status, /metrics (0: any free port)."),
-    PlanFlag("host", "server.host", str, "Address the endpoint listens on."),
-    PlanFlag("wait_url", "wait.url", str, "URL that answers 2xx once the app is up."),
-    PlanFlag("wait_timeout", "wait.timeout", str, "How long to wait for the app to come up."),
-    PlanFlag("keep_warm_rate", "after_ready.keep_warm_rate", float, "req/s once ready."),
-    PlanFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm after this long down."),
-    PlanFlag("jitter", "load.jitter", str, "Random delay before priming (avoid stampedes)."),
-    PlanFlag("log_format", "log_format", str, "auto, json or human."),
-)  # fmt: skip
-
-
-def _option_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _env_name(name: str, prefix: str = "WARMGATE_") -> str:
-    return prefix + name.upper()
-
-
-def _option(name: str, help: str, *short: str, prefix: str = "WARMGATE_", **kw: Any) -> Any:
-    return typer.Option(_option_name(name), *short, envvar=_env_name(name, prefix), help=help, **kw)
-
-
-def urls_from_env(value: str) -> list[str]:
-    """The URLs in a ``WARMGATE_URL`` value: one a line, blank lines skipped."""
-    return [line.strip() for line in value.splitlines() if line.strip()]
-
-
-def _plan_parameters() -> list[inspect.Parameter]:
-    config = Annotated[Path | None, _option("config", "YAML config file.", "-c")]
-    parameters = [
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=config)
-    ]
-    for flag in PLAN_FLAGS:
-        # typer would split WARMGATE_URL on whitespace; with_plan_options reads it by lines.
-        envvar = None if flag.name == "url" else _env_name(flag.name)
-        option = typer.Option(_option_name(flag.name), envvar=envvar, help=flag.help)
-        annotation = Annotated[flag.kind | None, option]  # type: ignore[name-defined]
-        parameters.append(
-            inspect.Parameter(
-                flag.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
-            )
-        )
-    return parameters
-
-
-def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
-    """The config overrides the flags in ``values`` describe (unset flags are ``None``)."""
-    overrides: dict[str, Any] = {}
-    for flag in PLAN_FLAGS:
-        value = values.get(flag.name)
-        if value is None or value == []:
-            continue
-        if flag.name == "url":
-            value = [{"http": {"url": url}} for url in value]
-        elif isinstance(value, Path):
-            value = str(value)
-        node = overrides
-        *parents, leaf = flag.field.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return overrides
-
-
-def with_plan_options(command: F) -> F:
-    """Give ``command`` every plan flag; it receives them as ``plan: dict`` of flag values."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.name != "plan"]
-    plan_parameters = _plan_parameters()
-    names = {p.name for p in plan_parameters}
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        plan = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
-        if not plan.get("url"):
-            plan["url"] = urls_from_env(os.environ.get(_env_name("url"), ""))
-        return command(plan=plan, **kwargs)
-
-    wrapper.__signature__ = inspect.Signature(own + plan_parameters)  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
 
 
 def reports_errors(command: F) -> F:
@@ -158,14 +49,6 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _load(plan: dict[str, Any], *, warn: bool = True) -> tuple[Any, Any]:
-    from warmgate.config.loader import load_config, load_for_command
-
-    config_path = plan.pop("config", None)
-    load = load_for_command if warn else load_config
-    return load(config_path, overrides_from_flags(plan))
 
 
 def _version(value: bool) -> None:
@@ -188,12 +71,12 @@ def _main(
 
 @app.command()
 @reports_errors
-@with_plan_options
+@with_config_flags
 def run(
-    plan: dict[str, Any],
+    flags: dict[str, Any],
     optional_config_map: Annotated[
         str | None,
-        _option(
+        option(
             "optional_config_map",
             "The --config file comes from this ConfigMap, which may "
             "be missing: then be ready at once, warm nothing, and say to create it.",
@@ -204,25 +87,25 @@ def run(
     from warmgate.runtime.open_run import open_if_missing
     from warmgate.runtime.primer import become_supervisor
 
-    open_if_missing(plan, optional_config_map)  # returns unless the ConfigMap is missing
-    config, secrets = _load(plan)
+    open_if_missing(flags, optional_config_map)  # returns unless the ConfigMap is missing
+    config, secrets = load_from_flags(flags)
     become_supervisor(config, secrets, sys.argv[1:])
 
 
 @app.command()
 @reports_errors
-@with_plan_options
+@with_config_flags
 def prime(
-    plan: dict[str, Any],
+    flags: dict[str, Any],
     report: Annotated[
-        Path | None, _option("report", "Also write the warm-up report to this .html or .svg file.")
+        Path | None, option("report", "Also write the warm-up report to this .html or .svg file.")
     ] = None,
     supervised: Annotated[str | None, typer.Option("--supervised", hidden=True)] = None,
 ) -> None:
     """Init-container mode: prime until warm, write the status, exit 0 (1 if it fails closed)."""
     from warmgate.runtime.primer import execute, supervised_option
 
-    config, secrets = _load(plan, warn=not supervised)  # run has warned once already
+    config, secrets = load_from_flags(flags, warn=not supervised)  # run has warned once already
     primer = supervised_option(supervised) if supervised else None
     status = execute(config, secrets, report=report, supervised=primer)
     if not status.ready:
@@ -232,16 +115,17 @@ def prime(
 @app.command("report")
 @reports_errors
 def report_command(
-    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
+    status_dir: Annotated[Path, option("status_dir", "Status directory.")],
     output: Annotated[
-        Path | None, _option("output", "Write an .html page or .svg chart instead.", "-o")
+        Path | None, option("output", "Write an .html page or .svg chart instead.", "-o")
     ] = None,
 ) -> None:
     """Show the report of the last warm-up recorded in a status directory."""
+    from warmgate.report.files import load_record, write_report
     from warmgate.report.render import render_text
-    from warmgate.runtime.primer import load_record, write_report
+    from warmgate.serve.status import REPORT_FILE
 
-    record = load_record(status_dir)
+    record = load_record(status_dir / REPORT_FILE)
     if output is None:
         typer.echo(render_text(record), nl=False)
         return
@@ -251,13 +135,13 @@ def report_command(
 
 @app.command()
 @reports_errors
-@with_plan_options
-def validate(plan: dict[str, Any]) -> None:
+@with_config_flags
+def validate(flags: dict[str, Any]) -> None:
     """Check the config (and templates) and print the effective plan; exit 2 if it is wrong."""
-    from warmgate.config.loader import describe
+    from warmgate.config.describe import describe
     from warmgate.traffic.targets import compile_config
 
-    config, secrets = _load(plan)
+    config, secrets = load_from_flags(flags)
     compile_config(config, secrets.warn, secrets=secrets)
     typer.echo(describe(config, secrets))
 
@@ -265,10 +149,10 @@ def validate(plan: dict[str, Any]) -> None:
 @app.command()
 @reports_errors
 def serve(
-    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
-    port: Annotated[int, _option("port", "Port to serve on.", min=0, max=65535)] = 8099,
-    host: Annotated[str, _option("host", "Address to listen on.")] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
-    log_format: Annotated[LogFormat, _option("log_format", "auto, json or human.")] = "auto",
+    status_dir: Annotated[Path, option("status_dir", "Status directory.")],
+    port: Annotated[int, option("port", "Port to serve on.", min=0, max=65535)] = 8099,
+    host: Annotated[str, option("host", "Address to listen on.")] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+    log_format: Annotated[LogFormat, option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Serve /readyz, /status and /metrics from a status directory written by `prime`."""
     from warmgate.serve.server import serve_directory
@@ -279,8 +163,8 @@ def serve(
 @app.command()
 @reports_errors
 def check(
-    status_dir: Annotated[Path, _option("status_dir", "Status directory.")],
-    quiet: Annotated[bool, _option("quiet", "Print nothing.", "-q")] = False,
+    status_dir: Annotated[Path, option("status_dir", "Status directory.")],
+    quiet: Annotated[bool, option("quiet", "Print nothing.", "-q")] = False,
 ) -> None:
     """Exit 0 if the status directory says ready, 1 if not (an exec probe)."""
     from warmgate.serve.status import snapshot
@@ -295,29 +179,29 @@ def check(
 @reports_errors
 def demo(  # noqa: PLR0917 - typer maps each parameter to one option
     app_capacity: Annotated[
-        int, _option("app_capacity", "Concurrent requests the simulated app copes with once warm.")
+        int, option("app_capacity", "Concurrent requests the simulated app copes with once warm.")
     ] = 32,
     app_warm_requests: Annotated[
         int,
-        _option("app_warm_requests", "Requests it must serve before its pool is full (0: warm)."),
+        option("app_warm_requests", "Requests it must serve before its pool is full (0: warm)."),
     ] = 500,
     app_cold_latency: Annotated[
-        str, _option("app_cold_latency", "Extra latency when cold, decaying with use (a JIT).")
+        str, option("app_cold_latency", "Extra latency when cold, decaying with use (a JIT).")
     ] = "150ms",
     app_compile_delay: Annotated[
-        str, _option("app_compile_delay", "Delay of the first hit of each page (JSPs compiling).")
+        str, option("app_compile_delay", "Delay of the first hit of each page (JSPs compiling).")
     ] = "300ms",
-    concurrency: Annotated[int, _option("concurrency", "Target concurrency of the gate.")] = 16,
-    p95: Annotated[str, _option("p95", "p95 limit, or 'auto'.")] = "100ms",
-    hold: Annotated[str, _option("hold", "How long the thresholds must keep passing.")] = "3s",
-    timeout: Annotated[str, _option("timeout", "Deadline for warming.")] = "2m",
+    concurrency: Annotated[int, option("concurrency", "Target concurrency of the gate.")] = 16,
+    p95: Annotated[str, option("p95", "p95 limit, or 'auto'.")] = "100ms",
+    hold: Annotated[str, option("hold", "How long the thresholds must keep passing.")] = "3s",
+    timeout: Annotated[str, option("timeout", "Deadline for warming.")] = "2m",
     sql: Annotated[
-        bool, typer.Option(envvar=_env_name("sql"), help="Also prime the demo's SQLite database.")
+        bool, typer.Option(envvar=env_name("sql"), help="Also prime the demo's SQLite database.")
     ] = True,
     report: Annotated[
-        Path | None, _option("report", "Also write the report to this .html or .svg file.")
+        Path | None, option("report", "Also write the report to this .html or .svg file.")
     ] = None,
-    log_format: Annotated[LogFormat, _option("log_format", "auto, json or human.")] = "auto",
+    log_format: Annotated[LogFormat, option("log_format", "auto, json or human.")] = "auto",
 ) -> None:
     """Watch a simulated cold app server warm up and the gate open (nothing to install)."""
     from warmgate.demo.tour import demo_command

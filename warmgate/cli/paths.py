@@ -1,24 +1,20 @@
-"""The command-line options of ``warmgate paths``; ``cli.py`` registers the command.
+"""The command-line options of ``warmgate paths``; :mod:`warmgate.cli.main` registers the command.
 
-Each option also reads ``WARMGATE_PATHS_<NAME>``: ``WARMGATE_PORT`` set for ``run`` must not
-change what ``paths`` writes. The work is done by :mod:`warmgate.paths.mining` (imported only when
-the command runs, so the sidecar never pays for it).
+Each option also reads ``WARMGATE_PATHS_<NAME>`` (:mod:`warmgate.cli.options`): ``WARMGATE_PORT``
+set for ``run`` must not change what ``paths`` writes. The work is done by
+:mod:`warmgate.paths.mining` (imported only when the command runs, so the sidecar never pays for
+it); this module prints what it found.
 """
 
+import functools
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
+from warmgate.cli.options import option
 
-def _option(name: str, help: str, *short: str, **kw: Any) -> Any:
-    return typer.Option(
-        "--" + name.replace("_", "-"),
-        *short,
-        envvar=f"WARMGATE_PATHS_{name.upper()}",
-        help=help,
-        **kw,
-    )
+_option = functools.partial(option, prefix="WARMGATE_PATHS_")
 
 
 def paths(
@@ -48,7 +44,7 @@ def paths(
     ] = None,
     log_format: Annotated[
         Literal["auto", "ncsa", "json"],
-        typer.Option("--format", envvar="WARMGATE_PATHS_FORMAT", help="auto, ncsa or json."),
+        _option("format", "auto, ncsa or json."),
     ] = "auto",
     json_field: Annotated[
         list[str] | None,
@@ -69,9 +65,9 @@ def paths(
     ] = 50_000,
 ) -> None:
     """Write the URL set users hit, mined from access logs (NCSA or JSON lines)."""
-    from warmgate.paths.mining import MineOptions, mine_command
+    from warmgate.paths.mining import MineOptions, mine, write_url_set
 
-    mine_command(
+    mined = mine(
         logs or ["-"],
         output,
         MineOptions(
@@ -80,4 +76,11 @@ def paths(
             sample_size=sample_size, status=status or ["2xx", "304"],
             max_templates=max_templates,
         ),
+        notice=lambda line: typer.echo(line, err=True),
     )  # fmt: skip
+    typer.echo(mined.summary, err=True)
+    text = mined.url_set()  # a ConfigError (exit 2) when no request was kept
+    if mined.output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_url_set(mined.output, text)

@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 from warmgate.config.bounded_yaml import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_INT_BITS, MAX_NODES
+from warmgate.config.fields import DURATION_PATTERN
 from warmgate.config.loader import MAX_EXPANSION_CHARS
-from warmgate.config.model import DURATION_PATTERN, Config
+from warmgate.config.model import Config
 from warmgate.kernel.units import format_duration
 from warmgate.traffic.template_bounds import (
     FIRST_RENDER_SECONDS,

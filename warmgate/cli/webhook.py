@@ -1,19 +1,17 @@
-"""The command-line options of ``webhook``; ``cli.py`` registers it.
+"""The command-line options of ``webhook``; :mod:`warmgate.cli.main` registers it.
 
-Each option also reads ``WARMGATE_WEBHOOK_<NAME>``. The server is :mod:`warmgate.kube.webhook`; what
-it adds to a pod is what ``inject`` adds, so the sidecar options mirror inject's.
+Each option also reads ``WARMGATE_WEBHOOK_<NAME>`` (:mod:`warmgate.cli.options`). The server is
+:mod:`warmgate.kube.webhook`; what it adds to a pod is what ``inject`` adds, so the sidecar
+options mirror inject's.
 """
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import typer
+from warmgate.cli.options import option
 
-
-def _option(name: str, help: str, **kw: Any) -> Any:
-    return typer.Option(
-        "--" + name.replace("_", "-"), envvar=f"WARMGATE_WEBHOOK_{name.upper()}", help=help, **kw
-    )
+_option = functools.partial(option, prefix="WARMGATE_WEBHOOK_")
 
 
 def webhook(

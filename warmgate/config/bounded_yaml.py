@@ -8,7 +8,8 @@ figures of :data:`CONFIG` or :data:`MANIFESTS` (:class:`Bounds`):
 
 1. the path must name a regular file (opened without blocking, so a FIFO cannot hang the read),
    of at most the byte bound, read with that cap whatever ``stat`` claimed; standard input is
-   read with the same cap (:func:`read_stdin`);
+   read with the same cap (:func:`~warmgate.kernel.files.read_text`,
+   :func:`~warmgate.kernel.files.read_stdin`, given the bound's figures);
 2. the YAML events are scanned once, without building anything (:func:`check_shape`), to bound
    the nesting depth, the number of nodes once every alias is expanded (and how many the
    aliases add), and the length of a number (at most :data:`MAX_INT_BITS`); and to refuse an
@@ -22,17 +23,14 @@ change.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import shown_size
 
 MAX_CONFIG_BYTES = 256 * 1024
 """A config file may hold at most 256 KiB; long lists of values belong in files read by line()."""
@@ -115,74 +113,6 @@ def _refuse_duplicate_keys(loader: Any, node: yaml.MappingNode) -> None:
             )
 
 
-def read_text(
-    path: Path, flag: str = "--config", limit: int = MAX_CONFIG_BYTES, advice: str | None = None
-) -> str:
-    """The text of the regular file at ``path``, at most ``limit`` bytes; ``flag`` names it,
-    ``advice`` says how to fix a larger one."""
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting forever.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"{flag}: {path} does not exist; check the path.") from None
-    except OSError as exc:
-        raise ConfigError(f"{flag}: {path} cannot be read ({exc.strerror}).") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ConfigError(
-            f"{flag}: {path} is {_kind(mode)}, not a regular file; give the path of a file."
-        )
-    with os.fdopen(fd, "rb") as file:
-        try:
-            data = file.read(limit + 1)
-        except OSError as exc:
-            raise ConfigError(f"{flag}: {path} cannot be read ({exc.strerror}).") from None
-    if len(data) > limit:
-        if advice is None:
-            advice = (
-                CONFIG.advice
-                if limit == MAX_CONFIG_BYTES
-                else "the most warmgate reads; keep a sample of it"
-            )
-        raise ConfigError(f"{flag}: {path} is larger than {_size(limit)}, {advice}.")
-    return _decoded(data, f"{flag}: {path}")
-
-
-def read_stdin(what: str, bounds: Bounds) -> str:
-    """Standard input as text, at most ``bounds.max_bytes``; ``what`` names it."""
-    data = sys.stdin.buffer.read(bounds.max_bytes + 1)
-    if len(data) > bounds.max_bytes:
-        raise ConfigError(f"{what} is larger than {_size(bounds.max_bytes)}, {bounds.advice}.")
-    return _decoded(data, what)
-
-
-def _decoded(data: bytes, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8."
-        ) from None
-
-
-def _size(limit: int) -> str:
-    """``limit`` bytes in MiB when whole, else KiB."""
-    mib = 1024 * 1024
-    return f"{limit // mib} MiB" if limit % mib == 0 else f"{limit // 1024} KiB"
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
-
-
 def parse(text: str, source: str) -> Any:
     """The one YAML document in ``text``, within the bounds; ``source`` names it in errors."""
     try:
@@ -213,7 +143,9 @@ def check_shape(text: str, source: str, bounds: Bounds) -> None:
     """Refuse a text over ``bounds`` (its size, nesting, alias expansion, long numbers) and a
     self-referring alias, before anything is built; YAML syntax errors are ``yaml.YAMLError``."""
     if len(text) > bounds.max_bytes:  # a character is at least a byte
-        raise ConfigError(f"{source} is larger than {_size(bounds.max_bytes)}, {bounds.advice}.")
+        raise ConfigError(
+            f"{source} is larger than {shown_size(bounds.max_bytes)}, {bounds.advice}."
+        )
     shape = _Shape(source, bounds)
     for event in yaml.parse(text, Loader=_Loader):
         shape.feed(event)

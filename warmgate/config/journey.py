@@ -13,25 +13,23 @@ a failure carrying the first failure's reason, so the reason reaches the gate, t
 report. Read-only by default: a step whose method is not GET or HEAD is refused unless the
 journey lists that method in ``allow_methods``.
 
-This module holds the configuration models and :func:`describe`; the pure engine (captures,
-JSON paths, one virtual user's progress) is ``capture.py`` and the I/O is
-``drivers/journey.py``.
+This module holds the configuration models only, and imports pydantic, the config models below
+it, ``kernel/`` and the pure ``decide/``: the pure engine (captures, JSON paths, one virtual
+user's progress) is :mod:`warmgate.decide.walk` and the I/O :mod:`warmgate.traffic.web.journey`.
+A journey in words is :func:`warmgate.config.describe.describe_journey`; its secrets are read by
+:func:`warmgate.config.loader.journey_secret_values`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from warmgate.config.fields import StrictModel
+from warmgate.config.http_target import HttpTarget
 from warmgate.decide.walk import JsonPathError, RegexError, compile_regex, parse_json_path
-from warmgate.kernel.units import format_duration
-
-if TYPE_CHECKING:
-    from warmgate.config.model import Config, HttpTarget
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 """Methods a step may use without ``allow_methods``."""
@@ -39,11 +37,7 @@ _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RESERVED = frozenset({"randint", "choice", "uuid4", "line", "random", "range", "dict", "loop"})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Capture(_Model):
+class Capture(StrictModel):
     """Where a step's answer holds a value for later steps: exactly one of the four."""
 
     json_path: str | None = Field(
@@ -123,7 +117,7 @@ class Capture(_Model):
         return f"regex '{self.regex}'"
 
 
-class JourneySecret(_Model):
+class JourneySecret(StrictModel):
     """A secret for the steps' templates, read at start-up and redacted everywhere."""
 
     env: str | None = Field(None, description="An environment variable holding the value.")
@@ -141,7 +135,7 @@ class JourneySecret(_Model):
         return self
 
 
-class JourneyStep(_Model):
+class JourneyStep(StrictModel):
     """One request of a journey."""
 
     name: str = Field(
@@ -180,7 +174,7 @@ class JourneyStep(_Model):
         return self
 
 
-class Journey(_Model):
+class Journey(StrictModel):
     """Ordered HTTP steps that each virtual user runs in turn, then starts again."""
 
     steps: list[JourneyStep] = Field(description="The steps, in order.", min_length=1)
@@ -251,69 +245,3 @@ def _check_variable(name: str) -> None:
             f"'{name}' cannot be a template variable; use letters, digits and _ (not starting "
             f"with a digit), and none of {', '.join(sorted(_RESERVED))}"
         )
-
-
-def describe(journey: Journey) -> list[str]:
-    """The journey's plan in words, one line each, for ``warmgate validate``."""
-    steps = journey.steps
-    lines = [
-        f"journey of {len(steps)} step{'s' if len(steps) != 1 else ''}: each virtual user runs "
-        "them in order, then starts again with an empty cookie jar and no captured values"
-    ]
-    for number, step in enumerate(steps, start=1):
-        http = step.http
-        statuses = ", ".join(map(str, http.expect_status))
-        text = f"{number}. {step.name}: {http.method} {http.url} (expect {statuses}"
-        text += f", timeout {format_duration(http.timeout)})"
-        if step.capture:
-            text += "; captures " + ", ".join(
-                f"{name} from {capture.describe()}" for name, capture in step.capture.items()
-            )
-        if not step.judged:
-            text += "; not judged"
-        lines.append(text)
-    if journey.secrets:
-        sources = [
-            f"{name} from {'$' + secret.env if secret.env else secret.file}"
-            for name, secret in journey.secrets.items()
-        ]
-        lines.append(f"secrets (redacted everywhere): {', '.join(sources)}")
-    changing = journey.changing_steps()
-    if changing:
-        listed = ", ".join(f"'{step.name}' ({step.http.method})" for step in changing)
-        lines.append(f"CAN CHANGE STATE: {listed}, allowed by allow_methods")
-    else:
-        lines.append("read-only: every step is GET or HEAD")
-    lines.append(
-        "a failed step (or capture) fails the rest of its iteration; each judged step left "
-        "counts as a failure with its reason"
-    )
-    return lines
-
-
-def evidence_warnings(config: Config) -> list[str]:
-    """A sentence when unjudged steps leave ``load.rate`` too few judged answers for the gate.
-
-    ``load.rate`` counts every request, steps with ``judged: false`` included, while the gate
-    counts judged ones only: a rate that fills the window with requests may not fill it with
-    evidence.
-    """
-    rate, window, needed = config.load.rate, config.gate.window, config.gate.min_requests
-    weights = [target.weight for target in config.targets]
-    judged = [
-        1.0
-        if target.journey is None
-        else sum(step.judged for step in target.journey.steps) / len(target.journey.steps)
-        for target in config.targets
-    ]
-    share = sum(w * j for w, j in zip(weights, judged, strict=True)) / sum(weights)
-    if rate is None or share >= 1 or rate * window * share + 1e-9 >= needed:
-        return []
-    return [
-        f"only {share:.0%} of requests are judged (journey steps with judged: false are sent "
-        f"but not counted), so load.rate {rate:g} req/s brings at most "
-        f"{rate * window * share:g} judged answers in a gate.window of "
-        f"{format_duration(window)}, fewer than gate.min_requests {needed}, and the gate "
-        f"could never pass; raise load.rate to at least "
-        f"{math.ceil(needed / window / share * 100) / 100:g} or lower gate.min_requests"
-    ]

@@ -2,8 +2,11 @@
 
 read YAML -> expand ``${VAR}`` from the environment -> lay the command-line overrides on top ->
 validate. Every mistake becomes a :class:`ConfigError` whose message names the field and says
-how to fix it; unknown keys get a did-you-mean. :func:`describe` puts the effective plan into
-words for ``warmgate validate``.
+how to fix it; unknown keys get a did-you-mean. The secrets met on the way (secret-looking
+``${VAR}`` values, passwords in URLs, a journey's secrets, read here from the environment or
+their files by :func:`journey_secret_values`) come back with the config, to be redacted
+everywhere. Reading goes through the bounded readers of :mod:`warmgate.kernel.files` and
+:mod:`warmgate.config.bounded_yaml`; this module opens no connection.
 """
 
 from __future__ import annotations
@@ -20,19 +23,12 @@ from typing import Annotated, Any, TextIO, Union
 
 from pydantic import BaseModel, ValidationError
 
+from warmgate.config.advice import config_warnings
+from warmgate.config.journey import Journey
 from warmgate.config.model import Config
-from warmgate.config.model import warnings as config_warnings
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import (
-    SECRET_NAME,
-    Secrets,
-    mask_url,
-    shorten,
-    sql_url_secrets,
-    url_passwords,
-)
-from warmgate.kernel.units import format_duration
-from warmgate.traffic.tls import describe_tls
+from warmgate.kernel.files import read_text
+from warmgate.kernel.secrets import SECRET_NAME, Secrets, shorten, sql_url_secrets, url_passwords
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 """A ``${VAR}`` or ``${VAR:-default}`` reference, expanded in every string of a config file."""
@@ -40,6 +36,8 @@ ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 MAX_EXPANSION_CHARS = 1024 * 1024
 """Characters that ``${VAR}`` references may add to a config in all, so none can exhaust memory."""
+MAX_SECRET_BYTES = 64 * 1024
+"""The largest journey secret file read."""
 
 
 def expand_env(data: Any, environ: Mapping[str, str], secrets: set[str], path: str = "") -> Any:
@@ -113,7 +111,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """
     from warmgate.config import bounded_yaml  # only configs from a file need a YAML parser
 
-    data = bounded_yaml.parse(bounded_yaml.read_text(path), f"--config: {path}")
+    text = read_text(path, "--config", bounded_yaml.MAX_CONFIG_BYTES, bounded_yaml.CONFIG.advice)
+    data = bounded_yaml.parse(text, f"--config: {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -148,19 +147,43 @@ def load_config(
         if target.http is not None and target.http.url is not None:
             secrets.values.update(url_passwords(target.http.url))
         if target.journey is not None:
-            from warmgate.traffic.web.journey import secret_values as journey_secrets
-
             environment = os.environ if environ is None else environ
-            secrets.values.update(journey_secrets(target.journey, environment).values())
+            secrets.values.update(journey_secret_values(target.journey, environment).values())
         if target.sql is not None:
             secrets.values.update(sql_url_secrets(target.sql.url))
     return config, secrets
 
 
+def journey_secret_values(journey: Journey, environ: Mapping[str, str]) -> dict[str, str]:
+    """The journey's secrets by name, read from ``environ`` or their files.
+
+    Raises :class:`ConfigError` naming the secret when one is missing or empty.
+    """
+    values = {}
+    for name, secret in journey.secrets.items():
+        where = f"journey secret '{name}'"
+        if secret.env is not None:
+            value = environ.get(secret.env)
+            if value is None:
+                raise ConfigError(
+                    f"{where} reads ${secret.env}, which is not set in the environment; export "
+                    "it (from a Kubernetes Secret, say) or read it from a file with file:."
+                )
+        else:
+            assert secret.file is not None  # noqa: S101 - the model holds one of the two
+            value = read_text(secret.file, where, MAX_SECRET_BYTES)
+            value = value.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ConfigError(f"{where} is empty; give it a value.")
+        values[name] = value
+    return values
+
+
 def load_for_command(
     path: Path | None, overrides: Mapping[str, Any], stream: TextIO | None = None
 ) -> tuple[Config, Secrets]:
-    """:func:`load_config`, then a ``warmgate: warning:`` line on stderr per :func:`warnings`."""
+    """:func:`load_config`, then a ``warmgate: warning:`` line on stderr per
+    :func:`~warmgate.config.advice.config_warnings`."""
     config, secrets = load_config(path, overrides)
     for warning in config_warnings(config):
         print(f"warmgate: warning: {secrets.redact(warning)}.", file=stream or sys.stderr)
@@ -256,70 +279,3 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
-
-
-def describe(config: Config, secrets: Secrets) -> str:
-    """The effective plan in words, for ``warmgate validate``. Secrets are redacted."""
-    gate, load = config.gate, config.load
-    lines = ["targets:"]
-    total_weight = sum(target.weight for target in config.targets)
-    for target in config.targets:
-        share = target.weight / total_weight
-        if target.http is not None:
-            http = target.http
-            statuses = ", ".join(map(str, http.expect_status))
-            url = http.url if http.url is not None else f"a URL from {http.urls_file}"
-            what = f"HTTP {http.method} {url} (expect {statuses}"
-            what += f", timeout {format_duration(http.timeout)})"
-            if (http.url or "").lower().startswith("https://") or http.tls is not None:
-                what += f", {describe_tls(http.tls)}"
-        elif target.sql is not None:
-            sql = target.sql
-            query = " ".join(sql.query.split())
-            what = f"SQL {mask_url(sql.url)} read-only: {query}"
-            if sql.params:
-                what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
-            expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
-            what += f" ({expect}timeout {format_duration(sql.timeout)})"
-        elif target.journey is not None:
-            what = f"a journey of {len(target.journey.steps)} steps"
-        cap = f", at most {target.rate:g} req/s" if target.rate else ""
-        lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
-        if target.journey is not None:
-            from warmgate.config.journey import describe as describe_journey
-
-            lines.extend(f"      {line}" for line in describe_journey(target.journey))
-    pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
-    lines.append(
-        f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "
-        f"judged every {format_duration(load.ramp_step)}"
-    )
-    limits = [f"success >= {gate.success_rate:.1%}"]
-    for name in ("p50", "p95", "p99"):
-        value = getattr(gate, name)
-        if value == "auto":
-            limits.append(f"p95 plateau (trend within ±{gate.plateau_tolerance:.0%} in 3 windows)")
-        elif value is not None:
-            limits.append(f"{name} <= {format_duration(value)}")
-    lines.append(
-        f"gate: {', '.join(limits)} over the last {format_duration(gate.window)} of at least "
-        f"{gate.min_requests} requests issued at concurrency {load.concurrency}, held for "
-        f"{format_duration(gate.hold)}"
-    )
-    action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
-    lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
-    wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
-    if config.wait.tls is not None:
-        wait_what += f" ({describe_tls(config.wait.tls)})"
-    lines.append(f"wait: until {wait_what}, at most {format_duration(config.wait.timeout)}")
-    after = config.after_ready
-    keep = f"keep warm at {after.keep_warm_rate:g} req/s" if after.keep_warm_rate else "no trickle"
-    rearm = (
-        f"re-arm after {format_duration(after.rearm_after)} without answers"
-        if after.rearm_after
-        else "never re-arm"
-    )
-    lines.append(f"after ready (run): {keep}, {rearm}")
-    lines.append(f"serve: http://{config.server.host}:{config.server.port}")
-    lines.append(f"status dir: {config.status_dir or '(none)'}")
-    return secrets.redact("\n".join(lines))

@@ -12,8 +12,8 @@ Hierarchy::
 Ctrl-C outside a warm-up (which handles SIGINT itself) exits 130, as in shells.
 
 Messages are full sentences that name the field or target and say how to fix it. They never
-contain secrets: URLs are redacted before they reach a message. Only ``cli.py`` turns these
-into exit codes.
+contain secrets: URLs are redacted before they reach a message. Only :mod:`warmgate.cli.main`
+turns these into exit codes.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ Theory of operation: a pod names its config in one of two ways.
   namespace, mounted as ``warmgate inject`` mounts one.
 - Inline annotations for the common case (:data:`INLINE`): ``warmgate.io/url`` (one URL template
   a line) and a few gate settings. They map one-to-one onto the command-line flags of the same
-  names (:data:`warmgate.cli.main.PLAN_FLAGS`), are laid into a config exactly as those flags are,
-  and validated with the same model; the result travels as YAML in the pod's annotation
-  :data:`~warmgate.kube.inject.INLINE_CONFIG`, with ``template_files: false`` so that the sidecar
-  refuses file reads too.
+  names (:data:`warmgate.config.flags.CONFIG_FLAGS`), are laid into a config exactly as those
+  flags are, and validated with the same model; the result travels as YAML in the pod's
+  annotation :data:`~warmgate.kube.inject.INLINE_CONFIG`, with ``template_files: false`` so that
+  the sidecar refuses file reads too.
 
 Neither: the webhook's default ConfigMap. Both: a mistake, since one would be silently ignored.
 
@@ -105,12 +105,12 @@ def pod_config(annotations: Mapping[str, Any]) -> PodConfig:
 
 def inline_config(inline: Mapping[str, str]) -> str:
     """The config YAML the inline annotations describe, validated as the CLI validates flags."""
-    from warmgate.cli.main import PLAN_FLAGS, overrides_from_flags
+    from warmgate.config.flags import CONFIG_FLAGS, overrides_from_flags
     from warmgate.config.loader import ENV_REFERENCE, load_config
     from warmgate.kube.yaml_stream import dump
 
-    kinds = {flag.name: flag.kind for flag in PLAN_FLAGS}
-    fields = {flag.name: flag.field for flag in PLAN_FLAGS}
+    kinds = {flag.name: flag.kind for flag in CONFIG_FLAGS}
+    fields = {flag.name: flag.field for flag in CONFIG_FLAGS}
     values: dict[str, Any] = {}
     for key, value in inline.items():
         if ENV_REFERENCE.search(value):

@@ -231,9 +231,9 @@ def _prepare() -> None:
     import jinja2.sandbox
     import jsonpatch
 
-    from warmgate.config import loader
+    from warmgate.config import flags, loader
 
-    del jsonpatch, jinja2, loader
+    del jsonpatch, jinja2, flags, loader
 
 
 def _readiness(

@@ -8,11 +8,12 @@ Whatever warmgate writes is read by Go (kubectl, the API server), which types pl
 its own rules (:func:`go_scalar`), not PyYAML's YAML 1.1 ones. So documents are read with Go's
 rules, and every string is written so that both Go and YAML 1.1 read it back as that string.
 
-A stream is read with the config loader's bounds (``config_file.py``, with the figures of
-:data:`~warmgate.config.bounded_yaml.MANIFESTS`): its size, checked as it is read; then its
-nesting, the values its aliases add, and the length of its numbers, checked over the parser's
-events before anything is built. An alias bomb, a document nested a thousand deep or a number of
-100,000 digits is refused at once with one sentence.
+A stream is read with the config loader's bounds (:mod:`warmgate.config.bounded_yaml`, with the
+figures of :data:`~warmgate.config.bounded_yaml.MANIFESTS`): its size, checked as it is read
+(:func:`warmgate.kernel.files.read_text`); then its nesting, the values its aliases add, and the
+length of its numbers, checked over the parser's events before anything is built. An alias
+bomb, a document nested a thousand deep or a number of 100,000 digits is refused at once with one
+sentence.
 """
 
 from __future__ import annotations
@@ -26,15 +27,9 @@ from typing import Any
 
 import yaml
 
-from warmgate.config.bounded_yaml import (
-    MANIFESTS,
-    check_shape,
-    read_stdin,
-    read_text,
-    unbuildable,
-    yaml_error,
-)
+from warmgate.config.bounded_yaml import MANIFESTS, check_shape, unbuildable, yaml_error
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import read_stdin, read_text
 
 STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -223,7 +218,7 @@ def read_source(source: str) -> str:
     """The text of a file path, or of standard input for ``-``, at most
     :data:`~warmgate.config.bounded_yaml.MAX_MANIFEST_BYTES`."""
     if source == "-":
-        return read_stdin("standard input", MANIFESTS)
+        return read_stdin("standard input", MANIFESTS.max_bytes, MANIFESTS.advice)
     path = Path(source)
     if path.is_dir():
         raise ConfigError(

@@ -1,14 +1,16 @@
-"""``warmgate paths``: mine access logs for the paths users hit and write a weighted URL set.
+"""``warmgate paths``: mine access logs for the paths users hit and make a weighted URL set.
 
-The command reads each log once, as a stream (plain or gzip'd, by its first bytes; ``-`` or no
+:func:`mine` reads each log once, as a stream (plain or gzip'd, by its first bytes; ``-`` or no
 log is standard input), cut into chunks of whole lines
 (:func:`warmgate.paths.accesslog.whole_lines`) that the pure modules count:
 :mod:`warmgate.paths.accesslog` parses, :mod:`warmgate.paths.pathstats` decides what is kept and
-how ids are written. The URL set goes to ``-o FILE`` (written atomically) or standard output; a
-summary of what every line became goes to standard error.
+how ids are written. What it found (:class:`Mined`) is the URL set and a summary of what every
+line became; :mod:`warmgate.cli.paths` prints the summary on standard error and the URL set on
+standard output, or has :func:`write_url_set` write it to ``-o FILE`` (atomically).
 
-Errors are :class:`~warmgate.kernel.errors.ConfigError` sentences; ``cli.py`` turns them into exit
-2.
+Errors are :class:`~warmgate.kernel.errors.ConfigError` sentences; :mod:`warmgate.cli.main` turns
+them into exit 2. Nothing here prints: a line for people while reading (standard input is a
+terminal) goes to the ``notice`` the caller gives.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import typer
-
 from warmgate.kernel.errors import ConfigError
+from warmgate.kernel.files import atomic_write
 from warmgate.paths.accesslog import (
     GZIP_MAGIC,
     JsonFields,
@@ -68,8 +69,32 @@ class Reading:
     notes: list[str] = field(default_factory=list)
 
 
-def mine_command(sources: list[str], output: Path | None, options: MineOptions) -> None:
-    """Mine ``sources`` (``-`` is standard input) and write the URL set to ``output`` or stdout."""
+@dataclass(frozen=True)
+class Mined:
+    """What mining found, and where its URL set goes."""
+
+    summary: str
+    """What every line read became, for standard error."""
+    text: str | None
+    """The URL-set file; ``None`` when no request was kept."""
+    output: Path | None
+    """The file to write the URL set to; ``None`` for standard output."""
+
+    def url_set(self) -> str:
+        """The URL-set file, or a ConfigError when no request was kept to write."""
+        if self.text is None:
+            raise ConfigError(
+                "found no successful GET request to write: is the input an access log (NCSA "
+                "common/combined or JSON lines)? For JSON lines, name the fields with --json-field."
+            )
+        return self.text
+
+
+def mine(
+    sources: list[str], output: Path | None, options: MineOptions, notice: Callable[[str], None]
+) -> Mined:
+    """Mine ``sources`` (``-`` is standard input) for the URL set to go to ``output`` (``None``
+    or ``-``: standard output). ``notice`` receives a line for people while reading."""
     policy = Policy(
         ids=IdMode(options.ids),
         statuses=statuses_from(options.status),
@@ -88,23 +113,18 @@ def mine_command(sources: list[str], output: Path | None, options: MineOptions) 
     counter = PathCounter(policy)
     reading = Reading()
     for source in sources:
-        _mine(source, LogFormat(options.log_format), fields, counter, reading)
+        _mine(source, LogFormat(options.log_format), fields, counter, reading, notice=notice)
     lines = counter.ranked(top=options.top, min_count=options.min_count)
     report = summary(counter.tally, reading, len(lines), counter.templates, output)
     if not prefix and lines:
         report += "\n  the lines are paths: give --base-url for full URLs (a urls_file needs them)"
-    typer.echo(report, err=True)
-    if counter.tally.kept == 0:
-        raise ConfigError(
-            "found no successful GET request to write: is the input an access log (NCSA "
-            "common/combined or JSON lines)? For JSON lines, name the fields with --json-field."
-        )
-    text = url_set(lines, prefix, counter.tally, sources, policy)
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    from warmgate.serve.status import atomic_write
+    kept = counter.tally.kept > 0
+    text = url_set(lines, prefix, counter.tally, sources, policy) if kept else None
+    return Mined(report, text, output)
 
+
+def write_url_set(output: Path, text: str) -> None:
+    """Write the URL set to ``output`` atomically, or a ConfigError naming ``--output``."""
     try:
         atomic_write(output, text.encode())
     except OSError as exc:
@@ -129,12 +149,10 @@ def _base(base_url: str | None) -> str:
 
 
 @contextmanager
-def _opened(source: str) -> Iterator[IO[bytes]]:
+def _opened(source: str, notice: Callable[[str], None]) -> Iterator[IO[bytes]]:
     if source == "-":
         if sys.stdin.isatty():
-            typer.echo(
-                "warmgate paths: reading an access log from the terminal (Ctrl-D ends)", err=True
-            )
+            notice("warmgate paths: reading an access log from the terminal (Ctrl-D ends)")
         yield sys.stdin.buffer
         return
     try:
@@ -157,11 +175,17 @@ def _counted(blocks: Iterator[bytes], reading: Reading) -> Iterator[bytes]:
 
 
 def _mine(
-    source: str, log_format: LogFormat, fields: JsonFields, counter: PathCounter, reading: Reading
+    source: str,
+    log_format: LogFormat,
+    fields: JsonFields,
+    counter: PathCounter,
+    reading: Reading,
+    *,
+    notice: Callable[[str], None],
 ) -> None:
     name = "standard input" if source == "-" else source
     started, before = time.perf_counter(), reading.bytes
-    with _opened(source) as raw:
+    with _opened(source, notice) as raw:
         blocks = _blocks(raw)
         if raw.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined] # buffered readers
             blocks = gunzip(blocks, READ_BYTES)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from warmgate import __version__
 from warmgate.config.model import Config
 from warmgate.kernel.errors import ConfigError, NotReadyError, StatusDirError
 from warmgate.kernel.secrets import Secrets
+from warmgate.report.files import check_report_path, write_report
 from warmgate.report.record import Record
 from warmgate.runtime.daemon_pool import DaemonPool
 from warmgate.runtime.handover import Supervised, SupervisorPlan, exec_into
@@ -32,7 +32,7 @@ from warmgate.runtime.warmup import WarmUp
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
 from warmgate.serve.server import listen
-from warmgate.serve.status import Status, StatusDir, atomic_write, read_status
+from warmgate.serve.status import Status, StatusDir, read_status
 from warmgate.traffic.targets import compile_config
 
 GRACE = 0.5
@@ -166,54 +166,6 @@ async def _beat(runner: WarmUp) -> None:
         await runner.publisher.beat()
 
 
-def report_format(path: Path, option: str = "--report") -> str:
-    """``html`` or ``svg`` from the file name, or a ConfigError naming ``option``."""
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in ("html", "svg"):
-        raise ConfigError(
-            f"{option}: {path} must end in .html (a page with the chart) or .svg (the chart)."
-        )
-    return suffix
-
-
-def check_report_path(path: Path, option: str = "--report") -> None:
-    """Raise a ConfigError naming ``option`` unless a report can be written to ``path``."""
-    report_format(path, option)
-    directory = path.parent
-    if path.is_dir():
-        raise ConfigError(
-            f"{option}: {path} is a directory; name a file in it, such as report.html."
-        )
-    if not directory.is_dir():
-        raise ConfigError(
-            f"{option}: {directory} does not exist; create it or write the report elsewhere."
-        )
-    try:
-        tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-").close()
-    except OSError as exc:
-        raise ConfigError(
-            f"{option}: {directory} is not writable ({exc.strerror or type(exc).__name__}); "
-            "write the report to a writable directory."
-        ) from None
-
-
-def write_report(record: Record, path: Path, option: str = "--report") -> None:
-    """Render ``record`` as the .html page or .svg chart ``path`` names, and write it atomically.
-
-    Raises a ConfigError naming ``option`` when the file cannot be written.
-    """
-    from warmgate.report.render import render_html, render_svg
-
-    text = render_html(record) if report_format(path, option) == "html" else render_svg(record)
-    try:
-        atomic_write(path, text.encode())
-    except OSError as exc:
-        raise ConfigError(
-            f"{option}: cannot write {path} ({exc.strerror or type(exc).__name__}); "
-            "write the report to a writable directory."
-        ) from None
-
-
 def publish_report(record: Record, log: Log, path: Path | None) -> None:
     """Show the report in the log, and write it to ``path`` if given.
 
@@ -241,25 +193,6 @@ def publish_report(record: Record, log: Log, path: Path | None) -> None:
     log.event("report", f"report written to {path}", path=str(path))
 
 
-def load_record(directory: Path) -> Record:
-    """The warm-up record in ``directory``, or a StatusDirError saying why there is none."""
-    from warmgate.serve.status import MAX_REPORT_BYTES, REPORT_FILE, read_json
-
-    path = directory / REPORT_FILE
-    try:
-        data = read_json(path, MAX_REPORT_BYTES)
-    except FileNotFoundError:
-        raise StatusDirError(
-            f"{path} does not exist: no warm-up has finished with this --status-dir yet."
-        ) from None
-    if not isinstance(data, dict):
-        raise StatusDirError(f"{path} does not hold a warm-up record; was it written by warmgate?")
-    try:
-        return Record.from_json(data)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise StatusDirError(f"{path} cannot be read as a warm-up record ({exc}).") from None
-
-
 def _safe_read(directory: Path) -> dict[str, Any] | None:
     try:
         return read_status(directory)
@@ -285,7 +218,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     """``run``: check everything a primer needs, take the status directory and the port, then
     ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
 
-    from warmgate.config.model import http_endpoint
+    from warmgate.config.fields import http_endpoint
     from warmgate.runtime.warmup import policy_of
 
     compiled = compile_config(config, secrets.warn, secrets=secrets).targets

@@ -12,7 +12,7 @@ Layout of the status directory (a public contract)::
     .lock         held (``flock``) by the one warmgate that writes the directory
 
 A reader never sees a torn file: each write goes to a temporary file in the same directory, is
-fsynced, then renamed over the old one (as prometheus_client's ``write_to_textfile`` does).
+fsynced, then renamed over the old one (:func:`warmgate.kernel.files.atomic_write`).
 When the gate opens, status.json is written before the marker appears; when it closes, the
 marker goes first. File I/O blocks, so callers run these functions off the event loop.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 from warmgate import __version__
 from warmgate.decide.lifecycle import PUBLIC_STATES
 from warmgate.kernel.errors import StatusDirError
+from warmgate.kernel.files import atomic_write, read_json
 
 STATUS_FILE = "status.json"
 READY_FILE = "ready"
@@ -280,85 +280,8 @@ def write_failure(where: object, exc: OSError) -> tuple[str, str]:
     )
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
-
-    A path that is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written
-    through, never replaced: replacing it would put a file where a device was.
-    """
-    try:
-        special = not stat.S_ISREG(path.stat().st_mode) and not path.is_dir()
-    except FileNotFoundError:
-        special = False
-    if special:
-        with path.open("wb") as handle:
-            handle.write(data)
-        return
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 MAX_STATUS_BYTES = 1024 * 1024
 """The largest ``status.json`` read (warmgate writes a few KiB)."""
-MAX_REPORT_BYTES = 32 * 1024 * 1024
-"""The largest ``report.json`` read (an hour's warm-up writes well under 1 MiB)."""
-MAX_JSON_DEPTH = 32
-"""The deepest nesting read from the status directory (warmgate writes 5 levels at most)."""
-
-
-def read_json(path: Path, limit: int) -> Any:
-    """The JSON value in ``path``, read with bounds: at most ``limit`` bytes and
-    :data:`MAX_JSON_DEPTH` levels of nesting.
-
-    Raises :class:`FileNotFoundError` when there is no file, and :class:`StatusDirError` with a
-    sentence when it cannot be read, is too large, is not JSON or is nested too deep.
-    """
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StatusDirError(f"{path} cannot be read ({exc.strerror}).") from None
-    if len(data) > limit:
-        raise StatusDirError(
-            f"{path} is larger than {limit // 1024} KiB; was it written by warmgate?"
-        )
-    deep = f"{path} is nested deeper than {MAX_JSON_DEPTH} levels; was it written by warmgate?"
-    try:
-        value = json.loads(data)
-    except RecursionError:  # deeper than the parser goes
-        raise StatusDirError(deep) from None
-    except ValueError:
-        raise StatusDirError(f"{path} is not valid JSON; was it written by warmgate?") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
-        raise StatusDirError(deep)
-    return value
-
-
-def json_depth(value: Any) -> int:
-    """How deep lists and objects nest in ``value`` (0 for a scalar), without recursion."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        )
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def read_status(directory: Path) -> dict[str, Any] | None:

@@ -19,12 +19,15 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from warmgate.config.model import Config, Target, http_endpoint
+from warmgate.config.fields import http_endpoint
+from warmgate.config.model import Config
+from warmgate.config.target import Target
+from warmgate.config.tls import TlsConfig
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url
 from warmgate.traffic.driver import Driver, Warn, warn_on_stderr
 from warmgate.traffic.templating import Templates
-from warmgate.traffic.tls import Tls, TlsConfig, load_tls
+from warmgate.traffic.tls import Tls, load_tls
 from warmgate.traffic.web.driver import HttpDriver, HttpPlan, make_client
 
 if TYPE_CHECKING:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from warmgate.kernel.errors import ConfigError, TemplateError
+from warmgate.kernel.files import read_text
 from warmgate.kernel.secrets import Secrets
 from warmgate.traffic.template_bounds import (
     FIRST_RENDER_SECONDS,
@@ -108,8 +109,6 @@ class _Lines:
     def __call__(self, path: str) -> str:
         lines = self._files.get(path)
         if lines is None:
-            from warmgate.config.bounded_yaml import read_text
-
             try:
                 text = read_text(Path(path), f"line('{path}')", MAX_LINE_FILE_BYTES)
             except ConfigError as exc:

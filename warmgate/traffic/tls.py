@@ -1,10 +1,10 @@
-"""TLS for HTTPS targets: the settings, the files behind them, and the SSL context.
+"""TLS for HTTPS targets: the files behind the settings, and the SSL context.
 
 Theory of operation:
 
-- :class:`TlsConfig` is what the config says (``targets[].http.tls``, ``wait.tls``): whether to
-  verify, which CA to trust, the client certificate and key for mutual TLS, and the name to
-  send in SNI and verify when the URL names another host (``https://127.0.0.1:8443/``).
+- :class:`~warmgate.config.tls.TlsConfig` is what the config says (``targets[].http.tls``,
+  ``wait.tls``): whether to verify, which CA to trust, the client certificate and key for mutual
+  TLS, and the name to send in SNI and verify when the URL names another host.
 - :func:`load_tls` reads the files once, at start-up, checks them (there, readable, PEM, a key
   that belongs to its certificate) and builds the ``ssl.SSLContext`` every connection of the
   target uses. A mistake is a :class:`ConfigError` naming the field and the fix (exit 2); a
@@ -23,18 +23,14 @@ if the app routes by it.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import ssl
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from warmgate.config.tls import TlsConfig
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.certs import (
     CERTIFICATE,
@@ -46,98 +42,8 @@ from warmgate.traffic.certs import (
 )
 from warmgate.traffic.handshake import words
 
-if TYPE_CHECKING:
-    from warmgate.config.model import Config
-
 MAX_PEM_BYTES = 4 * 1024 * 1024
 """A certificate, key or CA bundle larger than this is not one (a public bundle is ~300 KiB)."""
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
-
-
-class TlsConfig(BaseModel):
-    """How warmgate speaks TLS to an https URL."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    verify: bool = Field(
-        True,
-        description=(
-            "Check the server's certificate and name. false: accept any certificate, "
-            "warned about at start-up and by validate."
-        ),
-    )
-    ca_file: Path | None = Field(
-        None,
-        description=(
-            "PEM file of the CA certificates to trust instead of the public ones: an internal "
-            "CA, or a self-signed server certificate itself."
-        ),
-    )
-    client_cert: Path | None = Field(
-        None,
-        description=(
-            "PEM client certificate for mutual TLS, with its chain (and its key, if in one file)."
-        ),
-    )
-    client_key: Path | None = Field(
-        None, description="PEM private key of client_cert, unencrypted; unset: in client_cert."
-    )
-    server_name: str | None = Field(
-        None,
-        description=(
-            "Name sent in SNI and checked against the certificate, when the URL names another "
-            "host (such as 127.0.0.1). The Host header is not changed."
-        ),
-    )
-
-    @field_validator("ca_file", "client_cert", "client_key", mode="before")
-    @classmethod
-    def _path(cls, path: object) -> object:
-        if isinstance(path, str) and not path.strip():
-            raise ValueError("is empty; write the path of a PEM file, or leave it out")
-        return path
-
-    @field_validator("server_name")
-    @classmethod
-    def _server_name(cls, name: str | None) -> str | None:
-        if name is None:
-            return None
-        name = name.strip()
-        if not _HOST_NAME.fullmatch(name) and not _is_ip(name):
-            raise ValueError(
-                f"'{name}' is not a host name; write the name alone, without scheme, port or "
-                "path, such as app.internal"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> TlsConfig:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError(
-                "client_key is set without client_cert; set client_cert to the certificate "
-                "issued with that key"
-            )
-        return self
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def needs_https(url: str | None, tls: TlsConfig | None) -> None:
-    """ValueError if TLS settings come without an https:// URL, where they would do nothing."""
-    if tls is not None and url is None:
-        raise ValueError("tls is set but url is not; set url, or remove tls")
-    if tls is not None and url is not None and not url.lower().startswith("https://"):
-        raise ValueError(
-            "tls is set but the URL starts with http://, so it would do nothing; write "
-            "https:// or remove tls"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,44 +241,3 @@ def _load_client_pair(
     except OSError as exc:  # the file changed under us since it was read
         raise ConfigError(f"{cert_field}: {cert_path} cannot be read ({_reason(exc)}).") from None
     return warnings
-
-
-def tls_warnings(config: Config) -> list[str]:
-    """Sentences about TLS settings that work but weaken or waste something."""
-    found = []
-    places = [
-        (f"targets[{i}].http.tls", t.http.tls) for i, t in enumerate(config.targets) if t.http
-    ]
-    places += [
-        (f"targets[{i}].journey.steps[{n}].http.tls", step.http.tls)
-        for i, t in enumerate(config.targets)
-        if t.journey
-        for n, step in enumerate(t.journey.steps)
-    ]
-    places.append(("wait.tls", config.wait.tls))
-    for where, tls in places:
-        if tls is None or tls.verify:
-            continue
-        found.append(
-            f"{where}.verify is false: warmgate accepts any certificate from that server, "
-            "so anyone on the path can answer in its place; trust its CA with ca_file instead"
-        )
-        if tls.ca_file is not None:
-            found.append(f"{where}.ca_file is not used while verify is false")
-    return found
-
-
-def describe_tls(settings: TlsConfig | None) -> str:
-    """The TLS settings in words, for ``validate``."""
-    settings = settings or TlsConfig()
-    if not settings.verify:
-        parts = ["certificate NOT verified (verify: false)"]
-    elif settings.ca_file is not None:
-        parts = [f"trusting {settings.ca_file}"]
-    else:
-        parts = ["trusting the public CAs"]
-    if settings.server_name:
-        parts.append(f"as {settings.server_name}")
-    if settings.client_cert is not None:
-        parts.append(f"client certificate {settings.client_cert}")
-    return "TLS " + ", ".join(parts)

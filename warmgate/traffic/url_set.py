@@ -228,7 +228,7 @@ def _host(url: str, at: str, secrets: Secrets) -> str:
 
 def _first_origin(url: str, origin: str, at: str) -> str:
     """The first URL's ``scheme://host:port``, lowercased; checked as the url field is."""
-    from warmgate.config.model import _http_url
+    from warmgate.config.fields import checked_http_url
 
     if "{{" in origin or "{%" in origin:
         raise ConfigError(
@@ -236,7 +236,7 @@ def _first_origin(url: str, origin: str, at: str) -> str:
             "in the path only."
         )
     try:
-        _http_url(url)
+        checked_http_url(url)
     except ValueError as exc:
         raise ConfigError(f"{at}: {exc}.") from None
     return origin.lower()

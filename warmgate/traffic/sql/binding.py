@@ -8,7 +8,7 @@ literal colon. Those rules know nothing of SQL, so they also find ``:name`` insi
 literals, quoted names and comments. :func:`bind` renders the query for one driver's
 parameter style, exactly as SQLAlchemy's compiler does (a test holds the two equal), and also
 says where each parameter sits in the text the *server* reads, so that the statement check
-can require each to sit where the server reads a value (``sqlcheck.py``):
+can require each to sit where the server reads a value (``check.py``):
 
 - PostgreSQL (``$1``, ``$2``...): the server binds the values itself, so ``$1`` inside a string
   would only be text (and the query fail for a parameter too many);
@@ -107,7 +107,7 @@ def _append(text: list[str], server: list[str], plain: str, style: Style) -> Non
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """What the statement check made of one query (``sqlcheck.py``), each field a sentence
+    """What the statement check made of one query (``check.py``), each field a sentence
     fragment that follows the query's field name, or ``None``.
 
     ``unreadable``: the check cannot read the query as its server would, with certainty (it

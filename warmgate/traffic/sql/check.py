@@ -3,7 +3,7 @@ transaction, with its parameters where the server binds them?
 
 Theory of operation. ``validate`` and start-up run this check, so that a mistake surfaces
 before any traffic, with a sentence naming the target. It is the first of the layers listed
-in ``sql.py``, not the guarantee: the read-only transaction is what stops a plain write. But
+in ``driver.py``, not the guarantee: the read-only transaction is what stops a plain write. But
 a check that reads a query differently from its server can be walked around (a comment that
 ends earlier for the server than for the check hides a call from it), so it does not
 approximate: it reads the query as its server will, or refuses it.
@@ -17,7 +17,7 @@ approximate: it reads the query as its server will, or refuses it.
   says, so this check only gives an early sentence there.
 
 Every query is read *after* its ``:name`` parameters are rendered for the driver
-(``sqlbind.py``, the same function the drivers send the text of), and each parameter must sit
+(``binding.py``, the same function the drivers send the text of), and each parameter must sit
 where its server reads a value: a ``:name`` inside a string, a quoted name or a comment is a
 configuration error naming it (MySQL's driver would paste the value into the SQL text there).
 

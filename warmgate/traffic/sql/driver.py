@@ -57,7 +57,7 @@ from urllib.parse import quote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from warmgate.config.model import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
 from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url

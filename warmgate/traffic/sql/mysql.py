@@ -14,7 +14,7 @@ itself is only sent once the server has said OK to the transaction around it::
 Three round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
 the transaction when a statement fails, and MySQL's protocol would run the query regardless).
 
-This keeps every guarantee listed in ``sql.py``:
+This keeps every guarantee listed in ``driver.py``:
 
 - START TRANSACTION READ ONLY is sent before every query, whatever the session says, and the
   query is only sent once the server said OK to it: the server then refuses every write to a
@@ -64,7 +64,7 @@ reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_b
 ``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
 handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
 any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
-dialect does; ``sqlbind.py`` turns ``:name`` into ``%s`` exactly where the statement check
+dialect does; ``binding.py`` turns ``:name`` into ``%s`` exactly where the statement check
 found each parameter in code.
 """
 
@@ -87,7 +87,7 @@ from pymysql.constants.COMMAND import COM_QUERY
 from pymysql.protocol import MysqlPacket
 from sqlalchemy.engine import URL
 
-from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.mysqlcheck import pinned_mode
 from warmgate.traffic.sql.rows import Counted
@@ -398,6 +398,6 @@ async def _end(connection: Any) -> None:
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
     """``query`` with ``%s`` for its ``:name`` parameters (a literal ``%`` doubled), and the
-    names in order, as the statement check read it (``sqlbind.py``)."""
+    names in order, as the statement check read it (``binding.py``)."""
     bound = binding(query, Dialect.MYSQL)
     return bound.text, bound.names

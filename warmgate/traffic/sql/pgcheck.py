@@ -5,7 +5,7 @@ gram.y) built as a library, so comments (``--`` ends at ``\\r`` or ``\\n``; ``/*
 strings (``E''``, ``U&''``, dollar quotes, a ``$`` inside a name such as ``x$$``), typed
 literals (``name'...'`` is a cast of a standard string, not an ``E''`` one) and quoted or
 Unicode-escaped names are read as the server reads them, not approximated. The check parses
-the query *as warmgate sends it* (``:name`` already turned into ``$1``... by ``sqlbind.py``)
+the query *as warmgate sends it* (``:name`` already turned into ``$1``... by ``binding.py``)
 and then:
 
 - requires each ``$n`` that warmgate binds to be a parameter token, and no other ``$n``;
@@ -31,7 +31,7 @@ What the server and the check could still read differently, and how that is clos
   token as the check does.
 - the encoding: the server converts the query from the client encoding before it lexes it, so
   it lexes the same characters pglast read. A NUL character, which the protocol cannot carry,
-  is refused (``sqlcheck.py``).
+  is refused (``check.py``).
 
 pglast builds its tree by recursion in C, which a deep enough query overflows (a segfault, not
 an exception): a query of more than :data:`MAX_TOKENS` tokens is refused, and the parse runs on

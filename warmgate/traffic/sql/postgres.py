@@ -8,7 +8,7 @@ in libpq's pipeline mode and answered in one round trip::
     SET LOCAL statement_timeout = <ms>; <the query>; ROLLBACK;
     SELECT pg_advisory_unlock_all(); DEALLOCATE ALL; Sync
 
-This keeps every guarantee listed in ``sql.py``:
+This keeps every guarantee listed in ``driver.py``:
 
 - BEGIN READ ONLY and SET LOCAL are sent in every transaction, so a query that turned the
   session's ``default_transaction_read_only`` or ``statement_timeout`` off changes nothing for
@@ -48,7 +48,7 @@ Queries bypass SQLAlchemy's pool and psycopg's cursors: checking a connection ou
 SQLAlchemy's asyncio pool and back costs about as much CPU as this whole transaction, and
 psycopg's cursors flush and poll the socket once per statement even in pipeline mode (figures in
 docs/sql.md, "Throughput"). SQLAlchemy still turns the URL into connection arguments, as its
-psycopg dialect does; ``sqlbind.py`` turns ``:name`` parameters into ``$1``, as the statement
+psycopg dialect does; ``binding.py`` turns ``:name`` parameters into ``$1``, as the statement
 check read them.
 """
 
@@ -67,7 +67,7 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy.engine import URL
 
-from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.pgrows import Column, Shape, Shapes
 from warmgate.traffic.sql.rows import Counted, rows_per_read
@@ -435,7 +435,7 @@ def _set_timeout(seconds: float) -> Statement:
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
     """``query`` with ``$1``, ``$2``... for its ``:name`` parameters, and the names in order,
-    as the statement check read it (``sqlbind.py``)."""
+    as the statement check read it (``binding.py``)."""
     bound = binding(query, Dialect.POSTGRESQL)
     return bound.text, bound.names
 

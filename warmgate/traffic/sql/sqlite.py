@@ -1,7 +1,7 @@
 """SQLite for the SQL driver: SQLAlchemy's asyncio engine over aiosqlite.
 
 aiosqlite runs each connection on a thread of its own, so a query never blocks the event loop.
-The file is opened read-only (a ``file:...?mode=ro`` URI, see ``sql.py``) and each connection
+The file is opened read-only (a ``file:...?mode=ro`` URI, see ``driver.py``) and each connection
 also gets ``PRAGMA query_only``; every query runs in a transaction that is rolled back, and
 returning a connection to the pool rolls back again. SQLite has no statement timeout: at the
 deadline the query is interrupted on its own connection.
@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from warmgate.config.model import DEFAULT_ROW_BYTES
+from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.rows import Counted
 

@@ -34,7 +34,9 @@ from typing import Any
 import aiohttp
 import httpx
 
-from warmgate.config.model import HttpTarget, TrafficConfig, http_endpoint
+from warmgate.config.fields import http_endpoint
+from warmgate.config.http_target import HttpTarget
+from warmgate.config.model import TrafficConfig
 from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import TemplateError
 from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome

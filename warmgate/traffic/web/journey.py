@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from warmgate.config.http_target import HttpTarget
 from warmgate.config.journey import Journey
-from warmgate.config.model import HttpTarget
+from warmgate.config.loader import journey_secret_values
 from warmgate.decide.reach import Down
 from warmgate.decide.walk import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.kernel.errors import ConfigError
@@ -53,41 +54,12 @@ from warmgate.traffic.web.matcher import Matcher, OverBudgetError
 
 MAX_CAPTURE_BYTES = 1024 * 1024
 """The most of an answer's body kept (decoded) for a capture; the rest is not read."""
-MAX_SECRET_BYTES = 64 * 1024
-"""The largest secret file read."""
 _UNSENDABLE = (
     "the request cannot be sent ({}): a value in its URL or headers holds a character they "
     "cannot carry, such as a line break or, in a header, a non-ASCII letter"
 )
 _EXAMPLE = "x"
 """The value captured variables take in the first render at start-up."""
-
-
-def secret_values(journey: Journey, environ: Mapping[str, str]) -> dict[str, str]:
-    """The journey's secrets by name, read from ``environ`` or their files.
-
-    Raises :class:`ConfigError` naming the secret when one is missing or empty.
-    """
-    from warmgate.config.bounded_yaml import read_text
-
-    values = {}
-    for name, secret in journey.secrets.items():
-        where = f"journey secret '{name}'"
-        if secret.env is not None:
-            value = environ.get(secret.env)
-            if value is None:
-                raise ConfigError(
-                    f"{where} reads ${secret.env}, which is not set in the environment; export "
-                    "it (from a Kubernetes Secret, say) or read it from a file with file:."
-                )
-        else:
-            assert secret.file is not None  # noqa: S101 - the model holds one of the two
-            value = read_text(secret.file, where, MAX_SECRET_BYTES)
-            value = value.removesuffix("\n").removesuffix("\r")
-        if not value:
-            raise ConfigError(f"{where} is empty; give it a value.")
-        values[name] = value
-    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +111,7 @@ class JourneyPlan:
     ) -> JourneyPlan:
         """Compile every step, rendering each template once with the names it may use: the
         secrets and what earlier steps capture. A name captured only later is a mistake here."""
-        secrets = secret_values(journey, os.environ if environ is None else environ)
+        secrets = journey_secret_values(journey, os.environ if environ is None else environ)
         try:
             steps = cls._compile_steps(journey, templates, where, secrets)
         except ConfigError as exc:

@@ -1,0 +1,135 @@
+"""The effective plan in words, for ``warmgate validate``: targets, load, gate, wait, serving.
+
+:func:`describe` is what ``validate`` prints once the config has loaded and its targets have
+compiled; :func:`describe_journey` and :func:`describe_tls` put a journey's steps and a TLS
+setting into words for it. Secrets are redacted from the whole text.
+
+Reads the model only: no I/O.
+"""
+
+from __future__ import annotations
+
+from warmgate.config.journey import Journey
+from warmgate.config.model import Config
+from warmgate.config.tls import TlsConfig
+from warmgate.kernel.secrets import Secrets, mask_url
+from warmgate.kernel.units import format_duration
+
+
+def describe(config: Config, secrets: Secrets) -> str:
+    """The effective plan in words, for ``warmgate validate``. Secrets are redacted."""
+    gate, load = config.gate, config.load
+    lines = ["targets:"]
+    total_weight = sum(target.weight for target in config.targets)
+    for target in config.targets:
+        share = target.weight / total_weight
+        if target.http is not None:
+            http = target.http
+            statuses = ", ".join(map(str, http.expect_status))
+            url = http.url if http.url is not None else f"a URL from {http.urls_file}"
+            what = f"HTTP {http.method} {url} (expect {statuses}"
+            what += f", timeout {format_duration(http.timeout)})"
+            if (http.url or "").lower().startswith("https://") or http.tls is not None:
+                what += f", {describe_tls(http.tls)}"
+        elif target.sql is not None:
+            sql = target.sql
+            query = " ".join(sql.query.split())
+            what = f"SQL {mask_url(sql.url)} read-only: {query}"
+            if sql.params:
+                what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
+            expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
+            what += f" ({expect}timeout {format_duration(sql.timeout)})"
+        elif target.journey is not None:
+            what = f"a journey of {len(target.journey.steps)} steps"
+        cap = f", at most {target.rate:g} req/s" if target.rate else ""
+        lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
+        if target.journey is not None:
+            lines.extend(f"      {line}" for line in describe_journey(target.journey))
+    pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
+    lines.append(
+        f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "
+        f"judged every {format_duration(load.ramp_step)}"
+    )
+    limits = [f"success >= {gate.success_rate:.1%}"]
+    for name in ("p50", "p95", "p99"):
+        value = getattr(gate, name)
+        if value == "auto":
+            limits.append(f"p95 plateau (trend within ±{gate.plateau_tolerance:.0%} in 3 windows)")
+        elif value is not None:
+            limits.append(f"{name} <= {format_duration(value)}")
+    lines.append(
+        f"gate: {', '.join(limits)} over the last {format_duration(gate.window)} of at least "
+        f"{gate.min_requests} requests issued at concurrency {load.concurrency}, held for "
+        f"{format_duration(gate.hold)}"
+    )
+    action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
+    lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
+    wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
+    if config.wait.tls is not None:
+        wait_what += f" ({describe_tls(config.wait.tls)})"
+    lines.append(f"wait: until {wait_what}, at most {format_duration(config.wait.timeout)}")
+    after = config.after_ready
+    keep = f"keep warm at {after.keep_warm_rate:g} req/s" if after.keep_warm_rate else "no trickle"
+    rearm = (
+        f"re-arm after {format_duration(after.rearm_after)} without answers"
+        if after.rearm_after
+        else "never re-arm"
+    )
+    lines.append(f"after ready (run): {keep}, {rearm}")
+    lines.append(f"serve: http://{config.server.host}:{config.server.port}")
+    lines.append(f"status dir: {config.status_dir or '(none)'}")
+    return secrets.redact("\n".join(lines))
+
+
+def describe_journey(journey: Journey) -> list[str]:
+    """The journey's plan in words, one line each, for ``warmgate validate``."""
+    steps = journey.steps
+    lines = [
+        f"journey of {len(steps)} step{'s' if len(steps) != 1 else ''}: each virtual user runs "
+        "them in order, then starts again with an empty cookie jar and no captured values"
+    ]
+    for number, step in enumerate(steps, start=1):
+        http = step.http
+        statuses = ", ".join(map(str, http.expect_status))
+        text = f"{number}. {step.name}: {http.method} {http.url} (expect {statuses}"
+        text += f", timeout {format_duration(http.timeout)})"
+        if step.capture:
+            text += "; captures " + ", ".join(
+                f"{name} from {capture.describe()}" for name, capture in step.capture.items()
+            )
+        if not step.judged:
+            text += "; not judged"
+        lines.append(text)
+    if journey.secrets:
+        sources = [
+            f"{name} from {'$' + secret.env if secret.env else secret.file}"
+            for name, secret in journey.secrets.items()
+        ]
+        lines.append(f"secrets (redacted everywhere): {', '.join(sources)}")
+    changing = journey.changing_steps()
+    if changing:
+        listed = ", ".join(f"'{step.name}' ({step.http.method})" for step in changing)
+        lines.append(f"CAN CHANGE STATE: {listed}, allowed by allow_methods")
+    else:
+        lines.append("read-only: every step is GET or HEAD")
+    lines.append(
+        "a failed step (or capture) fails the rest of its iteration; each judged step left "
+        "counts as a failure with its reason"
+    )
+    return lines
+
+
+def describe_tls(settings: TlsConfig | None) -> str:
+    """The TLS settings in words, for ``validate``."""
+    settings = settings or TlsConfig()
+    if not settings.verify:
+        parts = ["certificate NOT verified (verify: false)"]
+    elif settings.ca_file is not None:
+        parts = [f"trusting {settings.ca_file}"]
+    else:
+        parts = ["trusting the public CAs"]
+    if settings.server_name:
+        parts.append(f"as {settings.server_name}")
+    if settings.client_cert is not None:
+        parts.append(f"client certificate {settings.client_cert}")
+    return "TLS " + ", ".join(parts)
