@@ -43,7 +43,7 @@ import trustme
 from http_driver import cpu_seconds, fmt, free_port, machine, running, wait_for_http
 
 from warmgate.config.loader import load_config
-from warmgate.traffic.driver import OK
+from warmgate.decide.outcomes import OK
 from warmgate.traffic.targets import compile_config, open_drivers
 
 BODY = b"warm\n"

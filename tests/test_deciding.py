@@ -21,13 +21,14 @@ from warmgate.decide.gate import WARM, Gate, Thresholds, Verdict
 from warmgate.decide.histogram import Histogram, bucket_index, bucket_value
 from warmgate.decide.judge import Judge
 from warmgate.decide.omission import expected_interval, percentiles
+from warmgate.decide.outcomes import OK
 from warmgate.decide.plateau import SPAN_REQUESTS, SPANS_MIN, fit
 from warmgate.decide.ramp import SIGNIFICANCE, Ramp, tail_bound
 from warmgate.decide.reach import Down
 from warmgate.decide.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
 from warmgate.report.record import Point, Record, Recorder
 from warmgate.report.render import render_text
-from warmgate.traffic.driver import OK, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.loadgen import Load
 
 TARGET = 16

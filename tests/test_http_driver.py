@@ -17,10 +17,10 @@ from aiohttp import web
 
 from warmgate.config.http_target import HttpTarget
 from warmgate.config.model import TrafficConfig
+from warmgate.decide.outcomes import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach
 from warmgate.decide.window import Sample
 from warmgate.demo.simapp import SimApp
-from warmgate.traffic.driver import CONNECTION_ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.templating import Templates
 from warmgate.traffic.web.driver import (

@@ -20,10 +20,11 @@ from tests.journeys import PASSWORD, login_journey
 from warmgate.config.advice import config_warnings
 from warmgate.config.loader import load_config
 from warmgate.config.model import TrafficConfig
+from warmgate.decide.outcomes import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS
 from warmgate.decide.window import Sample
 from warmgate.demo.simapp import Behavior, SimApp
 from warmgate.kernel.errors import ConfigError, TemplateError
-from warmgate.traffic.driver import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.targets import compile_targets
 from warmgate.traffic.web.driver import make_client

@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tests import virtual_time
+from warmgate.decide.outcomes import OK
 from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample, Stats
-from warmgate.traffic.driver import OK, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.loadgen import Load
 
 

@@ -23,12 +23,13 @@ from tests import pg
 from tests.helpers import WarmgateProcess, http_get, run_cli
 from warmgate.config.describe import describe
 from warmgate.config.loader import load_config
+from warmgate.decide.outcomes import ERROR
 from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
 from warmgate.serve.logs import Log
-from warmgate.traffic.driver import ERROR, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.sql.check import Dialect
 from warmgate.traffic.sql.outcomes import classify

@@ -14,7 +14,8 @@ from tests import maria, pg
 from tests.helpers import run_cli
 from tests.test_sql_e2e import FAST_GATE, write_config
 from warmgate.config.sql_target import SqlTarget
-from warmgate.traffic.driver import OK, Outcome
+from warmgate.decide.outcomes import OK
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
 from warmgate.traffic.templating import Templates
 

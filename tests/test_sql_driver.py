@@ -18,8 +18,7 @@ import pytest
 from tests import pg
 from tests.helpers import poll
 from warmgate.config.sql_target import SqlTarget
-from warmgate.decide.reach import Down, Reach
-from warmgate.traffic.driver import (
+from warmgate.decide.outcomes import (
     CONNECTION_ERROR,
     ERROR,
     OK,
@@ -27,6 +26,7 @@ from warmgate.traffic.driver import (
     UNEXPECTED_STATUS,
     WRITE_REJECTED,
 )
+from warmgate.decide.reach import Down, Reach
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
 from warmgate.traffic.templating import Templates
 

@@ -21,9 +21,9 @@ from tests import maria
 from tests.helpers import free_port
 from tests.test_sql_config import imported_sql_modules
 from warmgate.config.sql_target import SqlTarget
+from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
 from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
-from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, WRITE_REJECTED
 from warmgate.traffic.sql.check import Dialect, escape_problem, write_problem
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
 from warmgate.traffic.sql.mysql import set_sql_mode, timed

@@ -15,7 +15,7 @@ import pytest
 from tests import pg
 from tests.helpers import cli_env
 from tests.test_sql_driver import backends, plan_for, unchecked
-from warmgate.traffic.driver import OK, UNEXPECTED_STATUS, WRITE_REJECTED
+from warmgate.decide.outcomes import OK, UNEXPECTED_STATUS, WRITE_REJECTED
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
 
 MANY = {

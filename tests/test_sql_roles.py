@@ -15,9 +15,9 @@ from psycopg import sql
 from tests import pg
 from tests.helpers import run_cli
 from tests.test_sql_driver import plan_for, unchecked
+from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK
 from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
-from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
 
 PASSWORD = "pw-Only-4-tests"  # noqa: S105 - a test role's password

@@ -22,9 +22,9 @@ from tests import maria, pg
 from tests.helpers import cli_env, run_measuring_peak
 from tests.test_sql_driver import plan_for
 from warmgate.config.loader import load_config
+from warmgate.decide.outcomes import ERROR, OK, UNEXPECTED_STATUS
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.units import format_size, parse_size
-from warmgate.traffic.driver import ERROR, OK, UNEXPECTED_STATUS
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan, open_pool
 from warmgate.traffic.sql.pgrows import SHAPE_LIFETIME, Column, Shapes, guard, text_bound
 from warmgate.traffic.sql.rows import MAX_ROWS_PER_READ, rows_per_read

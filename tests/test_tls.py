@@ -22,10 +22,11 @@ from warmgate.config.advice import config_warnings
 from warmgate.config.loader import load_config
 from warmgate.config.model import Config, TrafficConfig
 from warmgate.config.tls import TlsConfig
+from warmgate.decide.outcomes import CONNECTION_ERROR, OK
 from warmgate.decide.reach import Down
 from warmgate.demo.simapp import Behavior, SimApp
 from warmgate.kernel.errors import ConfigError
-from warmgate.traffic.driver import CONNECTION_ERROR, OK, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.targets import Compiled, compile_config, open_drivers
 from warmgate.traffic.tls import load_tls
 from warmgate.traffic.web.diagnosis import DIAGNOSE_EVERY, Diagnosis

@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from tests.virtual_time import run
 from warmgate.config.model import Config
+from warmgate.decide.outcomes import OK, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.secrets import Secrets
 from warmgate.runtime.warmup import WarmUp
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
 from warmgate.serve.status import Status
-from warmgate.traffic.driver import OK, UNEXPECTED_STATUS, Driver, Outcome
+from warmgate.traffic.driver import Driver, Outcome
 from warmgate.traffic.targets import CompiledTarget, compile_config
 
 

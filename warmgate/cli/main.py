@@ -84,8 +84,7 @@ def run(
     ] = None,
 ) -> None:
     """Sidecar mode: wait, prime until warm, serve readiness, keep watching and re-arm."""
-    from warmgate.runtime.open_run import open_if_missing
-    from warmgate.runtime.primer import become_supervisor
+    from warmgate.runtime.launch import become_supervisor, open_if_missing
 
     open_if_missing(flags, optional_config_map)  # returns unless the ConfigMap is missing
     config, secrets = load_from_flags(flags)

@@ -12,6 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warmgate.decide.outcomes import (
+    CAPTURE_FAILED,
+    CONNECTION_ERROR,
+    ERROR,
+    OK,
+    TIMEOUT,
+    UNEXPECTED_STATUS,
+    WRITE_REJECTED,
+)
 from warmgate.decide.window import Stats
 from warmgate.kernel.units import format_latency, format_percent
 
@@ -30,12 +39,12 @@ class Check:
 
 
 _NOUNS = {
-    "timeout": ("timeout", "timeouts"),
-    "connection_error": ("connection error", "connection errors"),
-    "error": ("error", "errors"),
-    "write_rejected": ("rejected write", "rejected writes"),
-    "unexpected_status": ("unexpected result", "unexpected results"),
-    "capture_failed": ("failed capture", "failed captures"),
+    TIMEOUT: ("timeout", "timeouts"),
+    CONNECTION_ERROR: ("connection error", "connection errors"),
+    ERROR: ("error", "errors"),
+    WRITE_REJECTED: ("rejected write", "rejected writes"),
+    UNEXPECTED_STATUS: ("unexpected result", "unexpected results"),
+    CAPTURE_FAILED: ("failed capture", "failed captures"),
 }
 _OBVIOUS_DETAILS = frozenset({"", "timed out"})
 
@@ -52,8 +61,8 @@ def describe_failures(stats: Stats) -> str:
     with_status = sum(stats.failed_statuses.values())
     for outcome, total in stats.outcomes.items():
         # Unexpected statuses were counted above; what is left failed without one (SQL rows).
-        count = total - with_status if outcome == "unexpected_status" else total
-        if outcome == "ok" or count <= 0:
+        count = total - with_status if outcome == UNEXPECTED_STATUS else total
+        if outcome == OK or count <= 0:
             continue
         singular, plural = _NOUNS.get(outcome, (outcome.replace("_", " "),) * 2)
         text = f"{count} {singular if count == 1 else plural}"

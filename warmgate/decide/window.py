@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 
 from warmgate.decide.histogram import Histogram
 from warmgate.decide.omission import percentiles
+from warmgate.decide.outcomes import OK
 from warmgate.kernel.units import milliseconds
 
-OK = "ok"
-"""The outcome of a request that succeeded."""
 DETAILS_KEPT = 8
 """Distinct failure details counted per slice and target; rarer ones give way."""
 _QUANTILES = (0.50, 0.95, 0.99)

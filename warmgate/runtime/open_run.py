@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from warmgate.decide.lifecycle import Event, Lifecycle, Policy
-from warmgate.runtime.handover import OpenPlan, exec_into
+from warmgate.runtime.handover import OpenPlan
 from warmgate.runtime.shell import BEAT_INTERVAL, Surfaces, serve_process, wall_clock
 from warmgate.serve.logs import Log
-from warmgate.serve.status import Status, StatusDir
+from warmgate.serve.status import Status
 
 NO_CONFIG = "no_config"
 """The status's ``outcome`` while ``run`` is open for want of a config."""
@@ -73,41 +73,6 @@ def open_status(reason: str, now: float) -> Status:
         ready_at=now,
         mode="run",
     )
-
-
-def open_if_missing(plan: dict[str, Any], config_map: str | None) -> None:
-    """Return when ``run`` should load its config as usual; otherwise take the status directory
-    and the port, and ``exec`` into :func:`main` (this returns only by raising)."""
-    config = plan.get("config")
-    path = Path(config) if config is not None else None
-    reason = open_reason(path, path is not None and path.exists(), config_map)
-    if reason is None or config_map is None:
-        return
-    from warmgate.config.model import Config, ServerConfig
-    from warmgate.runtime.signals import EARLY
-    from warmgate.serve.server import listen
-
-    keep: list[int] = []
-    status_dir = plan.get("status_dir")
-    if status_dir is not None:
-        directory = StatusDir(Path(status_dir))
-        directory.prepare()
-        keep.append(directory.lock())
-    server = ServerConfig()
-    host, port = plan.get("host"), plan.get("port")  # port 0 is a choice: any free port
-    listener = listen(server.host if host is None else host, server.port if port is None else port)
-    keep.append(listener.fileno())
-    log_format = plan.get("log_format") or Config.model_fields["log_format"].default
-    opened = OpenPlan(
-        reason=reason,
-        config_map=config_map,
-        listen_fd=listener.fileno(),
-        status_dir=str(status_dir) if status_dir is not None else None,
-        log_format=str(log_format),
-        status=open_status(reason, time.time()).to_json(),
-        early_signal=EARLY[0] if EARLY else None,
-    )
-    exec_into("warmgate.runtime.open_run", opened, keep)
 
 
 class OpenRun:

@@ -10,29 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from warmgate import __version__
 from warmgate.config.model import Config
-from warmgate.kernel.errors import ConfigError, NotReadyError, StatusDirError
+from warmgate.kernel.errors import ConfigError, NotReadyError
 from warmgate.kernel.secrets import Secrets
 from warmgate.report.files import check_report_path, write_report
 from warmgate.report.record import Record
 from warmgate.runtime.daemon_pool import DaemonPool
-from warmgate.runtime.handover import Supervised, SupervisorPlan, exec_into
+from warmgate.runtime.handover import Supervised
 from warmgate.runtime.publisher import Sink, Uplink
 from warmgate.runtime.signals import EARLY as EARLY_SIGNALS
 from warmgate.runtime.signals import die_with_parent
 from warmgate.runtime.warmup import WarmUp
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics
-from warmgate.serve.server import listen
-from warmgate.serve.status import Status, StatusDir, read_status
+from warmgate.serve.status import Status, StatusDir
 from warmgate.traffic.targets import compile_config
 
 GRACE = 0.5
@@ -193,80 +189,5 @@ def publish_report(record: Record, log: Log, path: Path | None) -> None:
     log.event("report", f"report written to {path}", path=str(path))
 
 
-def _safe_read(directory: Path) -> dict[str, Any] | None:
-    try:
-        return read_status(directory)
-    except StatusDirError:
-        return None
-
-
 def _quiet(_: str) -> None:
     """A warning sink that drops what was said already."""
-
-
-def primer_argv(argv: list[str]) -> list[str]:
-    """``run``'s command line with the command word turned into ``prime``."""
-    args = list(argv)
-    for index, word in enumerate(args):
-        if word == "run":
-            args[index] = "prime"
-            return args
-    raise ConfigError("cannot find the `run` command in the command line.")
-
-
-def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None:
-    """``run``: check everything a primer needs, take the status directory and the port, then
-    ``exec`` into the lean supervisor (see ``supervisor.py``). Returns only by raising."""
-
-    from warmgate.config.fields import http_endpoint
-    from warmgate.runtime.warmup import policy_of
-
-    compiled = compile_config(config, secrets.warn, secrets=secrets).targets
-    keep: list[int] = []
-    resume = False
-    status_dir: StatusDir | None = None
-    if config.status_dir is not None:
-        status_dir = StatusDir(config.status_dir)
-        previous = _safe_read(config.status_dir) if config.status_dir.is_dir() else None
-        status_dir.prepare()
-        keep.append(status_dir.lock())
-        # The lock was free, so the warmgate that wrote this is gone; if it vouched for the
-        # app, confirm briefly instead of warming from nothing (the emptyDir outlived it).
-        resume = bool(previous and previous.get("mode") == "run" and previous.get("ready"))
-    listener = listen(config.server.host, config.server.port)
-    keep.append(listener.fileno())
-    watch = [endpoint for item in compiled for endpoint in item.endpoints()]
-    if config.wait.url is not None:
-        host, port, _ = http_endpoint(config.wait.url)
-        watch.append((host, port))
-    now = time.time()
-    first = Status(
-        state="waiting",
-        ready=False,
-        reason="confirming the app is still warm after warmgate restarted" if resume
-        else "starting",
-        started_at=now,
-        updated_at=now,
-        phase_started_at=now,
-        armed_at=now,
-        target_level=config.load.concurrency,
-        hold_required_s=config.gate.hold,
-        timeout_s=config.gate.timeout,
-        mode="run",
-    )  # fmt: skip
-    plan = SupervisorPlan(
-        argv=primer_argv(argv),
-        listen_fd=listener.fileno(),
-        status_dir=str(config.status_dir) if config.status_dir is not None else None,
-        watch=list(dict.fromkeys(watch)),
-        policy=asdict(policy_of(config)),
-        keep_warm=config.after_ready.keep_warm_rate > 0,
-        resume=resume,
-        log_format=config.log_format,
-        status=first.to_json(),
-        early_signal=EARLY_SIGNALS[0] if EARLY_SIGNALS else None,
-    )
-    if status_dir is not None:
-        status_dir.write(first)
-    del secrets  # the primer reads them again from the same environment
-    exec_into("warmgate.runtime.supervisor", plan, keep)

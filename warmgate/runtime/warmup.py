@@ -36,6 +36,7 @@ from warmgate.decide.gate import (
 )
 from warmgate.decide.judge import Judge
 from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, Transition
+from warmgate.decide.outcomes import CONNECTION_ERROR
 from warmgate.decide.reach import Down, Reach, most_telling
 from warmgate.decide.window import Sample
 from warmgate.kernel.secrets import Secrets
@@ -373,7 +374,7 @@ class WarmUp:
     def _lost(self, now: float) -> bool:
         """Whether every request of the last ``lost_after`` seconds failed to connect."""
         recent = self._active.window.stats(now, since=now - self.machine.policy.lost_after)
-        return bool(recent.requests) and recent.outcomes.get("connection_error") == recent.requests
+        return bool(recent.requests) and recent.outcomes.get(CONNECTION_ERROR) == recent.requests
 
     def _remember(self, verdict: Verdict) -> None:
         """Add the last second of requests, at any level, to the warm-up record."""

@@ -26,10 +26,10 @@ from prometheus_client.registry import Collector
 
 from warmgate import __version__
 from warmgate.decide.gate import OPENED_ON_TIMEOUT
+from warmgate.decide.outcomes import OUTCOMES
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import StatusDirError
 from warmgate.serve.status import STATES, Status, is_ready, read_status
-from warmgate.traffic.driver import OUTCOMES
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

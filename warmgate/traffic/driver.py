@@ -1,7 +1,8 @@
 """Drivers turn one planned request into one outcome, behind a small Protocol.
 
 The load generator does not know what a driver talks to: it asks a driver to ``execute`` one
-request and gets an :class:`Outcome` back, never an exception for an ordinary failure. ``probe``
+request and gets an :class:`Outcome` back (its label one of :mod:`warmgate.decide.outcomes`),
+never an exception for an ordinary failure. ``probe``
 answers whether the target accepts connections at all (the wait phase), classified by
 :mod:`warmgate.decide.reach`.
 """
@@ -14,17 +15,6 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from warmgate.decide.reach import Down
-
-OK = "ok"
-UNEXPECTED_STATUS = "unexpected_status"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
-ERROR = "error"
-WRITE_REJECTED = "write_rejected"
-CAPTURE_FAILED = "capture_failed"
-"""A journey step's capture found no value in the answer."""
-OUTCOMES = (OK, UNEXPECTED_STATUS, TIMEOUT, CONNECTION_ERROR, ERROR, WRITE_REJECTED, CAPTURE_FAILED)
-"""Every outcome label a driver may return: a bounded set, so metrics labels stay bounded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,17 +38,10 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
+from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK
 from warmgate.decide.window import Pending, Sample
 from warmgate.kernel.secrets import Secrets
-from warmgate.traffic.driver import (
-    CONNECTION_ERROR,
-    ERROR,
-    OK,
-    Driver,
-    Outcome,
-    PerUser,
-    VirtualUser,
-)
+from warmgate.traffic.driver import Driver, Outcome, PerUser, VirtualUser
 
 Clock = Callable[[], float]
 CRASH_CHARS = 200

@@ -58,11 +58,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
+from warmgate.decide.outcomes import OK, TIMEOUT, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets, mask_url
 from warmgate.kernel.units import format_size
-from warmgate.traffic.driver import OK, TIMEOUT, UNEXPECTED_STATUS, Outcome, Warn, warn_on_stderr
+from warmgate.traffic.driver import Outcome, Warn, warn_on_stderr
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.sql.check import READ_STARTS, Dialect, binding, read_query
 from warmgate.traffic.sql.outcomes import classify

@@ -20,8 +20,9 @@ import re
 import sqlalchemy
 from sqlalchemy.exc import DBAPIError
 
+from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, TIMEOUT, WRITE_REJECTED
 from warmgate.kernel.secrets import Secrets
-from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, TIMEOUT, WRITE_REJECTED, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.sql.check import Dialect
 
 DETAIL_CHARS = 160

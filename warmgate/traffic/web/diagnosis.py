@@ -16,7 +16,8 @@ import ssl
 import time
 from collections.abc import Callable
 
-from warmgate.traffic.driver import CONNECTION_ERROR, Outcome
+from warmgate.decide.outcomes import CONNECTION_ERROR
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.handshake import handshake_reason
 from warmgate.traffic.tls import Tls
 

@@ -37,9 +37,10 @@ import httpx
 from warmgate.config.fields import http_endpoint
 from warmgate.config.http_target import HttpTarget
 from warmgate.config.model import TrafficConfig
+from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import TemplateError
-from warmgate.traffic.driver import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXPECTED_STATUS, Outcome
+from warmgate.traffic.driver import Outcome
 from warmgate.traffic.handshake import handshake_reason
 from warmgate.traffic.probe import connect_phrase, tcp_probe
 from warmgate.traffic.templating import Template, Templates, hidden_render

@@ -32,19 +32,12 @@ import httpx
 from warmgate.config.http_target import HttpTarget
 from warmgate.config.journey import Journey
 from warmgate.config.loader import journey_secret_values
+from warmgate.decide.outcomes import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down
 from warmgate.decide.walk import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.secrets import Secrets
-from warmgate.traffic.driver import (
-    CAPTURE_FAILED,
-    ERROR,
-    OK,
-    UNEXPECTED_STATUS,
-    Outcome,
-    Warn,
-    warn_on_stderr,
-)
+from warmgate.traffic.driver import Outcome, Warn, warn_on_stderr
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.templating import Template, Templates
 from warmgate.traffic.tls import Tls
