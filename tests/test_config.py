@@ -16,7 +16,7 @@ from warmgate.config.describe import describe
 from warmgate.config.flags import overrides_from_flags
 from warmgate.config.loader import load_config, load_for_command
 from warmgate.kernel.errors import ConfigError, TemplateError
-from warmgate.kernel.secrets import redact_url
+from warmgate.kernel.redaction import redact_url
 from warmgate.kernel.units import format_duration, parse_duration
 from warmgate.traffic.targets import compile_targets
 from warmgate.traffic.templating import Templates

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from tests.helpers import WarmgateProcess, http_get, poll, run_cli
 from tests.reviews import deployment_pod, patched, request
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.kube.admission import Review, admit, response
 from warmgate.kube.inject import InjectOptions
 from warmgate.kube.inject_parts import CONFIG_DIR, STATUS_DIR
-from warmgate.runtime.handover import OpenPlan
+from warmgate.runtime.handover import OpenHandover
 from warmgate.runtime.open_run import NO_CONFIG, OpenRun, open_reason, open_status
 from warmgate.serve.logs import Log
 from warmgate.serve.status import HEARTBEAT_FILE, READY_FILE, STATUS_FILE
@@ -50,7 +50,7 @@ def test_the_open_run_is_ready_at_once_with_nothing_measured_until_a_signal(
 ) -> None:
     """Opened, it is ready on the endpoint and in the directory (outcome no_config, mode run,
     no warm-up time); a signal withdraws readiness from both, and the run ends with 0."""
-    plan = OpenPlan(
+    plan = OpenHandover(
         reason="no config: x",
         config_map="warmgate",
         listen_fd=-1,

@@ -27,7 +27,7 @@ from warmgate.decide.outcomes import ERROR
 from warmgate.decide.reach import Down
 from warmgate.decide.window import Sample
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
+from warmgate.kernel.redaction import Secrets, mask_url, redact_url, sql_url_secrets, url_passwords
 from warmgate.serve.logs import Log
 from warmgate.traffic.driver import Outcome
 from warmgate.traffic.loadgen import Load

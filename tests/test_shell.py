@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from warmgate.config.model import Config
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.runtime.publisher import Publisher
 from warmgate.runtime.shell import Surfaces, WriteFailures
 from warmgate.serve.logs import Log

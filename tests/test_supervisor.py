@@ -19,8 +19,8 @@ import pytest
 
 from warmgate.decide.lifecycle import Policy
 from warmgate.decide.reach import Reach
-from warmgate.kernel.secrets import Secrets
-from warmgate.runtime.handover import Supervised, SupervisorPlan
+from warmgate.kernel.redaction import Secrets
+from warmgate.runtime.handover import Supervised, SupervisorHandover
 from warmgate.runtime.supervisor import SILENT_LIMIT, Supervisor
 from warmgate.serve.logs import Log
 from warmgate.serve.status import READY_FILE, STATUS_FILE, Status
@@ -74,7 +74,7 @@ class Harness:
         self.primers: list[FakePrimer] = []
         self.reach = Reach.UP
         self.log = io.StringIO()
-        plan = SupervisorPlan(
+        plan = SupervisorHandover(
             argv=["prime", "--url", "http://127.0.0.1:8080/"],
             listen_fd=-1,
             status_dir=str(directory),

@@ -21,7 +21,7 @@ from warmgate.config.loader import load_config
 from warmgate.config.model import Config
 from warmgate.config.tls import TlsConfig
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.traffic.targets import compile_config
 from warmgate.traffic.tls import load_tls
 

@@ -16,7 +16,7 @@ from tests.virtual_time import run
 from warmgate.config.model import Config
 from warmgate.decide.outcomes import OK, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.runtime.warmup import WarmUp
 from warmgate.serve.logs import Log
 from warmgate.serve.metrics import Metrics

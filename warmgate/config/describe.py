@@ -12,7 +12,7 @@ from __future__ import annotations
 from warmgate.config.journey import Journey
 from warmgate.config.model import Config
 from warmgate.config.tls import TlsConfig
-from warmgate.kernel.secrets import Secrets, mask_url
+from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.kernel.units import format_duration
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
-from warmgate.kernel.secrets import mask_url
+from warmgate.kernel.redaction import mask_url
 from warmgate.kernel.units import parse_duration
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h)\s*)+$"

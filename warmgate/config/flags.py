@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from warmgate.config.model import Config
-    from warmgate.kernel.secrets import Secrets
+    from warmgate.kernel.redaction import Secrets
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from warmgate.config.journey import Journey
 from warmgate.config.model import Config
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.files import read_text
-from warmgate.kernel.secrets import SECRET_NAME, Secrets, shorten, sql_url_secrets, url_passwords
+from warmgate.kernel.redaction import SECRET_NAME, Secrets, shorten, sql_url_secrets, url_passwords
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 """A ``${VAR}`` or ``${VAR:-default}`` reference, expanded in every string of a config file."""

@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from warmgate.config.fields import Duration, StrictModel
-from warmgate.kernel.secrets import mask_url, url_passwords
+from warmgate.kernel.redaction import mask_url, url_passwords
 from warmgate.kernel.units import format_size, parse_size
 
 SIZE_PATTERN = r"^\s*\d{1,12}\s*([KkMmGg][Ii][Bb]?|[Bb])?\s*$"

@@ -1,7 +1,7 @@
 """The decision core in one object: the window, the ramp and the gate, fed together.
 
-The runner records every completed sample and calls :meth:`Judge.tick` a few times a
-second, with the requests still in flight; the judge answers with the ramp's step (a new
+The warm-up (``runtime/warmup.py``) records every completed sample and calls :meth:`Judge.tick` a
+few times a second, with the requests still in flight; the judge answers with the ramp's step (a new
 concurrency level, perhaps) and the gate's verdict. The ramp judges each level on the requests
 issued at it since it was reached, bounded by the window — at the target level the same
 evidence the gate judges. Pure code: no clock of its own, no I/O.

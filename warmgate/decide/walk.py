@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from warmgate.kernel.secrets import Secrets, shorten
+from warmgate.kernel.redaction import Secrets, shorten
 
 _SEGMENT = re.compile(
     r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from warmgate.kernel.secrets import shorten
+from warmgate.kernel.redaction import shorten
 
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

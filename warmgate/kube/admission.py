@@ -41,7 +41,7 @@ from enum import Enum
 from typing import Any
 
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import shorten
+from warmgate.kernel.redaction import shorten
 from warmgate.kube.inject import InjectOptions, has_warmgate, inject_object
 from warmgate.kube.pod_config import InvalidAnnotationError, pod_config
 from warmgate.kube.selection import Choice, Selection, inject_annotation, why_skipped

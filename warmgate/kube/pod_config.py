@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import shorten
+from warmgate.kernel.redaction import shorten
 
 if TYPE_CHECKING:
     from warmgate.traffic.templating import Templates

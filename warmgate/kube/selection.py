@@ -30,7 +30,7 @@ from enum import Enum
 from typing import Any
 
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import shorten
+from warmgate.kernel.redaction import shorten
 
 OPT_OUT = "warmgate.io/inject"
 """Annotation whose value ``disabled`` keeps inject away from a workload (``enabled`` opts a pod

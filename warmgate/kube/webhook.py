@@ -198,7 +198,7 @@ def serve_webhook(
     drain: float = 0.0,
 ) -> None:
     """``webhook``: answer admission reviews until SIGTERM/SIGINT, then for ``drain`` seconds."""
-    from warmgate.kernel.secrets import Secrets
+    from warmgate.kernel.redaction import Secrets
     from warmgate.serve.logs import Log
 
     log = Log.for_format(log_format, Secrets())

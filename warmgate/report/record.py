@@ -1,6 +1,6 @@
 """The warm-up record: what happened, phase by phase, kept small enough for a sidecar.
 
-Theory of operation: while warming, the runner feeds every completed request to a
+Theory of operation: while warming, the warm-up feeds every completed request to a
 :class:`Recorder` together with the phase it belongs to, and one :class:`Point` per evaluation
 (downsampled to at most two per second). Latencies go into fixed log-spaced histograms, so a
 five-minute warm-up at thousands of requests per second costs a few kilobytes. Requests belong to
@@ -112,7 +112,7 @@ class Record:
 
 
 class Recorder:
-    """Builds a :class:`Record` from the runner's samples and evaluations."""
+    """Builds a :class:`Record` from the warm-up's samples and evaluations."""
 
     POINT_INTERVAL = 0.5
 

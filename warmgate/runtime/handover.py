@@ -8,8 +8,8 @@ exactly the fields of that type. :func:`exec_into` carries the descriptors over 
 the next process. This module imports only the standard library, since the processes that
 read it must stay small.
 
-- :class:`SupervisorPlan`: ``run`` → the supervisor (``supervisor.py``);
-- :class:`OpenPlan`: ``run`` → the open run (``open_run.py``);
+- :class:`SupervisorHandover`: ``run`` → the supervisor (``supervisor.py``);
+- :class:`OpenHandover`: ``run`` → the open run (``open_run.py``);
 - :class:`Supervised`: the supervisor → each primer it starts (``--supervised``).
 """
 
@@ -52,7 +52,7 @@ class Handover:
 
 
 @dataclass(frozen=True, slots=True)
-class SupervisorPlan(Handover):
+class SupervisorHandover(Handover):
     """Everything the supervisor needs, worked out by ``warmgate run`` before the ``exec``."""
 
     argv: list[str]
@@ -76,7 +76,7 @@ class SupervisorPlan(Handover):
 
 
 @dataclass(frozen=True, slots=True)
-class OpenPlan(Handover):
+class OpenHandover(Handover):
     """What the open run needs, worked out by ``warmgate run`` before the ``exec``."""
 
     reason: str

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warmgate.kernel.errors import ConfigError, StatusDirError
-from warmgate.runtime.handover import OpenPlan, SupervisorPlan, exec_into
+from warmgate.runtime.handover import OpenHandover, SupervisorHandover, exec_into
 from warmgate.runtime.open_run import open_reason, open_status
 from warmgate.runtime.signals import EARLY as EARLY_SIGNALS
 from warmgate.serve.server import listen
@@ -26,13 +26,13 @@ from warmgate.serve.status import Status, StatusDir, read_status
 
 if TYPE_CHECKING:
     from warmgate.config.model import Config
-    from warmgate.kernel.secrets import Secrets
+    from warmgate.kernel.redaction import Secrets
 
 
-def open_if_missing(plan: dict[str, Any], config_map: str | None) -> None:
+def open_if_missing(flags: dict[str, Any], config_map: str | None) -> None:
     """Return when ``run`` should load its config as usual; otherwise take the status directory
     and the port, and ``exec`` into the open run (this returns only by raising)."""
-    config = plan.get("config")
+    config = flags.get("config")
     path = Path(config) if config is not None else None
     reason = open_reason(path, path is not None and path.exists(), config_map)
     if reason is None or config_map is None:
@@ -40,17 +40,17 @@ def open_if_missing(plan: dict[str, Any], config_map: str | None) -> None:
     from warmgate.config.model import Config, ServerConfig  # only now: the open path is light
 
     keep: list[int] = []
-    status_dir = plan.get("status_dir")
+    status_dir = flags.get("status_dir")
     if status_dir is not None:
         directory = StatusDir(Path(status_dir))
         directory.prepare()
         keep.append(directory.lock())
     server = ServerConfig()
-    host, port = plan.get("host"), plan.get("port")  # port 0 is a choice: any free port
+    host, port = flags.get("host"), flags.get("port")  # port 0 is a choice: any free port
     listener = listen(server.host if host is None else host, server.port if port is None else port)
     keep.append(listener.fileno())
-    log_format = plan.get("log_format") or Config.model_fields["log_format"].default
-    opened = OpenPlan(
+    log_format = flags.get("log_format") or Config.model_fields["log_format"].default
+    opened = OpenHandover(
         reason=reason,
         config_map=config_map,
         listen_fd=listener.fileno(),
@@ -120,7 +120,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         timeout_s=config.gate.timeout,
         mode="run",
     )  # fmt: skip
-    plan = SupervisorPlan(
+    handover = SupervisorHandover(
         argv=primer_argv(argv),
         listen_fd=listener.fileno(),
         status_dir=str(config.status_dir) if config.status_dir is not None else None,
@@ -135,4 +135,4 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
     if status_dir is not None:
         status_dir.write(first)
     del secrets  # the primer reads them again from the same environment
-    exec_into("warmgate.runtime.supervisor", plan, keep)
+    exec_into("warmgate.runtime.supervisor", handover, keep)

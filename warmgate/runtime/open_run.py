@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from warmgate.decide.lifecycle import Event, Lifecycle, Policy
-from warmgate.runtime.handover import OpenPlan
+from warmgate.runtime.handover import OpenHandover
 from warmgate.runtime.shell import BEAT_INTERVAL, Surfaces, serve_process, wall_clock
 from warmgate.serve.logs import Log
 from warmgate.serve.status import Status
@@ -80,19 +80,19 @@ class OpenRun:
 
     def __init__(
         self,
-        plan: OpenPlan,
+        handover: OpenHandover,
         log: Log,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.plan = plan
+        self.handover = handover
         self.log = log
         self.machine = Lifecycle(Policy())
         self._clock = clock
         self._wall = wall_clock(clock, wall)
-        directory = Path(plan.status_dir) if plan.status_dir else None
-        self.surfaces = Surfaces(Status.from_json(plan.status), directory, log)
+        directory = Path(handover.status_dir) if handover.status_dir else None
+        self.surfaces = Surfaces(Status.from_json(handover.status), directory, log)
         self._stop = threading.Event()
         self._signal: str | None = None
 
@@ -115,7 +115,7 @@ class OpenRun:
         self.surfaces.beat()
         self._show()
         self.log.event(
-            "no_config", self.plan.reason, config_map=self.plan.config_map, ready=True,
+            "no_config", self.handover.reason, config_map=self.handover.config_map, ready=True,
             outcome=NO_CONFIG,
         )  # fmt: skip
 
@@ -137,16 +137,16 @@ class OpenRun:
 
 
 def main() -> None:
-    """``python -m warmgate.runtime.open_run PLAN``: what ``warmgate run`` ``exec``\\ s into when
-    open."""
-    plan = OpenPlan.from_json(sys.argv[1])
+    """``python -m warmgate.runtime.open_run HANDOVER``: what ``warmgate run`` ``exec``\\ s
+    into when open."""
+    handover = OpenHandover.from_json(sys.argv[1])
 
     def make(log: Log) -> OpenRun:
-        worker = OpenRun(plan, log)
+        worker = OpenRun(handover, log)
         worker.open()
         return worker
 
-    serve_process(plan.listen_fd, plan.log_format, plan.early_signal, make)
+    serve_process(handover.listen_fd, handover.log_format, handover.early_signal, make)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""What `prime` and `run` do as processes: the event loop, signals, shutdown, the hand-over.
+"""One warm-up as a process: ``prime``, and each primer of ``run``: the event loop, signals,
+shutdown, and where the statuses go (the status directory, or the pipe to the supervisor).
 
-Signal handlers only set an event. The runner notices it within a tick; if it has not finished
+Signal handlers only set an event. The warm-up notices it within a tick; if it has not finished
 ``GRACE`` seconds later it is cancelled. Either way a final status is written. A signal that
 arrives before the loop exists (while the command imports and validates) is remembered by the
 handler ``cli.main`` installs first, and honoured the moment the loop starts.
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from warmgate import __version__
 from warmgate.config.model import Config
 from warmgate.kernel.errors import ConfigError, NotReadyError
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.report.files import check_report_path, write_report
 from warmgate.report.record import Record
 from warmgate.runtime.daemon_pool import DaemonPool
@@ -32,7 +33,7 @@ from warmgate.serve.status import Status, StatusDir
 from warmgate.traffic.targets import compile_config
 
 GRACE = 0.5
-"""Seconds the runner gets to wind down after a signal before it is cancelled: ``prime`` must be
+"""Seconds the warm-up gets to wind down after a signal before it is cancelled: ``prime`` must be
 gone within 1 s of SIGTERM, final status written (it usually winds down within one tick)."""
 BEAT_INTERVAL = 1.0
 """Seconds between a primer's heartbeats to its supervisor."""
@@ -93,7 +94,7 @@ def execute(
         status_dir.prepare()
         status_dir.lock()
         sink = status_dir
-    runner = WarmUp(
+    warm_up = WarmUp(
         config,
         compiled,
         metrics=metrics,
@@ -112,29 +113,29 @@ def execute(
         mode="prime" if supervised is None else "primer",
     )
     try:
-        status = asyncio.run(_supervise(runner))
+        status = asyncio.run(_supervise(warm_up))
     finally:
         log.close()
-    if runner.record is not None and supervised is None:
-        publish_report(runner.record, log, report)
-    if isinstance(sink, StatusDir) and not runner.publisher.status_written:
+    if warm_up.record is not None and supervised is None:
+        publish_report(warm_up.record, log, report)
+    if isinstance(sink, StatusDir) and not warm_up.publisher.status_written:
         # An init container that exits 0 with no marker written leaves the pod unready for a
         # reason nobody can see; say it, and fail.
         raise NotReadyError(
             f"--status-dir: the final status could not be written to {sink.path} "
-            f"({runner.publisher.write_error}); give the volume more room (sizeLimit) or "
+            f"({warm_up.publisher.write_error}); give the volume more room (sizeLimit) or "
             "fix its permissions."
         )
     return status
 
 
-async def _supervise(runner: WarmUp) -> Status:
+async def _supervise(warm_up: WarmUp) -> Status:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(DaemonPool())  # a hung DNS lookup never holds the exit
     received = install_stop_signals(loop, stop)
-    task = asyncio.create_task(runner.run(stop))
-    beats = asyncio.create_task(_beat(runner))
+    task = asyncio.create_task(warm_up.run(stop))
+    beats = asyncio.create_task(_beat(warm_up))
     stop_waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
     if not task.done():
@@ -146,20 +147,20 @@ async def _supervise(runner: WarmUp) -> Status:
     beats.cancel()
     try:
         if received:
-            await runner.stopped(received[0])
+            await warm_up.stopped(received[0])
         elif task.done() and not task.cancelled():
-            task.result()  # re-raise anything the runner raised
+            task.result()  # re-raise anything the warm-up raised
     finally:
-        runner.publisher.close()  # every write made has landed, in order
-    return runner.status
+        warm_up.publisher.close()  # every write made has landed, in order
+    return warm_up.status
 
 
-async def _beat(runner: WarmUp) -> None:
+async def _beat(warm_up: WarmUp) -> None:
     """A primer of ``run`` says it is alive every second, whatever it is doing (jitter, a long
     back-off, keeping warm): the supervisor replaces one that falls silent."""
     while True:
         await asyncio.sleep(BEAT_INTERVAL)
-        await runner.publisher.beat()
+        await warm_up.publisher.beat()
 
 
 def publish_report(record: Record, log: Log, path: Path | None) -> None:

@@ -1,9 +1,9 @@
 """Publishing: one status snapshot at a time, pushed to every surface.
 
-The runner decides; the :class:`Publisher` turns a decision (state, reason, verdict, level)
-into an immutable :class:`~warmgate.serve.status.Status` and makes it current everywhere: the
-metrics mirror it, the log gets a line on every phase change and throttled progress otherwise, and
-the
+The warm-up (``warmup.py``) decides; the :class:`Publisher` turns a decision (state, reason,
+verdict, level) into an immutable :class:`~warmgate.serve.status.Status` and makes it current
+everywhere: the metrics mirror it, the log gets a line on every phase change and throttled progress
+otherwise, and the
 *sink* receives it — the status directory for ``prime``, or the :class:`Uplink` to the ``run``
 supervisor, which serves it and writes the directory itself.
 

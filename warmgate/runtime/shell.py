@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.serve.logs import Log
 from warmgate.serve.status import Status, StatusDir, write_failure
 

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from warmgate.decide.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT
 from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.decide.reach import Reach, reach_of
-from warmgate.runtime.handover import Supervised, SupervisorPlan
+from warmgate.runtime.handover import Supervised, SupervisorHandover
 from warmgate.runtime.shell import BEAT_INTERVAL, Surfaces, serve_process, wall_clock
 from warmgate.serve.logs import Log
 from warmgate.serve.status import Status
@@ -148,7 +148,7 @@ class Supervisor:
 
     def __init__(
         self,
-        plan: SupervisorPlan,
+        handover: SupervisorHandover,
         log: Log,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -156,15 +156,15 @@ class Supervisor:
         spawn: Spawn = spawn_primer,
         probe: Probe = probe_address,
     ) -> None:
-        self.plan = plan
+        self.handover = handover
         self.log = log
-        self.machine = Lifecycle(Policy(**plan.policy))
+        self.machine = Lifecycle(Policy(**handover.policy))
         self._clock = clock
         self._wall = wall_clock(clock, wall)
         self._spawner = spawn
         self._probe = probe
-        directory = Path(plan.status_dir) if plan.status_dir else None
-        self.surfaces = Surfaces(Status.from_json(plan.status), directory, log)
+        directory = Path(handover.status_dir) if handover.status_dir else None
+        self.surfaces = Surfaces(Status.from_json(handover.status), directory, log)
         self._traffic = b""
         self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
         self._primer: Primer | None = None
@@ -174,7 +174,7 @@ class Supervisor:
         self._watched = float("-inf")
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._signal: str | None = plan.early_signal
+        self._signal: str | None = handover.early_signal
         self._exit_code = 0
 
     @property
@@ -218,7 +218,7 @@ class Supervisor:
     def start(self) -> None:
         """Arm: the first primer starts."""
         step = self.machine.handle(Event.SUPERVISE, self._clock())
-        self._apply(step, resume=self.plan.resume)
+        self._apply(step, resume=self.handover.resume)
 
     def turn(self, wait: float = 0.0) -> bool:
         """One turn of the loop; whether to go on. ``wait``: how long to wait for the primer's
@@ -322,10 +322,10 @@ class Supervisor:
         """Once the primer has ended: probe the app's port and tell the machine."""
         if self.machine.state not in (State.READY, State.FAILED):
             return
-        if now - self._watched < WATCH_INTERVAL or not self.plan.watch:
+        if now - self._watched < WATCH_INTERVAL or not self.handover.watch:
             return
         self._watched = now
-        results = [(address, self._probe(*address)) for address in self.plan.watch]
+        results = [(address, self._probe(*address)) for address in self.handover.watch]
         worst = next((r for r in results if r[1] is Reach.REFUSED), None)
         worst = worst or next((r for r in results if r[1] is Reach.UNREACHABLE), results[0])
         (host, port), reach = worst
@@ -403,12 +403,12 @@ class Supervisor:
         supervised = Supervised(
             fd=write_end,
             resume=resume,
-            keep_warm=self.plan.keep_warm,
+            keep_warm=self.handover.keep_warm,
             rearms=self.machine.rearms,
             parent=os.getpid(),
         )
         command = [
-            sys.executable, "-m", "warmgate", *self.plan.argv,
+            sys.executable, "-m", "warmgate", *self.handover.argv,
             "--supervised", supervised.to_json(),
         ]  # fmt: skip
         try:
@@ -466,13 +466,14 @@ class Supervisor:
 
 
 def main() -> None:
-    """``python -m warmgate.runtime.supervisor PLAN``: what ``warmgate run`` ``exec``\\ s into."""
-    plan = SupervisorPlan.from_json(sys.argv[1])
+    """``python -m warmgate.runtime.supervisor HANDOVER``: what ``warmgate run`` ``exec``\\ s
+    into."""
+    handover = SupervisorHandover.from_json(sys.argv[1])
     serve_process(
-        plan.listen_fd,
-        plan.log_format,
-        plan.early_signal,
-        lambda log: Supervisor(plan, log),
+        handover.listen_fd,
+        handover.log_format,
+        handover.early_signal,
+        lambda log: Supervisor(handover, log),
         started="run: supervising",
     )
 

@@ -39,7 +39,7 @@ from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, T
 from warmgate.decide.outcomes import CONNECTION_ERROR
 from warmgate.decide.reach import Down, Reach, most_telling
 from warmgate.decide.window import Sample
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.kernel.units import format_duration
 from warmgate.report.record import Point, Record, Recorder
 from warmgate.runtime.publisher import Publisher, Sink

@@ -1,7 +1,7 @@
 """Logs: JSON lines for machines (Kubernetes), a live line for people at a terminal.
 
 JSON mode prints one object per line: ``time``, ``event`` (``start``, ``listening``, ``phase``,
-``ramp``, ``progress``, ``rearm``, ``stop``), ``message`` and event fields. The runner calls
+``ramp``, ``progress``, ``rearm``, ``stop``), ``message`` and event fields. The warm-up calls
 :meth:`Log.progress` on every evaluation; JSON mode prints at most one ``progress`` line per
 ``interval`` seconds, human mode redraws one status line in place. Every text goes through the
 secret redactor first.
@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.kernel.units import format_duration, format_latency, format_percent
 from warmgate.serve.status import Status
 

@@ -352,7 +352,7 @@ def serve_directory(directory: Path, host: str, port: int, log_format: str = "au
     listener = listen(host, port)
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from warmgate.kernel.secrets import Secrets
+    from warmgate.kernel.redaction import Secrets
     from warmgate.serve.logs import Log
     from warmgate.serve.metrics import FileStatusCollector
     from warmgate.serve.status import snapshot

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK
 from warmgate.decide.window import Pending, Sample
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.traffic.driver import Driver, Outcome, PerUser, VirtualUser
 
 Clock = Callable[[], float]

@@ -24,7 +24,7 @@ from warmgate.config.model import Config
 from warmgate.config.target import Target
 from warmgate.config.tls import TlsConfig
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import Secrets, mask_url
+from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.traffic.driver import Driver, Warn, warn_on_stderr
 from warmgate.traffic.templating import Templates
 from warmgate.traffic.tls import Tls, load_tls

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from warmgate.kernel.errors import ConfigError, TemplateError
 from warmgate.kernel.files import read_text
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.traffic.template_bounds import (
     FIRST_RENDER_SECONDS,
     MAX_RENDERED_CHARS,

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from warmgate.kernel.errors import ConfigError, TemplateError
-from warmgate.kernel.secrets import Secrets, mask_url
+from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.traffic.templating import Template, Templates, Variables
 
 MAX_URLS_FILE_BYTES = 64 * 1024 * 1024

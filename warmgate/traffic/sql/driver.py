@@ -9,7 +9,7 @@ aiosqlite only for a target that needs it (sidecar memory).
 
 Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
-1. at start-up, the statement check reads the query as its server will (``sqlcheck.py``): a
+1. at start-up, the statement check reads the query as its server will (``check.py``): a
    write (INSERT, UPDATE, DELETE, MERGE, DDL, SELECT INTO, a locking read, several statements,
    and MySQL's REPLACE, LOAD DATA, INTO OUTFILE, ``:=``...), a call of a function acting
    outside its transaction (dblink, session advisory locks, GET_LOCK...), a ``:name`` where
@@ -30,7 +30,7 @@ Warm-up traffic never writes and leaves nothing behind. Four layers see to it:
 
 Rows are counted as they arrive, never held all at once, and reading stops past the target's
 ``row_cap`` (warned about once). A row wider than the target's ``row_bytes`` is counted but never
-held whole (``sqlrows.py``: PostgreSQL does not send it, MySQL's is read in pieces, SQLite stops
+held whole (``rows.py``: PostgreSQL does not send it, MySQL's is read in pieces, SQLite stops
 at it), and warned about once: so a primer's memory is bounded by its concurrency and
 ``row_bytes``, whatever the data (docs/sql.md, "Wide rows").
 
@@ -61,7 +61,7 @@ from warmgate.config.sql_target import DEFAULT_ROW_BYTES, SqlRows, SqlTarget
 from warmgate.decide.outcomes import OK, TIMEOUT, UNEXPECTED_STATUS
 from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import Secrets, mask_url
+from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.kernel.units import format_size
 from warmgate.traffic.driver import Outcome, Warn, warn_on_stderr
 from warmgate.traffic.probe import tcp_probe
@@ -109,7 +109,7 @@ class SqlPlan:
         """Check the URL, the query and its parameters, and compile the parameter templates.
 
         Raises :class:`ConfigError` naming the target when the parameters and the query do not
-        match, or the statement check refuses the query (``sqlcheck.py``).
+        match, or the statement check refuses the query (``check.py``).
         """
         url, dialect, place = _connect_url(target.url, where)
         _check_query(target, dialect, where, name)
@@ -261,7 +261,7 @@ class SqlPool(Protocol):
 
         Rows are counted as they arrive, never all held at once, up to ``cap + 1``: more than
         ``cap`` means the pool stopped reading there. A row wider than ``row_bytes`` is counted
-        without being held whole (see ``sqlrows.py``). The database stops the query after
+        without being held whole (see ``rows.py``). The database stops the query after
         ``statement_timeout`` seconds.
         """
         ...

@@ -21,7 +21,7 @@ import sqlalchemy
 from sqlalchemy.exc import DBAPIError
 
 from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, TIMEOUT, WRITE_REJECTED
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.traffic.driver import Outcome
 from warmgate.traffic.sql.check import Dialect
 

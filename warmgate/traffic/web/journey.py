@@ -36,7 +36,7 @@ from warmgate.decide.outcomes import CAPTURE_FAILED, ERROR, OK, UNEXPECTED_STATU
 from warmgate.decide.reach import Down
 from warmgate.decide.walk import Answer, CaptureError, Extract, Walk, extract, too_slow
 from warmgate.kernel.errors import ConfigError
-from warmgate.kernel.secrets import Secrets
+from warmgate.kernel.redaction import Secrets
 from warmgate.traffic.driver import Outcome, Warn, warn_on_stderr
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.templating import Template, Templates
