@@ -507,7 +507,7 @@ def warmgate_run(
         "--hold",
         "10m",
         "--timeout",
-        "10m",
+        "20m",
         "--host",
         "127.0.0.1",
         "--port",
