@@ -110,7 +110,7 @@ def test_a_database_that_restarts_mid_warm_up_is_warmed_once_it_is_back(tmp_path
             poll(lambda: _failing(tmp_path), timeout=30, what="failures while the database is down")
             assert _state(tmp_path) != "ready"
             server.start()
-            code = warmgate.runtime.primer.wait(timeout=90)
+            code = warmgate.process.wait(timeout=90)
             stderr = warmgate.stderr_text()
     assert code == 0, stderr
     status = status_of(tmp_path)
