@@ -138,7 +138,7 @@ ROWS = st.lists(
             "b": st.none() | st.binary(max_size=40),
             "j": st.none()
             | st.dictionaries(
-                st.text(st.characters(blacklist_characters="\x00"), max_size=5),
+                st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=5),
                 st.integers(),
                 max_size=4,
             ),
