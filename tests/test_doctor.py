@@ -361,3 +361,24 @@ def test_every_example_is_clean_in_the_set_up_it_is_meant_for(
     code, report = doctor_json("-", stdin=injected.stdout + "---\n" + yaml.safe_dump(config_map))
     assert code == 0, report
     assert all(f["severity"] == "info" for f in report["findings"])
+
+
+def test_a_namespace_labelled_for_the_webhook_and_a_misspelt_opt_in(tmp_path: Path) -> None:
+    namespace = {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"warmgate.io/inject": "enabled"}},
+    }  # fmt: skip
+    labelled = yaml.safe_load(PLAIN)
+    labelled["metadata"]["namespace"] = "shop"
+    code, report = doctor_json(str(write(tmp_path, [namespace, labelled])))
+    assert code == 0, report  # the webhook's sidecar, from its default ConfigMap (not given)
+    assert report["summary"]["workloads"] == 1
+    assert {f["id"] for f in report["findings"]} == {"WG005", "WG006"}
+    misspelt = yaml.safe_load(PLAIN)
+    misspelt["spec"]["template"]["metadata"]["annotations"] = {"warmgate.io/inject": "enable"}
+    code, report = doctor_json(str(write(tmp_path, [misspelt])))
+    assert code == 1
+    (finding,) = report["findings"]
+    assert finding["id"] == "WG014"
+    assert finding["path"] == "spec.template.metadata.annotations['warmgate.io/inject']"
+    assert "neither enabled nor disabled" in finding["message"]

@@ -372,3 +372,12 @@ def test_in_and_not_in_are_opposites_for_present_keys(
         assert not match("In")
         assert match("NotIn")
     assert match("Exists") == (key in pod) != match("DoesNotExist")
+
+
+def test_wg014_pods_that_opt_in_but_the_webhook_leaves_alone() -> None:
+    workload = find_workloads([deployment(initContainers=[])])[0]
+    workload.webhook_skip = ("warmgate.io/inject", "pod shop/web: skipped: 'enable' is neither")
+    found = diagnose([workload], [])
+    assert [(f.id, f.severity, f.path) for f in found] == [
+        ("WG014", Severity.WARNING, "spec.template.metadata.annotations['warmgate.io/inject']")
+    ]

@@ -135,6 +135,8 @@ class Workload:
     settings: dict[str, RunSettings] = field(default_factory=dict)
     annotation_problem: tuple[str, str] | None = None
     """``(annotation, sentence)`` when the webhook would refuse the pod's annotations."""
+    webhook_skip: tuple[str, str] | None = None
+    """``(annotation, reason)`` when the pods opt in but the webhook would leave them alone."""
 
     @property
     def spec(self) -> Mapping[str, Any]:

@@ -122,30 +122,42 @@ def examine(
 ) -> Examination:
     """The findings about ``objects``."""
     workloads = find_workloads(objects)
+    namespaces = _opted_in_namespaces(objects)
     for workload in workloads:
         if not workload.gates():
-            _as_webhook_makes_it(workload, webhook_config_map)
+            opted = bool(workload.namespace) and workload.namespace in namespaces
+            _as_webhook_makes_it(workload, webhook_config_map, opted)
         for gate in workload.gates():
             workload.settings[gate.name] = _settings(workload, gate, objects, read_args)
-    gated = sum(1 for w in workloads if w.gates() or w.annotation_problem is not None)
+    gated = sum(1 for w in workloads if w.gates() or w.annotation_problem or w.webhook_skip)
     return Examination(diagnose(workloads, objects), len(objects), gated)
 
 
-def _as_webhook_makes_it(workload: Workload, config_map: str) -> None:
-    """Put in ``workload`` the pod template the admission webhook makes of its pods, if they
-    opt in with the annotation."""
+def _opted_in_namespaces(objects: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The namespaces among ``objects`` labelled for the webhook (``warmgate.io/inject:
+    enabled``), as its namespace entry selects them."""
+    from warmgate.kube.selection import OPT_OUT
+
+    opted = set()
+    for obj in objects:
+        labels = metadata_of(obj).get("labels")
+        if not isinstance(labels, Mapping) or obj.get("kind") != "Namespace":
+            continue
+        if str(labels.get(OPT_OUT, "")).strip() == "enabled":
+            opted.add(str(metadata_of(obj).get("name")))
+    return opted - {"kube-system", "warmgate-system"}
+
+
+def _as_webhook_makes_it(workload: Workload, config_map: str, namespace_opted_in: bool) -> None:
+    """Put in ``workload`` the pod template the admission webhook makes of its pods, when they
+    opt in (by annotation, or by their namespace's label); or why the webhook leaves them."""
     from warmgate.kube.admission import Outcome, decide
     from warmgate.kube.inject_parts import InjectOptions
     from warmgate.kube.pod_config import InvalidAnnotationError, pod_config
-    from warmgate.kube.selection import Choice, inject_annotation
+    from warmgate.kube.selection import OPT_OUT, RUN_TO_COMPLETION
 
-    if inject_annotation(workload.annotations) is not Choice.ENABLED:
-        return
-    try:
-        pod_config(workload.annotations)
-    except InvalidAnnotationError as exc:
-        workload.annotation_problem = (exc.annotation, str(exc))
-        return
+    if workload.kind in RUN_TO_COMPLETION:
+        return  # the webhook leaves the pods of Jobs alone, on purpose
     metadata = dict(metadata_of(workload.template))
     metadata.setdefault("name", workload.name)
     if workload.namespace:
@@ -155,7 +167,20 @@ def _as_webhook_makes_it(workload: Workload, config_map: str) -> None:
         "uid": "doctor", "kind": {"kind": "Pod"}, "operation": "CREATE",
         "namespace": workload.namespace, "object": copy.deepcopy(pod),
     }  # fmt: skip
-    decision = decide(request, InjectOptions(config_map=config_map), namespace_opted_in=False)
+    options = InjectOptions(config_map=config_map)
+    decision = decide(request, options, namespace_opted_in=namespace_opted_in)
+    if decision.outcome is Outcome.INVALID:
+        try:
+            pod_config(workload.annotations)
+        except InvalidAnnotationError as exc:  # the whole sentence, not the warning's 256
+            workload.annotation_problem = (exc.annotation, str(exc))
+        return
+    if decision.outcome is Outcome.SKIPPED and decision.warnings:
+        opted = str(workload.annotations.get(OPT_OUT, "")).strip().lower()
+        if opted != "disabled":  # disabled is a choice; anything else is a surprise
+            reason = decision.warnings[0].removeprefix("warmgate: ")
+            workload.webhook_skip = (OPT_OUT, reason)
+        return
     if decision.outcome is not Outcome.MUTATED:
         return
     import jsonpatch

@@ -425,6 +425,21 @@ def _volume_at(container: Mapping[str, Any], directory: str) -> str | None:
     return best[1] if best else None
 
 
+def webhook_skip(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+    """WG014: the pods opt in to the webhook, which would leave them alone all the same."""
+    if workload.webhook_skip is None:
+        return
+    annotation, reason = workload.webhook_skip
+    path = workload.prefix.removesuffix("spec") + f"metadata.annotations['{annotation}']"
+    yield finding(
+        "WG014", Severity.WARNING, workload, path,
+        f"the pods ask for warmgate, but the admission webhook leaves them alone, so they are "
+        f"never warmed: {reason}",
+        "fix what the reason names (an annotation value is 'enabled' or 'disabled'), or add "
+        "warmgate with 'warmgate inject'.",
+    )  # fmt: skip
+
+
 RULES: tuple[Rule, ...] = (
     readiness,
     progress_deadline,
@@ -443,6 +458,7 @@ def diagnose(workloads: Sequence[Workload], objects: Sequence[Mapping[str, Any]]
     """Every finding about ``workloads`` and the monitors among ``objects``, most severe first."""
     findings: list[Finding] = []
     for workload in workloads:
+        findings.extend(webhook_skip(workload, objects))
         if workload.annotation_problem is not None and not workload.gates():
             findings.extend(config(workload, objects))
             continue
