@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warmgate.kube.diagnosis import (
@@ -381,3 +381,51 @@ def test_wg014_pods_that_opt_in_but_the_webhook_leaves_alone() -> None:
     assert [(f.id, f.severity, f.path) for f in found] == [
         ("WG014", Severity.WARNING, "spec.template.metadata.annotations['warmgate.io/inject']")
     ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.sampled_from(["", "warmgate", "/readyz", "8099", "run", "Always"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["name", "port", "path", "httpGet", "matchLabels", "items"]), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.extend(_paths(value, (*prefix, key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.extend(_paths(value, (*prefix, index)))
+    return found
+
+
+@settings(max_examples=40, deadline=None)  # each example loads a config: ~50 ms
+@given(st.data())
+def test_malformed_manifests_never_crash_the_examination(data: st.DataObject) -> None:
+    """Any field of a set-up replaced by any value: findings or a ConfigError, never a crash."""
+    from warmgate.cli.doctor import read_args
+    from warmgate.cli.main import app
+    from warmgate.kernel.errors import ConfigError
+    from warmgate.kube.doctor import examine as examine_objects
+
+    config_map = {**CONFIG_MAP, "data": {"warmgate.yaml": "targets: [{http: {url: http://a/}}]"}}
+    objects = [deployment(), copy.deepcopy(config_map), copy.deepcopy(POD_MONITOR)]
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(objects) - 1))
+        paths = _paths(objects[index])
+        *parents, leaf = data.draw(st.sampled_from(paths))
+        node: Any = objects[index]
+        for key in parents:
+            node = node[key]
+        node[leaf] = data.draw(json_values)
+    try:
+        result = examine_objects(
+            objects, lambda command, args, env: read_args(app, command, args, env)
+        )
+    except ConfigError:
+        return
+    for found in result.findings:
+        assert found.id.startswith("WG")
+        assert found.path

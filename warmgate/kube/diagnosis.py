@@ -184,6 +184,20 @@ class Workload:
         return f"{base}.{rest}" if rest else base
 
 
+def items(value: Any) -> list[Any]:
+    """``value`` if it is a list, else an empty one: a malformed field holds nothing."""
+    return value if isinstance(value, list) else []
+
+
+def scalar(value: Any) -> str | int | None:
+    """``value`` if it is a string or a whole number (something a name or port can be), else
+    None: manifests are read as they are, and a list where a name belongs must not break a
+    lookup."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return None
+
+
 def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """An object's metadata (empty when it has none)."""
     metadata = obj.get("metadata")
@@ -270,11 +284,11 @@ def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
         return False
     if any(str(labels.get(key)) != str(value) for key, value in match_labels.items()):
         return False
-    for expression in selector.get("matchExpressions") or []:
+    for expression in items(selector.get("matchExpressions")):
         if not isinstance(expression, Mapping):
             return False
         key, operator = str(expression.get("key")), expression.get("operator")
-        values = [str(value) for value in expression.get("values") or []]
+        values = [str(value) for value in items(expression.get("values"))]
         present = key in labels
         value = str(labels.get(key)) if present else None
         if (
@@ -295,7 +309,7 @@ def port_number(container: Mapping[str, Any], port: Any) -> int | None:
         return port
     if isinstance(port, str) and port.isdigit():
         return int(port)
-    for declared in container.get("ports") or []:
+    for declared in items(container.get("ports")):
         if isinstance(declared, Mapping) and declared.get("name") == port:
             number = declared.get("containerPort")
             return number if isinstance(number, int) else None

@@ -36,8 +36,10 @@ from warmgate.kube.diagnosis import (
     RunSettings,
     Workload,
     find_workloads,
+    items,
     metadata_of,
     same_namespace,
+    scalar,
 )
 from warmgate.kube.rules import diagnose
 from warmgate.kube.yaml_stream import parse, read_source
@@ -234,7 +236,7 @@ def _environment(
     literal: dict[str, str] = {}
     known: dict[str, str] = {}
     open_ended = False
-    for source in container.get("envFrom") or []:
+    for source in items(container.get("envFrom")):
         ref = source.get("configMapRef") if isinstance(source, Mapping) else None
         data = (
             _config_map(objects, ref.get("name"), namespace) if isinstance(ref, Mapping) else None
@@ -245,7 +247,7 @@ def _environment(
         prefix = str(source.get("prefix") or "")
         for key, value in data.items():
             known[prefix + str(key)] = literal[prefix + str(key)] = str(value)
-    for env in container.get("env") or []:
+    for env in items(container.get("env")):
         if not isinstance(env, Mapping) or not isinstance(env.get("name"), str):
             continue
         name = env["name"]
@@ -257,7 +259,7 @@ def _environment(
         data = (
             _config_map(objects, ref.get("name"), namespace) if isinstance(ref, Mapping) else None
         )
-        if data is not None and isinstance(ref, Mapping) and ref.get("key") in data:
+        if data is not None and isinstance(ref, Mapping) and scalar(ref.get("key")) in data:
             known[name] = literal[name] = str(data[ref["key"]])
         else:
             known[name] = PLACEHOLDER
@@ -279,7 +281,7 @@ def _config_file(  # noqa: PLR0912 - one branch per kind of volume and mount
 ) -> _ConfigFile | None:
     """The config file at ``path`` in ``gate``'s file system; None when doctor cannot tell."""
     best: Mapping[str, Any] | None = None
-    for mount in gate.container.get("volumeMounts") or []:
+    for mount in items(gate.container.get("volumeMounts")):
         if not isinstance(mount, Mapping):
             continue
         mount_path = str(mount.get("mountPath", "")).rstrip("/")
@@ -295,7 +297,7 @@ def _config_file(  # noqa: PLR0912 - one branch per kind of volume and mount
     volume = next(
         (
             v
-            for v in workload.spec.get("volumes") or []
+            for v in items(workload.spec.get("volumes"))
             if isinstance(v, Mapping) and v.get("name") == best.get("name")
         ),
         None,
@@ -308,12 +310,12 @@ def _config_file(  # noqa: PLR0912 - one branch per kind of volume and mount
         if data is None:
             return _ConfigFile(missing_config_map=str(source.get("name")))
         key = inside
-        for item in source.get("items") or []:
+        for item in items(source.get("items")):
             if isinstance(item, Mapping) and item.get("path") == inside:
                 key = str(item.get("key"))
         return _ConfigFile(str(data[key])) if key in data else _ConfigFile(exists=False)
     if isinstance(volume.get("downwardAPI"), Mapping):
-        for item in volume["downwardAPI"].get("items") or []:
+        for item in items(volume["downwardAPI"].get("items")):
             if not isinstance(item, Mapping) or not isinstance(item.get("fieldRef"), Mapping):
                 continue
             field = str(item["fieldRef"].get("fieldPath", ""))

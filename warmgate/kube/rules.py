@@ -21,9 +21,11 @@ from warmgate.kube.diagnosis import (
     Severity,
     Workload,
     finding,
+    items,
     metadata_of,
     port_number,
     same_namespace,
+    scalar,
 )
 from warmgate.kube.scrape_rules import monitors, scraping
 
@@ -321,23 +323,23 @@ def config_map_refs(workload: Workload, gate: GateContainer) -> Iterator[tuple[s
     """``(ConfigMap name, field path, optional)`` for each ConfigMap a warmgate container
     uses: mounted volumes, ``envFrom`` and ``env`` references."""
     mounted = {
-        mount.get("name")
-        for mount in gate.container.get("volumeMounts") or []
+        scalar(mount.get("name"))
+        for mount in items(gate.container.get("volumeMounts"))
         if isinstance(mount, Mapping)
     }
-    for index, volume in enumerate(workload.spec.get("volumes") or []):
-        if not isinstance(volume, Mapping) or volume.get("name") not in mounted:
+    for index, volume in enumerate(items(workload.spec.get("volumes"))):
+        if not isinstance(volume, Mapping) or scalar(volume.get("name")) not in mounted:
             continue
         source = volume.get("configMap")
         if isinstance(source, Mapping) and source.get("name"):
             path = f"{workload.prefix}.volumes[{index}].configMap.name"
             yield str(source["name"]), path, bool(source.get("optional"))
-    for index, source in enumerate(gate.container.get("envFrom") or []):
+    for index, source in enumerate(items(gate.container.get("envFrom"))):
         ref = source.get("configMapRef") if isinstance(source, Mapping) else None
         if isinstance(ref, Mapping) and ref.get("name"):
             path = workload.path(gate, rest=f"envFrom[{index}].configMapRef.name")
             yield str(ref["name"]), path, bool(ref.get("optional"))
-    for index, env in enumerate(gate.container.get("env") or []):
+    for index, env in enumerate(items(gate.container.get("env"))):
         value_from = env.get("valueFrom") if isinstance(env, Mapping) else None
         ref = value_from.get("configMapKeyRef") if isinstance(value_from, Mapping) else None
         if isinstance(ref, Mapping) and ref.get("name"):
@@ -414,7 +416,7 @@ def marker_volume(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> I
 
 def _volume_at(container: Mapping[str, Any], directory: str) -> str | None:
     best: tuple[int, str] | None = None
-    for mount in container.get("volumeMounts") or []:
+    for mount in items(container.get("volumeMounts")):
         if not isinstance(mount, Mapping):
             continue
         path = str(mount.get("mountPath", "")).rstrip("/")

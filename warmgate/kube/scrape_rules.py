@@ -18,12 +18,16 @@ from warmgate.kube.diagnosis import (
     Severity,
     Workload,
     finding,
+    items,
     metadata_of,
     same_namespace,
+    scalar,
     selector_matches,
 )
 
 MONITOR_KINDS = ("PodMonitor", "ServiceMonitor")
+
+
 SCRAPE = "prometheus.io/scrape"
 SCRAPE_PORT = "prometheus.io/port"
 
@@ -36,7 +40,7 @@ def _gate_ports(workload: Workload) -> tuple[set[str], set[int]]:
             continue
         port = workload.setting(gate).port
         numbers.add(port)
-        for declared in gate.container.get("ports") or []:
+        for declared in items(gate.container.get("ports")):
             if isinstance(declared, Mapping) and declared.get("containerPort") == port:
                 names.add(str(declared.get("name")))
     return names, numbers
@@ -47,7 +51,7 @@ def _monitor_namespaces(monitor: Mapping[str, Any], workload: Workload) -> bool:
     chosen = spec.get("namespaceSelector") if isinstance(spec, Mapping) else None
     if isinstance(chosen, Mapping) and chosen.get("any") is True:
         return True
-    if isinstance(chosen, Mapping) and chosen.get("matchNames"):
+    if isinstance(chosen, Mapping) and isinstance(chosen.get("matchNames"), list):
         return workload.namespace in chosen["matchNames"] or not workload.namespace
     own = str(metadata_of(monitor).get("namespace") or "")
     return same_namespace(own, workload.namespace)
@@ -62,9 +66,10 @@ def _selects(monitor: Mapping[str, Any], workload: Workload, objects: Sequence[A
     if monitor.get("kind") == "PodMonitor":
         if not selector_matches(spec.get("selector"), workload.labels):
             return False
-        endpoints = spec.get("podMetricsEndpoints") or []
+        endpoints = items(spec.get("podMetricsEndpoints"))
         return any(
-            isinstance(e, Mapping) and (e.get("port") in names or e.get("targetPort") in numbers)
+            isinstance(e, Mapping)
+            and (scalar(e.get("port")) in names or scalar(e.get("targetPort")) in numbers)
             for e in endpoints
         )
     for service in objects:
@@ -78,12 +83,14 @@ def _selects(monitor: Mapping[str, Any], workload: Workload, objects: Sequence[A
             continue
         ports = [
             port.get("name")
-            for port in service_spec.get("ports") or []
+            for port in items(service_spec.get("ports"))
             if isinstance(port, Mapping)
-            and (port.get("targetPort") in names or port.get("targetPort") in numbers)
+            and (
+                scalar(port.get("targetPort")) in names or scalar(port.get("targetPort")) in numbers
+            )
         ]
-        endpoints = spec.get("endpoints") or []
-        if any(isinstance(e, Mapping) and e.get("port") in ports for e in endpoints):
+        endpoints = items(spec.get("endpoints"))
+        if any(isinstance(e, Mapping) and scalar(e.get("port")) in ports for e in endpoints):
             return True
     return False
 
@@ -94,9 +101,9 @@ def _about_warmgate(monitor: Mapping[str, Any], workloads: Sequence[Workload]) -
     spec = monitor.get("spec")
     endpoints = []
     if isinstance(spec, Mapping):
-        endpoints = list(spec.get("podMetricsEndpoints") or []) + list(spec.get("endpoints") or [])
+        endpoints = (items(spec.get("podMetricsEndpoints"))) + (items(spec.get("endpoints")))
     names = {name for workload in workloads for name in _gate_ports(workload)[0]}
-    return any(isinstance(e, Mapping) and e.get("port") in names for e in endpoints)
+    return any(isinstance(e, Mapping) and scalar(e.get("port")) in names for e in endpoints)
 
 
 def scraping(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
