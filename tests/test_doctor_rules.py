@@ -429,3 +429,34 @@ def test_malformed_manifests_never_crash_the_examination(data: st.DataObject) ->
     for found in result.findings:
         assert found.id.startswith("WG")
         assert found.path
+
+
+def test_wg011_run_as_a_regular_container_of_a_job_is_an_error() -> None:
+    job = deployment()
+    job["kind"] = "Job"
+    spec = job["spec"]["template"]["spec"]
+    container = spec["initContainers"].pop()
+    del container["restartPolicy"]
+    spec["containers"].append(container)
+    assert examine(job, CONFIG_MAP, POD_MONITOR) == [
+        ("WG011", Severity.ERROR, "job/web", "spec.template.spec.containers[1]")
+    ]
+
+
+def test_wg013_serve_on_another_volume_than_prime_writes() -> None:
+    obj = deployment()
+    spec = obj["spec"]["template"]["spec"]
+    serve = sidecar(args=["serve", "--status-dir", "/warmgate"], name="warmgate-serve")
+    serve["volumeMounts"] = [{"name": "other", "mountPath": "/warmgate"}]
+    prime = sidecar(args=["prime", "--config", "/etc/warmgate/warmgate.yaml"])
+    del prime["restartPolicy"], prime["readinessProbe"], prime["ports"]
+    spec["initContainers"] = [serve, prime]
+    workloads = find_workloads([obj])
+    workloads[0].settings = {
+        "warmgate-serve": RunSettings(status_dir="/warmgate"),
+        "warmgate": LOADED,
+    }
+    found = [(f.id, f.path) for f in diagnose(workloads, [obj, CONFIG_MAP, POD_MONITOR])]
+    assert found == [("WG013", "spec.template.spec.initContainers[0].volumeMounts")]
+    serve["volumeMounts"] = [{"name": "warmgate-status", "mountPath": "/warmgate"}]
+    assert diagnose(find_workloads([obj]), [obj, CONFIG_MAP, POD_MONITOR]) == []

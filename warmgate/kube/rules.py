@@ -98,6 +98,22 @@ def roles(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> Iterator[
                 "run 'warmgate prime' as a classic init container (no restartPolicy), or "
                 "'warmgate run' as the sidecar.",
             )  # fmt: skip
+        elif (
+            gate.role == "run"
+            and gate.section == "containers"
+            and workload.kind
+            in (
+                "Job",
+                "CronJob",
+            )
+        ):
+            yield finding(
+                "WG011", Severity.ERROR, workload, workload.path(gate),
+                "'warmgate run' never exits, and as a regular container of a Job's pod it keeps "
+                "the pod running after the work is done: the Job never completes.",
+                "make it a native sidecar (initContainers with 'restartPolicy: Always'), which "
+                "Kubernetes stops when the Job's containers have finished.",
+            )  # fmt: skip
         elif gate.role == "run" and gate.section == "containers":
             yield finding(
                 "WG011", Severity.INFO, workload, workload.path(gate),
