@@ -451,12 +451,13 @@ def test_wg013_serve_on_another_volume_than_prime_writes() -> None:
     prime = sidecar(args=["prime", "--config", "/etc/warmgate/warmgate.yaml"])
     del prime["restartPolicy"], prime["readinessProbe"], prime["ports"]
     spec["initContainers"] = [serve, prime]
-    workloads = find_workloads([obj])
-    workloads[0].settings = {
-        "warmgate-serve": RunSettings(status_dir="/warmgate"),
-        "warmgate": LOADED,
-    }
-    found = [(f.id, f.path) for f in diagnose(workloads, [obj, CONFIG_MAP, POD_MONITOR])]
-    assert found == [("WG013", "spec.template.spec.initContainers[0].volumeMounts")]
+    settings = {"warmgate-serve": RunSettings(status_dir="/warmgate"), "warmgate": LOADED}
+
+    def found() -> list[tuple[str, str]]:
+        workloads = find_workloads([obj])
+        workloads[0].settings = settings
+        return [(f.id, f.path) for f in diagnose(workloads, [obj, CONFIG_MAP, POD_MONITOR])]
+
+    assert found() == [("WG013", "spec.template.spec.initContainers[0].volumeMounts")]
     serve["volumeMounts"] = [{"name": "warmgate-status", "mountPath": "/warmgate"}]
-    assert diagnose(find_workloads([obj]), [obj, CONFIG_MAP, POD_MONITOR]) == []
+    assert found() == []
