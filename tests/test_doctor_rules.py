@@ -461,3 +461,20 @@ def test_wg013_serve_on_another_volume_than_prime_writes() -> None:
     assert found() == [("WG013", "spec.template.spec.initContainers[0].volumeMounts")]
     serve["volumeMounts"] = [{"name": "warmgate-status", "mountPath": "/warmgate"}]
     assert found() == []
+
+
+def test_wg004_any_monitor_that_selects_nothing_but_not_another_apps() -> None:
+    nothing = copy.deepcopy(POD_MONITOR)
+    nothing["metadata"]["name"] = "web"
+    nothing["spec"] = {"selector": {"matchLabels": {"app": "gone"}},
+                       "podMetricsEndpoints": [{"port": "http"}]}  # fmt: skip
+    found = [(f.id, f.object) for f in diagnose_of(deployment(), CONFIG_MAP, POD_MONITOR, nothing)]
+    assert found == [("WG004", "podmonitor/web")]
+    other_app = copy.deepcopy(deployment())
+    other_app["metadata"]["name"] = "shop"
+    other_app["spec"]["template"] = {
+        "metadata": {"labels": {"app": "gone"}},
+        "spec": {"containers": [{"name": "shop", "image": "shop:1"}]},
+    }
+    objects = (deployment(), other_app, CONFIG_MAP, POD_MONITOR, nothing)
+    assert diagnose_of(*objects) == []

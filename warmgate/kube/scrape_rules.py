@@ -95,6 +95,25 @@ def _selects(monitor: Mapping[str, Any], workload: Workload, objects: Sequence[A
     return False
 
 
+def _selects_something(
+    monitor: Mapping[str, Any], workloads: Sequence[Workload], objects: Sequence[Any]
+) -> bool:
+    """Whether ``monitor``'s selector matches anything among the inputs: a pod template (a
+    PodMonitor) or a Service (a ServiceMonitor; with no Service among the inputs, doctor cannot
+    tell, and takes it that it does)."""
+    spec = monitor.get("spec")
+    selector = spec.get("selector") if isinstance(spec, Mapping) else None
+    if monitor.get("kind") == "PodMonitor":
+        return any(
+            _monitor_namespaces(monitor, workload) and selector_matches(selector, workload.labels)
+            for workload in workloads
+        )
+    services = [obj for obj in objects if obj.get("kind") == "Service"]
+    return not services or any(
+        selector_matches(selector, metadata_of(service).get("labels") or {}) for service in services
+    )
+
+
 def _about_warmgate(monitor: Mapping[str, Any], workloads: Sequence[Workload]) -> bool:
     if "warmgate" in str(metadata_of(monitor).get("name", "")):
         return True
@@ -142,12 +161,18 @@ def scraping(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> Iterat
 def monitors(
     objects: Sequence[Mapping[str, Any]], workloads: Sequence[Workload]
 ) -> Iterator[Finding]:
-    """WG004: a PodMonitor or ServiceMonitor about warmgate that selects no warmgate pod."""
+    """WG004: a PodMonitor or ServiceMonitor that scrapes no warmgate pod, when it is about
+    warmgate (named so, or aimed at warmgate's port name) or selects nothing at all among the
+    inputs. A monitor of another app among the inputs is left alone."""
     gated = [workload for workload in workloads if workload.gates()]
+    if not gated:
+        return
     for monitor in objects:
-        if monitor.get("kind") not in MONITOR_KINDS or not _about_warmgate(monitor, gated):
+        if monitor.get("kind") not in MONITOR_KINDS:
             continue
         if any(_selects(monitor, workload, objects) for workload in gated):
+            continue
+        if not _about_warmgate(monitor, gated) and _selects_something(monitor, workloads, objects):
             continue
         metadata = metadata_of(monitor)
         yield Finding(
