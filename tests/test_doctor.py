@@ -382,3 +382,38 @@ def test_a_namespace_labelled_for_the_webhook_and_a_misspelt_opt_in(tmp_path: Pa
     assert finding["id"] == "WG014"
     assert finding["path"] == "spec.template.metadata.annotations['warmgate.io/inject']"
     assert "neither enabled nor disabled" in finding["message"]
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        {"warmgate.io/inject": "enabled"},
+        {"warmgate.io/inject": "enabled", "warmgate.io/config": "web-warmgate"},
+        {
+            "warmgate.io/inject": "enabled",
+            "warmgate.io/url": "http://127.0.0.1:8080/",
+            "warmgate.io/p95": "200ms",
+        },
+    ],
+    ids=["default config map", "named config map", "inline config"],
+)
+def test_the_pods_the_webhook_writes_are_clean(annotations: dict[str, str], tmp_path: Path) -> None:
+    """The pod the webhook's own decision makes (its patch applied), as the API server stores it."""
+    import jsonpatch
+
+    from warmgate.kube.admission import Outcome, decide
+    from warmgate.kube.inject_parts import InjectOptions
+
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+        "spec": yaml.safe_load(PLAIN)["spec"]["template"]["spec"],
+    }  # fmt: skip
+    review = {"uid": "1", "kind": {"kind": "Pod"}, "operation": "CREATE", "object": pod}
+    decision = decide(review, InjectOptions(config_map="warmgate"), namespace_opted_in=False)
+    assert decision.outcome is Outcome.MUTATED
+    mutated = jsonpatch.apply_patch(pod, list(decision.patch))
+    code, report = doctor_json(str(write(tmp_path, [mutated])))
+    assert code == 0, report
+    assert report["summary"]["workloads"] == 1
+    assert all(finding["severity"] == "info" for finding in report["findings"])
