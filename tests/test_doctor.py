@@ -135,7 +135,7 @@ BROKEN: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str, str, str]] 
     ),
     "a WARMGATE_ variable the loader refuses": (
         lambda o: sidecar(o).update(env=[{"name": "WARMGATE_P95", "value": "fast"}]),
-        "WG007", "deployment/web", "spec.template.spec.initContainers[0].args",
+        "WG007", "deployment/web", "spec.template.spec.initContainers[0].env",
     ),
     "cpu limit too small for the concurrency in args": (
         lambda o: (sidecar(o)["args"].extend(["--concurrency", "64"]),

@@ -22,6 +22,7 @@ Theory of operation:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -332,8 +333,26 @@ def _settings(
     objects: Sequence[Mapping[str, Any]],
     read_args: ArgsReader,
 ) -> RunSettings:
-    """What ``gate`` runs with, loaded as ``run`` loads it."""
+    """What ``gate`` runs with, loaded as ``run`` loads it. A refusal is blamed on the
+    container's ``env`` when the same container without its ``WARMGATE_*`` variables loads."""
     literal, environment = _environment(gate.container, objects, workload.namespace)
+    settings = _load(workload, gate, objects, read_args, literal, environment)
+    flags_from_env = {key for key in literal if key.startswith("WARMGATE_")}
+    if settings.problem and flags_from_env:
+        without = {key: value for key, value in literal.items() if key not in flags_from_env}
+        if not _load(workload, gate, objects, read_args, without, environment).problem:
+            return dataclasses.replace(settings, problem_path="env")
+    return settings
+
+
+def _load(  # noqa: PLR0917 - the container and the two views of its environment
+    workload: Workload,
+    gate: GateContainer,
+    objects: Sequence[Mapping[str, Any]],
+    read_args: ArgsReader,
+    literal: dict[str, str],
+    environment: _Environment,
+) -> RunSettings:
     try:
         params = read_args(gate.role, gate.args, literal)
     except ConfigError as exc:
