@@ -1,5 +1,5 @@
 """The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
-``schema``, ``inject``, ``uninject``, ``paths`` and ``webhook``.
+``schema``, ``inject``, ``uninject``, ``paths``, ``webhook`` and ``doctor``.
 
 This is the only module that turns errors into exit codes (see :mod:`warmgate.kernel.errors`).
 Every flag also reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read
@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from warmgate import __version__
+from warmgate.cli.doctor import doctor_command
 from warmgate.cli.inject import inject, uninject
 from warmgate.cli.options import F, env_name, option, with_config_flags
 from warmgate.cli.paths import paths
@@ -232,6 +233,7 @@ app.command()(reports_errors(inject))
 app.command()(reports_errors(uninject))
 app.command()(reports_errors(paths))
 app.command()(reports_errors(webhook))
+app.command("doctor")(reports_errors(doctor_command(app)))
 
 
 def main() -> None:
