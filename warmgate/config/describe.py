@@ -9,6 +9,7 @@ Reads the model only: no I/O.
 
 from __future__ import annotations
 
+from warmgate.config.grpc_target import GrpcTarget
 from warmgate.config.journey import Journey
 from warmgate.config.model import Config
 from warmgate.config.tls import TlsConfig
@@ -39,6 +40,8 @@ def describe(config: Config, secrets: Secrets) -> str:
                 what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
             expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
             what += f" ({expect}timeout {format_duration(sql.timeout)})"
+        elif target.grpc is not None:
+            what = describe_grpc(target.grpc)
         elif target.journey is not None:
             what = f"a journey of {len(target.journey.steps)} steps"
         cap = f", at most {target.rate:g} req/s" if target.rate else ""
@@ -117,6 +120,17 @@ def describe_journey(journey: Journey) -> list[str]:
         "counts as a failure with its reason"
     )
     return lines
+
+
+def describe_grpc(grpc: GrpcTarget) -> str:
+    """A gRPC target in words, for ``validate``: the call, what succeeds, how it connects."""
+    what = f"gRPC {grpc.method} at {grpc.address} (expect {', '.join(map(str, grpc.expect))}"
+    what += f", timeout {format_duration(grpc.timeout)})"
+    what += ", plaintext" if grpc.plaintext else f", {describe_tls(grpc.tls)}"
+    if grpc.confirm_read_only:
+        what += ", confirmed read-only"
+    source = f"descriptor set {grpc.descriptor_set}" if grpc.descriptor_set else "server reflection"
+    return f"{what}; types from {source}"
 
 
 def describe_tls(settings: TlsConfig | None) -> str:
