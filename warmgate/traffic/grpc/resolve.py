@@ -9,7 +9,8 @@ into bytes) and nothing else: answers are dropped unread, like HTTP bodies. The 
 - the server's reflection service, asked once when the first probe reaches the port:
   ``grpc.reflection.v1`` first, then ``grpc.reflection.v1alpha`` (the same messages under another
   package, so one set of client-side protos from grpcio-reflection speaks both). The file that
-  holds the service is asked for, then any dependency the answers did not bring.
+  holds the service is asked for, then any dependency the answers did not bring; each question
+  is a call of its own (one request, one answer), which the stream allows.
 
 Either way the files go into a private ``DescriptorPool`` (dependencies first; the well-known
 types come from protobuf itself when a set leaves them out) and the request's class comes from
@@ -228,31 +229,33 @@ async def _ask(
     ``service``; ``None`` and the services offered when the server does not know it."""
     from grpc_reflection.v1alpha import reflection_pb2 as pb
 
-    call: Any = channel.stream_stream(
+    # Each question is its own call of one request and one answer: the stream allows that, and
+    # a server without the service then ends the call with UNIMPLEMENTED reliably (writing to a
+    # stream the server has already ended races with its status, which grpcio then reports as
+    # INTERNAL).
+    call: Any = channel.unary_unary(
         f"/{service}.ServerReflection/ServerReflectionInfo",
         request_serializer=pb.ServerReflectionRequest.SerializeToString,
         response_deserializer=pb.ServerReflectionResponse.FromString,
-    )()
-    try:
-        await call.write(pb.ServerReflectionRequest(file_containing_symbol=symbol))
-        answer = await call.read()
-        if answer.HasField("error_response"):
-            await call.write(pb.ServerReflectionRequest(list_services=""))
-            listing = await call.read()
-            return None, [item.name for item in listing.list_services_response.service]
-        files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-        _collect(files, answer)
-        while missing := _missing(files):
-            for name in missing:
-                await call.write(pb.ServerReflectionRequest(file_by_filename=name))
-                answer = await call.read()
-                if answer.HasField("error_response"):  # left to the pool's error or protobuf
-                    files[name] = _well_known(name) or descriptor_pb2.FileDescriptorProto(name=name)
-                else:
-                    _collect(files, answer)
-        return list(files.values()), []
-    finally:
-        call.cancel()
+    )
+
+    async def ask(**request: str) -> Any:
+        return await call(pb.ServerReflectionRequest(**request), timeout=REFLECTION_TIMEOUT)
+
+    answer = await ask(file_containing_symbol=symbol)
+    if answer.HasField("error_response"):
+        listing = await ask(list_services="")
+        return None, [item.name for item in listing.list_services_response.service]
+    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    _collect(files, answer)
+    while missing := _missing(files):
+        for name in missing:
+            answer = await ask(file_by_filename=name)
+            if answer.HasField("error_response"):  # left to the pool's error or protobuf
+                files[name] = _well_known(name) or descriptor_pb2.FileDescriptorProto(name=name)
+            else:
+                _collect(files, answer)
+    return list(files.values()), []
 
 
 def _collect(files: dict[str, descriptor_pb2.FileDescriptorProto], answer: Any) -> None:
