@@ -118,7 +118,7 @@ class Seen:
 
 
 class GrpcApp:
-    """A grpcio aio server in a thread of its own, on 127.0.0.1 port 0."""
+    """A grpcio aio server in a thread of its own, on 127.0.0.1 ``port`` (0: a free one)."""
 
     def __init__(
         self,
@@ -129,6 +129,7 @@ class GrpcApp:
         cold: Cold | None = None,
         tls: tuple[bytes, bytes] | None = None,
         serving: bool = True,
+        port: int = 0,
     ) -> None:
         self.reflection = reflection_service
         self.reflection_v1 = reflection_v1
@@ -137,7 +138,7 @@ class GrpcApp:
         self.tls = tls
         self.serving = serving
         self.seen = Seen()
-        self.port = 0
+        self.port = port
         self._in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -154,8 +155,8 @@ class GrpcApp:
         return self
 
     def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._stop is not None:
+        """Stop serving and join the thread (again: nothing)."""
+        if self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
 
@@ -227,11 +228,11 @@ class GrpcApp:
                 "grpc.reflection.v1.ServerReflection", {"ServerReflectionInfo": v1}
             ),))  # fmt: skip
         if self.tls is None:
-            self.port = server.add_insecure_port("127.0.0.1:0")
+            self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         else:
             key, chain = self.tls
             credentials = grpc.ssl_server_credentials([(key, chain)])
-            self.port = server.add_secure_port("127.0.0.1:0", credentials)
+            self.port = server.add_secure_port(f"127.0.0.1:{self.port}", credentials)
         await server.start()
         self._stop = asyncio.Event()
         self._started.set()
@@ -250,11 +251,7 @@ class GrpcApp:
                 if self.seen.first_call is None:
                     self.seen.first_call = now
                 capacity, latency = self.cold.at(now - self.seen.first_call)
-                if (
-                    self.seen.warm_at is None
-                    and capacity >= self.cold.full_capacity
-                    and latency <= self.cold.base_latency
-                ):
+                if self.seen.warm_at is None and now - self.seen.first_call >= self.cold.warm_after:
                     self.seen.warm_at = now
                 if self._in_flight >= capacity:
                     self.seen.unavailable += 1

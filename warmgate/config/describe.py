@@ -68,6 +68,8 @@ def describe(config: Config, secrets: Secrets) -> str:
     action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
     lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
     wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
+    if any(target.grpc is not None for target in config.targets):
+        wait_what += " (gRPC targets: and their health service says SERVING, if they offer one)"
     if config.wait.tls is not None:
         wait_what += f" ({describe_tls(config.wait.tls)})"
     lines.append(f"wait: until {wait_what}, at most {format_duration(config.wait.timeout)}")
