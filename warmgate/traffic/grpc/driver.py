@@ -13,12 +13,12 @@ Theory of operation:
   the standard health service, ``grpc.health.v1.Health/Check``, and the target is up when it
   answers ``SERVING`` (or when the server offers no health service: its port is all there is);
 - each call renders the request (JSON, parsed into the request type and serialized; a constant
-  request is serialized once) and sends it with the metadata and the target's deadline. The
-  answer's bytes are dropped unparsed, like HTTP bodies. A status in ``expect`` is a success;
-  ``DEADLINE_EXCEEDED`` a timeout (slow and failed); a channel that could not connect a
-  connection error (``connection refused``: the load pauses, the supervisor's port watch re-arms);
-  any other status a failure named by its code, which the gate's reason counts
-  (``UNAVAILABLE 12%``).
+  request is serialized once, and a short rendering seen recently reuses its bytes) and sends
+  it with the metadata and the target's deadline. The answer's bytes are dropped unparsed, like
+  HTTP bodies. A status in ``expect`` is a success; ``DEADLINE_EXCEEDED`` a timeout (slow and
+  failed); a channel that could not connect a connection error (``connection refused``: the
+  load pauses, the supervisor's port watch re-arms); any other status a failure named by its
+  code, which the gate's reason counts (``UNAVAILABLE 12%``).
 
 Every call carries ``x-warmgate: 1`` and ``traffic.headers`` as metadata, and
 ``traffic.user_agent`` as the channel's user agent, as HTTP requests do.
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 HEALTH_TIMEOUT = 2.0
 """Seconds a health check (or the reflection it follows) may take in the wait phase."""
 MARKER = ("x-warmgate", "1")
+CACHED_REQUESTS = 4096
+CACHED_REQUEST_CHARS = 1024
+"""Rendered requests up to this long keep their bytes, the last few thousand distinct ones."""
 CHANNEL_OPTIONS = (
     # A restarted server is reconnected to within a second, not gRPC's default two minutes.
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -168,6 +171,7 @@ class GrpcDriver:
         self._metadata = self._fixed + tuple((k, t.render()) for k, t in plan.metadata)
         self._call: Any = None
         self._payload: bytes | None = None
+        self._serialized: dict[str, bytes] = {}
         self.resolved: Resolved | None = None
         if plan.resolved is not None:
             self._use(plan.resolved)
@@ -203,11 +207,19 @@ class GrpcDriver:
             self._payload = self._serialize()
 
     def _serialize(self) -> bytes:
+        """The rendered request as bytes; the bytes of a recent rendering are reused, since
+        parsing JSON into a message costs more than the rest of the call's client work."""
         from google.protobuf import json_format
 
         assert self.resolved is not None  # noqa: S101 - called once resolved
-        message = json_format.Parse(self._plan.request.render(), self.resolved.request_class())
-        data: bytes = message.SerializeToString()
+        text = self._plan.request.render()
+        data = self._serialized.get(text)
+        if data is None:
+            data = json_format.Parse(text, self.resolved.request_class()).SerializeToString()
+            if len(text) <= CACHED_REQUEST_CHARS:
+                if len(self._serialized) >= CACHED_REQUESTS:
+                    self._serialized.clear()
+                self._serialized[text] = data
         return data
 
     async def resolve(self) -> Resolved:
