@@ -146,3 +146,30 @@ def test_describe_and_advice(tmp_path: Path) -> None:
     assert any(w.startswith("targets[0].grpc.timeout 30s is longer") for w in warnings)
     assert any(w.startswith("targets[0].grpc.tls.verify is false") for w in warnings)
     del secrets
+
+
+def test_without_the_grpc_extra_a_grpc_target_is_a_config_error(tmp_path: Path) -> None:
+    """An installation without warmgate[grpc] refuses a gRPC target with exit 2 and the fix.
+
+    The interpreter is told grpcio is absent (``sys.modules["grpc"] = None`` makes importing it
+    fail, as in an installation without it)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "warmup.yaml"
+    path.write_text(
+        "targets:\n  - grpc: {address: '127.0.0.1:9', method: a.B/GetC, plaintext: true}\n"
+    )
+    code = (
+        "import sys; sys.modules['grpc'] = None\n"
+        "from warmgate.cli.main import main\n"
+        f"sys.argv = ['warmgate', 'validate', '--config', {str(path)!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "targets[0].grpc: gRPC targets need grpcio" in result.stderr
+    assert "pip install 'warmgate[grpc]'" in result.stderr
+    assert "Traceback" not in result.stderr

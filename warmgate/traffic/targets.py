@@ -154,13 +154,29 @@ def _compile(
             tls = _journey_tls(target.journey, journey, where, load)
             compiled.append(CompiledTarget(target, journey=journey, tls=tls))
         elif target.grpc is not None:
+            field = f"{where}.grpc"
+            _need_grpc(field)
             from warmgate.traffic.grpc.driver import GrpcPlan
 
-            field = f"{where}.grpc"
             tls = None if target.grpc.plaintext else load(target.grpc.tls, f"{field}.tls")
             grpc = GrpcPlan.compile(target.grpc, templates, field, tls)
             compiled.append(CompiledTarget(target, grpc=grpc))
     return Compiled(compiled, _compile_wait(config, compiled, load))
+
+
+def _need_grpc(field: str) -> None:
+    """A ConfigError naming ``field`` when the optional gRPC libraries are not installed."""
+    import importlib
+
+    try:
+        for module in ("grpc", "grpc_health.v1", "grpc_reflection.v1alpha", "google.protobuf"):
+            importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"{field}: gRPC targets need grpcio, grpcio-health-checking, grpcio-reflection and "
+            "protobuf, which this installation lacks; install warmgate[grpc] (pip install "
+            "'warmgate[grpc]'), or build the image with --build-arg EXTRAS=[grpc]."
+        ) from None
 
 
 def compile_targets(
