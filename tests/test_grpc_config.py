@@ -173,3 +173,24 @@ def test_without_the_grpc_extra_a_grpc_target_is_a_config_error(tmp_path: Path) 
     assert "targets[0].grpc: gRPC targets need grpcio" in result.stderr
     assert "pip install 'warmgate[grpc]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_metadata_secrets_are_never_shown(tmp_path: Path) -> None:
+    """A ${VAR} secret in metadata stays out of validate's plan and of template errors."""
+    path = tmp_path / "warmup.yaml"
+    path.write_text(
+        "targets:\n  - name: catalog\n    grpc:\n      address: 127.0.0.1:9\n"
+        "      method: warm.v1.Catalog/GetItem\n      plaintext: true\n"
+        "      metadata: {authorization: 'Bearer ${API_TOKEN}'}\n"
+    )
+    token = "s3cr3t-token-value"  # noqa: S105 - a test value, checked to stay hidden
+    shown = run_cli("validate", "--config", str(path), env={"API_TOKEN": token})
+    assert shown.returncode == 0, shown.stderr
+    assert token not in shown.stdout + shown.stderr
+    path.write_text(
+        path.read_text().replace("'Bearer ${API_TOKEN}'", "'Bearer ${API_TOKEN}{{ nope }}'")
+    )
+    refused = run_cli("validate", "--config", str(path), env={"API_TOKEN": token})
+    assert refused.returncode == 2
+    assert "targets[0].grpc.metadata.authorization" in refused.stderr
+    assert token not in refused.stdout + refused.stderr
