@@ -274,6 +274,12 @@ def test_tls_with_an_internal_ca(tmp_path: Path) -> None:
         _, refused = with_driver(public, body)
         assert refused.outcome == CONNECTION_ERROR
         assert refused.detail == "TLS handshake failed"
+        # Through reflection, the wait phase says why it is not up yet.
+        untrusted = config(app.port, plaintext=False)
+        waiting = with_driver(untrusted, lambda driver: driver.probe())
+        assert waiting is not None
+        assert waiting.reach is Reach.BUSY
+        assert waiting.reason == f"127.0.0.1:{app.port}: TLS handshake failed"
     finally:
         app.stop()
     with pytest.raises(ConfigError) as caught:

@@ -41,7 +41,13 @@ from warmgate.decide.outcomes import CONNECTION_ERROR, ERROR, OK, TIMEOUT, UNEXP
 from warmgate.decide.reach import Down, Reach
 from warmgate.kernel.errors import ConfigError
 from warmgate.traffic.driver import Outcome
-from warmgate.traffic.grpc.resolve import Resolved, Unreachable, read_descriptor_set, reflect
+from warmgate.traffic.grpc.resolve import (
+    Resolved,
+    Unreachable,
+    connection_detail,
+    read_descriptor_set,
+    reflect,
+)
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.templating import Constant, Template, Templates
 from warmgate.traffic.tls import Tls, read_pem
@@ -328,24 +334,6 @@ class GrpcDriver:
     async def aclose(self) -> None:
         """Close the channel."""
         await self._channel.close()
-
-
-def connection_detail(details: str) -> str | None:
-    """What went wrong with the connection, from an UNAVAILABLE status's details when the
-    channel could not connect (grpcio says so only in words); ``None`` when the server answered
-    UNAVAILABLE itself."""
-    text = details.lower()
-    if "connection refused" in text:
-        return "connection refused"
-    if "handshake" in text or "ssl" in text or "certificate" in text:
-        return "TLS handshake failed"
-    if "dns" in text or "name resolution" in text:
-        return "host name not found"
-    if "failed to connect" in text or ("connect" in text and "failed" in text):
-        return "connection failed"
-    if "socket closed" in text or "connection reset" in text or "broken pipe" in text:
-        return "server disconnected"
-    return None
 
 
 async def describe_method(name: str, plan: GrpcPlan, traffic: TrafficConfig) -> str:

@@ -204,7 +204,8 @@ async def reflect(channel: grpc.aio.Channel, target: GrpcTarget, where: str) -> 
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 continue
-            raise Unreachable(f"reflection answered {exc.code().name}") from None
+            why = connection_detail(exc.details() or "") or f"reflection answered {exc.code().name}"
+            raise Unreachable(why) from None
         except TimeoutError:
             raise Unreachable("reflection did not answer in time") from None
         source = f"server reflection ({service.rpartition('.')[2]}) of {target.address}"
@@ -267,3 +268,21 @@ def _collect(files: dict[str, descriptor_pb2.FileDescriptorProto], answer: Any) 
 def _missing(files: dict[str, descriptor_pb2.FileDescriptorProto]) -> list[str]:
     wanted = {dependency for file in files.values() for dependency in file.dependency}
     return sorted(wanted - files.keys())
+
+
+def connection_detail(details: str) -> str | None:
+    """What went wrong with the connection, from an UNAVAILABLE status's details when the
+    channel could not connect (grpcio says so only in words); ``None`` when the server answered
+    UNAVAILABLE itself."""
+    text = details.lower()
+    if "connection refused" in text:
+        return "connection refused"
+    if "handshake" in text or "ssl" in text or "certificate" in text:
+        return "TLS handshake failed"
+    if "dns" in text or "name resolution" in text:
+        return "host name not found"
+    if "failed to connect" in text or ("connect" in text and "failed" in text):
+        return "connection failed"
+    if "socket closed" in text or "connection reset" in text or "broken pipe" in text:
+        return "server disconnected"
+    return None
