@@ -130,12 +130,14 @@ class GrpcApp:
         tls: tuple[bytes, bytes] | None = None,
         serving: bool = True,
         port: int = 0,
+        client_ca: bytes | None = None,
     ) -> None:
         self.reflection = reflection_service
         self.reflection_v1 = reflection_v1
         self.health = health
         self.cold = cold
         self.tls = tls
+        self.client_ca = client_ca
         self.serving = serving
         self.seen = Seen()
         self.port = port
@@ -231,7 +233,11 @@ class GrpcApp:
             self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         else:
             key, chain = self.tls
-            credentials = grpc.ssl_server_credentials([(key, chain)])
+            credentials = grpc.ssl_server_credentials(
+                [(key, chain)],
+                root_certificates=self.client_ca,
+                require_client_auth=self.client_ca is not None,
+            )
             self.port = server.add_secure_port(f"127.0.0.1:{self.port}", credentials)
         await server.start()
         self._stop = asyncio.Event()

@@ -285,3 +285,41 @@ def test_tls_with_an_internal_ca(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         compile_config(config(1, plaintext=False, tls={"verify": False}))
     assert "targets[0].grpc.tls.verify: grpcio cannot accept a certificate" in str(caught.value)
+
+
+def test_mutual_tls_with_the_key_beside_or_inside_the_certificate(tmp_path: Path) -> None:
+    """A server that requires a client certificate accepts warmgate's, whether its key is in
+    client_key or in the client_cert file; without one the handshake fails."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("app.internal")
+    client = ca.issue_cert("warmgate.internal")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert_file, key_file, both = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "both.pem"
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    client.private_key_pem.write_to_path(str(key_file))
+    client.private_key_and_cert_chain_pem.write_to_path(str(both))
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+    app = GrpcApp(tls=(leaf.private_key_pem.bytes(), chain), client_ca=ca.cert_pem.bytes())
+    app.start()
+    try:
+        base = {"ca_file": str(ca_file), "server_name": "app.internal"}
+
+        async def body(driver: GrpcDriver) -> tuple[Any, Any]:
+            return await driver.probe(), await driver.execute()
+
+        for extra in (
+            {"client_cert": str(cert_file), "client_key": str(key_file)},
+            {"client_cert": str(both)},
+        ):
+            down, outcome = with_driver(
+                config(app.port, plaintext=False, tls={**base, **extra}), body
+            )
+            assert down is None
+            assert outcome.outcome == OK
+        without = with_driver(config(app.port, plaintext=False, tls=base), body)[0]
+        assert without is not None
+        assert without.reach is Reach.BUSY
+        assert without.reason == f"127.0.0.1:{app.port}: server disconnected"
+    finally:
+        app.stop()

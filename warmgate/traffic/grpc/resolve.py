@@ -281,8 +281,9 @@ def connection_detail(details: str) -> str | None:
         return "TLS handshake failed"
     if "dns" in text or "name resolution" in text:
         return "host name not found"
+    if "socket closed" in text or "connection reset" in text or "broken pipe" in text:
+        # Also a TLS server refusing a client without the certificate it requires.
+        return "server disconnected"
     if "failed to connect" in text or ("connect" in text and "failed" in text):
         return "connection failed"
-    if "socket closed" in text or "connection reset" in text or "broken pipe" in text:
-        return "server disconnected"
     return None
