@@ -171,6 +171,13 @@ class GrpcTarget(StrictModel):
             checked[key] = value
         return checked
 
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _no_booleans(cls, codes: object) -> object:
+        if isinstance(codes, list) and any(isinstance(code, bool) for code in codes):
+            raise ValueError("true and false are not gRPC status codes; write a name such as OK")
+        return codes
+
     @field_validator("expect")
     @classmethod
     def _expect(cls, codes: list[str | int]) -> list[str | int]:
