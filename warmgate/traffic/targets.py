@@ -158,8 +158,9 @@ def _compile(
             _need_grpc(field)
             from warmgate.traffic.grpc.driver import GrpcPlan
 
-            tls = None if target.grpc.plaintext else load(target.grpc.tls, f"{field}.tls")
-            grpc = GrpcPlan.compile(target.grpc, templates, field, tls)
+            if not target.grpc.plaintext:  # the files checked, their warnings given, once
+                load(target.grpc.tls, f"{field}.tls")
+            grpc = GrpcPlan.compile(target.grpc, templates, field)
             compiled.append(CompiledTarget(target, grpc=grpc))
     return Compiled(compiled, _compile_wait(config, compiled, load))
 

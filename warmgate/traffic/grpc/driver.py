@@ -47,10 +47,11 @@ from warmgate.traffic.grpc.resolve import (
     connection_detail,
     read_descriptor_set,
     reflect,
+    resolve_in,
 )
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.templating import Constant, Template, Templates
-from warmgate.traffic.tls import Tls, read_pem
+from warmgate.traffic.tls import read_pem
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -95,21 +96,18 @@ class GrpcPlan:
     resolved: Resolved | None
 
     @classmethod
-    def compile(
-        cls, target: GrpcTarget, templates: Templates, where: str, tls: Tls | None
-    ) -> GrpcPlan:
-        """Compile the templates (each rendered once), take the TLS files and, with a
-        descriptor set, resolve the method and check that the request parses as its type."""
+    def compile(cls, target: GrpcTarget, templates: Templates, where: str) -> GrpcPlan:
+        """Compile the templates (each rendered once), take the TLS files (checked already by
+        :func:`~warmgate.traffic.tls.load_tls`) and, with a descriptor set, resolve the method
+        and check that the request parses as its type."""
         request = templates.compile(target.request, f"{where}.request")
         metadata = tuple(
             (name, templates.compile(value, f"{where}.metadata.{name}"))
             for name, value in target.metadata.items()
         )
-        credentials = None if target.plaintext else _credentials(target.tls, tls, where)
+        credentials = None if target.plaintext else _credentials(target.tls, where)
         resolved = None
         if target.descriptor_set is not None:
-            from warmgate.traffic.grpc.resolve import resolve_in
-
             field = f"{where}.descriptor_set"
             files = read_descriptor_set(target.descriptor_set, field)
             resolved = resolve_in(files, target, where, f"descriptor set {target.descriptor_set}")
@@ -117,7 +115,8 @@ class GrpcPlan:
         return cls(target, request, metadata, target.host, target.port, credentials, resolved)
 
 
-def _credentials(settings: TlsConfig | None, tls: Tls | None, where: str) -> GrpcCredentials:
+def _credentials(settings: TlsConfig | None, where: str) -> GrpcCredentials:
+    """The PEM bytes of ``settings`` for grpcio: the CAs to trust, the client's key and chain."""
     settings = settings or TlsConfig()
     field = f"{where}.tls"
     if not settings.verify:
@@ -125,7 +124,6 @@ def _credentials(settings: TlsConfig | None, tls: Tls | None, where: str) -> Grp
             f"{field}.verify: grpcio cannot accept a certificate without checking it; trust the "
             "server's CA (or its self-signed certificate) with ca_file instead."
         )
-    del tls  # load_tls checked the files (PEM, the key belongs to its certificate, the dates)
     if settings.ca_file is not None:
         roots = "".join(
             block.text + "\n" for block in read_pem(settings.ca_file, f"{field}.ca_file")
