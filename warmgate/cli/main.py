@@ -142,8 +142,20 @@ def validate(flags: dict[str, Any]) -> None:
     from warmgate.traffic.targets import compile_config
 
     config, secrets = load_from_flags(flags)
-    compile_config(config, secrets.warn, secrets=secrets)
+    compiled = compile_config(config, secrets.warn, secrets=secrets)
     typer.echo(describe(config, secrets))
+    methods = [(item.target.name, item.grpc) for item in compiled.targets if item.grpc]
+    if methods:
+        import asyncio
+
+        from warmgate.traffic.grpc.driver import describe_method
+
+        async def resolve_all() -> list[str]:
+            return [await describe_method(n, plan, config.traffic) for n, plan in methods]
+
+        typer.echo("grpc methods:")
+        for (name, _), line in zip(methods, asyncio.run(resolve_all()), strict=True):
+            typer.echo(secrets.redact(f"  - {name}: {line}"))
 
 
 @app.command()
