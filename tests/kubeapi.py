@@ -118,12 +118,15 @@ class KubeApi:
     def table(self) -> str:
         """The Events as ``kubectl events --for pod/NAME`` prints them."""
         rows = [("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")]
+        events = []
         for event in self.created():
             series = event.get("series")
             seen = series["lastObservedTime"] if series else event["eventTime"]
-            count = f" (x{series['count']})" if series else ""
+            events.append((seen, series["count"] if series else 1, event))
+        for seen, count, event in sorted(events, key=lambda item: item[0]):
+            times = f" (x{count})" if count > 1 else ""
             pod = f"Pod/{event['regarding']['name']}"
-            rows.append((seen[11:19] + count, event["type"], event["reason"], pod, event["note"]))
+            rows.append((seen[11:19] + times, event["type"], event["reason"], pod, event["note"]))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         return "\n".join(
             "   ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))

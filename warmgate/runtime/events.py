@@ -67,6 +67,7 @@ class EventRelay:
         self._spawn = spawn
         self._poster: Any = None
         self._full = False
+        self._closed = False
         self.sent = 0
         self.dropped = 0
 
@@ -103,6 +104,8 @@ class EventRelay:
 
     def _send(self, post: Post) -> None:
         poster = self._poster
+        if self._closed:
+            return
         if poster is None or poster.poll() is not None:
             try:
                 poster = self._poster = self._spawn(self.log_format)
@@ -137,6 +140,7 @@ class EventRelay:
         """Stop the poster: its pipe closes, and it is asked to end."""
         poster = self._poster
         self._poster = None
+        self._closed = True
         if poster is None:
             return
         with contextlib.suppress(OSError):
