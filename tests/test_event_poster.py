@@ -178,3 +178,36 @@ def test_in_a_cluster_a_rotated_token_is_read_again(api: KubeApi, tmp_path: Path
     assert api.tokens[-1] == "second-token"
     assert len(api.created()) == 2
     assert out.getvalue() == ""
+
+
+def test_the_relay_ends_an_idle_poster_and_the_next_stays_quiet_about_what_was_said(
+    api: KubeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import poll
+    from warmgate.runtime.events import IDLE_CLOSE, EventRelay
+    from warmgate.serve.status import Status
+
+    api.mode = "forbidden"
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(api, tmp_path)))
+    out = io.StringIO()
+    relay = EventRelay(POD, Log(out, secrets=Secrets()), "json")
+    now = 1_780_000_000.0
+    waiting = Status("waiting", False, "starting", now, now, now, mode="run")
+    warming = Status("warming", False, "priming has started", now, now, now, mode="run")
+    try:
+        relay.observe(waiting, warming, now)
+        poll(lambda: "events_failed" in capfd.readouterr().out, what="the 403 said")
+        first = relay._poster
+        relay.tick(now + IDLE_CLOSE)  # nothing to send for a while: its pipe closes, it ends
+        assert relay._poster is None
+        assert poll(lambda: first.poll() is not None, what="the idle poster to end")
+        assert first.returncode == 7  # it ended still refused (403)
+        ready = Status("ready", True, "warm", now, now, now, outcome="warm", mode="run")
+        relay.observe(warming, ready, now + IDLE_CLOSE + 1)
+        assert relay._said == 7
+        assert relay._poster is not None
+    finally:
+        relay.close()
+    assert len(api.requests) == 1  # the next poster waits a minute before its first try
+    assert "events_failed" not in capfd.readouterr().out  # and says nothing new
+    assert out.getvalue() == ""

@@ -14,8 +14,6 @@ from tests.helpers import WarmgateProcess, http_get, items_url, poll
 from tests.kubeapi import TOKEN, KubeApi, kube_api, kubeconfig
 from warmgate.demo.simapp import Behavior, SimApp
 
-pytestmark = pytest.mark.slow
-
 COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=300)
 NEVER_WARM = Behavior(start_capacity=1, full_capacity=1, base_latency=0.002)
 FAST_GATE = ["--concurrency", "8", "--window", "2s", "--hold", "1s", "--min-requests", "20"]
@@ -53,6 +51,7 @@ def assert_no_token(*surfaces: str) -> None:
         assert "BEGIN CERTIFICATE" not in text
 
 
+@pytest.mark.slow
 def test_a_cold_app_warms_with_events_and_a_restart_rearms(
     sim_app: Callable[..., SimApp], api: KubeApi, tmp_path: Path
 ) -> None:

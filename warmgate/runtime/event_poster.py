@@ -45,6 +45,9 @@ TIMEOUT = 5.0
 PENDING_LIMIT = 64
 """Events kept while the API server cannot be reached; older ones are dropped."""
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+FAILING = ("config", "timeout", "connect", "status 401", "status 403", "status 404")
+"""Failures a poster may end with; it exits with ``3 +`` the index (``3 + len``: another), so
+the next poster the relay starts is told what was said already and stays quiet about it."""
 
 
 class MissingError(Exception):
@@ -214,8 +217,25 @@ class Poster:
         self.sent += 1
 
 
-def serve(poster: Poster, fd: int) -> None:
-    """Read requests (JSON lines) from ``fd`` and send them, until it closes."""
+def exit_code(failure: str | None) -> int:
+    """What a poster exits with: 0, or the failure it has not got past (see :data:`FAILING`)."""
+    if failure is None:
+        return 0
+    return 3 + (FAILING.index(failure) if failure in FAILING else len(FAILING))
+
+
+def failure_of(code: int) -> str | None:
+    """The failure a poster that exited with ``code`` had said (``None``: none)."""
+    index = code - 3
+    if 0 <= index < len(FAILING):
+        return FAILING[index]
+    return "other" if index == len(FAILING) else None
+
+
+def serve(poster: Poster, fd: int) -> int:
+    """Read requests (JSON lines) from ``fd`` and send them until it closes (the relay closes it
+    when it has had nothing to send for a while); then one last try if one is due. The exit
+    code: :func:`exit_code`."""
     buffer = b""
     while True:
         now = time.monotonic()
@@ -224,7 +244,10 @@ def serve(poster: Poster, fd: int) -> None:
         if readable:
             chunk = os.read(fd, 65536)
             if not chunk:
-                return
+                now = time.monotonic()
+                if poster.due(now):
+                    poster.flush(now)
+                return exit_code(poster.failure)
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -240,14 +263,24 @@ def serve(poster: Poster, fd: int) -> None:
 
 
 def main() -> None:
-    """``python -m warmgate.runtime.event_poster LOG_FORMAT``: requests on standard input."""
+    """``python -m warmgate.runtime.event_poster LOG_FORMAT [SAID]``: requests on standard
+    input. ``SAID``: the exit code of the poster before, whose failure was said already: this
+    one stays quiet about the same failure and waits :data:`RETRY_AFTER` before its first try.
+    """
     log = Log.for_format(sys.argv[1] if len(sys.argv) > 1 else "json", Secrets())
+    poster = Poster(log)
+    said = failure_of(int(sys.argv[2])) if len(sys.argv) > 2 else None
+    if said is not None:
+        poster.failure = said
+        poster.retry_at = time.monotonic() + RETRY_AFTER
+    code = 0
     try:
-        serve(Poster(log), sys.stdin.fileno())
+        code = serve(poster, sys.stdin.fileno())
     except KeyboardInterrupt:
         pass
     finally:
         log.close()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ from warmgate.decide.events import Moment, Pod, Post, Recorder, notice_for
 from warmgate.serve.logs import Log
 from warmgate.serve.status import Status
 
+IDLE_CLOSE = 30.0
+"""Seconds without a request after which the relay closes the poster's pipe and the poster
+ends: Events come a handful per warm-up, so the poster (about 36 MiB) is resident only around
+them. A poster that cannot post ends too, dropping what waits, and the next one is told what was
+said already."""
 POD_VARIABLES = ("POD_NAME", "POD_NAMESPACE", "POD_UID")
 """The downward API variables that say which pod the Events are about."""
 
@@ -44,9 +49,9 @@ def moment_of(status: Status) -> Moment:
     return Moment(status.state, status.ready, status.reason, status.outcome, status.rearms)
 
 
-def spawn_poster(log_format: str) -> subprocess.Popen[bytes]:
-    """Start the poster with a pipe to its standard input."""
-    command = [sys.executable, "-m", "warmgate.runtime.event_poster", log_format]
+def spawn_poster(log_format: str, said: int = 0) -> subprocess.Popen[bytes]:
+    """Start the poster with a pipe to its standard input; ``said``: how the one before ended."""
+    command = [sys.executable, "-m", "warmgate.runtime.event_poster", log_format, str(said)]
     return subprocess.Popen(command, stdin=subprocess.PIPE)  # noqa: S603 - our own module
 
 
@@ -59,13 +64,17 @@ class EventRelay:
         log: Log,
         log_format: str = "json",
         *,
-        spawn: Callable[[str], Any] = spawn_poster,
+        spawn: Callable[[str, int], Any] = spawn_poster,
     ) -> None:
         self.recorder = Recorder(pod)
         self.log = log
         self.log_format = log_format
         self._spawn = spawn
         self._poster: Any = None
+        self._retired: Any = None
+        """The poster whose pipe was closed last: how it ended tells the next one."""
+        self._said = 0
+        self._last_sent = float("-inf")
         self._full = False
         self._closed = False
         self.sent = 0
@@ -95,20 +104,32 @@ class EventRelay:
         if notice is not None:
             post = self.recorder.record(notice, now)
             if post is not None:
-                self._send(post)
+                self._send(post, now)
 
     def tick(self, now: float) -> None:
-        """Let wall-clock time pass: series to finish or refresh."""
+        """Let wall-clock time pass: series to finish or refresh; an idle poster ends."""
         for post in self.recorder.tick(now):
-            self._send(post)
+            self._send(post, now)
+        poster = self._poster
+        if poster is not None and now - self._last_sent >= IDLE_CLOSE:
+            with contextlib.suppress(OSError):
+                poster.stdin.close()  # it ends after one last try, if one is due
+            self._retired, self._poster = poster, None
 
-    def _send(self, post: Post) -> None:
+    def _send(self, post: Post, now: float) -> None:
         poster = self._poster
         if self._closed:
             return
+        self._last_sent = now
         if poster is None or poster.poll() is not None:
+            ended = poster if poster is not None else self._retired
+            if ended is not None:
+                code = ended.poll()
+                # Still finishing (its last try): it said what it had to say, if anything.
+                self._said = code if code is not None else self._said
+                self._retired = None
             try:
-                poster = self._poster = self._spawn(self.log_format)
+                poster = self._poster = self._spawn(self.log_format, self._said)
             except OSError as exc:
                 self.log.event(
                     "events_failed", f"cannot start the Event poster ({exc.strerror}); dropped"
@@ -137,17 +158,18 @@ class EventRelay:
         self._full = True
 
     def close(self) -> None:
-        """Stop the poster: its pipe closes, and it is asked to end."""
-        poster = self._poster
-        self._poster = None
+        """Stop the posters: their pipes close, and they are asked to end."""
         self._closed = True
-        if poster is None:
-            return
-        with contextlib.suppress(OSError):
-            poster.stdin.close()
-        if poster.poll() is None:
-            poster.terminate()
-            try:
-                poster.wait(0.5)
-            except subprocess.TimeoutExpired:
-                poster.kill()
+        for poster in (self._poster, self._retired):
+            if poster is None:
+                continue
+            with contextlib.suppress(OSError):
+                poster.stdin.close()
+            if poster.poll() is None:
+                poster.terminate()
+                try:
+                    poster.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    poster.kill()
+                    poster.wait()
+        self._poster = self._retired = None
