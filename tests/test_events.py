@@ -206,3 +206,33 @@ def test_failures_say_what_is_missing() -> None:
     for sentence in (forbidden, failure_sentence("status", 500, detail="x")):
         assert "once a minute" in sentence
         assert "\n" not in sentence
+
+
+STATES = st.sampled_from(["waiting", "warming", "ready", "failed", "stopped"])
+MOMENTS = st.builds(
+    Moment,
+    STATES,
+    st.booleans(),
+    st.text(max_size=40),
+    st.sampled_from([None, "warm", "opened_on_timeout", "failed_closed"]),
+    st.integers(min_value=0, max_value=3),
+)
+
+
+@given(MOMENTS, MOMENTS)
+def test_only_a_change_is_worth_an_event_and_its_note_is_the_sentence_shown(
+    before: Moment, after: Moment
+) -> None:
+    assert notice_for(after, after) is None
+    found = notice_for(before, after)
+    if found is None:
+        return
+    assert found.note == note(after.reason)
+    assert found.type in ("Normal", "Warning")
+    assert re.fullmatch(r"[A-Z][A-Za-z]+", found.reason)
+    assert (found.type == "Warning") == (found.reason in ("OpenedOnTimeout", "FailedClosed"))
+    assert (before.state, before.outcome, before.rearms) != (
+        after.state,
+        after.outcome,
+        after.rearms,
+    )
