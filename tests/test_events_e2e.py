@@ -5,6 +5,7 @@ cold app, a fail-closed target and an app restart bring, and a run that cannot p
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -139,3 +140,24 @@ def test_a_run_that_cannot_post_is_ready_as_without_events(
         assert TOKEN not in json.dumps(gate.events)
         if mode == "forbidden":
             assert len(api.requests) == 1  # the next try waits a minute
+
+
+@pytest.mark.slow
+def test_warmgates_own_restart_while_the_app_is_warm_is_resumed(
+    sim_app: Callable[..., SimApp], api: KubeApi, tmp_path: Path
+) -> None:
+    app = sim_app(Behavior(start_capacity=64, full_capacity=64))
+    status_dir = tmp_path / "status"
+    args = ["run", "--url", items_url(app.port), *FAST_GATE, "--events", "--port", "0",
+            "--status-dir", str(status_dir)]  # fmt: skip
+    with WarmgateProcess(*args, env=pod_env(api, tmp_path)) as gate:
+        gate.wait_for(lambda e: e.get("event") == "phase" and e.get("ready") is True, 30)
+        poll(lambda: "Warm" in reasons(api), what="a Warm Event")
+        assert gate.stop(signal.SIGKILL) == -signal.SIGKILL
+    with WarmgateProcess(*args, env=pod_env(api, tmp_path)) as gate:
+        poll(lambda: "Resumed" in reasons(api), what="a Resumed Event")
+        gate.wait_for(lambda e: e.get("event") == "phase" and e.get("ready") is True, 30)
+        assert gate.stop() == 0
+    resumed = next(e for e in api.created() if e["reason"] == "Resumed")
+    assert resumed["note"] == "confirming the app is still warm after warmgate restarted"
+    assert api.problems == []
