@@ -20,9 +20,12 @@ them out with lightkube, which speaks the Kubernetes API over httpx:
   log line naming what is missing (for 403, the Role rule to add), and posting again after a
   failure in one more.
 
-It ends when the pipe closes (the supervisor ended). No token, certificate or header is ever
-logged: what is logged is :func:`~warmgate.decide.events.failure_sentence`'s sentence, which
-names the server's URL at most.
+It ends when the pipe closes: the relay closes it 30 s after the last request (so the poster is
+resident only around a warm-up's Events), or the supervisor ended; what it could not post by
+then is dropped, and its exit code tells the next poster which failure was said already.
+
+No token, certificate or header is ever logged: what is logged is the sentence of
+:func:`~warmgate.decide.events.failure_sentence`, which names the server's URL at most.
 """
 
 from __future__ import annotations
