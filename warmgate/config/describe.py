@@ -65,6 +65,11 @@ def describe(config: Config, secrets: Secrets) -> str:
     lines.append(f"after ready (run): {keep}, {rearm}")
     lines.append(f"serve: http://{config.server.host}:{config.server.port}")
     lines.append(f"status dir: {config.status_dir or '(none)'}")
+    if config.kubernetes.events:
+        lines.append(
+            "kubernetes events (run): about the pod POD_NAME in POD_NAMESPACE, posted with the "
+            "service account or KUBECONFIG"
+        )
     return secrets.redact("\n".join(lines))
 
 
