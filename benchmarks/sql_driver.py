@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import sqlalchemy
@@ -116,11 +117,32 @@ def warmgate_plan(database: str, accounts: int) -> SqlPlan:
     return SqlPlan.compile(target, Templates(), "benchmark", "pgbench")
 
 
+class Measured(NamedTuple):
+    """One run of warmgate's load generator and SQL driver."""
+
+    rate: float
+    """Queries per second."""
+    p50: float
+    """Milliseconds."""
+    p99: float
+    failures: int
+    cpu: float
+    """Microseconds of this process's CPU time per query (warmgate's own cost, whatever the
+    machine's load: the server runs in other processes)."""
+
+    def line(self, label: str) -> str:
+        """How it reads in the report."""
+        return (
+            f"{label}: {self.rate:9.0f} queries/s, p50 {self.p50:.3f} ms, p99 {self.p99:.3f} ms, "
+            f"{self.failures} failures, {self.cpu:.0f} µs of warmgate's CPU a query"
+        )
+
+
 async def run_warmgate(
     database: str, accounts: int, concurrency: int, seconds: float, rate: float | None = None
-) -> tuple[float, float, float, int]:
-    """``(queries/s, p50 ms, p99 ms, failures)`` of warmgate's Load + SqlDriver; closed loop,
-    or paced at ``rate`` queries/s (latency then counts from the intended send time)."""
+) -> Measured:
+    """warmgate's Load + SqlDriver; closed loop, or paced at ``rate`` queries/s (latency then
+    counts from the intended send time)."""
     driver = SqlDriver.open("pgbench", warmgate_plan(database, accounts), concurrency)
     samples: list[Sample] = []
     load = Load([driver], [1.0], concurrency, samples.append)
@@ -129,20 +151,22 @@ async def run_warmgate(
         load.configure(concurrency, rate)
         await asyncio.sleep(2)  # fill the pool and warm the caches
         samples.clear()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
         measured = [sample for sample in samples if sample.completed_at <= started + seconds]
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        cpu_per_query = cpu / max(1, len(samples)) * 1e6
     finally:
         await load.stop()
         await driver.aclose()
     latencies = sorted(sample.latency * 1000 for sample in measured)
     failures = sum(not sample.ok for sample in measured)
-    return (
+    return Measured(
         len(measured) / min(elapsed, seconds),
         percentile(latencies, 0.5) or 0.0,
         percentile(latencies, 0.99) or 0.0,
         failures,
+        cpu_per_query,
     )
 
 
@@ -280,11 +304,9 @@ def main() -> None:
         tps, pgbench_latency = run_pgbench(binary, database, args.concurrency, args.seconds)
         print(f"pgbench -S -c {args.concurrency} -T {args.seconds}: {tps:9.0f} tps, "
               f"latency average {pgbench_latency:.3f} ms")  # fmt: skip
-        rate, p50, p99, failures = asyncio.run(
-            run_warmgate(database, accounts, args.concurrency, args.seconds)
-        )
-        print(f"warmgate SqlDriver, concurrency {args.concurrency}: {rate:9.0f} queries/s, "
-              f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, {failures} failures")  # fmt: skip
+        warmgate = asyncio.run(run_warmgate(database, accounts, args.concurrency, args.seconds))
+        rate = warmgate.rate
+        print(warmgate.line(f"warmgate SqlDriver, concurrency {args.concurrency}"))
         if args.breakdown:
             script = PIPELINED.format(accounts=accounts)
             shape, _ = run_pgbench(binary, database, args.concurrency, args.seconds, script)
@@ -298,11 +320,10 @@ def main() -> None:
                 alone = asyncio.run(measure(database, accounts, args.concurrency, args.seconds))
                 print(f"{label}: {alone:9.0f} queries/s ({alone / tps:.2f}x pgbench -S)")
         if args.paced:
-            paced, p50, p99, failures = asyncio.run(
+            paced = asyncio.run(
                 run_warmgate(database, accounts, args.concurrency, args.seconds, args.paced)
             )
-            print(f"warmgate SqlDriver, paced at {args.paced:g}/s: {paced:9.0f} queries/s, "
-                  f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, {failures} failures")  # fmt: skip
+            print(paced.line(f"warmgate SqlDriver, paced at {args.paced:g}/s"))
         print(f"ratio warmgate / pgbench: {rate / tps:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
