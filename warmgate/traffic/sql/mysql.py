@@ -8,11 +8,13 @@ itself is only sent once the server has said OK to the transaction around it::
     START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
                                                 (one write; MySQL: and SET SESSION
                                                  max_execution_time)
-    SET STATEMENT max_statement_time = <s> FOR <the query>      (MySQL: the query alone)
-    ROLLBACK, COM_RESET_CONNECTION                              (one write, two answers)
+    SET STATEMENT max_statement_time = <s> FOR <the query>, ROLLBACK, COM_RESET_CONNECTION
+                                                (one write; MySQL: the query alone)
 
-Three round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
+Two round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
 the transaction when a statement fails, and MySQL's protocol would run the query regardless).
+The rollback and the reset are safe whatever the query did, so they travel with it, and their
+answers are read after the query's rows.
 
 This keeps every guarantee listed in ``driver.py``:
 
@@ -52,20 +54,14 @@ sources) and needs a compiler wherever it has no wheel.
 
 aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off,
 for writing several commands at once or for reading a packet in pieces; warmgate uses the
-connection's own command writer, OK reader, byte reader, packet counter and current result
-(``_execute_command``, ``_read_ok_packet``, ``_write_bytes``, ``_read_bytes``,
-``_next_seq_id``, ``_result``), as its ``begin``, ``rollback`` and unbuffered cursor do, and
-its ``client_flag`` before the handshake. pyproject.toml pins the aiomysql releases this is
-tested with, and the tests fail if any of these stops working. SQLAlchemy turns the URL into
-connection arguments, as its aiomysql dialect does, and ``:name`` into ``%s``.
-aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off or
-for writing several commands at once; warmgate uses the connection's own command writer, OK
-reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_bytes``,
-``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
-handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
-any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
-dialect does; ``binding.py`` turns ``:name`` into ``%s`` exactly where the statement check
-found each parameter in code.
+connection's own OK reader, byte writer and reader, packet counter and encoding
+(``_read_ok_packet``, ``_write_bytes``, ``_read_bytes``, ``_next_seq_id``, ``_encoding``), as
+its ``begin``, ``rollback`` and unbuffered cursor do, and its ``client_flag`` before the
+handshake; values are escaped with its ``literal``, as its cursor does. pyproject.toml pins the
+aiomysql releases this is tested with, and the tests fail if any of these stops working.
+SQLAlchemy turns the URL into connection arguments, as its aiomysql dialect does;
+``binding.py`` turns ``:name`` into ``%s`` exactly where the statement check found each
+parameter in code.
 """
 
 from __future__ import annotations
@@ -80,11 +76,10 @@ from typing import Any
 import aiomysql
 import pymysql.err
 import sqlalchemy
-from aiomysql.cursors import SSCursor
-from pymysql.constants import CR
+from pymysql.constants import CR, SERVER_STATUS
 from pymysql.constants.CLIENT import MULTI_STATEMENTS
 from pymysql.constants.COMMAND import COM_QUERY
-from pymysql.protocol import MysqlPacket
+from pymysql.protocol import EOFPacketWrapper, MysqlPacket, OKPacketWrapper
 from sqlalchemy.engine import URL
 
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
@@ -282,6 +277,13 @@ def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | 
     return b"SET SESSION max_execution_time = %d" % milliseconds, query
 
 
+Command = tuple[int, bytes]
+"""A protocol command and its payload."""
+_BEGIN: Command = (COM_QUERY, b"START TRANSACTION READ ONLY")
+_ROLLBACK: Command = (COM_QUERY, b"ROLLBACK")
+_RESET: Command = (COM_RESET_CONNECTION, b"")
+
+
 async def read_only(
     session: _Session,
     query: str,
@@ -294,55 +296,103 @@ async def read_only(
     """One read-only transaction around ``query``, rolled back, then the session reset; the
     rows it returned, counted up to ``cap + 1``, and those wider than ``row_bytes``.
 
-    ``session.clean`` says afterwards whether the connection may be used again. Raises the
-    PyMySQL error of the statement that failed.
+    ``session.clean`` says afterwards whether the connection may be used again: only when the
+    rollback and the reset both succeeded. Raises the PyMySQL error of the first command that
+    failed.
     """
     connection = session.connection
     session.clean = False
     before, text = timed(query, session.mariadb, statement_timeout)
-    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY"), (COM_QUERY, session.sql_mode)]
+    begin = [_BEGIN, (COM_QUERY, session.sql_mode)]
+    # The query is sent only once the server said OK to its transaction (and timeout).
     await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
+    # PyMySQL's escaping, as its cursor's execute does it (a literal % is written %%).
+    literals = tuple(connection.literal(value) for value in values)
+    statement = (COM_QUERY, (text % literals).encode(connection._encoding))
+    # The rollback and the reset follow whatever the query did: written with it, read after.
+    first, *ending = _write(connection, [statement, _ROLLBACK, _RESET])
     try:
-        counted = await _count(connection, text, values, cap, row_bytes)
-    except pymysql.err.MySQLError:
-        if not connection.closed:
-            with contextlib.suppress(pymysql.err.MySQLError, OSError):
-                await _end(connection)
-                session.clean = True
-        raise
-    if counted.rows <= cap:
-        await _end(connection)
-        session.clean = True
+        counted = await _count(connection, first, cap, row_bytes)
+    except pymysql.err.MySQLError as exc:
+        if connection.closed:
+            raise
+        failed: pymysql.err.MySQLError | None = exc
+    else:
+        if counted.rows > cap:
+            return counted  # the rest is left unread: the connection is closed
+        failed = None
+    ended: pymysql.err.MySQLError | None = None
+    for number in ending:
+        ended = ended or await _answer(connection, number)
+    session.clean = ended is None
+    if failed is not None:
+        raise failed
+    if ended is not None:
+        raise ended
     return counted
 
 
-async def _count(
-    connection: Any, text: str, values: Sequence[int | str], cap: int, row_bytes: int
-) -> Counted:
-    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``, and those wider than
-    ``row_bytes``; no more than a piece of a row is ever held."""
-    cursor = await connection.cursor(SSCursor)
-    await cursor.execute(text, tuple(values))  # sends the query, reads its column definitions
-    result = connection._result
-    if result is None or not result.unbuffered_active:
+async def _answer(connection: Any, number: int) -> pymysql.err.MySQLError | None:
+    """Read one command's OK (its first packet numbered ``number``); the server's error
+    instead, when it refused the command."""
+    connection._next_seq_id = number
+    _, head = await _packet(connection)
+    packet = MysqlPacket(head, connection._encoding)
+    if packet.is_error_packet():
+        return _error(packet)
+    if not packet.is_ok_packet():
+        connection.close()
+        raise pymysql.err.OperationalError(CR.CR_COMMANDS_OUT_OF_SYNC, "Command Out of Sync")
+    connection.server_status = OKPacketWrapper(packet).server_status
+    return None
+
+
+def _error(packet: MysqlPacket) -> pymysql.err.MySQLError:
+    try:
+        packet.raise_for_error()
+    except pymysql.err.MySQLError as exc:
+        return exc.with_traceback(None)
+    raise AssertionError("not an error packet")  # pragma: no cover - checked by the caller
+
+
+async def _count(connection: Any, number: int, cap: int, row_bytes: int) -> Counted:
+    """Read the query's answer (its first packet numbered ``number``) and count its rows as
+    they arrive, up to ``cap + 1``, and those wider than ``row_bytes``; no more than a piece of
+    a row (or of a column's definition) is ever held."""
+    connection._next_seq_id = number
+    size, head = await _packet(connection)
+    packet = MysqlPacket(head, connection._encoding)
+    if packet.is_error_packet():
+        raise _error(packet)
+    if packet.is_ok_packet():
+        connection.server_status = OKPacketWrapper(packet).server_status
         return Counted(0)  # no result set
+    columns = packet.read_length_encoded_integer()
+    for _ in range(columns + 1):  # the definitions, then an EOF (no CLIENT_DEPRECATE_EOF)
+        size, head = await _packet(connection)
+    if not (head[:1] == b"\xfe" and size < 9):
+        connection.close()
+        raise pymysql.err.OperationalError(CR.CR_COMMANDS_OUT_OF_SYNC, "Command Out of Sync")
     count = wide = 0
     while True:
         size, head = await _packet(connection)
         if (head[:1] == b"\xfe" and size < 9) or head[:1] == b"\xff":
-            # The end of the rows, or an error (a timeout while sending them): small packets,
-            # read whole, that aiomysql's own reading would have ended the result with.
+            # The end of the rows, or an error (a timeout while sending them).
             packet = MysqlPacket(head, connection._encoding)
-            result.unbuffered_active = False
             if packet.is_error_packet():
-                packet.raise_for_error()
-            result._check_packet_is_eof(packet)
-            result.connection = None
+                raise _error(packet)
+            status = EOFPacketWrapper(packet).server_status
+            if status & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS:
+                connection.close()  # one statement per query: a second result is out of step
+                raise pymysql.err.OperationalError(
+                    CR.CR_COMMANDS_OUT_OF_SYNC, "the query returned more than one result"
+                )
+            connection.server_status = status
             return Counted(count, wide)
         count += 1
         wide += size > row_bytes
         if count > cap:
-            return Counted(cap + 1, wide)  # the rest is left unread: the connection is closed
+            return Counted(cap + 1, wide)
 
 
 async def _packet(connection: Any) -> tuple[int, bytes]:
@@ -373,27 +423,36 @@ async def _packet(connection: Any) -> tuple[int, bytes]:
             return size, head
 
 
-async def _pipeline(connection: Any, commands: Sequence[tuple[int, bytes]]) -> None:
+def _write(connection: Any, commands: Sequence[Command]) -> list[int]:
+    """Write ``commands`` at once; the number each answer starts with.
+
+    A command is one packet numbered 0 (3 bytes of length, the number, the command byte, the
+    payload), or several when it is 2**24 - 1 bytes or longer; its answer is numbered on.
+    """
+    frames: list[bytes] = []
+    numbers = []
+    for command, payload in commands:
+        data, number = bytes((command,)) + payload, 0
+        while True:
+            chunk, data = data[:_LONGEST_PACKET], data[_LONGEST_PACKET:]
+            frames.append(len(chunk).to_bytes(3, "little") + bytes((number,)) + chunk)
+            number = (number + 1) % 256
+            if len(chunk) < _LONGEST_PACKET:
+                break
+        numbers.append(number)
+    connection._write_bytes(b"".join(frames))
+    return numbers
+
+
+async def _pipeline(connection: Any, commands: Sequence[Command]) -> None:
     """Write ``commands`` at once, then read the OK of each in order.
 
     The first error is raised, and the answers after it are left unread: the connection is then
     out of step, and the pool closes it (``clean`` stays false).
     """
-    # Each command is one packet numbered 0: 3 bytes of length, the number, the command byte.
-    connection._write_bytes(
-        b"".join(
-            (len(payload) + 1).to_bytes(3, "little") + bytes((0, command)) + payload
-            for command, payload in commands
-        )
-    )
-    for _ in commands:
-        connection._next_seq_id = 1  # each answer is the first packet of its own exchange
+    for number in _write(connection, commands):
+        connection._next_seq_id = number
         await connection._read_ok_packet()
-
-
-async def _end(connection: Any) -> None:
-    """Roll back and reset the session, in one write."""
-    await _pipeline(connection, [(COM_QUERY, b"ROLLBACK"), (COM_RESET_CONNECTION, b"")])
 
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
