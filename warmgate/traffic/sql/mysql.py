@@ -157,12 +157,15 @@ class MysqlPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, read in pieces and dropped."""
         text, names = _positional(query)
-        try:
-            async with asyncio.timeout(self._wait):
-                await self._free.acquire()
-        except TimeoutError:
-            # The error SQLAlchemy's pool raises, so that every database reports it alike.
-            raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        if self._free.locked():  # a timer only when the query has to wait for a connection
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._free.acquire()
+            except TimeoutError:
+                # The error SQLAlchemy's pool raises, so that every database reports it alike.
+                raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        else:
+            await self._free.acquire()  # returns at once
         try:
             session = self._idle.pop() if self._idle else await self._connect()
             try:
