@@ -1,16 +1,16 @@
 """warmgate's SQL driver against pgbench, side by side on the same database (run by hand).
 
     .venv/bin/python benchmarks/sql_driver.py [--seconds 10] [--concurrency 8] [--scale 5]
-                                              [--breakdown] [--paced RATE]
+                                              [--breakdown] [--paced RATE] [--no-mariadb]
 
 Creates a scratch database, fills it with ``pgbench -i``, then measures in one run:
 
 1. ``pgbench -S -c 8 -T 10``: select-only, one ``SELECT abalance FROM pgbench_accounts WHERE
    aid = :aid`` per transaction (simple protocol, autocommit, a C client);
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same query
-   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``,
-   ``SET LOCAL statement_timeout``, the query, ``ROLLBACK``), pipelined in one round trip over
-   psycopg's async connections, its rows counted;
+   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``, two
+   ``SET LOCAL``, the query, ``ROLLBACK``, then the session reset), pipelined in one round trip
+   over psycopg's async connections, its rows counted;
 3. with ``--breakdown``, to show where the gap comes from: pgbench sending warmgate's pipelined
    transaction (the server's share); the driver's pool alone, without the load generator, the
    parameter templates and the client timeout; the same transaction over connections checked
@@ -19,8 +19,14 @@ Creates a scratch database, fills it with ``pgbench -i``, then measures in one r
 4. with ``--paced RATE``: warmgate paced below its own saturation, where its latency figures
    reflect the database rather than the client's queue.
 
-It prints the throughput of each and the ratio, then drops the scratch database. Needs the
-PostgreSQL on 127.0.0.1:5432 (user postgres, trust authentication) and ``pgbench``.
+5. unless ``--no-mariadb``, the same on MariaDB (127.0.0.1:3306, root, database ``test``):
+   ``mysqlslap --concurrency 8`` running selects by primary key on a scratch table of 500,000
+   rows (``benchmarks/mysql_driver.py``'s run), and warmgate's driver at the same concurrency
+   on the same table, reported beside PostgreSQL's; with ``--breakdown``, its pool alone.
+
+It prints the throughput of each, warmgate's own CPU time per query and the ratios, then drops
+the scratch database and table. Needs the PostgreSQL on 127.0.0.1:5432 (user postgres, trust
+authentication) and ``pgbench``, and for MariaDB ``mysqlslap`` and the ``mariadb`` client.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.window import Sample, percentile
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
+from warmgate.traffic.sql.mysql import MysqlPool
 from warmgate.traffic.sql.postgres import PostgresPool, read_only
 from warmgate.traffic.templating import Templates
 
@@ -60,9 +67,12 @@ TIMEOUT = 5.0
 PIPELINED = """\\set aid random(1, {accounts})
 \\startpipeline
 BEGIN READ ONLY;
+SET LOCAL standard_conforming_strings = on;
 SET LOCAL statement_timeout = 5000;
 SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 ROLLBACK;
+SELECT pg_advisory_unlock_all();
+DEALLOCATE ALL;
 \\endpipeline
 """
 """A pgbench script sending the transaction warmgate sends, the way it sends it."""
@@ -141,9 +151,16 @@ class Measured(NamedTuple):
 async def run_warmgate(
     database: str, accounts: int, concurrency: int, seconds: float, rate: float | None = None
 ) -> Measured:
-    """warmgate's Load + SqlDriver; closed loop, or paced at ``rate`` queries/s (latency then
-    counts from the intended send time)."""
-    driver = SqlDriver.open("pgbench", warmgate_plan(database, accounts), concurrency)
+    """warmgate's Load + SqlDriver on PostgreSQL; closed loop, or paced at ``rate`` queries/s
+    (latency then counts from the intended send time)."""
+    return await run_plan(warmgate_plan(database, accounts), concurrency, seconds, rate)
+
+
+async def run_plan(
+    plan: SqlPlan, concurrency: int, seconds: float, rate: float | None = None
+) -> Measured:
+    """warmgate's Load + SqlDriver running ``plan``, measured after 2 s of warming up."""
+    driver = SqlDriver.open("bench", plan, concurrency)
     samples: list[Sample] = []
     load = Load([driver], [1.0], concurrency, samples.append)
     load.start()
@@ -259,6 +276,53 @@ async def run_psycopg(database: str, accounts: int, concurrency: int, seconds: f
             await connection.close()
 
 
+def run_mariadb(args: argparse.Namespace) -> None:
+    """The same comparison on MariaDB: ``mysqlslap`` (``benchmarks/mysql_driver.py``'s run,
+    a C client, autocommit) against warmgate at the same concurrency, on a scratch table of
+    500,000 rows in database ``test``; with ``--breakdown``, the MariaDB pool alone."""
+    import mysql_driver  # beside this file; imported only when MariaDB is measured
+
+    rows = 500_000
+    table = f"warmgate_bench_{secrets.token_hex(4)}"
+    try:
+        version = mysql_driver.client("SELECT VERSION()").strip()
+        mysql_driver.client(
+            f"CREATE TABLE {table} (id INT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB"
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"MariaDB: not measured ({exc})")
+        return
+    try:
+        mysql_driver.client(f"INSERT INTO {table} SELECT seq, MD5(seq) FROM seq_1_to_{rows}")  # noqa: S608
+        print(f"MariaDB {version}, aiomysql, {rows} rows, {args.concurrency} clients")
+        slap = mysql_driver.run_mysqlslap(table, rows, args.concurrency, 100_000)
+        print(f"mysqlslap --concurrency={args.concurrency}: {slap:9.0f} queries/s")
+        plan = mysql_driver.warmgate_plan(table, rows)
+        measured = asyncio.run(run_plan(plan, args.concurrency, args.seconds))
+        print(measured.line(f"warmgate SqlDriver on MariaDB, concurrency {args.concurrency}"))
+        if args.breakdown:
+            alone = asyncio.run(run_mysql_pool(plan, rows, args.concurrency, args.seconds))
+            print(f"warmgate's MariaDB pool alone, same transaction: {alone:9.0f} queries/s "
+                  f"({alone / slap:.2f}x mysqlslap)")  # fmt: skip
+        print(f"ratio warmgate / mysqlslap: {measured.rate / slap:.2f}")
+    finally:
+        mysql_driver.client(f"DROP TABLE IF EXISTS {table}")
+
+
+async def run_mysql_pool(plan: SqlPlan, rows: int, concurrency: int, seconds: float) -> float:
+    """Queries/s of the driver's MariaDB pool alone: no load generator, no templates, no
+    client timeout."""
+    pool = MysqlPool(plan.url, concurrency, TIMEOUT)
+
+    async def query(key: int) -> object:
+        return await pool.rows(plan.query, {"id": key}, TIMEOUT, 10)
+
+    try:
+        return await closed_loop(concurrency, seconds, query, rows)
+    finally:
+        await pool.aclose()
+
+
 def cpu_model() -> str:
     """The CPU's name from /proc/cpuinfo, if Linux says."""
     try:
@@ -275,7 +339,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each measurement")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--scale", type=int, default=5, help="pgbench -i scale (100k rows each)")
-    parser.add_argument("--breakdown", action="store_true", help="also measure psycopg alone")
+    parser.add_argument("--breakdown", action="store_true", help="also measure the parts alone")
+    parser.add_argument("--no-mariadb", action="store_true", help="measure PostgreSQL only")
     parser.add_argument(
         "--paced", type=float, metavar="RATE", help="also measure warmgate paced at RATE queries/s"
     )
@@ -325,9 +390,11 @@ def main() -> None:
             )
             print(paced.line(f"warmgate SqlDriver, paced at {args.paced:g}/s"))
         print(f"ratio warmgate / pgbench: {rate / tps:.2f}")
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    if not args.no_mariadb:
+        run_mariadb(args)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
