@@ -1,16 +1,16 @@
 """warmgate's SQL driver against pgbench, side by side on the same database (run by hand).
 
     .venv/bin/python benchmarks/sql_driver.py [--seconds 10] [--concurrency 8] [--scale 5]
-                                              [--breakdown] [--paced RATE]
+                                              [--breakdown] [--paced RATE] [--no-mariadb]
 
 Creates a scratch database, fills it with ``pgbench -i``, then measures in one run:
 
 1. ``pgbench -S -c 8 -T 10``: select-only, one ``SELECT abalance FROM pgbench_accounts WHERE
    aid = :aid`` per transaction (simple protocol, autocommit, a C client);
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same query
-   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``,
-   ``SET LOCAL statement_timeout``, the query, ``ROLLBACK``), pipelined in one round trip over
-   psycopg's async connections, its rows counted;
+   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``, two
+   ``SET LOCAL``, the query, ``ROLLBACK``, then the session reset), pipelined in one round trip
+   over psycopg's async connections, its rows counted;
 3. with ``--breakdown``, to show where the gap comes from: pgbench sending warmgate's pipelined
    transaction (the server's share); the driver's pool alone, without the load generator, the
    parameter templates and the client timeout; the same transaction over connections checked
@@ -19,8 +19,14 @@ Creates a scratch database, fills it with ``pgbench -i``, then measures in one r
 4. with ``--paced RATE``: warmgate paced below its own saturation, where its latency figures
    reflect the database rather than the client's queue.
 
-It prints the throughput of each and the ratio, then drops the scratch database. Needs the
-PostgreSQL on 127.0.0.1:5432 (user postgres, trust authentication) and ``pgbench``.
+5. unless ``--no-mariadb``, the same on MariaDB (127.0.0.1:3306, root, database ``test``):
+   ``mysqlslap --concurrency 8`` running selects by primary key on a scratch table of 500,000
+   rows (``benchmarks/mysql_driver.py``'s run), and warmgate's driver at the same concurrency
+   on the same table, reported beside PostgreSQL's; with ``--breakdown``, its pool alone.
+
+It prints the throughput of each, warmgate's own CPU time per query and the ratios, then drops
+the scratch database and table. Needs the PostgreSQL on 127.0.0.1:5432 (user postgres, trust
+authentication) and ``pgbench``, and for MariaDB ``mysqlslap`` and the ``mariadb`` client.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import sqlalchemy
@@ -49,6 +57,7 @@ from warmgate.config.sql_target import SqlTarget
 from warmgate.decide.window import Sample, percentile
 from warmgate.traffic.loadgen import Load
 from warmgate.traffic.sql.driver import SqlDriver, SqlPlan
+from warmgate.traffic.sql.mysql import MysqlPool
 from warmgate.traffic.sql.postgres import PostgresPool, read_only
 from warmgate.traffic.templating import Templates
 
@@ -59,9 +68,12 @@ TIMEOUT = 5.0
 PIPELINED = """\\set aid random(1, {accounts})
 \\startpipeline
 BEGIN READ ONLY;
+SET LOCAL standard_conforming_strings = on;
 SET LOCAL statement_timeout = 5000;
 SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 ROLLBACK;
+SELECT pg_advisory_unlock_all();
+DEALLOCATE ALL;
 \\endpipeline
 """
 """A pgbench script sending the transaction warmgate sends, the way it sends it."""
@@ -116,33 +128,87 @@ def warmgate_plan(database: str, accounts: int) -> SqlPlan:
     return SqlPlan.compile(target, Templates(), "benchmark", "pgbench")
 
 
+class Measured(NamedTuple):
+    """One run of warmgate's load generator and SQL driver."""
+
+    rate: float
+    """Queries per second."""
+    p50: float
+    """Milliseconds."""
+    p99: float
+    failures: int
+    cpu: float
+    """Microseconds of this process's CPU time per query (warmgate's own cost, whatever the
+    machine's load: the server runs in other processes)."""
+
+    def line(self, label: str) -> str:
+        """How it reads in the report."""
+        return (
+            f"{label}: {self.rate:9.0f} queries/s, p50 {self.p50:.3f} ms, p99 {self.p99:.3f} ms, "
+            f"{self.failures} failures, {self.cpu:.0f} µs of warmgate's CPU a query"
+        )
+
+
 async def run_warmgate(
     database: str, accounts: int, concurrency: int, seconds: float, rate: float | None = None
-) -> tuple[float, float, float, int]:
-    """``(queries/s, p50 ms, p99 ms, failures)`` of warmgate's Load + SqlDriver; closed loop,
-    or paced at ``rate`` queries/s (latency then counts from the intended send time)."""
-    driver = SqlDriver.open("pgbench", warmgate_plan(database, accounts), concurrency)
-    samples: list[Sample] = []
-    load = Load([driver], [1.0], concurrency, samples.append)
+) -> Measured:
+    """warmgate's Load + SqlDriver on PostgreSQL; closed loop, or paced at ``rate`` queries/s
+    (latency then counts from the intended send time)."""
+    return await run_plan(warmgate_plan(database, accounts), concurrency, seconds, rate)
+
+
+class Recorder:
+    """What the load generator reports, kept as the product's window keeps it: counted, not
+    as a list of ``Sample`` objects (tens of thousands of them would make the garbage
+    collector's full passes, and so the measured client, slower than warmgate is)."""
+
+    def __init__(self) -> None:
+        self.completed = array("d")
+        self.latencies = array("d")
+        self.failed = array("d")
+
+    def __call__(self, sample: Sample) -> None:
+        self.completed.append(sample.completed_at)
+        self.latencies.append(sample.latency)
+        if not sample.ok:
+            self.failed.append(sample.completed_at)
+
+    def clear(self) -> None:
+        """Forget what was recorded so far."""
+        self.__init__()  # type: ignore[misc]
+
+
+async def run_plan(
+    plan: SqlPlan, concurrency: int, seconds: float, rate: float | None = None
+) -> Measured:
+    """warmgate's Load + SqlDriver running ``plan``, measured after 2 s of warming up."""
+    driver = SqlDriver.open("bench", plan, concurrency)
+    recorded = Recorder()
+    load = Load([driver], [1.0], concurrency, recorded)
     load.start()
     try:
         load.configure(concurrency, rate)
         await asyncio.sleep(2)  # fill the pool and warm the caches
-        samples.clear()
-        started = time.monotonic()
+        recorded.clear()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
-        measured = [sample for sample in samples if sample.completed_at <= started + seconds]
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        cpu_per_query = cpu / max(1, len(recorded.completed)) * 1e6
     finally:
         await load.stop()
         await driver.aclose()
-    latencies = sorted(sample.latency * 1000 for sample in measured)
-    failures = sum(not sample.ok for sample in measured)
-    return (
-        len(measured) / min(elapsed, seconds),
+    end = started + seconds
+    latencies = sorted(
+        latency * 1000
+        for latency, completed in zip(recorded.latencies, recorded.completed, strict=True)
+        if completed <= end
+    )
+    return Measured(
+        len(latencies) / min(elapsed, seconds),
         percentile(latencies, 0.5) or 0.0,
         percentile(latencies, 0.99) or 0.0,
-        failures,
+        sum(completed <= end for completed in recorded.failed),
+        cpu_per_query,
     )
 
 
@@ -235,6 +301,53 @@ async def run_psycopg(database: str, accounts: int, concurrency: int, seconds: f
             await connection.close()
 
 
+def run_mariadb(args: argparse.Namespace) -> None:
+    """The same comparison on MariaDB: ``mysqlslap`` (``benchmarks/mysql_driver.py``'s run,
+    a C client, autocommit) against warmgate at the same concurrency, on a scratch table of
+    500,000 rows in database ``test``; with ``--breakdown``, the MariaDB pool alone."""
+    import mysql_driver  # beside this file; imported only when MariaDB is measured
+
+    rows = 500_000
+    table = f"warmgate_bench_{secrets.token_hex(4)}"
+    try:
+        version = mysql_driver.client("SELECT VERSION()").strip()
+        mysql_driver.client(
+            f"CREATE TABLE {table} (id INT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB"
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"MariaDB: not measured ({exc})")
+        return
+    try:
+        mysql_driver.client(f"INSERT INTO {table} SELECT seq, MD5(seq) FROM seq_1_to_{rows}")  # noqa: S608
+        print(f"MariaDB {version}, aiomysql, {rows} rows, {args.concurrency} clients")
+        slap = mysql_driver.run_mysqlslap(table, rows, args.concurrency, 100_000)
+        print(f"mysqlslap --concurrency={args.concurrency}: {slap:9.0f} queries/s")
+        plan = mysql_driver.warmgate_plan(table, rows)
+        measured = asyncio.run(run_plan(plan, args.concurrency, args.seconds))
+        print(measured.line(f"warmgate SqlDriver on MariaDB, concurrency {args.concurrency}"))
+        if args.breakdown:
+            alone = asyncio.run(run_mysql_pool(plan, rows, args.concurrency, args.seconds))
+            print(f"warmgate's MariaDB pool alone, same transaction: {alone:9.0f} queries/s "
+                  f"({alone / slap:.2f}x mysqlslap)")  # fmt: skip
+        print(f"ratio warmgate / mysqlslap: {measured.rate / slap:.2f}")
+    finally:
+        mysql_driver.client(f"DROP TABLE IF EXISTS {table}")
+
+
+async def run_mysql_pool(plan: SqlPlan, rows: int, concurrency: int, seconds: float) -> float:
+    """Queries/s of the driver's MariaDB pool alone: no load generator, no templates, no
+    client timeout."""
+    pool = MysqlPool(plan.url, concurrency, TIMEOUT)
+
+    async def query(key: int) -> object:
+        return await pool.rows(plan.query, {"id": key}, TIMEOUT, 10)
+
+    try:
+        return await closed_loop(concurrency, seconds, query, rows)
+    finally:
+        await pool.aclose()
+
+
 def cpu_model() -> str:
     """The CPU's name from /proc/cpuinfo, if Linux says."""
     try:
@@ -251,7 +364,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each measurement")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--scale", type=int, default=5, help="pgbench -i scale (100k rows each)")
-    parser.add_argument("--breakdown", action="store_true", help="also measure psycopg alone")
+    parser.add_argument("--breakdown", action="store_true", help="also measure the parts alone")
+    parser.add_argument("--no-mariadb", action="store_true", help="measure PostgreSQL only")
     parser.add_argument(
         "--paced", type=float, metavar="RATE", help="also measure warmgate paced at RATE queries/s"
     )
@@ -280,11 +394,9 @@ def main() -> None:
         tps, pgbench_latency = run_pgbench(binary, database, args.concurrency, args.seconds)
         print(f"pgbench -S -c {args.concurrency} -T {args.seconds}: {tps:9.0f} tps, "
               f"latency average {pgbench_latency:.3f} ms")  # fmt: skip
-        rate, p50, p99, failures = asyncio.run(
-            run_warmgate(database, accounts, args.concurrency, args.seconds)
-        )
-        print(f"warmgate SqlDriver, concurrency {args.concurrency}: {rate:9.0f} queries/s, "
-              f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, {failures} failures")  # fmt: skip
+        warmgate = asyncio.run(run_warmgate(database, accounts, args.concurrency, args.seconds))
+        rate = warmgate.rate
+        print(warmgate.line(f"warmgate SqlDriver, concurrency {args.concurrency}"))
         if args.breakdown:
             script = PIPELINED.format(accounts=accounts)
             shape, _ = run_pgbench(binary, database, args.concurrency, args.seconds, script)
@@ -298,15 +410,16 @@ def main() -> None:
                 alone = asyncio.run(measure(database, accounts, args.concurrency, args.seconds))
                 print(f"{label}: {alone:9.0f} queries/s ({alone / tps:.2f}x pgbench -S)")
         if args.paced:
-            paced, p50, p99, failures = asyncio.run(
+            paced = asyncio.run(
                 run_warmgate(database, accounts, args.concurrency, args.seconds, args.paced)
             )
-            print(f"warmgate SqlDriver, paced at {args.paced:g}/s: {paced:9.0f} queries/s, "
-                  f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, {failures} failures")  # fmt: skip
+            print(paced.line(f"warmgate SqlDriver, paced at {args.paced:g}/s"))
         print(f"ratio warmgate / pgbench: {rate / tps:.2f}")
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    if not args.no_mariadb:
+        run_mariadb(args)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -426,6 +426,46 @@ def test_postgres_replaces_a_connection_the_server_closed(orders: pg.Scratch) ->
 
 
 @pytest.mark.postgres
+def test_a_pooled_connection_the_server_closed_does_not_busy_the_event_loop(
+    orders: pg.Scratch,
+) -> None:
+    """An idle pooled connection's socket stays watched between queries; when the server closes
+    it, the event loop stops watching it instead of being woken again and again (which would
+    burn a core until the next query), and the next queries still succeed."""
+    name = f"wg_idle_{orders.schema}"
+    plan = plan_for(f"{pg.URL}?application_name={name}", "SELECT 1", rows={"min": 1, "max": 1})
+
+    def terminate() -> None:
+        with pg.connect() as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (name,),
+            )
+        poll(lambda: not backends(name), timeout=5, what="the backend to exit")
+
+    async def scenario() -> tuple[float, list[str]]:
+        driver = SqlDriver.open("db", plan, 2)
+        try:
+            await asyncio.gather(driver.execute(), driver.execute())  # two pooled connections
+            await asyncio.to_thread(terminate)
+            cpu = time.process_time()
+            await asyncio.sleep(1.0)  # the span observed, not a wait for anything
+            idle_cpu = time.process_time() - cpu
+            outcomes = [(await driver.execute()).outcome for _ in range(4)]
+            return idle_cpu, outcomes
+        finally:
+            await driver.aclose()
+
+    idle_cpu, outcomes = asyncio.run(scenario())
+    # A loop woken by the closed sockets runs flat out (a second of CPU, or whatever share the
+    # machine gives it); an idle one uses a few milliseconds.
+    assert idle_cpu < 0.1, f"the event loop used {idle_cpu:.2f}s of CPU while idle"
+    assert outcomes[-1] == OK
+    assert outcomes.count(CONNECTION_ERROR) <= 2
+
+
+@pytest.mark.postgres
 def test_postgres_closes_a_connection_whose_query_was_abandoned(orders: pg.Scratch) -> None:
     """A query the client gives up on mid-way takes its connection with it: the pool never
     reuses a connection in an unknown state, and the next query opens a new one."""

@@ -11,9 +11,17 @@ strict undefined names and these functions:
 - ``random()``: a float in [0, 1)
 
 A rendering is bounded in size (every render) and time (the first, at start-up): see
-``template_bounds.py``. Files read by ``line()`` must be regular files of at most
-:data:`MAX_LINE_FILE_BYTES`. ``Templates(files=False)`` compiles without ``line()``, for templates
-from sources trusted less than the config file (pod annotations, :mod:`warmgate.kube.pod_config`).
+``template_bounds.py``. A template that is only a call of ``randint`` with two whole numbers,
+or of ``uuid4()`` or ``random()``, with plain text around it (``/item/{{ randint(1, 500) }}``),
+the usual parameter of a warm-up request, is read at start-up and rendered by a plain call of
+the same function (:class:`_Call`): the same values Jinja2 would render from the same random
+state, without the sandbox and the per-render timer, which cost a closed loop of SQL queries
+a fifth of its client CPU (docs/benchmarks.md, "SQL: the driver against pgbench and
+mysqlslap"). Its time and size are bounded by construction.
+
+Files read by ``line()`` must be regular files of at most :data:`MAX_LINE_FILE_BYTES`.
+``Templates(files=False)`` compiles without ``line()``, for templates from sources trusted less
+than the config file (pod annotations, :mod:`warmgate.kube.pod_config`).
 
 A template that uses a secret — it names a secret variable (a journey's secrets, what its steps
 capture), or its text holds a known secret (a ``${VAR}`` expanded into it) — is *sensitive*: what
@@ -25,6 +33,7 @@ renders, is ever shown: its errors name the field, the kind of error and the tem
 
 from __future__ import annotations
 
+import functools
 import random as _random
 import re
 import uuid
@@ -55,6 +64,17 @@ MAX_LINE_FILE_BYTES = 64 * 1024 * 1024
 SHOWN_SOURCE_CHARS = 200
 """The most of a template's own text an error about a sensitive template shows."""
 _UNDEFINED_NAME = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
+_PLAIN = r"[^{}\r\n]*"
+"""Text around a call that Jinja2 copies as it is (no markup, no line break to trim)."""
+_WHOLE = r"-?(?:0|[1-9][0-9]{0,17})"
+"""An integer literal Jinja2 reads as the same number Python does."""
+_CALL = re.compile(
+    rf"(?P<before>{_PLAIN})\{{\{{\s*(?:randint\(\s*(?P<low>{_WHOLE})\s*,\s*(?P<high>{_WHOLE})\s*\)"
+    rf"|(?P<nullary>uuid4|random)\(\s*\))\s*\}}\}}(?P<after>{_PLAIN})"
+)
+"""A template that is one call of a function with literal arguments, in plain text."""
+_MAX_CALL_SOURCE = 10_000
+"""The longest template read as a plain call (its text is copied into every rendering)."""
 
 
 Variables = Mapping[str, str]
@@ -98,6 +118,48 @@ class Constant:
     def render(self, variables: Variables | None = None) -> str:
         """The constant."""
         return self.value
+
+
+class _Call:
+    """A template that is one call of ``randint``, ``uuid4`` or ``random`` with literal
+    arguments, in plain text: rendered by calling the function Jinja2 would call."""
+
+    __slots__ = ("_after", "_before", "_call", "shown")
+    sensitive = False
+    """It names no variable, and a template whose text holds a secret is never one."""
+
+    def __init__(self, before: str, call: Callable[[], object], after: str, shown: str) -> None:
+        self._before = before
+        self._call = call
+        self._after = after
+        self.shown = shown
+
+    @classmethod
+    def read(cls, source: str, functions: Collection[str]) -> _Call | None:
+        """``source`` as a plain call, or ``None`` when it is anything else (Jinja2 renders it)."""
+        found = _CALL.fullmatch(source) if len(source) <= _MAX_CALL_SOURCE else None
+        if found is None:
+            return None
+        call: Callable[[], object]
+        if found["nullary"] is not None:
+            name = found["nullary"]
+            call = _random.random if name == "random" else _uuid4
+        else:
+            name, low, high = "randint", int(found["low"]), int(found["high"])
+            if low > high:
+                return None  # Jinja2 reports the error at the first render
+            call = functools.partial(_random.randint, low, high)
+        if name not in functions:
+            return None
+        return cls(found["before"], call, found["after"], source)
+
+    def render(self, variables: Variables | None = None) -> str:
+        """The text around the call, and a fresh value of the call."""
+        return f"{self._before}{self._call()}{self._after}"
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
 
 
 class _Lines:
@@ -145,7 +207,7 @@ class Templates:
         functions: dict[str, Any] = {
             "randint": _random.randint,
             "choice": _choice,
-            "uuid4": lambda: str(uuid.uuid4()),
+            "uuid4": _uuid4,
             "line": _Lines(),
             "random": _random.random,
         }
@@ -173,6 +235,10 @@ class Templates:
         """
         if "{{" not in source and "{%" not in source:
             return Constant(source)
+        if variables is None and not self.secrets.holds(source):
+            call = _Call.read(source, self.functions)
+            if call is not None:
+                return call
         import jinja2
 
         try:

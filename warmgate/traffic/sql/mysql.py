@@ -8,11 +8,13 @@ itself is only sent once the server has said OK to the transaction around it::
     START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
                                                 (one write; MySQL: and SET SESSION
                                                  max_execution_time)
-    SET STATEMENT max_statement_time = <s> FOR <the query>      (MySQL: the query alone)
-    ROLLBACK, COM_RESET_CONNECTION                              (one write, two answers)
+    SET STATEMENT max_statement_time = <s> FOR <the query>, ROLLBACK, COM_RESET_CONNECTION
+                                                (one write; MySQL: the query alone)
 
-Three round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
+Two round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
 the transaction when a statement fails, and MySQL's protocol would run the query regardless).
+The rollback and the reset are safe whatever the query did, so they travel with it, and their
+answers are read after the query's rows.
 
 This keeps every guarantee listed in ``driver.py``:
 
@@ -52,20 +54,16 @@ sources) and needs a compiler wherever it has no wheel.
 
 aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off,
 for writing several commands at once or for reading a packet in pieces; warmgate uses the
-connection's own command writer, OK reader, byte reader, packet counter and current result
-(``_execute_command``, ``_read_ok_packet``, ``_write_bytes``, ``_read_bytes``,
-``_next_seq_id``, ``_result``), as its ``begin``, ``rollback`` and unbuffered cursor do, and
-its ``client_flag`` before the handshake. pyproject.toml pins the aiomysql releases this is
-tested with, and the tests fail if any of these stops working. SQLAlchemy turns the URL into
-connection arguments, as its aiomysql dialect does, and ``:name`` into ``%s``.
-aiomysql has no public call for ``COM_RESET_CONNECTION``, for turning multi-statements off or
-for writing several commands at once; warmgate uses the connection's own command writer, OK
-reader and packet counter (``_execute_command``, ``_read_ok_packet``, ``_write_bytes``,
-``_next_seq_id``), as its ``begin`` and ``rollback`` do, and its ``client_flag`` before the
-handshake. pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if
-any of these stops working. SQLAlchemy turns the URL into connection arguments, as its aiomysql
-dialect does; ``binding.py`` turns ``:name`` into ``%s`` exactly where the statement check
-found each parameter in code.
+connection's own stream reader, byte writer, packet counter, encoding and status
+(``_reader``, ``_write_bytes``, ``_next_seq_id``, ``_encoding``, ``server_status``), as its
+``begin``, ``rollback`` and unbuffered cursor do, and its ``client_flag`` before the
+handshake; values are escaped with its ``literal``, as its cursor does. The answers are read
+from the stream as much as has arrived at once (``_Packets``), not a few bytes at a time.
+pyproject.toml pins the aiomysql releases this is tested with, and the tests fail if any of
+these stops working.
+SQLAlchemy turns the URL into connection arguments, as its aiomysql dialect does;
+``binding.py`` turns ``:name`` into ``%s`` exactly where the statement check found each
+parameter in code.
 """
 
 from __future__ import annotations
@@ -80,8 +78,7 @@ from typing import Any
 import aiomysql
 import pymysql.err
 import sqlalchemy
-from aiomysql.cursors import SSCursor
-from pymysql.constants import CR
+from pymysql.constants import CR, SERVER_STATUS
 from pymysql.constants.CLIENT import MULTI_STATEMENTS
 from pymysql.constants.COMMAND import COM_QUERY
 from pymysql.protocol import MysqlPacket
@@ -110,6 +107,7 @@ class _Session:
     mariadb: bool
     sql_mode: bytes
     """The statement that sets the session's SQL mode the statement check lexes with."""
+    packets: _Packets
     clean: bool = False
 
 
@@ -159,12 +157,15 @@ class MysqlPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, read in pieces and dropped."""
         text, names = _positional(query)
-        try:
-            async with asyncio.timeout(self._wait):
-                await self._free.acquire()
-        except TimeoutError:
-            # The error SQLAlchemy's pool raises, so that every database reports it alike.
-            raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        if self._free.locked():  # a timer only when the query has to wait for a connection
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._free.acquire()
+            except TimeoutError:
+                # The error SQLAlchemy's pool raises, so that every database reports it alike.
+                raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        else:
+            await self._free.acquire()  # returns at once
         try:
             session = self._idle.pop() if self._idle else await self._connect()
             try:
@@ -229,7 +230,10 @@ class MysqlPool:
             connection.close()  # a handshake cut short (refused, denied, the client's timeout)
             raise
         return _Session(
-            connection, "MariaDB" in connection.get_server_info(), set_sql_mode(str(mode))
+            connection,
+            "MariaDB" in connection.get_server_info(),
+            set_sql_mode(str(mode)),
+            _Packets(connection),
         )
 
 
@@ -282,6 +286,13 @@ def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | 
     return b"SET SESSION max_execution_time = %d" % milliseconds, query
 
 
+Command = tuple[int, bytes]
+"""A protocol command and its payload."""
+_BEGIN: Command = (COM_QUERY, b"START TRANSACTION READ ONLY")
+_ROLLBACK: Command = (COM_QUERY, b"ROLLBACK")
+_RESET: Command = (COM_RESET_CONNECTION, b"")
+
+
 async def read_only(
     session: _Session,
     query: str,
@@ -294,106 +305,230 @@ async def read_only(
     """One read-only transaction around ``query``, rolled back, then the session reset; the
     rows it returned, counted up to ``cap + 1``, and those wider than ``row_bytes``.
 
-    ``session.clean`` says afterwards whether the connection may be used again. Raises the
-    PyMySQL error of the statement that failed.
+    ``session.clean`` says afterwards whether the connection may be used again: only when the
+    rollback and the reset both succeeded. Raises the PyMySQL error of the first command that
+    failed.
     """
     connection = session.connection
     session.clean = False
     before, text = timed(query, session.mariadb, statement_timeout)
-    begin = [(COM_QUERY, b"START TRANSACTION READ ONLY"), (COM_QUERY, session.sql_mode)]
-    await _pipeline(connection, begin if before is None else [*begin, (COM_QUERY, before)])
+    begin = [_BEGIN, (COM_QUERY, session.sql_mode)]
+    # The query is sent only once the server said OK to its transaction (and timeout).
+    packets = session.packets
+    await _pipeline(packets, begin if before is None else [*begin, (COM_QUERY, before)])
+    # PyMySQL's escaping, as its cursor's execute does it (a literal % is written %%).
+    literals = tuple(connection.literal(value) for value in values)
+    statement = (COM_QUERY, (text % literals).encode(connection._encoding))
+    # The rollback and the reset follow whatever the query did: written with it, read after.
+    first, *ending = _write(connection, [statement, _ROLLBACK, _RESET])
     try:
-        counted = await _count(connection, text, values, cap, row_bytes)
-    except pymysql.err.MySQLError:
-        if not connection.closed:
-            with contextlib.suppress(pymysql.err.MySQLError, OSError):
-                await _end(connection)
-                session.clean = True
-        raise
-    if counted.rows <= cap:
-        await _end(connection)
-        session.clean = True
+        counted = await _count(packets, first, cap, row_bytes)
+    except pymysql.err.MySQLError as exc:
+        if connection.closed:
+            raise
+        failed: pymysql.err.MySQLError | None = exc
+    else:
+        if counted.rows > cap:
+            return counted  # the rest is left unread: the connection is closed
+        failed = None
+    ended: pymysql.err.MySQLError | None = None
+    for number in ending:
+        ended = ended or await _answer(packets, number)
+    session.clean = ended is None
+    if failed is not None:
+        raise failed
+    if ended is not None:
+        raise ended
     return counted
 
 
-async def _count(
-    connection: Any, text: str, values: Sequence[int | str], cap: int, row_bytes: int
-) -> Counted:
-    """Run ``text`` and count its rows as they arrive, up to ``cap + 1``, and those wider than
-    ``row_bytes``; no more than a piece of a row is ever held."""
-    cursor = await connection.cursor(SSCursor)
-    await cursor.execute(text, tuple(values))  # sends the query, reads its column definitions
-    result = connection._result
-    if result is None or not result.unbuffered_active:
+async def _answer(packets: _Packets, number: int) -> pymysql.err.MySQLError | None:
+    """Read one command's OK (its first packet numbered ``number``); the server's error
+    instead, when it refused the command."""
+    _, head = await packets.next(number)
+    if head[:1] == b"\xff":
+        return _error(packets, head)
+    if head[:1] != b"\x00" or len(head) < 7:
+        packets.connection.close()
+        raise pymysql.err.OperationalError(CR.CR_COMMANDS_OUT_OF_SYNC, "Command Out of Sync")
+    packets.connection.server_status = _ok_status(head)
+    return None
+
+
+def _error(packets: _Packets, head: bytes) -> pymysql.err.MySQLError:
+    """The PyMySQL error an error packet stands for."""
+    try:
+        MysqlPacket(head, packets.connection._encoding).raise_for_error()
+    except pymysql.err.MySQLError as exc:
+        return exc.with_traceback(None)
+    raise AssertionError("not an error packet")  # pragma: no cover - checked by the caller
+
+
+def _ok_status(head: bytes) -> int:
+    """The server status flags of an OK packet (after its two length-encoded integers)."""
+    at = 1
+    for _ in range(2):
+        first = head[at]
+        at += 1 if first < 0xFB else _LENGTHS.get(first, 1)
+    return int.from_bytes(head[at : at + 2], "little")
+
+
+_LENGTHS = {0xFC: 3, 0xFD: 4, 0xFE: 9}
+"""Bytes of a length-encoded integer by its first byte (below 0xFB: that byte alone)."""
+
+
+async def _count(packets: _Packets, number: int, cap: int, row_bytes: int) -> Counted:
+    """Read the query's answer (its first packet numbered ``number``) and count its rows as
+    they arrive, up to ``cap + 1``, and those wider than ``row_bytes``; no more than a piece of
+    a row (or of a column's definition) is ever held."""
+    connection = packets.connection
+    size, head = await packets.next(number)
+    if head[:1] == b"\xff":
+        raise _error(packets, head)
+    if head[:1] == b"\x00" and len(head) >= 7:
+        connection.server_status = _ok_status(head)
         return Counted(0)  # no result set
+    columns = MysqlPacket(head, connection._encoding).read_length_encoded_integer()
+    for _ in range(columns + 1):  # the definitions, then an EOF (no CLIENT_DEPRECATE_EOF)
+        size, head = await packets.next()
+    if not (head[:1] == b"\xfe" and size < 9):
+        connection.close()
+        raise pymysql.err.OperationalError(CR.CR_COMMANDS_OUT_OF_SYNC, "Command Out of Sync")
     count = wide = 0
     while True:
-        size, head = await _packet(connection)
+        size, head = await packets.next()
         if (head[:1] == b"\xfe" and size < 9) or head[:1] == b"\xff":
-            # The end of the rows, or an error (a timeout while sending them): small packets,
-            # read whole, that aiomysql's own reading would have ended the result with.
-            packet = MysqlPacket(head, connection._encoding)
-            result.unbuffered_active = False
-            if packet.is_error_packet():
-                packet.raise_for_error()
-            result._check_packet_is_eof(packet)
-            result.connection = None
+            # The end of the rows, or an error (a timeout while sending them).
+            if head[:1] == b"\xff":
+                raise _error(packets, head)
+            status = int.from_bytes(head[3:5], "little")  # after 0xFE and the warnings
+            if status & SERVER_STATUS.SERVER_MORE_RESULTS_EXISTS:
+                connection.close()  # one statement per query: a second result is out of step
+                raise pymysql.err.OperationalError(
+                    CR.CR_COMMANDS_OUT_OF_SYNC, "the query returned more than one result"
+                )
+            connection.server_status = status
             return Counted(count, wide)
         count += 1
         wide += size > row_bytes
         if count > cap:
-            return Counted(cap + 1, wide)  # the rest is left unread: the connection is closed
+            return Counted(cap + 1, wide)
 
 
-async def _packet(connection: Any) -> tuple[int, bytes]:
-    """The size of the next packet and its first piece (all of it when it fits in a piece); the
-    rest is read a piece at a time and dropped. Packets that go on in the next (a payload of
-    2**24 - 1 bytes) count as one."""
-    size, head = 0, b""
-    while True:
-        header = await connection._read_bytes(4)
-        length, number = int.from_bytes(header[:3], "little"), header[3]
-        if number != connection._next_seq_id:
-            connection.close()  # out of step, as aiomysql's own reader would say
-            if number == 0:
-                raise pymysql.err.OperationalError(
-                    CR.CR_SERVER_LOST, "Lost connection to MySQL server during query"
+class _Packets:
+    """The server's packets on one connection, numbers checked, read from the connection's
+    stream whatever has arrived at once (a query's answers usually come in one segment),
+    instead of a few bytes at a time: that took a fifth of the client's CPU for a query."""
+
+    __slots__ = ("_at", "_buffer", "_reader", "connection")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self._reader = connection._reader
+        self._buffer = b""
+        self._at = 0
+
+    async def next(self, number: int | None = None) -> tuple[int, bytes]:
+        """The size of the next packet and its first piece (all of it when it fits in a piece);
+        the rest is read a piece at a time and dropped. Packets that go on in the next (a
+        payload of 2**24 - 1 bytes) count as one. ``number`` starts a new exchange: the number
+        the packet must have."""
+        connection = self.connection
+        if number is not None:
+            connection._next_seq_id = number
+        size, head = 0, b""
+        while True:
+            header = await self._take(4)
+            length, number = int.from_bytes(header[:3], "little"), header[3]
+            if number != connection._next_seq_id:
+                connection.close()  # out of step, as aiomysql's own reader would say
+                if number == 0:
+                    raise pymysql.err.OperationalError(
+                        CR.CR_SERVER_LOST, "Lost connection to MySQL server during query"
+                    )
+                raise pymysql.err.InternalError(
+                    f"Packet sequence number wrong - got {number} expected "
+                    f"{connection._next_seq_id}"
                 )
-            raise pymysql.err.InternalError(
-                f"Packet sequence number wrong - got {number} expected {connection._next_seq_id}"
-            )
-        connection._next_seq_id = (number + 1) % 256
-        left = length
-        while left:
-            piece = await connection._read_bytes(min(left, PIECE))
+            connection._next_seq_id = (number + 1) % 256
+            piece = await self._take(min(length, PIECE))
+            if length > PIECE:
+                await self._skip(length - PIECE)
             head = head or piece
-            left -= len(piece)
-        size += length
-        if length < _LONGEST_PACKET:
-            return size, head
+            size += length
+            if length < _LONGEST_PACKET:
+                return size, head
+
+    async def _take(self, count: int) -> bytes:
+        """The next ``count`` bytes (at most a piece and a header)."""
+        at = self._at
+        if at + count > len(self._buffer):
+            buffer = self._buffer[at:]
+            while len(buffer) < count:
+                buffer += await self._read(PIECE)
+            self._buffer, at = buffer, 0
+        self._at = at + count
+        return self._buffer[at : at + count]
+
+    async def _skip(self, count: int) -> None:
+        """Drop the next ``count`` bytes, holding at most a piece of them at once."""
+        held = len(self._buffer) - self._at
+        if count <= held:
+            self._at += count
+            return
+        count -= held
+        self._buffer, self._at = b"", 0
+        while count:
+            count -= len(await self._read(min(count, PIECE)))
+
+    async def _read(self, most: int) -> bytes:
+        """What has arrived, up to ``most`` bytes (waiting for at least one)."""
+        try:
+            data: bytes = await self._reader.read(most)
+        except OSError as exc:
+            self.connection.close()
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query ({exc})"
+            ) from exc
+        if not data:
+            self.connection.close()
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, "Lost connection to MySQL server during query"
+            )
+        return data
 
 
-async def _pipeline(connection: Any, commands: Sequence[tuple[int, bytes]]) -> None:
+def _write(connection: Any, commands: Sequence[Command]) -> list[int]:
+    """Write ``commands`` at once; the number each answer starts with.
+
+    A command is one packet numbered 0 (3 bytes of length, the number, the command byte, the
+    payload), or several when it is 2**24 - 1 bytes or longer; its answer is numbered on.
+    """
+    frames: list[bytes] = []
+    numbers = []
+    for command, payload in commands:
+        data, number = bytes((command,)) + payload, 0
+        while True:
+            chunk, data = data[:_LONGEST_PACKET], data[_LONGEST_PACKET:]
+            frames.append(len(chunk).to_bytes(3, "little") + bytes((number,)) + chunk)
+            number = (number + 1) % 256
+            if len(chunk) < _LONGEST_PACKET:
+                break
+        numbers.append(number)
+    connection._write_bytes(b"".join(frames))
+    return numbers
+
+
+async def _pipeline(packets: _Packets, commands: Sequence[Command]) -> None:
     """Write ``commands`` at once, then read the OK of each in order.
 
     The first error is raised, and the answers after it are left unread: the connection is then
     out of step, and the pool closes it (``clean`` stays false).
     """
-    # Each command is one packet numbered 0: 3 bytes of length, the number, the command byte.
-    connection._write_bytes(
-        b"".join(
-            (len(payload) + 1).to_bytes(3, "little") + bytes((0, command)) + payload
-            for command, payload in commands
-        )
-    )
-    for _ in commands:
-        connection._next_seq_id = 1  # each answer is the first packet of its own exchange
-        await connection._read_ok_packet()
-
-
-async def _end(connection: Any) -> None:
-    """Roll back and reset the session, in one write."""
-    await _pipeline(connection, [(COM_QUERY, b"ROLLBACK"), (COM_RESET_CONNECTION, b"")])
+    for number in _write(packets.connection, commands):
+        error = await _answer(packets, number)
+        if error is not None:
+            raise error
 
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:

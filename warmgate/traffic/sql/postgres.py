@@ -42,7 +42,10 @@ This keeps every guarantee listed in ``driver.py``:
   runs as it is, unchecked;
 - libpq is in non-blocking mode (psycopg opens its connections so): a write that would block is
   finished when the event loop says the socket is writable, and the answer is read when it says
-  the socket is readable, so nothing waits on the loop.
+  the socket is readable, so nothing waits on the loop. A pooled connection's socket stays
+  registered with the loop from one query to the next (:class:`Watcher`), and a query waits for
+  a free connection under a timer only when none is free: per query, the client does only what
+  the query needs.
 
 Queries bypass SQLAlchemy's pool and psycopg's cursors: checking a connection out of
 SQLAlchemy's asyncio pool and back costs about as much CPU as this whole transaction, and
@@ -118,7 +121,7 @@ class PostgresPool:
         self._arguments = arguments
         self._wait = wait
         self._free = asyncio.Semaphore(size)
-        self._idle: list[Connection] = []
+        self._idle: list[tuple[Connection, Watcher]] = []
         self._closed = False
         self._shapes = Shapes()
 
@@ -134,31 +137,43 @@ class PostgresPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, which the server did not send."""
         text, names = _positional(query)
+        if self._free.locked():  # a timer only when the query has to wait for a connection
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._free.acquire()
+            except TimeoutError:
+                # The error SQLAlchemy's pool raises, so that both databases report it alike.
+                raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
+        else:
+            await self._free.acquire()  # returns at once
         try:
-            async with asyncio.timeout(self._wait):
-                await self._free.acquire()
-        except TimeoutError:
-            # The error SQLAlchemy's pool raises, so that both databases report it alike.
-            raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
-        try:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            if self._idle:
+                connection, watcher = self._idle.pop()
+            else:
+                connection = await self._connect()
+                watcher = Watcher(connection)
             try:
                 values = [params[name] for name in names]
                 key = (text, tuple(_type_of(value) for value in values), row_bytes)
                 now = time.monotonic()
                 shape = self._shapes.get(key, now)
                 if shape is None:
-                    describe = functools.partial(_describe, connection, key[1], statement_timeout)
+                    describe = functools.partial(
+                        _describe, connection, key[1], statement_timeout, watcher
+                    )
                     shape = await self._shapes.learn(key, describe, now)
                 try:
-                    return await read_only(connection, shape, values, statement_timeout, cap)
+                    return await read_only(
+                        connection, shape, values, statement_timeout, cap, watcher=watcher
+                    )
                 except psycopg.Error:
                     self._shapes.forget(key)
                     raise
             finally:
                 if _reusable(connection) and not self._closed:
-                    self._idle.append(connection)
+                    self._idle.append((connection, watcher))
                 else:
+                    watcher.close()
                     await connection.close()
         finally:
             self._free.release()
@@ -167,7 +182,8 @@ class PostgresPool:
         """Close the idle connections now, and the ones in use when their query ends."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, watcher in idle:
+            watcher.close()
             await connection.close()
 
     async def write_access(self) -> str | None:
@@ -223,11 +239,14 @@ async def read_only(
     values: Sequence[int | str],
     statement_timeout: float,
     cap: int,
+    *,
+    watcher: Watcher | None = None,
 ) -> Counted:
     """One read-only transaction around the query, rolled back, then the session reset; the
     rows it returned, counted up to ``cap + 1``, and those the server dropped as too wide.
 
-    ``shape`` is what :func:`describe` made of the query (a plain string is sent as it is).
+    ``shape`` is what :func:`describe` made of the query (a plain string is sent as it is);
+    ``watcher`` the connection's :class:`Watcher`, if it has one (the pool's connections do).
     Raises the psycopg error of the first statement that failed (see the module docstring).
     """
     if isinstance(shape, str):
@@ -238,27 +257,34 @@ async def read_only(
     encoding = connection.info.encoding
     bound = [_bind(value, encoding) for value in values]
     statement: Statement = (
-        shape.query.encode(encoding),
+        _encoded(shape.query, encoding),
         [text for text, _ in bound],
         [oid for _, oid in bound],
     )
-    transaction = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), statement, _ROLLBACK, *_RESET]
-    results, counted = await _pipeline(pgconn, transaction, shape, cap=cap)
+    before, after = _around(statement_timeout)
+    transaction = [*before, statement, *after]
+    results, counted = await _pipeline(pgconn, transaction, shape, cap=cap, watcher=watcher)
     if counted.rows > cap:
         return counted  # the answer is left unread: the connection cannot be reused
     if pgconn.transaction_status == pq.TransactionStatus.IDLE and _failed(results) is None:
         return counted
-    _, error = await _finish(pgconn, results, _QUERY)
+    _, error = await _finish(pgconn, results, _QUERY, watcher)
     if error is not None:
         index, result = error
         if index > _QUERY:
+            if watcher is not None:
+                watcher.close()
             await connection.close()  # it may hold what the reset was to release
         raise _error(result, encoding)
     return counted
 
 
 async def _describe(
-    connection: Connection, types: Sequence[int], statement_timeout: float, query: str
+    connection: Connection,
+    types: Sequence[int],
+    statement_timeout: float,
+    watcher: Watcher | None,
+    query: str,
 ) -> tuple[list[Column], bool]:
     """``pgrows.Describe`` on ``connection``: ``query`` parsed and described as the unnamed
     statement (which the next query replaces), never run, in a read-only transaction rolled
@@ -269,8 +295,8 @@ async def _describe(
     encoding = connection.info.encoding
     described: Step = (query.encode(encoding), None, types)
     steps = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), described, _BYTEA_OUTPUT, _ROLLBACK]
-    results, _ = await _pipeline(pgconn, steps)
-    results, error = await _finish(pgconn, results, len(steps))
+    results, _ = await _pipeline(pgconn, steps, watcher=watcher)
+    results, error = await _finish(pgconn, results, len(steps), watcher)
     if error is not None:
         raise _error(error[1], encoding)
     # The Parse's result comes first, then the description, then the setting.
@@ -282,12 +308,12 @@ async def _describe(
 
 
 async def _finish(
-    pgconn: PGconn, results: list[PGresult], kept: int
+    pgconn: PGconn, results: list[PGresult], kept: int, watcher: Watcher | None = None
 ) -> tuple[list[PGresult], tuple[int, PGresult] | None]:
     """Roll back a transaction that a failed statement left open (the server skipped the
     ROLLBACK and the reset after it); the results, and the first failure with its index."""
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        cleanup, _ = await _pipeline(pgconn, [_ROLLBACK, *_RESET])
+        cleanup, _ = await _pipeline(pgconn, [_ROLLBACK, *_RESET], watcher=watcher)
         results = results[: kept + 1] + cleanup
     failed = _failed(results)
     return results, (failed, results[failed]) if failed is not None else None
@@ -305,15 +331,18 @@ async def _pipeline(
     statements: Sequence[Step],
     shape: Shape | None = None,
     cap: int = 0,
+    watcher: Watcher | None = None,
 ) -> tuple[list[PGresult], Counted]:
     """Send ``statements`` and a Sync in one write; the last result of each statement, and the
     rows that the statement at index ``_QUERY`` returned when ``shape`` is given, counted in
     chunks up to ``cap + 1``, with those the server flagged as dropped.
 
     A statement whose values are ``None`` is parsed and described, not run: two results. Past
-    ``cap`` it returns at once, leaving the rest of the answer unread.
+    ``cap`` it returns at once, leaving the rest of the answer unread. ``watcher`` tells when
+    the answer can be read (without one, the socket is watched for this call only).
     """
     expected = _send(pgconn, statements)
+    readable = watcher.readable if watcher is not None else functools.partial(_ready, pgconn)
     while pgconn.flush():
         await _ready(pgconn, write=True)
     counted = _QUERY if shape is not None else None
@@ -324,7 +353,7 @@ async def _pipeline(
     while True:
         # Inline rather than a coroutine per result: a chunk may be a single row.
         while pgconn.is_busy():
-            await _ready(pgconn)
+            await readable()
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
@@ -392,6 +421,58 @@ def _count_in_chunks(pgconn: PGconn, rows: int) -> None:
         pass  # refused only when no row can come: the pipeline was aborted before it
 
 
+class Watcher:
+    """Tells when a connection's socket can be read, watching it from one query to the next.
+
+    Adding the socket to the event loop's selector and removing it again for every query costs
+    two system calls and about a tenth of the client's CPU for a query (docs/benchmarks.md). So
+    the socket stays watched while its connection is pooled. The selector is level-triggered:
+    it calls back once more after the query woken has read the answer, when that query's task
+    had not run yet; a second call in a row with no query waiting means the socket holds what
+    nobody reads (the server sent a notice, or closed the connection), and watching then stops
+    until the next query, so the loop never spins on it. It must be closed before its
+    connection is.
+    """
+
+    __slots__ = ("_loop", "_socket", "_unread", "_waiting", "_watching")
+
+    def __init__(self, connection: Connection) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._socket = connection.pgconn.socket
+        self._waiting: asyncio.Future[None] | None = None
+        self._watching = False
+        self._unread = 0
+
+    async def readable(self) -> None:
+        """Wait until the socket can be read without blocking."""
+        waiting = self._loop.create_future()
+        self._waiting = waiting
+        if not self._watching:
+            self._loop.add_reader(self._socket, self._wake)
+            self._watching = True
+        try:
+            await waiting
+        finally:
+            self._waiting = None
+
+    def _wake(self) -> None:
+        waiting = self._waiting
+        if waiting is None:
+            self._unread += 1
+            if self._unread > 1:
+                self.close()  # nobody reads: stop until the next query
+            return
+        self._unread = 0
+        if not waiting.done():
+            waiting.set_result(None)
+
+    def close(self) -> None:
+        """Stop watching the socket (before its connection closes, or when nobody reads)."""
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._socket)
+
+
 async def _ready(pgconn: PGconn, *, write: bool = False) -> None:
     """Wait until the connection's socket can be read (or written) without blocking."""
     loop = asyncio.get_running_loop()
@@ -431,6 +512,17 @@ def _type_of(value: int | str) -> int:
 
 def _set_timeout(seconds: float) -> Statement:
     return (b"SET LOCAL statement_timeout = %d" % max(1, round(seconds * 1000)), (), ())
+
+
+@functools.lru_cache(maxsize=16)
+def _around(seconds: float) -> tuple[tuple[Statement, ...], tuple[Statement, ...]]:
+    """The statements sent before and after the query, for a timeout of ``seconds``."""
+    return (_BEGIN, _STRINGS, _set_timeout(seconds)), (_ROLLBACK, *_RESET)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(query: str, encoding: str) -> bytes:
+    return query.encode(encoding)
 
 
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
