@@ -179,6 +179,7 @@ def test_the_only_custom_resources_are_the_pod_monitor_the_rules_and_the_certifi
         ("Certificate", "warmgate-webhook"),
         ("Issuer", "warmgate-webhook"),
         ("PodMonitor", "heritage-app-warmgate"),
+        ("PodMonitor", "warmgate-webhook"),
         ("PrometheusRule", "warmgate"),
     ]
 
