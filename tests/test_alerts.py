@@ -116,7 +116,6 @@ def old_rules(tmp_path: Path, **exprs: str) -> Path:
         for rule in group["rules"]:
             if rule["alert"] in exprs:
                 rule["expr"] = exprs[rule["alert"]]
-                rule.pop("for", None) if rule["alert"] == "WarmgateOpenedOnTimeout" else None
     path = tmp_path / "old.rules.yml"
     path.write_text(yaml.safe_dump(groups))
     return path
@@ -129,7 +128,7 @@ def test_a_stuck_loop_is_missed_by_a_clock_that_failed_spells_reset(tmp_path: Pa
     loop = [t for t in tests["tests"] if t["name"].startswith("warming 5m and failing closed")]
     old = old_rules(
         tmp_path,
-        WarmgateWarmingTooLong='max by (namespace, pod) '
+        WarmgateWarmingTooLong="max by (namespace, pod) "
         '(warmgate_state{warmgate_state=~"waiting|warming"}) == 1',
     )
     output = run_tests({**tests, "tests": loop}, old, tmp_path)
@@ -142,7 +141,8 @@ def test_an_alert_for_the_pods_whole_life_is_caught(tmp_path: Path) -> None:
     tests = yaml.safe_load((MONITORING / "alerts.test.yml").read_text())
     opened = [t for t in tests["tests"] if t["name"].startswith("opening on timeout")]
     old = old_rules(
-        tmp_path, WarmgateOpenedOnTimeout="max by (namespace, pod) (warmgate_opened_on_timeout) == 1"
+        tmp_path,
+        WarmgateOpenedOnTimeout="max by (namespace, pod) (warmgate_opened_on_timeout) == 1",
     )
     assert "WarmgateOpenedOnTimeout" in run_tests({**tests, "tests": opened}, old, tmp_path)
 
