@@ -84,13 +84,28 @@ def test_the_paths_tell_the_webhook_which_entry_sent_the_pod() -> None:
         assert PATHS[path] is selects(entry["namespaceSelector"], labelled)
 
 
-def test_the_annotation_entry_only_sends_annotated_pods() -> None:
-    """Label selectors cannot see annotations: a matchCondition keeps other pods away."""
+def test_the_annotation_entry_only_sends_pods_that_ask() -> None:
+    """Label selectors cannot see annotations: a matchCondition sends only pods whose annotation
+    or label warmgate.io/inject is there and is not an opt-out; the webhook reads the value
+    (enabled, true, any case; anything else gets a warning)."""
     [entry] = [e for e in entries() if not PATHS[e["clientConfig"]["service"]["path"]]]
     [condition] = entry["matchConditions"]
     expression = " ".join(condition["expression"].split())
-    assert "object.metadata.annotations['warmgate.io/inject'] == 'enabled'" in expression
-    assert "has(object.metadata.annotations)" in expression
+    for where in ("annotations", "labels"):
+        assert f"has(object.metadata.{where})" in expression
+        assert f"'warmgate.io/inject' in object.metadata.{where}" in expression
+        opt_out = f"!(object.metadata.{where}['warmgate.io/inject'] in ['disabled', 'false'])"
+        assert opt_out in expression
+    assert "'enabled'" not in expression  # any other value reaches the webhook, which decides
+
+
+@pytest.mark.parametrize("value", ["enabled", "true"])
+def test_both_spellings_of_the_namespace_label_opt_in(value: str) -> None:
+    """A namespace labelled warmgate.io/inject=true is opted in as =enabled is."""
+    labels = namespace("shop", **{"warmgate.io/inject": value})
+    sent = [e["clientConfig"]["service"]["path"] for e in entries()
+            if selects(e["namespaceSelector"], labels)]  # fmt: skip
+    assert sent == ["/mutate/namespace"]
 
 
 def test_both_entries_fail_open_quickly_and_have_no_side_effects() -> None:
@@ -200,10 +215,13 @@ def test_a_workload_built_with_the_adoption_component_gets_warmgate(
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["warmgate.io/inject"] == "enabled"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["warmgate.io/inject"] == "enabled"
+    assert "warmgate.io/inject" not in annotations
     config_maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
     assert annotations["warmgate.io/config"] in config_maps
     pod = deployment_pod(annotations)
+    pod["metadata"]["labels"].update(labels)
     pod["spec"]["containers"] = deployment["spec"]["template"]["spec"]["containers"]
     review = {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod,
               "operation": "CREATE", "namespace": "shop"}  # fmt: skip
@@ -212,3 +230,34 @@ def test_a_workload_built_with_the_adoption_component_gets_warmgate(
     after = jsonpatch.apply_patch(pod, list(decision.patch))
     [volume] = [v for v in after["spec"]["volumes"] if v["name"] == "warmgate-config"]
     assert volume["configMap"]["name"] == annotations["warmgate.io/config"]
+
+
+@pytest.mark.parametrize("value", ["disabled", "false"])
+def test_the_adoption_component_leaves_an_existing_opt_out_alone(
+    tmp_path: Path, value: str
+) -> None:
+    """A pod template that opts out keeps its annotation as written, and the webhook leaves the
+    pods alone: the opt-out annotation wins over the component's opt-in label."""
+    docs = list(yaml.safe_load_all((SAMPLES / "heritage-app.yaml").read_text()))
+    [app] = [doc for doc in docs if doc and doc["kind"] == "Deployment"]
+    app["spec"]["template"]["metadata"]["annotations"] = {"warmgate.io/inject": value}
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump_all([doc for doc in docs if doc]))
+    component = os.path.relpath(ADOPTION, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["app.yaml"], "components": [component]})
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [deployment] = [o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "Deployment"]
+    metadata = deployment["spec"]["template"]["metadata"]
+    assert metadata["annotations"]["warmgate.io/inject"] == value
+    pod = deployment_pod(metadata["annotations"])
+    pod["metadata"]["labels"].update(metadata["labels"])
+    review = {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod,
+              "operation": "CREATE", "namespace": "shop"}  # fmt: skip
+    decision = decide(review, InjectOptions(config_map="warmgate"), namespace_opted_in=False)
+    assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
+    assert f"warmgate.io/inject: {value}" in decision.warnings[0]

@@ -29,6 +29,9 @@ RUN_AS = 65532
 """The image's numeric non-root user and group."""
 MARKER = "warmgate.io/injected"
 """Pod template annotation saying inject added warmgate, so it may update or remove it."""
+PULL_SECRETS = "warmgate.io/image-pull-secrets"
+"""Pod template annotation listing the ``imagePullSecrets`` inject added (comma-separated), so
+that running it again, or ``uninject``, takes out exactly those and not the app's own."""
 INLINE_CONFIG = "warmgate.io/inline-config"
 """Pod annotation holding the config when it comes with the pod rather than from a ConfigMap."""
 
@@ -39,6 +42,29 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NO_VALUE = frozenset({"", "none"})
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+_UNITS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}  # fmt: skip
+
+
+def is_quantity(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes quantity inject accepts (``250m``, ``1.5``, ``64Mi``)."""
+    return bool(_QUANTITY.match(text.strip()))
+
+
+def quantity_value(text: str) -> float:
+    """The number a quantity stands for (``250m`` -> 0.25, ``1Ki`` -> 1024.0)."""
+    match = _QUANTITY.match(text.strip())
+    if not match:
+        raise ValueError(f"'{text}' is not a Kubernetes quantity")
+    number = text.strip()[: len(text.strip()) - len(match[2] or "")]
+    return float(number) * _UNITS[match[2] or ""]
+
+
+def no_value(text: str) -> bool:
+    """Whether a resource value means "none" (omit it)."""
+    return text.strip().lower() in _NO_VALUE
 
 
 def workload_kind(text: str) -> str:
@@ -77,6 +103,7 @@ class InjectOptions:
     run_as_user: str = str(RUN_AS)
     env: tuple[str, ...] = ()
     env_from_secret: tuple[str, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
     selection: Selection = field(default_factory=Selection)
     emit_config: bool = False
     inline_config: str = ""
@@ -97,7 +124,7 @@ class InjectOptions:
                 "without a config, an init container would fail."
             )
         for flag, value in self._resources():
-            if value.strip().lower() not in _NO_VALUE and not _QUANTITY.match(value.strip()):
+            if not no_value(value) and not is_quantity(value):
                 raise ConfigError(
                     f"--{flag}: '{value}' is not a Kubernetes quantity; write something like "
                     "'100m' for CPU or '64Mi' for memory, or 'none'."
@@ -119,12 +146,16 @@ class InjectOptions:
                     f"--env: '{item.partition('=')[0]}...' is not NAME=VALUE with a valid "
                     "variable name; write e.g. --env TZ=UTC."
                 )
-        for secret in self.env_from_secret:
-            if not DNS_SUBDOMAIN.match(secret):
-                raise ConfigError(
-                    f"--env-from-secret: '{secret}' is not a Secret name; use lower-case "
-                    "letters, digits, '-' and '.'."
-                )
+        for flag, secrets in (
+            ("env-from-secret", self.env_from_secret),
+            ("image-pull-secret", self.image_pull_secrets),
+        ):
+            for secret in secrets:
+                if len(secret) > 253 or not DNS_SUBDOMAIN.match(secret):
+                    raise ConfigError(
+                        f"--{flag}: '{secret}' is not a Secret name; use lower-case letters, "
+                        "digits, '-' and '.'."
+                    )
         for kind in self.selection.kinds:
             workload_kind(kind)
 
@@ -245,3 +276,38 @@ def has_warmgate(spec: Mapping[str, Any]) -> bool:
         for key in ("initContainers", "containers")
         for container in spec.get(key) or []
     )
+
+
+def remove_pull_secrets(template: dict[str, Any]) -> None:
+    """Take out the ``imagePullSecrets`` that :data:`PULL_SECRETS` says inject added, and it."""
+    metadata = template.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or PULL_SECRETS not in annotations:
+        return
+    added = {name.strip() for name in str(annotations.pop(PULL_SECRETS)).split(",")}
+    spec = template["spec"]
+    kept = [
+        entry
+        for entry in spec.get("imagePullSecrets") or []
+        if not (isinstance(entry, Mapping) and entry.get("name") in added)
+    ]
+    if kept:
+        spec["imagePullSecrets"] = kept
+    else:
+        spec.pop("imagePullSecrets", None)
+
+
+def put_pull_secrets(template: dict[str, Any], secrets: tuple[str, ...]) -> None:
+    """Add ``secrets`` to the pod's ``imagePullSecrets`` (after taking out inject's earlier
+    ones), recording in :data:`PULL_SECRETS` those the pod did not have already."""
+    remove_pull_secrets(template)
+    spec = template["spec"]
+    entries = spec.get("imagePullSecrets") or []
+    present = {entry.get("name") for entry in entries if isinstance(entry, Mapping)}
+    added = [name for name in dict.fromkeys(secrets) if name not in present]
+    if not added:
+        return
+    if not isinstance(spec.get("imagePullSecrets"), list):
+        spec["imagePullSecrets"] = []
+    spec["imagePullSecrets"].extend({"name": name} for name in added)
+    template["metadata"]["annotations"][PULL_SECRETS] = ",".join(added)

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from warmgate.kernel.errors import ServeError
 from warmgate.kube.admission import MalformedReviewError, Outcome, admit, parse_review, response
 from warmgate.kube.inject import InjectOptions
-from warmgate.kube.pod_config import CONFIG_MAP, INLINE
+from warmgate.kube.pod_config import CONFIG_MAP, INLINE, RESOURCES
 from warmgate.serve.client_io import Reporter, Trouble
 from warmgate.serve.server import Endpoint, listen, serve_until_signalled
 
@@ -48,7 +48,7 @@ NAMESPACE_PATH = "/mutate/namespace"
 PATHS = {ANNOTATION_PATH: False, NAMESPACE_PATH: True}
 """Route -> whether the pod's namespace is opted in."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-INVALID_LABELS = frozenset({CONFIG_MAP, *INLINE})
+INVALID_LABELS = frozenset({CONFIG_MAP, *INLINE, *RESOURCES})
 """The values the invalid-annotation counter's ``annotation`` label may take."""
 
 
