@@ -24,7 +24,7 @@ from tests.test_k8s_manifests import HARDENED, K8S, SAMPLES, built, the
 from warmgate.kube.admission import Outcome, decide
 from warmgate.kube.inject import DEFAULT_IMAGE, InjectOptions
 from warmgate.kube.selection import Operator, Requirement
-from warmgate.kube.webhook import PATHS
+from warmgate.kube.webhook import PATHS, VALIDATE_PATH
 
 WEBHOOK = K8S / "webhook"
 ADOPTION = K8S / "webhook-adoption"
@@ -175,7 +175,11 @@ def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> 
     assert not [o for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding",
                                                     "ClusterRoleBinding", "ServiceAccount")]  # fmt: skip
     for obj in objects:
-        if obj["kind"] not in ("Namespace", "MutatingWebhookConfiguration"):
+        if obj["kind"] not in (
+            "Namespace",
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ):
             assert obj["metadata"]["namespace"] == OWN_NAMESPACE, obj["kind"]
     deployment = the(WEBHOOK, "Deployment")
     assert deployment["spec"]["replicas"] == 2
@@ -261,3 +265,31 @@ def test_the_adoption_component_leaves_an_existing_opt_out_alone(
     decision = decide(review, InjectOptions(config_map="warmgate"), namespace_opted_in=False)
     assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
     assert f"warmgate.io/inject: {value}" in decision.warnings[0]
+
+
+def test_the_validating_entry_sends_warmgates_config_maps_to_validate() -> None:
+    """ConfigMap CREATE/UPDATE, the default name or the component label, to /validate, failing
+    open quickly, with the same CA as the mutating entries."""
+    configuration = the(WEBHOOK, "ValidatingWebhookConfiguration")
+    mutating = the(WEBHOOK, "MutatingWebhookConfiguration")
+    annotation = "cert-manager.io/inject-ca-from"
+    assert (
+        configuration["metadata"]["annotations"][annotation]
+        == (mutating["metadata"]["annotations"][annotation])
+    )
+    [entry] = configuration["webhooks"]
+    assert entry["clientConfig"]["service"] == {
+        **mutating["webhooks"][0]["clientConfig"]["service"],
+        "path": VALIDATE_PATH,
+    }
+    [rule] = entry["rules"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert (rule["apiGroups"], rule["resources"]) == ([""], ["configmaps"])
+    assert (entry["failurePolicy"], entry["sideEffects"]) == ("Ignore", "None")
+    assert entry["timeoutSeconds"] <= 5
+    [condition] = entry["matchConditions"]
+    expression = " ".join(condition["expression"].split())
+    env = the(WEBHOOK, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    [default] = [item["value"] for item in env if item["name"] == "WARMGATE_WEBHOOK_CONFIG_MAP"]
+    assert f"object.metadata.name == '{default}'" in expression
+    assert "object.metadata.labels['app.kubernetes.io/component'] == 'warmgate'" in expression
