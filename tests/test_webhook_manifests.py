@@ -146,27 +146,73 @@ def test_the_entries_reach_the_service_and_the_service_reaches_the_server() -> N
     )
 
 
-def test_the_certificate_reaches_the_server_and_the_ca_bundle() -> None:
-    """inject-ca-from names the Certificate; its Secret is mounted where --tls-cert points."""
-    configuration = the(WEBHOOK, "MutatingWebhookConfiguration")
-    certificate = the(WEBHOOK, "Certificate")
-    issuer = the(WEBHOOK, "Issuer")
+def named(kind: str, name: str) -> dict[str, Any]:
+    """The one object of ``kind`` called ``name`` that k8s/webhook/ builds."""
+    [obj] = [o for o in built(WEBHOOK) if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def test_the_certificates_are_a_ca_chain_and_the_ca_bundle_is_the_ca() -> None:
+    """selfSigned -> CA Certificate -> CA Issuer -> leaf: inject-ca-from names the CA, so a leaf
+    renewal (a new key each time) never changes the caBundle; the CA keeps its key."""
+    issuers = {o["metadata"]["name"]: o for o in built(WEBHOOK) if o["kind"] == "Issuer"}
+    certificates = {o["metadata"]["name"]: o for o in built(WEBHOOK) if o["kind"] == "Certificate"}
+    assert set(certificates) == {"warmgate-webhook-ca", "warmgate-webhook"}
+    ca, leaf = certificates["warmgate-webhook-ca"], certificates["warmgate-webhook"]
+    assert ca["spec"]["isCA"] is True
+    assert "isCA" not in leaf["spec"]
+    self_signed = issuers[ca["spec"]["issuerRef"]["name"]]
+    assert self_signed["spec"] == {"selfSigned": {}}
+    ca_issuer = issuers[leaf["spec"]["issuerRef"]["name"]]
+    assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
+    assert {ca["spec"]["issuerRef"]["kind"], leaf["spec"]["issuerRef"]["kind"]} == {"Issuer"}
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+    hours = {name: int(c["spec"]["duration"].removesuffix("h")) for name, c in certificates.items()}
+    assert hours["warmgate-webhook-ca"] >= 10 * hours["warmgate-webhook"]
+    own = f"{OWN_NAMESPACE}/{ca['metadata']['name']}"
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        annotations = the(WEBHOOK, kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == own, kind
+
+
+def test_the_leaf_reaches_the_server() -> None:
+    """The leaf names the Service; its Secret is mounted where --tls-cert points."""
+    leaf = named("Certificate", "warmgate-webhook")
     service = the(WEBHOOK, "Service")
-    own = f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
-    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == own
-    assert certificate["spec"]["issuerRef"] == {
-        "name": issuer["metadata"]["name"],
-        "kind": "Issuer",
-    }
-    assert f"{service['metadata']['name']}.{OWN_NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    assert f"{service['metadata']['name']}.{OWN_NAMESPACE}.svc" in leaf["spec"]["dnsNames"]
     spec = the(WEBHOOK, "Deployment")["spec"]["template"]["spec"]
     [volume] = [v for v in spec["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    assert volume["secret"]["secretName"] == leaf["spec"]["secretName"]
     [container] = spec["containers"]
     [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
     args = container["args"]
     for flag, key in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")):
         assert args[args.index(flag) + 1] == f"{mount['mountPath']}/{key}"
+
+
+def test_the_webhook_is_highly_available() -> None:
+    """At least 2 replicas that cannot share a node, a zone spread, its own priority class
+    (shipped), the PDB; rollouts need no extra node."""
+    deployment = the(WEBHOOK, "Deployment")
+    spec = deployment["spec"]
+    template = spec["template"]
+    labels = template["metadata"]["labels"]
+    assert spec["replicas"] >= 2
+    [term] = template["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(term["labelSelector"], labels)
+    [zone] = template["spec"]["topologySpreadConstraints"]
+    assert zone["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(zone["labelSelector"], labels)
+    priority = the(WEBHOOK, "PriorityClass")
+    assert template["spec"]["priorityClassName"] == priority["metadata"]["name"]
+    assert 0 < priority["value"] < 1_000_000_000  # user-definable, below the system classes
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    budget = the(WEBHOOK, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert selects(budget["spec"]["selector"], labels)
 
 
 def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> None:
@@ -177,12 +223,13 @@ def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> 
     for obj in objects:
         if obj["kind"] not in (
             "Namespace",
+            "PriorityClass",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration",
         ):
             assert obj["metadata"]["namespace"] == OWN_NAMESPACE, obj["kind"]
     deployment = the(WEBHOOK, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] >= 2
     template = deployment["spec"]["template"]
     assert template["spec"]["automountServiceAccountToken"] is False
     budget = the(WEBHOOK, "PodDisruptionBudget")
