@@ -307,3 +307,35 @@ def test_the_image_pull_secret_flag_is_repeatable() -> None:
     assert result.returncode == 0, result.stderr
     spec = yaml.safe_load(result.stdout)["spec"]["template"]["spec"]
     assert spec["imagePullSecrets"] == [{"name": "a"}, {"name": "b"}]
+
+
+def test_the_istio_exclusion_is_opt_in_merged_and_removed_exactly() -> None:
+    """--istio-exclude-port adds warmgate's port to Istio's excludeInboundPorts, beside the
+    pod's own ports; a run without it, or uninject, takes out only that port."""
+    deployment = workload("Deployment", "web")
+    annotations = {"traffic.sidecar.istio.io/excludeInboundPorts": "9090"}
+    deployment["spec"]["template"]["metadata"]["annotations"] = dict(annotations)
+    plain = yaml.safe_load(inject_text(stream(deployment), OPTIONS).text)
+    kept = plain["spec"]["template"]["metadata"]["annotations"]
+    assert kept["traffic.sidecar.istio.io/excludeInboundPorts"] == "9090"  # not asked: as it was
+    injected = inject_text(stream(deployment), InjectOptions(istio_exclude_port=True)).text
+    template = yaml.safe_load(injected)["spec"]["template"]["metadata"]["annotations"]
+    assert template["traffic.sidecar.istio.io/excludeInboundPorts"] == "9090,8099"
+    again = inject_text(injected, InjectOptions(istio_exclude_port=True, port=8100)).text
+    template = yaml.safe_load(again)["spec"]["template"]["metadata"]["annotations"]
+    assert template["traffic.sidecar.istio.io/excludeInboundPorts"] == "9090,8100"
+    assert yaml.safe_load(uninject_text(again).text) == deployment
+
+
+def test_the_webhook_excludes_the_port_from_istio_when_asked() -> None:
+    pod = deployment_pod({"warmgate.io/inject": "enabled"})
+    options = InjectOptions(config_map="warmgate", istio_exclude_port=True)
+    decision, after = decide(pod, options=options)
+    assert decision.outcome is Outcome.MUTATED
+    assert (
+        after["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeInboundPorts"] == "8099"
+    )
+    assert (
+        "traffic.sidecar.istio.io/excludeInboundPorts"
+        not in decide(pod)[1]["metadata"]["annotations"]
+    )

@@ -69,6 +69,14 @@ def inject(
             "Secret for pulling the image: added to imagePullSecrets (repeatable).",
         ),
     ] = None,
+    istio_exclude_port: Annotated[
+        bool,
+        _inject_option(
+            "istio_exclude_port",
+            "Add warmgate's port to Istio's excludeInboundPorts (for "
+            "STRICT mTLS: probes and scrapes in plaintext).",
+        ),
+    ] = False,
     kind: Annotated[
         list[str] | None, _inject_option("kind", "Only workloads of this kind (repeatable).")
     ] = None,
@@ -112,6 +120,7 @@ def inject(
         selection=selection,
         emit_config=emit_config,
         config_optional=config_optional,
+        istio_exclude_port=istio_exclude_port,
     )
     _print_rewritten(inject_source(manifest, options), "inject")
 

@@ -49,6 +49,14 @@ def webhook(
             "image: added to imagePullSecrets (repeatable).",
         ),
     ] = None,
+    istio_exclude_port: Annotated[
+        bool,
+        _option(
+            "istio_exclude_port",
+            "Add the sidecar's port to Istio's excludeInboundPorts (for "
+            "STRICT mTLS: probes and scrapes in plaintext).",
+        ),
+    ] = False,
     drain: Annotated[
         str, _option("drain", "After SIGTERM, keep answering (not ready) this long, e.g. 5s.")
     ] = "0s",
@@ -80,7 +88,9 @@ def webhook(
             "digits, '-' and '.', the same name in every namespace."
         )
     options = InjectOptions(
-        config_map=config_map, **{key: value for key, value in given.items() if value is not None}
+        config_map=config_map,
+        istio_exclude_port=istio_exclude_port,
+        **{key: value for key, value in given.items() if value is not None},
     )
     serve_webhook(
         options,

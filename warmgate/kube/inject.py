@@ -52,6 +52,7 @@ from warmgate.kube.inject_parts import (
     InjectOptions,
     has_warmgate,
     is_injected,
+    put_mesh_exclusion,
     put_pull_secrets,
     volumes,
     warmgate_container,
@@ -164,6 +165,7 @@ def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) ->
     else:
         metadata["annotations"].pop(INLINE_CONFIG, None)
     put_pull_secrets(template, options.image_pull_secrets)
+    put_mesh_exclusion(template, options)
 
 
 def _not_a_workload(obj: Mapping[str, Any], name: str) -> Injected:

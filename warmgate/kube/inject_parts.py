@@ -32,6 +32,11 @@ MARKER = "warmgate.io/injected"
 PULL_SECRETS = "warmgate.io/image-pull-secrets"
 """Pod template annotation listing the ``imagePullSecrets`` inject added (comma-separated), so
 that running it again, or ``uninject``, takes out exactly those and not the app's own."""
+ISTIO_EXCLUDE = "traffic.sidecar.istio.io/excludeInboundPorts"
+"""Istio's pod annotation: inbound ports its proxy leaves alone (no mTLS capture)."""
+MESH_EXCLUDED = "warmgate.io/istio-excluded-port"
+"""Pod template annotation recording the port inject added to :data:`ISTIO_EXCLUDE`, so that
+running it again, or ``uninject``, takes out exactly that one."""
 INLINE_CONFIG = "warmgate.io/inline-config"
 """Pod annotation holding the config when it comes with the pod rather than from a ConfigMap."""
 
@@ -84,7 +89,10 @@ class InjectOptions:
     ``"none"`` omits one.
 
     ``inline_config``, when given, is the config's YAML text, carried in the pod's annotation
-    :data:`INLINE_CONFIG` instead of a ConfigMap. ``config_map`` may contain ``{name}``,
+    :data:`INLINE_CONFIG` instead of a ConfigMap. ``istio_exclude_port`` adds warmgate's port
+    to Istio's :data:`ISTIO_EXCLUDE`, so that under STRICT mTLS the kubelet's probes and a
+    Prometheus outside the mesh still reach it in plaintext (opt-in: it takes the port out of
+    the mesh for every client). ``config_map`` may contain ``{name}``,
     replaced by each workload's ``metadata.name``. ``config_optional``: the pod starts even
     when the ConfigMap does not exist, and the sidecar then runs open (ready, no warm-up).
     The CPU limit is off by default: a throttled load generator measures its own throttling
@@ -104,6 +112,7 @@ class InjectOptions:
     env: tuple[str, ...] = ()
     env_from_secret: tuple[str, ...] = ()
     image_pull_secrets: tuple[str, ...] = ()
+    istio_exclude_port: bool = False
     selection: Selection = field(default_factory=Selection)
     emit_config: bool = False
     inline_config: str = ""
@@ -311,3 +320,32 @@ def put_pull_secrets(template: dict[str, Any], secrets: tuple[str, ...]) -> None
         spec["imagePullSecrets"] = []
     spec["imagePullSecrets"].extend({"name": name} for name in added)
     template["metadata"]["annotations"][PULL_SECRETS] = ",".join(added)
+
+
+def remove_mesh_exclusion(template: dict[str, Any]) -> None:
+    """Take out of Istio's :data:`ISTIO_EXCLUDE` the port :data:`MESH_EXCLUDED` says inject
+    added, and that record; an annotation left empty goes too."""
+    annotations = template.get("metadata", {}).get("annotations")
+    if not isinstance(annotations, dict) or MESH_EXCLUDED not in annotations:
+        return
+    added = str(annotations.pop(MESH_EXCLUDED)).strip()
+    ports = [p.strip() for p in str(annotations.get(ISTIO_EXCLUDE, "")).split(",") if p.strip()]
+    kept = [port for port in ports if port != added]
+    if kept:
+        annotations[ISTIO_EXCLUDE] = ",".join(kept)
+    else:
+        annotations.pop(ISTIO_EXCLUDE, None)
+
+
+def put_mesh_exclusion(template: dict[str, Any], options: InjectOptions) -> None:
+    """With ``options.istio_exclude_port``, add warmgate's port to Istio's exclusions (after
+    taking out inject's earlier one), recording it unless the pod excluded it already."""
+    remove_mesh_exclusion(template)
+    if not options.istio_exclude_port:
+        return
+    annotations = template["metadata"]["annotations"]
+    ports = [p.strip() for p in str(annotations.get(ISTIO_EXCLUDE, "")).split(",") if p.strip()]
+    if str(options.port) in ports:
+        return
+    annotations[ISTIO_EXCLUDE] = ",".join([*ports, str(options.port)])
+    annotations[MESH_EXCLUDED] = str(options.port)

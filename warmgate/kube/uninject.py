@@ -2,11 +2,12 @@
 
 Theory of operation: inject marks every pod template it changes with the annotation
 :data:`~warmgate.kube.inject.MARKER`. Uninject touches only marked templates and removes the
-warmgate container, the two warmgate volumes, the ``imagePullSecrets`` it added (and the
-annotation that lists them), the marker and the inline config, then the
-``initContainers``, ``volumes``, ``annotations`` and ``metadata`` entries that this leaves empty
-(inject creates them when they are missing). A warmgate container without the marker was written
-by hand and stays. Documents that do not change come out as the same text, as with inject.
+warmgate container, the two warmgate volumes, the ``imagePullSecrets`` and the Istio port
+exclusion it added (and the annotations that record them), the marker and the inline config,
+then the ``initContainers``, ``volumes``, ``annotations`` and ``metadata`` entries that this
+leaves empty (inject creates them when they are missing). A warmgate container without the
+marker was written by hand and stays. Documents that do not change come out as the same text,
+as with inject.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from warmgate.kube.inject import (
     has_warmgate,
     is_injected,
 )
-from warmgate.kube.inject_parts import remove_pull_secrets
+from warmgate.kube.inject_parts import remove_mesh_exclusion, remove_pull_secrets
 from warmgate.kube.manifests import (
     Injected,
     InjectedText,
@@ -64,6 +65,7 @@ def _remove(template: dict[str, Any]) -> None:
     _drop(spec, "initContainers", {CONTAINER_NAME})
     _drop(spec, "volumes", {STATUS_VOLUME, CONFIG_VOLUME})
     remove_pull_secrets(template)
+    remove_mesh_exclusion(template)
     metadata = template["metadata"]
     del metadata["annotations"][MARKER]
     metadata["annotations"].pop(INLINE_CONFIG, None)
