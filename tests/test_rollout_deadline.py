@@ -2,7 +2,7 @@
 wait.timeout has one default everywhere it is written down.
 
 A pod is Available only once warm, so a Deployment whose progressDeadlineSeconds is shorter
-than wait.timeout + gate.timeout (+ the primer's grace) is marked failed (Argo CD: Degraded)
+than wait.timeout + gate.timeout (+ load.jitter and the primer's grace) is marked failed (Argo CD: Degraded)
 while it is still warming normally. The deadline is computed from the ConfigMap each workload
 mounts, read by warmgate's own loader.
 """
@@ -37,11 +37,12 @@ def warmgate_config_map(spec: dict[str, Any]) -> str | None:
 
 
 def longest_warm_up(directory: Path, config_map: str) -> float:
-    """wait.timeout + gate.timeout + the primer's grace, from the ConfigMap the build holds."""
+    """wait.timeout + gate.timeout + load.jitter + the primer's grace, from the ConfigMap the
+    build holds."""
     [found] = [o for o in built(directory) if o["kind"] == "ConfigMap"
                and o["metadata"]["name"] == config_map]  # fmt: skip
     config, _ = config_from_mapping(parse_yaml(found["data"][CONFIG_KEY], config_map), environ={})
-    return config.wait.timeout + config.gate.timeout + PRIMER_GRACE
+    return config.wait.timeout + config.gate.timeout + config.load.jitter + PRIMER_GRACE
 
 
 @pytest.mark.parametrize("directory", kustomize_dirs(), ids=lambda p: str(p.relative_to(K8S)))
