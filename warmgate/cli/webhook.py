@@ -63,6 +63,14 @@ def webhook(
     log_format: Annotated[
         Literal["auto", "json", "human"], _option("log_format", "auto, json or human.")
     ] = "auto",
+    events: Annotated[
+        bool,
+        _option(
+            "events",
+            "Sidecars post Kubernetes Events about their pods (adds POD_NAME, POD_NAMESPACE and "
+            "POD_UID); each namespace grants the RBAC (docs/operations.md).",
+        ),
+    ] = False,
 ) -> None:
     """Mutating admission webhook: add warmgate to pods that opt in (TLS; see k8s/webhook/)."""
     from warmgate.kernel.errors import ConfigError
@@ -90,6 +98,7 @@ def webhook(
     options = InjectOptions(
         config_map=config_map,
         istio_exclude_port=istio_exclude_port,
+        events=events,
         **{key: value for key, value in given.items() if value is not None},
     )
     serve_webhook(
