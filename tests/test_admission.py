@@ -114,11 +114,11 @@ def test_the_enabled_annotation_is_read_trimmed_and_in_any_case() -> None:
 
 
 @pytest.mark.parametrize("namespace", [True, False])
-@pytest.mark.parametrize("value", ["disable", "false", "no", "", "enabled,disabled", False, None])
+@pytest.mark.parametrize("value", ["disable", "off", "no", "", "enabled,disabled", False, None])
 def test_an_unrecognised_annotation_leaves_the_pod_alone_with_a_warning(
     value: Any, namespace: bool
 ) -> None:
-    """A value that is neither enabled nor disabled (a typo, false) admits the pod without
+    """A value that is neither enabled/true nor disabled/false (a typo, no) admits the pod without
     warmgate and says so, in an opted-in namespace or not."""
     pod = deployment_pod()
     pod["metadata"]["annotations"] = {"warmgate.io/inject": value}
@@ -126,7 +126,8 @@ def test_an_unrecognised_annotation_leaves_the_pod_alone_with_a_warning(
     assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
     [warning] = decision.warnings
     assert "the annotation warmgate.io/inject: " in warning
-    assert "which is neither enabled nor disabled" in warning
+    expected = "which is neither enabled/true nor disabled/false"
+    assert (expected if isinstance(value, str) else "which is not a string") in warning
     assert after == pod
 
 
@@ -170,7 +171,9 @@ def test_a_static_pods_mirror_is_left_alone_with_the_reason() -> None:
 def test_an_already_injected_pod_is_left_alone() -> None:
     """A pod that `warmgate inject` already wrote (another image) is not touched again."""
     pod = deployment_pod(ENABLED)
-    injected = inject_object(pod, InjectOptions(image="example.com/warmgate:old", config_map="x"))
+    injected = inject_object(
+        pod, InjectOptions(image="example.com/warmgate:old", config_map="x"), owned=True
+    )
     decision, after = decide(injected.obj, namespace=True)
     assert decision.outcome is Outcome.SKIPPED
     assert after == injected.obj
@@ -200,7 +203,8 @@ def test_the_webhook_adds_exactly_what_inject_adds() -> None:
     """One mutation path: the patched pod equals inject's output for the same options."""
     pod = deployment_pod(ENABLED)
     _, after = decide(pod)
-    assert after == inject_object(pod, dataclasses.replace(OPTIONS, config_optional=True)).obj
+    expected = inject_object(pod, dataclasses.replace(OPTIONS, config_optional=True), owned=True)
+    assert after == expected.obj
 
 
 def test_an_inline_config_has_nothing_optional_to_open_on() -> None:

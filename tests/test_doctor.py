@@ -381,7 +381,7 @@ def test_a_namespace_labelled_for_the_webhook_and_a_misspelt_opt_in(tmp_path: Pa
     (finding,) = report["findings"]
     assert finding["id"] == "WG014"
     assert finding["path"] == "spec.template.metadata.annotations['warmgate.io/inject']"
-    assert "neither enabled nor disabled" in finding["message"]
+    assert "neither enabled/true nor disabled/false" in finding["message"]
 
 
 @pytest.mark.parametrize(

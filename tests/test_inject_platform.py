@@ -287,13 +287,16 @@ def test_opt_out_on_the_pod_template_is_honoured_even_when_named() -> None:
     [
         (" disabled", Choice.DISABLED), ("DISABLED\n", Choice.DISABLED),
         ("\tEnabled ", Choice.ENABLED), ("disable", Choice.UNRECOGNISED),
+        ("true", Choice.ENABLED), (" TRUE", Choice.ENABLED), ("false", Choice.DISABLED),
+        ("False ", Choice.DISABLED), ("yes", Choice.UNRECOGNISED),
         ("", Choice.UNRECOGNISED), (False, Choice.UNRECOGNISED), (None, Choice.UNRECOGNISED),
     ],
 )  # fmt: skip
 def test_the_inject_annotation_is_read_trimmed_and_in_any_case(
     value: Any, expected: Choice
 ) -> None:
-    """Whitespace and capitals do not matter; anything but enabled or disabled is unrecognised."""
+    """Whitespace and capitals do not matter; enabled/true and disabled/false are understood,
+    anything else is unrecognised."""
     assert inject_annotation({"warmgate.io/inject": value}) is expected
     assert inject_annotation({}) is Choice.UNSET
 
@@ -305,7 +308,7 @@ def test_an_unrecognised_annotation_keeps_a_workload_out_even_when_named() -> No
     reason = why_skipped(pod, "Pod", template, Selection(names=("p",)))
     assert reason == (
         "skipped: its pod template has the annotation warmgate.io/inject: 'disable', which is "
-        "neither enabled nor disabled; write enabled or disabled"
+        "neither enabled/true nor disabled/false; write enabled or disabled"
     )
 
 
@@ -316,7 +319,8 @@ def test_an_unrecognised_annotation_keeps_a_workload_out_even_when_named() -> No
         ("' disabled'", "has the annotation warmgate.io/inject: disabled"),
         ("'Disabled  '", "has the annotation warmgate.io/inject: disabled"),
         ("disable", "has the annotation warmgate.io/inject: 'disable', which is neither"),
-        ("false", "has the annotation warmgate.io/inject: false, which is neither enabled"),
+        ("false", "has the annotation warmgate.io/inject: false, which is not a string"),
+        ("'False'", "has the annotation warmgate.io/inject: false"),
     ],
 )
 def test_inject_leaves_a_workload_alone_for_a_spaced_or_unknown_opt_out(

@@ -177,8 +177,11 @@ def test_the_only_custom_resources_are_the_pod_monitor_the_rules_and_the_certifi
     )
     assert custom == [
         ("Certificate", "warmgate-webhook"),
-        ("Issuer", "warmgate-webhook"),
+        ("Certificate", "warmgate-webhook-ca"),
+        ("Issuer", "warmgate-webhook-ca"),
+        ("Issuer", "warmgate-webhook-selfsigned"),
         ("PodMonitor", "heritage-app-warmgate"),
+        ("PodMonitor", "warmgate-webhook"),
         ("PrometheusRule", "warmgate"),
     ]
 

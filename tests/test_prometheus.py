@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.helpers import REPO, WarmgateProcess, free_port, http_get, items_url, poll, run_cli
@@ -31,8 +30,6 @@ COLD = Behavior(start_capacity=1, full_capacity=16, warm_requests=1500, base_lat
 """Copes with one request at a time at first, with 16 only after 1500 answers."""
 FAST_GATE = ["--concurrency", "8", "--window", "3s", "--hold", "2s", "--min-requests", "20"]
 GUIDE = REPO / "docs" / "kubernetes.md"
-K8S = REPO / "k8s"
-MONITORING = K8S / "monitoring"
 
 
 def code_blocks(language: str) -> list[str]:
@@ -308,55 +305,3 @@ def test_every_dashboard_query_returns_data_after_a_real_warm_up(
             result = server.query_range(grafana_to_promql(expr), start, end)
             values = [float(v) for series in result for _, v in series["values"]]
             assert [v for v in values if not math.isnan(v)], f"panel '{title}': no data: {expr}"
-
-
-def promtool_run(*args: str) -> str:
-    """Run promtool; its output, after failing with it unless it exits 0."""
-    done = subprocess.run(
-        [tool("promtool"), *args], capture_output=True, text=True, timeout=60, check=False,
-        cwd=MONITORING,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def test_the_shipped_alerts_pass_promtool_check_and_their_unit_tests(tmp_path: Path) -> None:
-    """promtool checks both rule files and passes the unit tests (warm-up, stuck, storm, absent)."""
-    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", "alerts.rules.yml")
-    operator = K8S / "variants" / "prometheus-operator" / "prometheusrule.yaml"
-    spec = tmp_path / "operator.rules.yml"
-    spec.write_text(yaml.safe_dump(yaml.safe_load(operator.read_text())["spec"]))
-    assert "SUCCESS: 6 rules found" in promtool_run("check", "rules", str(spec))
-    assert "SUCCESS" in promtool_run("test", "rules", "alerts.test.yml")
-
-
-def test_every_alert_links_to_its_runbook_section() -> None:
-    """Each runbook_url points at a heading of docs/operations.md that exists."""
-    operations = (REPO / "docs" / "operations.md").read_text()
-    anchors = {
-        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in operations.splitlines()
-        if line.startswith("#")
-    }
-    rules = yaml.safe_load((MONITORING / "alerts.rules.yml").read_text())
-    for rule in rules["groups"][0]["rules"]:
-        url = rule["annotations"]["runbook_url"]
-        assert url.startswith("https://github.com/warmgate/warmgate/blob/main/docs/operations.md#")
-        assert url.rpartition("#")[2] == rule["alert"].lower()
-        assert rule["alert"].lower() in anchors, rule["alert"]
-
-
-def test_the_alert_unit_tests_can_fail(tmp_path: Path) -> None:
-    """promtool test rules fails when an expected alert does not fire, so the tests above bite."""
-    tests = yaml.safe_load((MONITORING / "alerts.test.yml").read_text())
-    stuck = next(t for t in tests["tests"] if t["name"].startswith("a warm-up stuck"))
-    stuck["input_series"][0]["values"] = "1x10 0x30"  # warm after 10 minutes after all
-    tests["rule_files"] = [str(MONITORING / "alerts.rules.yml")]
-    path = tmp_path / "broken.test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    done = subprocess.run(
-        [tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "WarmgateWarmingTooLong" in done.stdout + done.stderr

@@ -110,11 +110,13 @@ class Client:
 
 
 @contextlib.contextmanager
-def webhook(directory: Path, *args: str) -> Iterator[WarmgateProcess]:
+def webhook(
+    directory: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[WarmgateProcess]:
     """A running `warmgate webhook` with the certificate files in ``directory``."""
     process = WarmgateProcess(
         "webhook", "--tls-cert", str(directory / "tls.crt"), "--tls-key",
-        str(directory / "tls.key"), "--port", "0", "--host", "127.0.0.1", *args,
+        str(directory / "tls.key"), "--port", "0", "--host", "127.0.0.1", *args, env=env,
     )  # fmt: skip
     with process:
         yield process

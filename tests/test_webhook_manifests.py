@@ -24,7 +24,7 @@ from tests.test_k8s_manifests import HARDENED, K8S, SAMPLES, built, the
 from warmgate.kube.admission import Outcome, decide
 from warmgate.kube.inject import DEFAULT_IMAGE, InjectOptions
 from warmgate.kube.selection import Operator, Requirement
-from warmgate.kube.webhook import PATHS
+from warmgate.kube.webhook import PATHS, VALIDATE_PATH
 
 WEBHOOK = K8S / "webhook"
 ADOPTION = K8S / "webhook-adoption"
@@ -84,13 +84,28 @@ def test_the_paths_tell_the_webhook_which_entry_sent_the_pod() -> None:
         assert PATHS[path] is selects(entry["namespaceSelector"], labelled)
 
 
-def test_the_annotation_entry_only_sends_annotated_pods() -> None:
-    """Label selectors cannot see annotations: a matchCondition keeps other pods away."""
+def test_the_annotation_entry_only_sends_pods_that_ask() -> None:
+    """Label selectors cannot see annotations: a matchCondition sends only pods whose annotation
+    or label warmgate.io/inject is there and is not an opt-out; the webhook reads the value
+    (enabled, true, any case; anything else gets a warning)."""
     [entry] = [e for e in entries() if not PATHS[e["clientConfig"]["service"]["path"]]]
     [condition] = entry["matchConditions"]
     expression = " ".join(condition["expression"].split())
-    assert "object.metadata.annotations['warmgate.io/inject'] == 'enabled'" in expression
-    assert "has(object.metadata.annotations)" in expression
+    for where in ("annotations", "labels"):
+        assert f"has(object.metadata.{where})" in expression
+        assert f"'warmgate.io/inject' in object.metadata.{where}" in expression
+        opt_out = f"!(object.metadata.{where}['warmgate.io/inject'] in ['disabled', 'false'])"
+        assert opt_out in expression
+    assert "'enabled'" not in expression  # any other value reaches the webhook, which decides
+
+
+@pytest.mark.parametrize("value", ["enabled", "true"])
+def test_both_spellings_of_the_namespace_label_opt_in(value: str) -> None:
+    """A namespace labelled warmgate.io/inject=true is opted in as =enabled is."""
+    labels = namespace("shop", **{"warmgate.io/inject": value})
+    sent = [e["clientConfig"]["service"]["path"] for e in entries()
+            if selects(e["namespaceSelector"], labels)]  # fmt: skip
+    assert sent == ["/mutate/namespace"]
 
 
 def test_both_entries_fail_open_quickly_and_have_no_side_effects() -> None:
@@ -131,27 +146,73 @@ def test_the_entries_reach_the_service_and_the_service_reaches_the_server() -> N
     )
 
 
-def test_the_certificate_reaches_the_server_and_the_ca_bundle() -> None:
-    """inject-ca-from names the Certificate; its Secret is mounted where --tls-cert points."""
-    configuration = the(WEBHOOK, "MutatingWebhookConfiguration")
-    certificate = the(WEBHOOK, "Certificate")
-    issuer = the(WEBHOOK, "Issuer")
+def named(kind: str, name: str) -> dict[str, Any]:
+    """The one object of ``kind`` called ``name`` that k8s/webhook/ builds."""
+    [obj] = [o for o in built(WEBHOOK) if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def test_the_certificates_are_a_ca_chain_and_the_ca_bundle_is_the_ca() -> None:
+    """selfSigned -> CA Certificate -> CA Issuer -> leaf: inject-ca-from names the CA, so a leaf
+    renewal (a new key each time) never changes the caBundle; the CA keeps its key."""
+    issuers = {o["metadata"]["name"]: o for o in built(WEBHOOK) if o["kind"] == "Issuer"}
+    certificates = {o["metadata"]["name"]: o for o in built(WEBHOOK) if o["kind"] == "Certificate"}
+    assert set(certificates) == {"warmgate-webhook-ca", "warmgate-webhook"}
+    ca, leaf = certificates["warmgate-webhook-ca"], certificates["warmgate-webhook"]
+    assert ca["spec"]["isCA"] is True
+    assert "isCA" not in leaf["spec"]
+    self_signed = issuers[ca["spec"]["issuerRef"]["name"]]
+    assert self_signed["spec"] == {"selfSigned": {}}
+    ca_issuer = issuers[leaf["spec"]["issuerRef"]["name"]]
+    assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
+    assert {ca["spec"]["issuerRef"]["kind"], leaf["spec"]["issuerRef"]["kind"]} == {"Issuer"}
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+    hours = {name: int(c["spec"]["duration"].removesuffix("h")) for name, c in certificates.items()}
+    assert hours["warmgate-webhook-ca"] >= 10 * hours["warmgate-webhook"]
+    own = f"{OWN_NAMESPACE}/{ca['metadata']['name']}"
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        annotations = the(WEBHOOK, kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == own, kind
+
+
+def test_the_leaf_reaches_the_server() -> None:
+    """The leaf names the Service; its Secret is mounted where --tls-cert points."""
+    leaf = named("Certificate", "warmgate-webhook")
     service = the(WEBHOOK, "Service")
-    own = f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
-    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == own
-    assert certificate["spec"]["issuerRef"] == {
-        "name": issuer["metadata"]["name"],
-        "kind": "Issuer",
-    }
-    assert f"{service['metadata']['name']}.{OWN_NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    assert f"{service['metadata']['name']}.{OWN_NAMESPACE}.svc" in leaf["spec"]["dnsNames"]
     spec = the(WEBHOOK, "Deployment")["spec"]["template"]["spec"]
     [volume] = [v for v in spec["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    assert volume["secret"]["secretName"] == leaf["spec"]["secretName"]
     [container] = spec["containers"]
     [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
     args = container["args"]
     for flag, key in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")):
         assert args[args.index(flag) + 1] == f"{mount['mountPath']}/{key}"
+
+
+def test_the_webhook_is_highly_available() -> None:
+    """At least 2 replicas that cannot share a node, a zone spread, its own priority class
+    (shipped), the PDB; rollouts need no extra node."""
+    deployment = the(WEBHOOK, "Deployment")
+    spec = deployment["spec"]
+    template = spec["template"]
+    labels = template["metadata"]["labels"]
+    assert spec["replicas"] >= 2
+    [term] = template["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(term["labelSelector"], labels)
+    [zone] = template["spec"]["topologySpreadConstraints"]
+    assert zone["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(zone["labelSelector"], labels)
+    priority = the(WEBHOOK, "PriorityClass")
+    assert template["spec"]["priorityClassName"] == priority["metadata"]["name"]
+    assert 0 < priority["value"] < 1_000_000_000  # user-definable, below the system classes
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    budget = the(WEBHOOK, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert selects(budget["spec"]["selector"], labels)
 
 
 def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> None:
@@ -160,10 +221,15 @@ def test_the_webhook_runs_hardened_without_api_access_in_its_own_namespace() -> 
     assert not [o for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding",
                                                     "ClusterRoleBinding", "ServiceAccount")]  # fmt: skip
     for obj in objects:
-        if obj["kind"] not in ("Namespace", "MutatingWebhookConfiguration"):
+        if obj["kind"] not in (
+            "Namespace",
+            "PriorityClass",
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ):
             assert obj["metadata"]["namespace"] == OWN_NAMESPACE, obj["kind"]
     deployment = the(WEBHOOK, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] >= 2
     template = deployment["spec"]["template"]
     assert template["spec"]["automountServiceAccountToken"] is False
     budget = the(WEBHOOK, "PodDisruptionBudget")
@@ -200,10 +266,13 @@ def test_a_workload_built_with_the_adoption_component_gets_warmgate(
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["warmgate.io/inject"] == "enabled"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["warmgate.io/inject"] == "enabled"
+    assert "warmgate.io/inject" not in annotations
     config_maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
     assert annotations["warmgate.io/config"] in config_maps
     pod = deployment_pod(annotations)
+    pod["metadata"]["labels"].update(labels)
     pod["spec"]["containers"] = deployment["spec"]["template"]["spec"]["containers"]
     review = {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod,
               "operation": "CREATE", "namespace": "shop"}  # fmt: skip
@@ -212,3 +281,62 @@ def test_a_workload_built_with_the_adoption_component_gets_warmgate(
     after = jsonpatch.apply_patch(pod, list(decision.patch))
     [volume] = [v for v in after["spec"]["volumes"] if v["name"] == "warmgate-config"]
     assert volume["configMap"]["name"] == annotations["warmgate.io/config"]
+
+
+@pytest.mark.parametrize("value", ["disabled", "false"])
+def test_the_adoption_component_leaves_an_existing_opt_out_alone(
+    tmp_path: Path, value: str
+) -> None:
+    """A pod template that opts out keeps its annotation as written, and the webhook leaves the
+    pods alone: the opt-out annotation wins over the component's opt-in label."""
+    docs = list(yaml.safe_load_all((SAMPLES / "heritage-app.yaml").read_text()))
+    [app] = [doc for doc in docs if doc and doc["kind"] == "Deployment"]
+    app["spec"]["template"]["metadata"]["annotations"] = {"warmgate.io/inject": value}
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump_all([doc for doc in docs if doc]))
+    component = os.path.relpath(ADOPTION, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["app.yaml"], "components": [component]})
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [deployment] = [o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "Deployment"]
+    metadata = deployment["spec"]["template"]["metadata"]
+    assert metadata["annotations"]["warmgate.io/inject"] == value
+    pod = deployment_pod(metadata["annotations"])
+    pod["metadata"]["labels"].update(metadata["labels"])
+    review = {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod,
+              "operation": "CREATE", "namespace": "shop"}  # fmt: skip
+    decision = decide(review, InjectOptions(config_map="warmgate"), namespace_opted_in=False)
+    assert (decision.outcome, decision.patch) == (Outcome.SKIPPED, ())
+    assert f"warmgate.io/inject: {value}" in decision.warnings[0]
+
+
+def test_the_validating_entry_sends_warmgates_config_maps_to_validate() -> None:
+    """ConfigMap CREATE/UPDATE, the default name or the component label, to /validate, failing
+    open quickly, with the same CA as the mutating entries."""
+    configuration = the(WEBHOOK, "ValidatingWebhookConfiguration")
+    mutating = the(WEBHOOK, "MutatingWebhookConfiguration")
+    annotation = "cert-manager.io/inject-ca-from"
+    assert (
+        configuration["metadata"]["annotations"][annotation]
+        == (mutating["metadata"]["annotations"][annotation])
+    )
+    [entry] = configuration["webhooks"]
+    assert entry["clientConfig"]["service"] == {
+        **mutating["webhooks"][0]["clientConfig"]["service"],
+        "path": VALIDATE_PATH,
+    }
+    [rule] = entry["rules"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert (rule["apiGroups"], rule["resources"]) == ([""], ["configmaps"])
+    assert (entry["failurePolicy"], entry["sideEffects"]) == ("Ignore", "None")
+    assert entry["timeoutSeconds"] <= 5
+    [condition] = entry["matchConditions"]
+    expression = " ".join(condition["expression"].split())
+    env = the(WEBHOOK, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    [default] = [item["value"] for item in env if item["name"] == "WARMGATE_WEBHOOK_CONFIG_MAP"]
+    assert f"object.metadata.name == '{default}'" in expression
+    assert "object.metadata.labels['app.kubernetes.io/component'] == 'warmgate'" in expression

@@ -62,6 +62,21 @@ def inject(
         list[str] | None,
         _inject_option("env_from_secret", "Secret whose keys become warmgate's env (repeatable)."),
     ] = None,
+    image_pull_secret: Annotated[
+        list[str] | None,
+        _inject_option(
+            "image_pull_secret",
+            "Secret for pulling the image: added to imagePullSecrets (repeatable).",
+        ),
+    ] = None,
+    istio_exclude_port: Annotated[
+        bool,
+        _inject_option(
+            "istio_exclude_port",
+            "Add warmgate's port to Istio's excludeInboundPorts (for "
+            "STRICT mTLS: probes and scrapes in plaintext).",
+        ),
+    ] = False,
     kind: Annotated[
         list[str] | None, _inject_option("kind", "Only workloads of this kind (repeatable).")
     ] = None,
@@ -92,8 +107,10 @@ def inject(
 ) -> None:
     """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject).
 
-    Re-running updates the warmgate it added; Jobs, CronJobs, Helm hooks, hostNetwork pods and
-    workloads annotated warmgate.io/inject: disabled are skipped, each with a reason on stderr.
+    Re-running updates the warmgate it added; Jobs, CronJobs, Helm hooks, hostNetwork pods,
+    objects with an owner (a Deployment's ReplicaSets and Pods) and workloads annotated
+    warmgate.io/inject: disabled (or false) are skipped, each with a reason on stderr. Argo
+    Rollouts are injected like Deployments.
     """
     from warmgate.kube.inject import InjectOptions, inject_source, workload_kind
     from warmgate.kube.selection import Selection, parse_selector
@@ -102,7 +119,8 @@ def inject(
                              "cpu_request": cpu_request, "memory_request": memory_request,
                              "cpu_limit": cpu_limit, "memory_limit": memory_limit,
                              "run_as_user": run_as_user, "env": tuple(env or ()),
-                             "env_from_secret": tuple(env_from_secret or ())}  # fmt: skip
+                             "env_from_secret": tuple(env_from_secret or ()),
+                             "image_pull_secrets": tuple(image_pull_secret or ())}  # fmt: skip
     kinds = tuple(workload_kind(k) for k in kind or ())
     selection = Selection(kinds, tuple(name or ()), parse_selector(selector or ""))
     options = InjectOptions(
@@ -110,6 +128,7 @@ def inject(
         selection=selection,
         emit_config=emit_config,
         config_optional=config_optional,
+        istio_exclude_port=istio_exclude_port,
         events=events,
     )
     _print_rewritten(inject_source(manifest, options), "inject")

@@ -41,6 +41,22 @@ def webhook(
     run_as_user: Annotated[
         str | None, _option("run_as_user", "Sidecar user id; none leaves it to OpenShift.")
     ] = None,
+    image_pull_secret: Annotated[
+        list[str] | None,
+        _option(
+            "image_pull_secret",
+            "Secret (in each pod's namespace) for pulling the sidecar "
+            "image: added to imagePullSecrets (repeatable).",
+        ),
+    ] = None,
+    istio_exclude_port: Annotated[
+        bool,
+        _option(
+            "istio_exclude_port",
+            "Add the sidecar's port to Istio's excludeInboundPorts (for "
+            "STRICT mTLS: probes and scrapes in plaintext).",
+        ),
+    ] = False,
     drain: Annotated[
         str, _option("drain", "After SIGTERM, keep answering (not ready) this long, e.g. 5s.")
     ] = "0s",
@@ -66,7 +82,8 @@ def webhook(
     given: dict[str, Any] = {"image": image, "port": sidecar_port, "cpu_request": cpu_request,
                              "memory_request": memory_request, "cpu_limit": cpu_limit,
                              "memory_limit": memory_limit,
-                             "run_as_user": run_as_user}  # fmt: skip
+                             "run_as_user": run_as_user,
+                             "image_pull_secrets": tuple(image_pull_secret or ())}  # fmt: skip
     try:
         drain_seconds = parse_duration(drain)
     except ValueError as exc:
@@ -80,6 +97,7 @@ def webhook(
         )
     options = InjectOptions(
         config_map=config_map,
+        istio_exclude_port=istio_exclude_port,
         events=events,
         **{key: value for key, value in given.items() if value is not None},
     )

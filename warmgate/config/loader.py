@@ -112,13 +112,23 @@ def read_yaml(path: Path) -> dict[str, Any]:
     from warmgate.config import bounded_yaml  # only configs from a file need a YAML parser
 
     text = read_text(path, "--config", bounded_yaml.MAX_CONFIG_BYTES, bounded_yaml.CONFIG.advice)
-    data = bounded_yaml.parse(text, f"--config: {path}")
+    return parse_yaml(text, f"--config: {path}")
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """The mapping in a config's YAML text (a file's, or a ConfigMap's key), within the same
+    bounds as a file; ``source`` names it in errors (``--config: warmgate.yaml``)."""
+    from warmgate.config import bounded_yaml
+
+    if len(text.encode(errors="replace")) > bounded_yaml.MAX_CONFIG_BYTES:
+        size = bounded_yaml.MAX_CONFIG_BYTES // 1024
+        raise ConfigError(f"{source} is larger than {size} KiB, {bounded_yaml.CONFIG.advice}.")
+    data = bounded_yaml.parse(text, source)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"--config: {path} must hold a mapping with a 'targets' list, not a "
-            f"{type(data).__name__}."
+            f"{source} must hold a mapping with a 'targets' list, not a {type(data).__name__}."
         )
     return data
 
@@ -130,6 +140,15 @@ def load_config(
 ) -> tuple[Config, Secrets]:
     """Build the config from an optional YAML file and command-line overrides."""
     raw: dict[str, Any] = read_yaml(path) if path is not None else {}
+    return config_from_mapping(raw, overrides, environ)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Config, Secrets]:
+    """:func:`load_config` after the file is read: ``${VAR}``, the overrides, the model."""
     secret_values: set[str] = set()
     raw = expand_env(raw, os.environ if environ is None else environ, secret_values)
     raw = merge(raw, overrides or {})

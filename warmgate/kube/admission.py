@@ -7,19 +7,21 @@ every Pod ``CREATE`` the webhook configuration selects; :func:`admit` answers it
    :class:`MalformedReviewError` (the server answers 400).
 2. Opt-in: the pod's namespace is opted in (the webhook entry that selects namespaces by label
    says so through ``namespace_opted_in``: the review itself carries no namespace labels), or the
-   pod carries the annotation ``warmgate.io/inject: enabled``. Otherwise the pod is
+   pod carries the annotation (or the label) ``warmgate.io/inject: enabled`` (or ``true``); the
+   webhook-adoption component sets the label. Otherwise the pod is
    :attr:`Outcome.SKIPPED` silently: no warning for pods nobody asked about. The annotation is
    read as ``inject`` reads it (:func:`warmgate.kube.selection.inject_annotation`: trimmed, any
-   letter case); a value that is neither ``enabled`` nor ``disabled`` is a request nobody can read,
-   answered with a warning and no warmgate, wherever the pod is.
+   letter case, ``enabled``/``true`` and ``disabled``/``false``); any other value is a request
+   nobody can read, answered with a warning and no warmgate, wherever the pod is.
 3. Left alone, with the reason in ``warnings``: the annotation ``warmgate.io/inject: disabled``
-   (it wins over the namespace label) or an unrecognised value, a static pod's mirror, a pod a
-   Job owns, a Helm hook,
+   or ``false`` (it wins over the namespace label) or an unrecognised value, a static pod's
+   mirror, a pod a DaemonSet owns (a per-node agent: no Service traffic to gate, and a node's
+   agent must not wait for a warm-up), a pod a Job owns, a Helm hook,
    ``hostNetwork`` (:func:`warmgate.kube.selection.why_skipped`, shared with ``inject``), a pod
    that already has a warmgate container (``inject``'s or an earlier pass of this webhook:
    reinvocation gives an empty patch), and a pod whose ports or volumes clash with warmgate's.
-4. The pod's config annotations (:mod:`warmgate.kube.pod_config`); a mistake there admits the pod
-   unmutated, :attr:`Outcome.INVALID`, with a warning naming the annotation.
+4. The pod's config and resource annotations (:mod:`warmgate.kube.pod_config`); a mistake there
+   admits the pod unmutated, :attr:`Outcome.INVALID`, with a warning naming the annotation.
 5. The pod ``warmgate inject`` would write (:func:`warmgate.kube.inject.inject_object`, the one
    mutation code path), and the JSONPatch from the received pod to it (``jsonpatch``). Its
    ConfigMap, the namespace's default or the one the pod names, is optional: a pod whose
@@ -43,8 +45,14 @@ from typing import Any
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.redaction import shorten
 from warmgate.kube.inject import InjectOptions, has_warmgate, inject_object
-from warmgate.kube.pod_config import InvalidAnnotationError, pod_config
-from warmgate.kube.selection import Choice, Selection, inject_annotation, why_skipped
+from warmgate.kube.pod_config import RESOURCES, InvalidAnnotationError, pod_config, pod_resources
+from warmgate.kube.selection import (
+    Choice,
+    Selection,
+    daemon_set_owner,
+    inject_annotation,
+    why_skipped,
+)
 
 API_VERSION = "admission.k8s.io/v1"
 MIRROR = "kubernetes.io/config.mirror"
@@ -130,8 +138,11 @@ def decide(
         return _skip(f"{name}: {reason}")
     if has_warmgate(pod.get("spec") or {}):
         return _skip(f"{name}: skipped: it already has a warmgate container")
+    annotations = pod["metadata"].get("annotations") or {}
     try:
-        config = pod_config(pod["metadata"].get("annotations") or {})
+        config = pod_config(annotations)
+        defaults = {field: getattr(options, field) for field in RESOURCES.values()}
+        resources: dict[str, Any] = pod_resources(annotations, defaults)
     except InvalidAnnotationError as exc:
         warning = f"warmgate: {name} admitted without warmgate: {exc}"
         return Decision(
@@ -142,9 +153,10 @@ def decide(
         config_map=config.config_map or options.config_map,
         inline_config=config.inline,
         config_optional=True,  # a missing ConfigMap must not keep the pod from starting
+        **resources,
     )
     try:
-        injected = inject_object(pod, chosen, name)
+        injected = inject_object(pod, chosen, name, owned=True)
     except ConfigError as exc:
         return _skip(f"{name}: skipped: {exc}")
     import jsonpatch
@@ -167,14 +179,25 @@ def _opted_in_pod(
     annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
     if not isinstance(metadata, Mapping) or not isinstance(annotations or {}, Mapping):
         return _skip("the pod's metadata or annotations are not mappings")
-    choice = inject_annotation(annotations or {})
-    if not (namespace_opted_in or choice in (Choice.ENABLED, Choice.UNRECOGNISED)):
+    labels = metadata.get("labels")
+    choices = {inject_annotation(annotations or {})}
+    choices.add(inject_annotation(labels if isinstance(labels, Mapping) else {}))
+    if not (namespace_opted_in or choices & {Choice.ENABLED, Choice.UNRECOGNISED}):
         return Decision(Outcome.SKIPPED)
     name = _pod_name(request, metadata)
-    if MIRROR in (annotations or {}):
-        # The kubelet runs the static pod from its file; and NodeRestriction (reinvoked after
-        # this patch) refuses a mirror pod that references a ConfigMap, so it would not exist.
-        return _skip(f"{name}: skipped: it is the mirror of a static pod, which the kubelet runs")
+    daemon_set = daemon_set_owner(metadata)
+    # The kubelet runs a static pod from its file; and NodeRestriction (reinvoked after this
+    # patch) refuses a mirror pod that references a ConfigMap, so it would not exist.
+    why = (
+        "it is the mirror of a static pod, which the kubelet runs"
+        if MIRROR in (annotations or {})
+        else f"it is a pod of DaemonSet {daemon_set}, a per-node agent with no Service traffic "
+        "to gate"
+        if daemon_set
+        else ""
+    )
+    if why:
+        return _skip(f"{name}: skipped: {why}")
     return {"apiVersion": "v1", "kind": "Pod", **pod}, name
 
 

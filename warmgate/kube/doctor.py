@@ -157,7 +157,7 @@ def _as_webhook_makes_it(workload: Workload, config_map: str, namespace_opted_in
     from warmgate.kube.admission import Outcome, decide
     from warmgate.kube.inject_parts import InjectOptions
     from warmgate.kube.pod_config import InvalidAnnotationError, pod_config
-    from warmgate.kube.selection import OPT_OUT, RUN_TO_COMPLETION
+    from warmgate.kube.selection import DISABLED_VALUES, OPT_OUT, RUN_TO_COMPLETION
 
     if workload.kind in RUN_TO_COMPLETION:
         return  # the webhook leaves the pods of Jobs alone, on purpose
@@ -165,6 +165,9 @@ def _as_webhook_makes_it(workload: Workload, config_map: str, namespace_opted_in
     metadata.setdefault("name", workload.name)
     if workload.namespace:
         metadata["namespace"] = workload.namespace
+    if workload.kind == "DaemonSet":  # as its pods come: the webhook leaves those alone
+        owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": workload.name}
+        metadata["ownerReferences"] = [owner]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": workload.spec}
     request = {
         "uid": "doctor", "kind": {"kind": "Pod"}, "operation": "CREATE",
@@ -180,7 +183,7 @@ def _as_webhook_makes_it(workload: Workload, config_map: str, namespace_opted_in
         return
     if decision.outcome is Outcome.SKIPPED and decision.warnings:
         opted = str(workload.annotations.get(OPT_OUT, "")).strip().lower()
-        if opted != "disabled":  # disabled is a choice; anything else is a surprise
+        if opted not in DISABLED_VALUES:  # an opt-out is a choice; anything else a surprise
             reason = decision.warnings[0].removeprefix("warmgate: ")
             workload.webhook_skip = (OPT_OUT, reason)
         return

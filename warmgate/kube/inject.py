@@ -33,6 +33,8 @@ both are pure. :func:`inject_source` reads a file or standard input.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,10 +47,13 @@ from warmgate.kube.inject_parts import (
     INLINE_CONFIG,
     MARKER,
     PORT_NAME,
+    PULL_SECRETS,
     STATUS_VOLUME,
     InjectOptions,
     has_warmgate,
     is_injected,
+    put_mesh_exclusion,
+    put_pull_secrets,
     volumes,
     warmgate_container,
     workload_kind,
@@ -60,11 +65,14 @@ from warmgate.kube.manifests import (
     check_object,
     describe_object,
     insert_before,
+    looks_like_workload,
     map_list,
     pod_template,
     rewrite_text,
+    workload_path,
 )
-from warmgate.kube.selection import why_skipped
+from warmgate.kube.pod_config import RESOURCES, InvalidAnnotationError, pod_resources
+from warmgate.kube.selection import owned_reason, why_skipped
 from warmgate.kube.yaml_stream import dump, parse, read_source
 
 __all__ = [
@@ -73,6 +81,7 @@ __all__ = [
     "DEFAULT_IMAGE",
     "INLINE_CONFIG",
     "MARKER",
+    "PULL_SECRETS",
     "STATUS_VOLUME",
     "InjectOptions",
     "has_warmgate",
@@ -85,20 +94,32 @@ __all__ = [
 """inject's public names: the walking is here, the parts in :mod:`warmgate.kube.inject_parts`."""
 
 
-def inject_object(obj: Any, options: InjectOptions, where: str = "the document") -> Injected:
+def inject_object(
+    obj: Any, options: InjectOptions, where: str = "the document", *, owned: bool = False
+) -> Injected:
     """Add warmgate to ``obj`` if it is a selected workload, or bring inject's warmgate there
-    up to date with ``options``; never mutates ``obj``."""
+    up to date with ``options``; never mutates ``obj``.
+
+    An object with an owner is left alone (its owner would undo the change) unless ``owned``:
+    the admission webhook changes pods, which all have one.
+    """
     checked = check_object(obj, where)
     kind = checked["kind"]
     if kind.endswith("List") and isinstance(checked.get("items"), list):
-        return map_list(checked, lambda item, at: inject_object(item, options, at), where)
-    if kind not in POD_TEMPLATES:
-        return Injected(obj, changed=False)
+        return map_list(
+            checked, lambda item, at: inject_object(item, options, at, owned=owned), where
+        )
     name = describe_object(checked)
-    template = pod_template(checked, POD_TEMPLATES[kind], name)
-    reason = why_skipped(checked, kind, template, options.selection)
+    path = workload_path(checked)
+    if path is None or (kind == "Rollout" and "template" not in _mapping(checked.get("spec"))):
+        return _not_a_workload(checked, name) if path is None else _by_reference(checked, name)
+    template = pod_template(checked, path, name)
+    reason = (None if owned else owned_reason(checked)) or why_skipped(
+        checked, kind, template, options.selection
+    )
     if reason:
         return Injected(obj, changed=False, notes=(f"{name}: {reason}",))
+    options = _with_pod_resources(template, options, name)
     ours = is_injected(template)
     if has_warmgate(template["spec"]) and not ours:
         note = f"{name} has a warmgate container that inject did not add; left as it is"
@@ -106,7 +127,7 @@ def inject_object(obj: Any, options: InjectOptions, where: str = "the document")
     config_map = "" if options.inline_config else _config_map_name(checked, options, name)
     _check_conflicts(template["spec"], options, name, ours)
     result = copy.deepcopy(dict(checked))
-    _apply(pod_template(result, POD_TEMPLATES[kind], name), options, config_map)
+    _apply(pod_template(result, path, name), options, config_map)
     starters: tuple[tuple[str, dict[str, Any]], ...] = ()
     if options.emit_config:
         from warmgate.kube.starter import starter_config_map
@@ -143,6 +164,52 @@ def _apply(template: dict[str, Any], options: InjectOptions, config_map: str) ->
         metadata["annotations"][INLINE_CONFIG] = options.inline_config
     else:
         metadata["annotations"].pop(INLINE_CONFIG, None)
+    put_pull_secrets(template, options.image_pull_secrets)
+    put_mesh_exclusion(template, options)
+
+
+def _not_a_workload(obj: Mapping[str, Any], name: str) -> Injected:
+    """An object of a kind inject does not change: said once per object when it seems to have a
+    pod template (a custom workload), else counted for the summary."""
+    kind, version = obj["kind"], obj.get("apiVersion")
+    template = looks_like_workload(obj)
+    if template is None:
+        return Injected(obj, changed=False, ignored=(kind,))
+    known = ", ".join(k if k != "Rollout" else "Rollout (argoproj.io)" for k in POD_TEMPLATES)
+    note = (
+        f"{name}: skipped: inject does not know the kind {kind} ({version}), though it has a "
+        f"pod template at {template}; inject knows {known}"
+    )
+    return Injected(obj, changed=False, notes=(note,))
+
+
+def _by_reference(obj: Mapping[str, Any], name: str) -> Injected:
+    """An Argo Rollout that takes its pod template from a Deployment (``spec.workloadRef``)."""
+    reference = _mapping(_mapping(obj.get("spec")).get("workloadRef"))
+    target = f"{reference.get('kind', 'Deployment')} {reference.get('name', '(unnamed)')}"
+    note = (
+        f"{name}: skipped: it takes its pod template from spec.workloadRef ({target}); "
+        f"inject {target} instead"
+    )
+    return Injected(obj, changed=False, notes=(note,))
+
+
+def _with_pod_resources(
+    template: Mapping[str, Any], options: InjectOptions, name: str
+) -> InjectOptions:
+    """``options`` with the sidecar resources the pod's own annotations ask for."""
+    annotations = _mapping(_mapping(template.get("metadata")).get("annotations"))
+    defaults = {field: getattr(options, field) for field in RESOURCES.values()}
+    try:
+        chosen = pod_resources(annotations, defaults)
+    except InvalidAnnotationError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    given: dict[str, Any] = dict(chosen)
+    return dataclasses.replace(options, **given) if given else options
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _put(items: list[Any], item: dict[str, Any]) -> None:
@@ -207,6 +274,11 @@ def inject_text(text: str, options: InjectOptions, source: str = "the input") ->
     injected workloads use that the stream does not define already.
     """
     result, results = rewrite_text(text, lambda doc, at: inject_object(doc, options, at), source)
+    ignored = Counter(kind for done in results for kind in done.ignored)
+    if ignored:
+        kinds = ", ".join(f"{kind} ({count})" for kind, count in sorted(ignored.items()))
+        summary = f"left as they are, having no pod template: {kinds}"
+        result = dataclasses.replace(result, notes=(*result.notes, summary))
     if not options.emit_config:
         return result
     defined = {

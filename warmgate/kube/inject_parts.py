@@ -29,6 +29,14 @@ RUN_AS = 65532
 """The image's numeric non-root user and group."""
 MARKER = "warmgate.io/injected"
 """Pod template annotation saying inject added warmgate, so it may update or remove it."""
+PULL_SECRETS = "warmgate.io/image-pull-secrets"
+"""Pod template annotation listing the ``imagePullSecrets`` inject added (comma-separated), so
+that running it again, or ``uninject``, takes out exactly those and not the app's own."""
+ISTIO_EXCLUDE = "traffic.sidecar.istio.io/excludeInboundPorts"
+"""Istio's pod annotation: inbound ports its proxy leaves alone (no mTLS capture)."""
+MESH_EXCLUDED = "warmgate.io/istio-excluded-port"
+"""Pod template annotation recording the port inject added to :data:`ISTIO_EXCLUDE`, so that
+running it again, or ``uninject``, takes out exactly that one."""
 INLINE_CONFIG = "warmgate.io/inline-config"
 """Pod annotation holding the config when it comes with the pod rather than from a ConfigMap."""
 
@@ -39,6 +47,29 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NO_VALUE = frozenset({"", "none"})
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+_UNITS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}  # fmt: skip
+
+
+def is_quantity(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes quantity inject accepts (``250m``, ``1.5``, ``64Mi``)."""
+    return bool(_QUANTITY.match(text.strip()))
+
+
+def quantity_value(text: str) -> float:
+    """The number a quantity stands for (``250m`` -> 0.25, ``1Ki`` -> 1024.0)."""
+    match = _QUANTITY.match(text.strip())
+    if not match:
+        raise ValueError(f"'{text}' is not a Kubernetes quantity")
+    number = text.strip()[: len(text.strip()) - len(match[2] or "")]
+    return float(number) * _UNITS[match[2] or ""]
+
+
+def no_value(text: str) -> bool:
+    """Whether a resource value means "none" (omit it)."""
+    return text.strip().lower() in _NO_VALUE
 
 
 def workload_kind(text: str) -> str:
@@ -58,7 +89,10 @@ class InjectOptions:
     ``"none"`` omits one.
 
     ``inline_config``, when given, is the config's YAML text, carried in the pod's annotation
-    :data:`INLINE_CONFIG` instead of a ConfigMap. ``config_map`` may contain ``{name}``,
+    :data:`INLINE_CONFIG` instead of a ConfigMap. ``istio_exclude_port`` adds warmgate's port
+    to Istio's :data:`ISTIO_EXCLUDE`, so that under STRICT mTLS the kubelet's probes and a
+    Prometheus outside the mesh still reach it in plaintext (opt-in: it takes the port out of
+    the mesh for every client). ``config_map`` may contain ``{name}``,
     replaced by each workload's ``metadata.name``. ``config_optional``: the pod starts even
     when the ConfigMap does not exist, and the sidecar then runs open (ready, no warm-up).
     The CPU limit is off by default: a throttled load generator measures its own throttling
@@ -77,6 +111,8 @@ class InjectOptions:
     run_as_user: str = str(RUN_AS)
     env: tuple[str, ...] = ()
     env_from_secret: tuple[str, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    istio_exclude_port: bool = False
     selection: Selection = field(default_factory=Selection)
     emit_config: bool = False
     inline_config: str = ""
@@ -105,7 +141,7 @@ class InjectOptions:
                 "container's prime does not."
             )
         for flag, value in self._resources():
-            if value.strip().lower() not in _NO_VALUE and not _QUANTITY.match(value.strip()):
+            if not no_value(value) and not is_quantity(value):
                 raise ConfigError(
                     f"--{flag}: '{value}' is not a Kubernetes quantity; write something like "
                     "'100m' for CPU or '64Mi' for memory, or 'none'."
@@ -127,12 +163,16 @@ class InjectOptions:
                     f"--env: '{item.partition('=')[0]}...' is not NAME=VALUE with a valid "
                     "variable name; write e.g. --env TZ=UTC."
                 )
-        for secret in self.env_from_secret:
-            if not DNS_SUBDOMAIN.match(secret):
-                raise ConfigError(
-                    f"--env-from-secret: '{secret}' is not a Secret name; use lower-case "
-                    "letters, digits, '-' and '.'."
-                )
+        for flag, secrets in (
+            ("env-from-secret", self.env_from_secret),
+            ("image-pull-secret", self.image_pull_secrets),
+        ):
+            for secret in secrets:
+                if len(secret) > 253 or not DNS_SUBDOMAIN.match(secret):
+                    raise ConfigError(
+                        f"--{flag}: '{secret}' is not a Secret name; use lower-case letters, "
+                        "digits, '-' and '.'."
+                    )
         for kind in self.selection.kinds:
             workload_kind(kind)
 
@@ -265,3 +305,67 @@ def has_warmgate(spec: Mapping[str, Any]) -> bool:
         for key in ("initContainers", "containers")
         for container in spec.get(key) or []
     )
+
+
+def remove_pull_secrets(template: dict[str, Any]) -> None:
+    """Take out the ``imagePullSecrets`` that :data:`PULL_SECRETS` says inject added, and it."""
+    metadata = template.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or PULL_SECRETS not in annotations:
+        return
+    added = {name.strip() for name in str(annotations.pop(PULL_SECRETS)).split(",")}
+    spec = template["spec"]
+    kept = [
+        entry
+        for entry in spec.get("imagePullSecrets") or []
+        if not (isinstance(entry, Mapping) and entry.get("name") in added)
+    ]
+    if kept:
+        spec["imagePullSecrets"] = kept
+    else:
+        spec.pop("imagePullSecrets", None)
+
+
+def put_pull_secrets(template: dict[str, Any], secrets: tuple[str, ...]) -> None:
+    """Add ``secrets`` to the pod's ``imagePullSecrets`` (after taking out inject's earlier
+    ones), recording in :data:`PULL_SECRETS` those the pod did not have already."""
+    remove_pull_secrets(template)
+    spec = template["spec"]
+    entries = spec.get("imagePullSecrets") or []
+    present = {entry.get("name") for entry in entries if isinstance(entry, Mapping)}
+    added = [name for name in dict.fromkeys(secrets) if name not in present]
+    if not added:
+        return
+    if not isinstance(spec.get("imagePullSecrets"), list):
+        spec["imagePullSecrets"] = []
+    spec["imagePullSecrets"].extend({"name": name} for name in added)
+    template["metadata"]["annotations"][PULL_SECRETS] = ",".join(added)
+
+
+def remove_mesh_exclusion(template: dict[str, Any]) -> None:
+    """Take out of Istio's :data:`ISTIO_EXCLUDE` the port :data:`MESH_EXCLUDED` says inject
+    added, and that record; an annotation left empty goes too."""
+    annotations = template.get("metadata", {}).get("annotations")
+    if not isinstance(annotations, dict) or MESH_EXCLUDED not in annotations:
+        return
+    added = str(annotations.pop(MESH_EXCLUDED)).strip()
+    ports = [p.strip() for p in str(annotations.get(ISTIO_EXCLUDE, "")).split(",") if p.strip()]
+    kept = [port for port in ports if port != added]
+    if kept:
+        annotations[ISTIO_EXCLUDE] = ",".join(kept)
+    else:
+        annotations.pop(ISTIO_EXCLUDE, None)
+
+
+def put_mesh_exclusion(template: dict[str, Any], options: InjectOptions) -> None:
+    """With ``options.istio_exclude_port``, add warmgate's port to Istio's exclusions (after
+    taking out inject's earlier one), recording it unless the pod excluded it already."""
+    remove_mesh_exclusion(template)
+    if not options.istio_exclude_port:
+        return
+    annotations = template["metadata"]["annotations"]
+    ports = [p.strip() for p in str(annotations.get(ISTIO_EXCLUDE, "")).split(",") if p.strip()]
+    if str(options.port) in ports:
+        return
+    annotations[ISTIO_EXCLUDE] = ",".join([*ports, str(options.port)])
+    annotations[MESH_EXCLUDED] = str(options.port)

@@ -30,15 +30,21 @@ POD_TEMPLATES: dict[str, tuple[str, ...]] = {
     "ReplicationController": ("spec", "template"),
     "Job": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "Rollout": ("spec", "template"),
 }
-"""Where each workload kind keeps its pod template (metadata + spec)."""
+"""Where each workload kind keeps its pod template (metadata + spec). ``Rollout`` is Argo
+Rollouts' (``argoproj.io/v1alpha1``); the others are Kubernetes' own."""
+GROUPS: dict[str, str] = {"Rollout": "argoproj.io"}
+"""The API group a kind must come from when it is not Kubernetes' own."""
 
 
 @dataclass(frozen=True)
 class Injected:
     """The result of injecting one object: the new object (or the same one) and what happened.
 
-    ``starters`` are ``(ConfigMap name, starter ConfigMap)`` pairs for ``--emit-config``.
+    ``ignored`` names the kind of an object that is no workload at all (a Service, a
+    ConfigMap), for the summary of what was left alone. ``starters`` are ``(ConfigMap name,
+    starter ConfigMap)`` pairs for ``--emit-config``.
     """
 
     obj: Any
@@ -46,6 +52,7 @@ class Injected:
     notes: tuple[str, ...] = ()
     config_maps: tuple[str, ...] = ()
     starters: tuple[tuple[str, dict[str, Any]], ...] = ()
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,15 +103,41 @@ def map_list(
     notes: list[str] = []
     config_maps: list[str] = []
     starters: list[tuple[str, dict[str, Any]]] = []
+    ignored: list[str] = []
     for index, item in enumerate(obj["items"]):
         done = transform(item, f"{where}, item {index + 1}")
         items.append(done.obj)
         notes.extend(done.notes)
         config_maps.extend(done.config_maps)
         starters.extend(done.starters)
+        ignored.extend(done.ignored)
     changed = any(new is not old for new, old in zip(items, obj["items"], strict=True))
     result = dict(obj, items=items) if changed else obj
-    return Injected(result, changed, tuple(notes), tuple(config_maps), tuple(starters))
+    return Injected(
+        result, changed, tuple(notes), tuple(config_maps), tuple(starters), tuple(ignored)
+    )
+
+
+def workload_path(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Where ``obj`` keeps its pod template, or ``None`` when inject does not know its kind (a
+    ``Rollout`` must be Argo's)."""
+    kind = obj["kind"]
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    if kind not in POD_TEMPLATES or GROUPS.get(kind, group) != group:
+        return None
+    return POD_TEMPLATES[kind]
+
+
+def looks_like_workload(obj: Mapping[str, Any]) -> str | None:
+    """Where an object of a kind inject does not know seems to keep a pod template, if it does
+    (``spec.template.spec.containers``, as a custom workload such as a CloneSet has)."""
+    for path in (("spec", "template"), ("spec", "jobTemplate", "spec", "template")):
+        node: Any = obj
+        for key in (*path, "spec"):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and isinstance(node.get("containers"), list):
+            return ".".join(path)
+    return None
 
 
 def pod_template(obj: Mapping[str, Any], path: tuple[str, ...], name: str) -> Any:

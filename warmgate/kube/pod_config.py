@@ -13,6 +13,12 @@ Theory of operation: a pod names its config in one of two ways.
 
 Neither: the webhook's default ConfigMap. Both: a mistake, since one would be silently ignored.
 
+The sidecar's resources, per pod (as Linkerd's ``config.linkerd.io/proxy-cpu-request`` and
+Istio's ``sidecar.istio.io/proxyCPU``): ``warmgate.io/cpu-request``, ``memory-request``,
+``cpu-limit`` and ``memory-limit`` (:data:`RESOURCES`), each a Kubernetes quantity or ``none``,
+override the webhook's (or inject's) flags; :func:`pod_resources` also refuses a request above
+its limit, which the API server would refuse, the pod with it.
+
 Annotations come from pod authors, who are trusted less than the platform's config: every value
 is bounded in size (:data:`MAX_ANNOTATION_CHARS`), and a template may not call ``line()`` (it
 reads files), nor mention it anywhere, even in a branch that never runs, because the sidecar
@@ -47,6 +53,13 @@ INLINE: dict[str, str] = {
     "warmgate.io/on-timeout": "on_timeout",
 }
 """Inline config annotations and the command-line flag each one stands for."""
+RESOURCES: dict[str, str] = {
+    "warmgate.io/cpu-request": "cpu_request",
+    "warmgate.io/memory-request": "memory_request",
+    "warmgate.io/cpu-limit": "cpu_limit",
+    "warmgate.io/memory-limit": "memory_limit",
+}
+"""Per-pod resource annotations and the inject option each one overrides."""
 MAX_ANNOTATION_CHARS = 2048
 """The longest value an inline annotation may have (a URL template is rarely a tenth of it)."""
 MAX_URLS = 16
@@ -187,3 +200,40 @@ def _check_template(url: str, where: str) -> None:
             f"{', '.join(sorted(reading))}() is not available; put the config in a ConfigMap "
             f"({CONFIG_MAP}) to use it.",
         )  # fmt: skip
+
+
+def pod_resources(annotations: Mapping[str, Any], defaults: Mapping[str, str]) -> dict[str, str]:
+    """The resource options (``cpu_request`` -> ``"500m"``) the annotations set, checked.
+
+    ``defaults`` holds the four options' values otherwise; a request above its limit, once
+    both are known, is an :class:`InvalidAnnotationError` naming the annotation that caused it.
+    """
+    from warmgate.kube.inject_parts import is_quantity, no_value, quantity_value
+
+    chosen: dict[str, str] = {}
+    for key, field in RESOURCES.items():
+        if key not in annotations:
+            continue
+        value = annotations[key]
+        if not isinstance(value, str) or not (no_value(value) or is_quantity(value)):
+            shown = shorten(str(value), 40)
+            raise InvalidAnnotationError(
+                key, f"'{shown}' is not a Kubernetes quantity; write e.g. '250m' for CPU, "
+                "'128Mi' for memory, or 'none'.",
+            )  # fmt: skip
+        chosen[field] = value.strip()
+    merged = {**defaults, **chosen}
+    for resource in ("cpu", "memory"):
+        fields = [f"{resource}_request", f"{resource}_limit"]
+        request, limit = (merged[field] for field in fields)
+        given = [field for field in fields if field in chosen]
+        if not given or no_value(request) or no_value(limit):
+            continue
+        if quantity_value(request) > quantity_value(limit):
+            key = next(k for k, f in RESOURCES.items() if f == given[0])
+            raise InvalidAnnotationError(
+                key, f"the {resource} request {request} is above the {resource} limit {limit}, "
+                f"which Kubernetes refuses; raise warmgate.io/{resource}-limit too, or set it "
+                "to none.",
+            )  # fmt: skip
+    return chosen

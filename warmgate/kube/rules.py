@@ -453,8 +453,8 @@ def webhook_skip(workload: Workload, objects: Sequence[Mapping[str, Any]]) -> It
         "WG014", Severity.WARNING, workload, path,
         f"the pods ask for warmgate, but the admission webhook leaves them alone, so they are "
         f"never warmed: {reason}",
-        "fix what the reason names (an annotation value is 'enabled' or 'disabled'), or add "
-        "warmgate with 'warmgate inject'.",
+        "fix what the reason names (an annotation value is 'enabled' or 'true', 'disabled' or "
+        "'false'), or add warmgate with 'warmgate inject'.",
     )  # fmt: skip
 
 

@@ -5,16 +5,25 @@ get -o yaml`` stream. A workload is changed only when
 
 1. it matches every filter given: ``--kind``, ``--name`` and ``-l/--selector`` (kubectl's
    label selector syntax, matched against the workload's own labels);
-2. its owner has not opted out with the annotation ``warmgate.io/inject: disabled`` (on the
-   workload or on its pod template; honoured always). The value is read trimmed and in any
-   letter case (:func:`inject_annotation`); a value that is neither ``enabled`` nor
-   ``disabled`` (a typo, ``false``) leaves the workload alone too, with a reason saying so:
-   an opt-out that was misspelt must not inject;
+2. its owner has not opted out with the annotation ``warmgate.io/inject: disabled`` (or
+   ``false``, the habit Istio and Linkerd taught; on the workload or on its pod template;
+   honoured always). The value is read trimmed and in any letter case
+   (:func:`inject_annotation`): ``enabled``/``true`` and ``disabled``/``false``; any other value
+   (a typo) leaves the workload alone too, with a reason saying so: an opt-out that was
+   misspelt must not inject. A pod template *label* ``warmgate.io/inject`` is read the same
+   way (the webhook-adoption component opts pods in with the label, so that an opt-out
+   annotation already there stays as written, and wins);
 3. it is not one of the workloads warming makes no sense for, unless asked for explicitly:
    Jobs and CronJobs and the Pods a Job owns (they run to completion and take no traffic; naming
    the kind ``Job`` or ``CronJob`` with ``--kind`` includes them), Helm hooks (they run once
    around a release) and ``hostNetwork`` pods (warmgate's port would be taken on the node
    itself). Naming a workload with ``--name`` includes it whatever it is.
+
+Two more rules, outside :func:`why_skipped` because inject and the webhook differ on them:
+:func:`owner` names the object that owns another (``inject`` leaves every owned object alone,
+since its owner would undo the change; every pod the webhook sees has one), and
+:func:`daemon_set_owner` the DaemonSet that owns a pod (the webhook leaves those alone: a
+per-node agent takes no Service traffic, and its rollout must not wait for a warm-up).
 
 :func:`why_skipped` answers with ``None`` (inject it) or the reason, a sentence for stderr. Pure
 functions of plain data; no YAML, no I/O.
@@ -33,8 +42,10 @@ from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.redaction import shorten
 
 OPT_OUT = "warmgate.io/inject"
-"""Annotation whose value ``disabled`` keeps inject away from a workload (``enabled`` opts a pod
-in with the webhook)."""
+"""Annotation whose value ``disabled`` (or ``false``) keeps inject away from a workload
+(``enabled`` or ``true`` opts a pod in with the webhook)."""
+ENABLED_VALUES = ("enabled", "true")
+DISABLED_VALUES = ("disabled", "false")
 HELM_HOOK = "helm.sh/hook"
 RUN_TO_COMPLETION = ("Job", "CronJob")
 
@@ -50,26 +61,32 @@ class Choice(Enum):
 
 
 def inject_annotation(annotations: Mapping[str, Any]) -> Choice:
-    """How ``inject`` and the webhook read ``warmgate.io/inject`` in ``annotations``: surrounding
+    """How ``inject`` and the webhook read ``warmgate.io/inject`` in ``annotations`` (or in a
+    pod's labels, where the webhook-adoption component opts pods in): surrounding
     whitespace and letter case do not matter; any other value (or one that is not a string) is
     :attr:`Choice.UNRECOGNISED`."""
     if OPT_OUT not in annotations:
         return Choice.UNSET
     value = annotations[OPT_OUT]
     text = value.strip().lower() if isinstance(value, str) else None
-    if text == "enabled":
+    if text in ENABLED_VALUES:
         return Choice.ENABLED
-    if text == "disabled":
+    if text in DISABLED_VALUES:
         return Choice.DISABLED
     return Choice.UNRECOGNISED
 
 
 def _unrecognised(where: str, value: Any) -> tuple[str, str]:
     """The reason, and the fix, for an annotation value that is neither enabled nor disabled."""
-    shown = shorten(repr(value) if isinstance(value, str) else json.dumps(value, default=str), 60)
+    if not isinstance(value, str):
+        shown = shorten(json.dumps(value, default=str), 60)
+        return (
+            f"skipped: its {where} has the annotation {OPT_OUT}: {shown}, which is not a string",
+            "quote it ('false' or 'true'): Kubernetes takes only strings",
+        )
     return (
-        f"skipped: its {where} has the annotation {OPT_OUT}: {shown}, which is neither enabled "
-        "nor disabled",
+        f"skipped: its {where} has the annotation {OPT_OUT}: {shorten(repr(value), 60)}, which "
+        "is neither enabled/true nor disabled/false",
         "write enabled or disabled",
     )
 
@@ -216,12 +233,17 @@ def _left_alone(
     job = _owning_job(metadata) if kind == "Pod" else None
     hook = annotations.get(HELM_HOOK) or template_annotations.get(HELM_HOOK)
     by_name = f"pass --name {name} to inject it anyway"
-    places = (("metadata", annotations), ("pod template", template_annotations))
+    template_labels = _mapping(_mapping(template.get("metadata")).get("labels"))
+    places = (
+        ("metadata", annotations),
+        ("pod template", template_annotations),
+        ("pod template's label", template_labels),
+    )
     choices = [(where, found, inject_annotation(found)) for where, found in places]
     reasons = [
         *(
-            (f"skipped: its {where} has the annotation {OPT_OUT}: disabled", "")
-            for where, _, choice in choices
+            (f"skipped: its {where} has the annotation {OPT_OUT}: {_word(found)}", "")
+            for where, found, choice in choices
             if choice is Choice.DISABLED
         ),
         *(
@@ -257,6 +279,42 @@ def _owning_job(metadata: Mapping[str, Any]) -> str | None:
         if isinstance(owner, Mapping) and owner.get("kind") == "Job":
             return str(owner.get("name") or "(unnamed)")
     return None
+
+
+def owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(kind, name)`` of the object's owner (the controller among several), or ``None``."""
+    owners = metadata.get("ownerReferences")
+    found = [o for o in owners if isinstance(o, Mapping)] if isinstance(owners, list) else []
+    if not found:
+        return None
+    chosen = next((o for o in found if o.get("controller") is True), found[0])
+    return str(chosen.get("kind") or "(no kind)"), str(chosen.get("name") or "(unnamed)")
+
+
+def owned_reason(obj: Mapping[str, Any]) -> str | None:
+    """Why ``inject`` leaves an object with an owner alone, or ``None`` when it has none."""
+    found = owner(_mapping(obj.get("metadata")))
+    if found is None:
+        return None
+    kind, name = found
+    return (
+        f"skipped: it is owned by {kind} {name} (metadata.ownerReferences), which would undo "
+        f"the change; inject {kind} {name} instead"
+    )
+
+
+def daemon_set_owner(metadata: Mapping[str, Any]) -> str | None:
+    """The name of the DaemonSet that owns a pod, or ``None``."""
+    owners = metadata.get("ownerReferences")
+    for found in owners if isinstance(owners, list) else []:
+        if isinstance(found, Mapping) and found.get("kind") == "DaemonSet":
+            return str(found.get("name") or "(unnamed)")
+    return None
+
+
+def _word(found: Mapping[str, Any]) -> str:
+    """The opt-out value as written, trimmed and in lower case (``disabled`` or ``false``)."""
+    return str(found[OPT_OUT]).strip().lower()
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

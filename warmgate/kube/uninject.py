@@ -2,10 +2,12 @@
 
 Theory of operation: inject marks every pod template it changes with the annotation
 :data:`~warmgate.kube.inject.MARKER`. Uninject touches only marked templates and removes the
-warmgate container, the two warmgate volumes, the marker and the inline config, then the
-``initContainers``, ``volumes``, ``annotations`` and ``metadata`` entries that this leaves empty
-(inject creates them when they are missing). A warmgate container without the marker was written
-by hand and stays. Documents that do not change come out as the same text, as with inject.
+warmgate container, the two warmgate volumes, the ``imagePullSecrets`` and the Istio port
+exclusion it added (and the annotations that record them), the marker and the inline config,
+then the ``initContainers``, ``volumes``, ``annotations`` and ``metadata`` entries that this
+leaves empty (inject creates them when they are missing). A warmgate container without the
+marker was written by hand and stays. Documents that do not change come out as the same text,
+as with inject.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from warmgate.kube.inject import (
     has_warmgate,
     is_injected,
 )
+from warmgate.kube.inject_parts import remove_mesh_exclusion, remove_pull_secrets
 from warmgate.kube.manifests import (
-    POD_TEMPLATES,
     Injected,
     InjectedText,
     check_object,
@@ -32,6 +34,7 @@ from warmgate.kube.manifests import (
     map_list,
     pod_template,
     rewrite_text,
+    workload_path,
 )
 from warmgate.kube.yaml_stream import read_source
 
@@ -42,17 +45,18 @@ def uninject_object(obj: Any, where: str = "the document") -> Injected:
     kind = checked["kind"]
     if kind.endswith("List") and isinstance(checked.get("items"), list):
         return map_list(checked, uninject_object, where)
-    if kind not in POD_TEMPLATES:
+    path = workload_path(checked)
+    if path is None or (kind == "Rollout" and "template" not in (checked.get("spec") or {})):
         return Injected(obj, changed=False)
     name = describe_object(checked)
-    template = pod_template(checked, POD_TEMPLATES[kind], name)
+    template = pod_template(checked, path, name)
     if not is_injected(template):
         if has_warmgate(template["spec"]):
             note = f"{name} has a warmgate container that inject did not add; left as it is"
             return Injected(obj, changed=False, notes=(note,))
         return Injected(obj, changed=False)
     result = copy.deepcopy(dict(checked))
-    _remove(pod_template(result, POD_TEMPLATES[kind], name))
+    _remove(pod_template(result, path, name))
     return Injected(result, changed=True, notes=(f"{name}: warmgate removed",))
 
 
@@ -60,6 +64,8 @@ def _remove(template: dict[str, Any]) -> None:
     spec = template["spec"]
     _drop(spec, "initContainers", {CONTAINER_NAME})
     _drop(spec, "volumes", {STATUS_VOLUME, CONFIG_VOLUME})
+    remove_pull_secrets(template)
+    remove_mesh_exclusion(template)
     metadata = template["metadata"]
     del metadata["annotations"][MARKER]
     metadata["annotations"].pop(INLINE_CONFIG, None)

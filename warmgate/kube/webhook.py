@@ -1,4 +1,5 @@
-"""``warmgate webhook``: the mutating admission webhook server for Pods.
+"""``warmgate webhook``: the admission webhook server: it adds warmgate to Pods, and checks
+warmgate's ConfigMaps.
 
 Theory of operation: the standard library's threaded HTTP server of :mod:`warmgate.serve.server`,
 over TLS, with one POST route per webhook entry of the ``MutatingWebhookConfiguration``
@@ -7,7 +8,10 @@ over TLS, with one POST route per webhook entry of the ``MutatingWebhookConfigur
 AdmissionReview carries no namespace labels and the webhook reads no API objects (so it needs
 no RBAC): the API server matches the namespace label with the entry's ``namespaceSelector`` and
 the path says which entry matched. Each review is decided by :mod:`warmgate.kube.admission` (pure);
-this module only times it, counts it and answers. Besides the routes, ``/livez``, ``/readyz``
+this module only times it, counts it and answers. :data:`VALIDATE_PATH` answers the
+``ValidatingWebhookConfiguration``'s reviews of ConfigMaps (:mod:`warmgate.kube.config_review`:
+refused with the sentence ``warmgate validate`` prints when the config is wrong), counted in
+``warmgate_webhook_config_reviews_total{result}``. Besides the routes, ``/livez``, ``/readyz``
 and ``/metrics`` of the endpoint, whose limits (:mod:`warmgate.serve.server`) keep any one client
 from holding its connections or the memory for bodies; what they drop is counted in
 ``warmgate_webhook_connections_dropped_total`` (:class:`DroppedConnections`).
@@ -36,8 +40,9 @@ from prometheus_client.registry import Collector
 
 from warmgate.kernel.errors import ServeError
 from warmgate.kube.admission import MalformedReviewError, Outcome, admit, parse_review, response
+from warmgate.kube.config_review import review_config_map, validation_response
 from warmgate.kube.inject import InjectOptions
-from warmgate.kube.pod_config import CONFIG_MAP, INLINE
+from warmgate.kube.pod_config import CONFIG_MAP, INLINE, RESOURCES
 from warmgate.serve.client_io import Reporter, Trouble
 from warmgate.serve.server import Endpoint, listen, serve_until_signalled
 
@@ -47,8 +52,12 @@ NAMESPACE_PATH = "/mutate/namespace"
 """Reviews from the entry that sends every pod of a namespace labelled to opt in."""
 PATHS = {ANNOTATION_PATH: False, NAMESPACE_PATH: True}
 """Route -> whether the pod's namespace is opted in."""
+VALIDATE_PATH = "/validate"
+"""Reviews of ConfigMaps from the ValidatingWebhookConfiguration."""
+CONFIG_RESULTS = ("allowed", "denied", "warned", "ignored")
+"""The values of ``warmgate_webhook_config_reviews_total``'s ``result`` label."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-INVALID_LABELS = frozenset({CONFIG_MAP, *INLINE})
+INVALID_LABELS = frozenset({CONFIG_MAP, *INLINE, *RESOURCES})
 """The values the invalid-annotation counter's ``annotation`` label may take."""
 
 
@@ -161,19 +170,30 @@ class Webhook:
             "warmgate_webhook_malformed_reviews",
             "Bodies that were not an AdmissionReview (answered 400).", registry=registry,
         )  # fmt: skip
+        self.config_reviews = Counter(
+            "warmgate_webhook_config_reviews",
+            "ConfigMap reviews answered, by result: allowed, denied (the config is wrong), "
+            "warned (admitted; its ${VAR} could not be checked here), ignored (not warmgate's).",
+            ["result"], registry=registry,
+        )  # fmt: skip
         for outcome in Outcome:
             self.admissions.labels(outcome=outcome.value)
+        for result in CONFIG_RESULTS:
+            self.config_reviews.labels(result=result)
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes, str]:
         """The answer to one POST: an AdmissionReview, or 404/400."""
         started = time.perf_counter()
-        if path not in PATHS:
-            return 404, f"not found: POST reviews to {', '.join(PATHS)}\n".encode(), "text/plain"
+        if path not in PATHS and path != VALIDATE_PATH:
+            routes = ", ".join([*PATHS, VALIDATE_PATH])
+            return 404, f"not found: POST reviews to {routes}\n".encode(), "text/plain"
         try:
             review = parse_review(body)
         except MalformedReviewError as exc:
             self.malformed.inc()
             return 400, f"{exc}\n".encode(), "text/plain"
+        if path == VALIDATE_PATH:
+            return self._validate(review.uid, review.request)
         decision = admit(review, self.options, namespace_opted_in=PATHS[path])
         answer = json.dumps(response(review.uid, decision)).encode()
         self.admissions.labels(outcome=decision.outcome.value).inc()
@@ -185,6 +205,20 @@ class Webhook:
             detail = "; ".join(decision.warnings) or f"{decision.pod}: warmgate added"
             self.report(f"{decision.outcome.value} {review.uid}: {detail}")
         return 200, answer, "application/json"
+
+    def _validate(self, uid: str, request: Any) -> tuple[int, bytes, str]:
+        verdict = review_config_map(request, self.options.config_map)
+        result = (
+            "denied" if not verdict.allowed
+            else "ignored" if not verdict.config_map
+            else "warned" if verdict.warnings
+            else "allowed"
+        )  # fmt: skip
+        self.config_reviews.labels(result=result).inc()
+        if result in ("denied", "warned"):
+            said = verdict.message or "; ".join(verdict.warnings)
+            self.report(f"config {result} {uid}: {verdict.config_map}: {' '.join(said.split())}")
+        return 200, json.dumps(validation_response(uid, verdict)).encode(), "application/json"
 
 
 def serve_webhook(
