@@ -54,7 +54,9 @@ def describe(config: Config, secrets: Secrets) -> str:
     for name in ("p50", "p95", "p99"):
         value = getattr(gate, name)
         if value == "auto":
-            limits.append(f"p95 plateau (trend within ±{gate.plateau_tolerance:.0%} in 3 windows)")
+            limits.append(
+                f"{name} plateau (within ±{gate.plateau_tolerance:.0%} of where it is heading)"
+            )
         elif value is not None:
             limits.append(f"{name} <= {format_duration(value)}")
     lines.append(

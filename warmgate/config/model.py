@@ -65,13 +65,20 @@ class GateConfig(StrictModel):
     """What warm means."""
 
     success_rate: float = Field(0.99, gt=0, le=1, description="Minimum share of successes.")
-    p50: Duration | None = Field(None, description="Maximum median latency.")
-    p95: LatencyOrAuto | None = Field(
-        None, description="Maximum p95 latency, or 'auto': warm when latency stops improving."
+    p50: LatencyOrAuto | None = Field(
+        None, description="Maximum median latency, or 'auto': warm when it reaches its floor."
     )
-    p99: Duration | None = Field(None, description="Maximum p99 latency.")
+    p95: LatencyOrAuto | None = Field(
+        None, description="Maximum p95 latency, or 'auto': warm when it reaches its floor."
+    )
+    p99: LatencyOrAuto | None = Field(
+        None, description="Maximum p99 latency, or 'auto': warm when it reaches its floor."
+    )
     plateau_tolerance: float = Field(
-        0.10, gt=0, lt=1, description="For p95: auto, the p95 trend over 3 windows that is flat."
+        0.10,
+        gt=0,
+        lt=1,
+        description="For 'auto' quantiles: how near their floor, and how still, is flat.",
     )
     min_requests: int = Field(
         20, ge=1, le=1_000_000_000, description="Minimum requests at target concurrency."

@@ -36,7 +36,7 @@ from warmgate.decide.checks import (
     summarize,
 )
 from warmgate.decide.omission import expected_interval
-from warmgate.decide.plateau import HORIZON, SIGNIFICANCE, SPAN_REQUESTS, SPANS_MIN, Plateau
+from warmgate.decide.plateau import SPAN_REQUESTS, Plateau
 from warmgate.decide.window import Pending, Sample, Stats, Tally, Window
 from warmgate.kernel.units import format_duration, format_latency, format_percent
 
@@ -54,6 +54,9 @@ class Thresholds:
     p95: float | None = None
     p99: float | None = None
     plateau: bool = False
+    """``p95: auto``."""
+    auto: tuple[str, ...] = ()
+    """Other quantiles judged by their plateau (``p50``, ``p99``); ``p95`` is :attr:`plateau`."""
     plateau_tolerance: float = 0.10
     min_requests: int = 20
     window: float = 10.0
@@ -65,6 +68,11 @@ class Thresholds:
         """The configured ``(quantile, limit)`` pairs, in p50, p95, p99 order."""
         limits = ((name, getattr(self, name)) for name in LATENCY_QUANTILES)
         return [(name, limit) for name, limit in limits if limit is not None]
+
+    def plateaus(self) -> tuple[str, ...]:
+        """The quantiles judged by their plateau (``auto``), in p50, p95, p99 order."""
+        auto = set(self.auto) | ({"p95"} if self.plateau else set())
+        return tuple(name for name in LATENCY_QUANTILES if name in auto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +100,9 @@ class Verdict:
 def thresholds_text(thresholds: Thresholds) -> dict[str, str]:
     """The latency limits as text, keyed by quantile (``"auto"`` for the plateau mode)."""
     limits = {name: format_latency(limit) for name, limit in thresholds.latency_limits()}
-    if thresholds.plateau:
-        limits["p95"] = "auto"
-    return limits
+    for name in thresholds.plateaus():
+        limits[name] = "auto"
+    return {name: limits[name] for name in LATENCY_QUANTILES if name in limits}
 
 
 def target_minimums(min_requests: int, weights: Sequence[float]) -> list[int]:
@@ -137,7 +145,9 @@ class Gate:
         self._reached_at = 0.0
         self._arrived = False
         self._below = False
-        self._plateau = Plateau(thresholds.window)
+        self._plateaus = {
+            name: Plateau(thresholds.window, thresholds.hold) for name in thresholds.plateaus()
+        }
         self._final: Verdict | None = None
 
     def start(self, now: float) -> None:
@@ -147,7 +157,7 @@ class Gate:
         self._reached_at = now
         self._arrived = False
         self._below = False
-        self._plateau.reset(now)
+        self._reset_plateaus(now)
         self._final = None
 
     @property
@@ -155,6 +165,10 @@ class Gate:
         """Where the evidence starts: the arrival at the target level, or ``None`` (the start,
         when the window was empty) if the load began there."""
         return self._reached_at if self._arrived else None
+
+    def _reset_plateaus(self, now: float) -> None:
+        for plateau in self._plateaus.values():
+            plateau.reset(now)
 
     def record(self, sample: Sample) -> None:
         """Feed one completed sample."""
@@ -204,7 +218,9 @@ class Gate:
         limits = [limit for _, limit in self.thresholds.latency_limits()]
         if limits:
             return min(limits)
-        return stats.p95 if self.thresholds.plateau else None
+        auto = [getattr(stats, name) for name in self.thresholds.plateaus()]
+        auto = [value for value in auto if value is not None]
+        return min(auto) if auto else None
 
     def evaluate(self, now: float, level: int, in_flight: Iterable[Pending] = ()) -> Verdict:
         """The verdict at ``now`` while the load runs at concurrency ``level``."""
@@ -223,7 +239,7 @@ class Gate:
             self._below = False
             self._arrived = True
             self._reached_at = now
-            self._plateau.reset(now)
+            self._reset_plateaus(now)
         stats, per_target = self.evidence(now, in_flight)
         checks = self._checks(now, level, stats, per_target, where)
         failing = [check for check in checks if not check.passed]
@@ -296,8 +312,8 @@ class Gate:
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))
         if stats.slow_in_flight:
             checks = [_with_in_flight(check, stats.slow_in_flight) for check in checks]
-        if thresholds.plateau:
-            checks.append(self._plateau_check(now, stats, where))
+        if self._plateaus:
+            checks.extend(self._plateau_checks(now, stats, where))
         for name, target_stats in per_target.items():
             target_where = f"for target '{name}' {where}"
             needed = self.target_minimum[name]
@@ -344,43 +360,64 @@ class Gate:
                     reason += f" (worst: target '{worst}', {format_percent(success(worst))})"
         return reason
 
-    def _plateau_check(self, now: float, stats: Stats, where: str) -> Check:
-        """``p95: auto``: pass once the p95 trend over several windows is flat."""
-        tolerance = self.thresholds.plateau_tolerance
-        plateau = self._plateau
-        limit = f"±{format_percent(tolerance)}"
-        if stats.p95 is None:
-            return Check("plateau", False, "-", limit, f"no latency measured {where} yet")
-        if plateau.due(now) and plateau.span_started is not None:
-            span = self.window.tally(now, level=self.target_level, since=plateau.span_started)
+    def _plateau_checks(self, now: float, stats: Stats, where: str) -> list[Check]:
+        """``auto`` quantiles: pass once each is where it is heading (:mod:`.plateau`)."""
+        # The plateaus close their spans together: one tally serves them all.
+        first = next(iter(self._plateaus.values()))
+        if first.due(now) and first.span_started is not None:
+            started = first.span_started
+            span = self.window.tally(now, level=self.target_level, since=started)
             interval = None
             if self.closed_loop:
-                observed = self.window.observed(now, plateau.span_started)
+                observed = self.window.observed(now, started)
                 interval = expected_interval(self.target_level, observed, span.latencies.requests)
-            plateau.close(now, span.latencies.requests, span.stats(interval=interval).p95)
+            closed = span.stats(interval=interval)
+            for name, plateau in self._plateaus.items():
+                plateau.close(now, span.latencies.requests, getattr(closed, name))
+        return [self._plateau_check(name, stats, where) for name in self._plateaus]
+
+    def _plateau_check(self, name: str, stats: Stats, where: str) -> Check:
+        tolerance = self.thresholds.plateau_tolerance
+        plateau = self._plateaus[name]
+        check = "plateau" if name == "p95" else f"plateau_{name}"
+        limit = f"±{format_percent(tolerance)}"
+        if getattr(stats, name) is None:
+            return Check(check, False, "-", limit, f"no latency measured {where} yet")
         trend = plateau.trend()
-        horizon = f"{HORIZON} windows of {format_duration(self.thresholds.window)}"
-        if trend.spans < SPANS_MIN or trend.change is None:
+        if trend.spans < trend.needed or trend.change is None or trend.last is None:
             reason = (
-                f"measuring the latency plateau {where}: {trend.spans} of {SPANS_MIN} spans of "
-                f"{format_duration(plateau.span)} with at least {SPAN_REQUESTS} requests each"
+                f"measuring the latency plateau {where}: {trend.spans} of {trend.needed} spans "
+                f"of {format_duration(plateau.span)} with at least {SPAN_REQUESTS} requests each"
             )
-            return Check("plateau", False, "-", limit, reason)
+            return Check(check, False, "-", limit, reason)
         actual = f"{trend.change * 100:+.0f}%"
         if trend.flat(tolerance):
-            return Check("plateau", True, actual, limit)
-        moving = f"{format_latency(trend.first)} -> {format_latency(trend.last)}"
-        if trend.p_value < SIGNIFICANCE and abs(trend.change) <= tolerance:
+            return Check(check, True, actual, limit)
+        group = format_duration(plateau.span * plateau.group)
+        moving = f"{format_latency(trend.previous)} -> {format_latency(trend.last)}"
+        if trend.floor is None:
             reason = (
-                f"p95 still changing {where}: {moving}, a steady trend of {actual} over "
-                f"{horizon} (a plateau has no steady trend)"
+                f"{name} still changing {where}: {moving} in {group}, falling without slowing "
+                "down (no floor in sight yet)"
+            )
+        elif not 1 / (1 + tolerance) - 1 <= trend.change <= tolerance:
+            reason = (
+                f"{name} still changing {where}: {moving}, {actual} in {group} "
+                f"(a plateau is within {limit})"
+            )
+        elif trend.earlier is not None and trend.last <= trend.earlier / (1 + tolerance):
+            twice = format_duration(2 * plateau.span * plateau.group)
+            reason = (
+                f"{name} still changing {where}: {format_latency(trend.earlier)} -> "
+                f"{format_latency(trend.last)} in {twice}"
+                f" (a plateau is within {limit})"
             )
         else:
             reason = (
-                f"p95 still changing {where}: {moving}, a trend of {actual} over {horizon} "
-                f"(a plateau is within {limit})"
+                f"{name} still changing {where}: {format_latency(trend.last)} now, heading for "
+                f"{format_latency(trend.floor)} (a plateau is within {limit} of it)"
             )
-        return Check("plateau", False, actual, limit, reason)
+        return Check(check, False, actual, limit, reason)
 
 
 def _with_in_flight(check: Check, count: int) -> Check:

@@ -82,10 +82,11 @@ def thresholds_of(config: Config) -> Thresholds:
     gate = config.gate
     return Thresholds(
         success_rate=gate.success_rate,
-        p50=gate.p50,
+        p50=None if gate.p50 == "auto" else gate.p50,
         p95=None if gate.p95 == "auto" else gate.p95,
-        p99=gate.p99,
+        p99=None if gate.p99 == "auto" else gate.p99,
         plateau=gate.p95 == "auto",
+        auto=tuple(name for name in ("p50", "p99") if getattr(gate, name) == "auto"),
         plateau_tolerance=gate.plateau_tolerance,
         min_requests=gate.min_requests,
         window=gate.window,
