@@ -6,13 +6,16 @@ and the tests say when the gate opened relative to it, over many seeds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.cold_apps import drive
-from warmgate.decide.gate import WARM, Thresholds
+from tests.cold_apps import TICK, App, drive
+from warmgate.decide.gate import OPENED_ON_TIMEOUT, WARM, Thresholds
 from warmgate.decide.judge import Judge
 
 # 1. p95: auto decides on evidence --------------------------------------------------------------
@@ -84,3 +87,63 @@ def test_a_slow_steady_decay_never_opens_p95_auto() -> None:
     run = drive(Judge(thresholds, 16, ("app",)), decaying, 120.0, seed=0)
     assert run.opened_at is None
     assert not any(v.outcome == WARM for v in run.verdicts)
+
+
+# 2. Slow answers: the ramp judges each level on its first answers ------------------------------
+
+
+def constant(latency: float) -> App:
+    """An endpoint that always answers in ``latency`` seconds."""
+
+    def app(sent_at: float, served: int, rng: random.Random) -> tuple[float, bool]:
+        return latency, True
+
+    return app
+
+
+def test_a_5_5s_endpoint_opens_within_35s_of_being_ready() -> None:
+    """The issue's case: 5.5s answers, concurrency 8, min_requests 10, p95 <= 7s, hold 3s.
+
+    Ramping 1 -> 8 takes three answer times, the evidence at 8 two more, then the hold.
+    """
+    thresholds = Thresholds(success_rate=0.99, p95=7.0, min_requests=10, window=10.0, hold=3.0)
+    run = drive(Judge(thresholds, 8, ("app",)), constant(5.5), 120.0)
+    assert run.opened_at is not None, run.last.reason
+    assert run.opened_at <= 35.0
+    assert [level for _, level in run.levels] == [2, 4, 8]
+    # Each level was judged on its first answers, one answer time after it was reached.
+    assert [at for at, _ in run.levels] == pytest.approx([5.5, 11.0, 16.5], abs=0.3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(min_value=1.0, max_value=8.0), st.integers(min_value=2, max_value=16))
+def test_slow_answers_cost_one_answer_time_per_level(latency: float, target: int) -> None:
+    """Property: answers slower than a step reach the target in one answer time per doubling,
+    never back off, and open within two more answer times and the hold (each seen at a tick)."""
+    thresholds = Thresholds(
+        success_rate=0.99, p95=latency * 1.3, min_requests=target, window=3 * latency, hold=3.0
+    )
+    run = drive(Judge(thresholds, target, ("app",)), constant(latency), 300.0)
+    assert run.opened_at is not None, run.last.reason
+    doublings = math.ceil(math.log2(target))
+    assert all(later > earlier for (_, earlier), (_, later) in itertools.pairwise(run.levels))
+    # Each answer time is seen at the next tick, a quarter of a second later at most.
+    assert run.opened_at <= (doublings + 2) * (latency + TICK) + thresholds.hold + 2 * TICK
+
+
+def test_slow_failing_answers_neither_ramp_nor_open() -> None:
+    """5.5s answers that all fail: judged on the first answers too, but a failing level is never
+    raised, and the gate never opens."""
+
+    def failing(sent_at: float, served: int, rng: random.Random) -> tuple[float, bool]:
+        return 5.5, False
+
+    thresholds = Thresholds(
+        success_rate=0.99, p95=7.0, min_requests=10, window=10.0, hold=3.0, timeout=60.0
+    )
+    judge = Judge(thresholds, 8, ("app",))
+    run = drive(judge, failing, 120.0)
+    assert run.opened_at is None
+    assert run.levels == []
+    assert judge.level == 1
+    assert run.last.outcome == OPENED_ON_TIMEOUT
