@@ -43,7 +43,7 @@ CONFIG_FLAGS = (
     ConfigFlag("p95", "gate.p95", str, "Maximum p95 latency, e.g. 200ms, or 'auto' (plateau)."),
     ConfigFlag("p99", "gate.p99", str, "Maximum p99 latency, e.g. 1s, or 'auto'."),
     ConfigFlag("min_requests", "gate.min_requests", int, "Minimum requests in the window."),
-    ConfigFlag("window", "gate.window", str, "Sliding window, e.g. 10s."),
+    ConfigFlag("window", "gate.window", str, "Sliding window, e.g. 10s, or 'auto'."),
     ConfigFlag("hold", "gate.hold", str, "How long thresholds must keep passing, e.g. 5s."),
     ConfigFlag("timeout", "gate.timeout", str, "Deadline for warming, e.g. 5m."),
     ConfigFlag("on_timeout", "gate.on_timeout", str, "At the deadline: 'ready' or 'fail'."),

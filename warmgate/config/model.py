@@ -36,6 +36,8 @@ from warmgate.config.target import Target
 from warmgate.config.tls import TlsConfig, needs_https
 from warmgate.kernel.units import format_duration
 
+AUTO_WINDOW = 60.0
+"""Seconds ``gate.window: auto`` may grow to at most."""
 MIN_REARM_AFTER = 0.1
 """Seconds: anything shorter would re-arm on one slow answer."""
 
@@ -83,12 +85,28 @@ class GateConfig(StrictModel):
     min_requests: int = Field(
         20, ge=1, le=1_000_000_000, description="Minimum requests at target concurrency."
     )
-    window: Duration = Field(10.0, gt=0, description="Sliding window the thresholds apply to.")
+    window: LatencyOrAuto = Field(
+        10.0,
+        description=(
+            "Sliding window the thresholds apply to, or 'auto': just enough of the most recent "
+            "requests to judge each threshold with 95% confidence (at most 60s)."
+        ),
+    )
     hold: Duration = Field(5.0, ge=0, description="How long thresholds must keep passing.")
     timeout: Duration = Field(300.0, gt=0, description="Deadline for warming.")
     on_timeout: Literal["ready", "fail"] = Field(
         "ready", description="At the deadline: open anyway (ready) or fail closed (fail)."
     )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: float | str) -> float | str:
+        return window if window == "auto" else positive(float(window), "10s")
+
+    @property
+    def span(self) -> float:
+        """Seconds the window covers at most: the window, or with ``auto`` :data:`AUTO_WINDOW`."""
+        return AUTO_WINDOW if self.window == "auto" else float(self.window)
 
 
 class WaitConfig(StrictModel):
@@ -249,7 +267,7 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _rate_fills_the_window(self) -> Config:
-        rate, window, needed = self.load.rate, self.gate.window, self.gate.min_requests
+        rate, window, needed = self.load.rate, self.gate.span, self.gate.min_requests
         # A tiny tolerance, so that 0.1 req/s over 200s counts as the 20 requests it is.
         if rate is None or rate * window + 1e-9 >= needed:
             return self
@@ -281,7 +299,7 @@ class Config(StrictModel):
     def _caps_fill_the_window(self) -> Config:
         from warmgate.decide.gate import target_minimums
 
-        window, needed = self.gate.window, self.gate.min_requests
+        window, needed = self.gate.span, self.gate.min_requests
         caps = [target.rate for target in self.targets]
         total = sum(cap for cap in caps if cap is not None)
         if all(cap is not None for cap in caps) and total * window + 1e-9 < needed:

@@ -35,11 +35,13 @@ from warmgate.decide.checks import (
     success_check,
     summarize,
 )
+from warmgate.decide.evidence import CONFIDENCE, quantile_needed, success_needed
 from warmgate.decide.omission import expected_interval
-from warmgate.decide.plateau import SPAN_REQUESTS, Plateau
+from warmgate.decide.plateau import SPAN_REQUESTS, Plateau, plateau_window
 from warmgate.decide.window import Pending, Sample, Stats, Tally, Window
 from warmgate.kernel.units import format_duration, format_latency, format_percent
 
+QUANTILE_OF = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 WARM = "warm"
 OPENED_ON_TIMEOUT = "opened_on_timeout"
 FAILED_CLOSED = "failed_closed"
@@ -60,6 +62,11 @@ class Thresholds:
     plateau_tolerance: float = 0.10
     min_requests: int = 20
     window: float = 10.0
+    """The window's span; with :attr:`window_auto` the longest it may grow (60s)."""
+    window_auto: bool = False
+    """``window: auto``: judge just enough of the most recent requests (:mod:`.evidence`)."""
+    confidence: float = CONFIDENCE
+    """With :attr:`window_auto`, the confidence each threshold is judged with."""
     hold: float = 5.0
     timeout: float = 300.0
     fail_closed: bool = False
@@ -68,6 +75,20 @@ class Thresholds:
         """The configured ``(quantile, limit)`` pairs, in p50, p95, p99 order."""
         limits = ((name, getattr(self, name)) for name in LATENCY_QUANTILES)
         return [(name, limit) for name, limit in limits if limit is not None]
+
+    def needed(self) -> int:
+        """With :attr:`window_auto`: the requests that judge every threshold with
+        :attr:`confidence` (the success rate, each latency limit), before ``min_requests``."""
+        needs = [success_needed(self.success_rate, self.confidence)]
+        needs += [
+            quantile_needed(QUANTILE_OF[name], self.confidence) for name, _ in self.latency_limits()
+        ]
+        return max(needs)
+
+    def plateau_window(self) -> float:
+        """The window the plateau's spans are a quarter of: the window, or with
+        :attr:`window_auto` four thirds of the hold (spans of a third of it), at least 2s."""
+        return plateau_window(self.window, self.hold, self.window_auto)
 
     def plateaus(self) -> tuple[str, ...]:
         """The quantiles judged by their plateau (``auto``), in p50, p95, p99 order."""
@@ -90,6 +111,9 @@ class Verdict:
     checks: tuple[Check, ...] = ()
     held_for: float = 0.0
     elapsed: float = 0.0
+    window_start: float | None = None
+    """Where the evidence judged starts (the window, the arrival at the target level or, with
+    ``window: auto``, just enough recent requests); ``None`` before any evaluation."""
 
     @property
     def done(self) -> bool:
@@ -146,8 +170,18 @@ class Gate:
         self._arrived = False
         self._below = False
         self._plateaus = {
-            name: Plateau(thresholds.window, thresholds.hold) for name in thresholds.plateaus()
+            name: Plateau(thresholds.plateau_window(), thresholds.hold)
+            for name in thresholds.plateaus()
         }
+        statistical = thresholds.needed() if thresholds.window_auto else 0
+        self.needed = max(thresholds.min_requests, statistical)
+        """Requests the evidence needs: ``min_requests``, or with ``window: auto`` at least
+        enough to judge every threshold with the stated confidence."""
+        self.target_needed = {
+            name: max(minimum, statistical) for name, minimum in self.target_minimum.items()
+        }
+        self.window_start: float | None = None
+        """Where the evidence judged last started."""
         self._final: Verdict | None = None
 
     def start(self, now: float) -> None:
@@ -184,6 +218,16 @@ class Gate:
         """
         level = self.target_level
         since = self.since
+        start = self.window.observed(now, self._reached_at)
+        start = now - start
+        if self.thresholds.window_auto:
+            needs: dict[str | None, int] = {None: self.needed}
+            needs.update(self.target_needed)
+            recent = self.window.start_holding(now, needs, level=level, since=since)
+            if recent is not None:
+                start = max(start, recent)
+                since = self.window.since_for(start)
+        self.window_start = start
         tallies = {
             name: self.window.tally(now, level=level, target=name, since=since)
             for name in self.targets
@@ -196,18 +240,22 @@ class Gate:
             overall = self.window.tally(now, level=level, since=since)
         interval = None
         if self.closed_loop:
-            observed = self.window.observed(now, self._reached_at)
-            interval = expected_interval(level, observed, overall.latencies.requests)
-        stats = overall.stats(interval=interval)
+            interval = expected_interval(level, now - start, overall.latencies.requests)
+        confidence = self.thresholds.confidence if self.thresholds.window_auto else None
+        stats = overall.stats(interval=interval, confidence=confidence)
         limit = self._slow_after(stats)
         slow = [(p.target, now - p.issued_at) for p in in_flight if p.level == level]
         slow = [(target, age) for target, age in slow if limit is not None and age > limit]
         if slow:
-            stats = overall.stats(interval=interval, in_flight=tuple(age for _, age in slow))
+            in_flight_ages = tuple(age for _, age in slow)
+            stats = overall.stats(
+                interval=interval, in_flight=in_flight_ages, confidence=confidence
+            )
         per_target = {
             name: tally.stats(
                 interval=interval,
                 in_flight=tuple(age for target, age in slow if target == name),
+                confidence=confidence,
             )
             for name, tally in tallies.items()
         }
@@ -280,20 +328,29 @@ class Gate:
             checks=tuple(checks),
             held_for=held,
             elapsed=elapsed,
+            window_start=self.window_start,
         )
         if outcome is not None:
             self._final = verdict
         return verdict
 
+    def _needed_text(self) -> str:
+        """Why ``window: auto`` needs more than ``min_requests``, or nothing."""
+        if self.needed == self.thresholds.min_requests:
+            return ""
+        confidence = format_percent(self.thresholds.confidence)
+        return f" to judge every threshold with {confidence} confidence"
+
     def _span_text(self, now: float) -> str:
         """``in the last 10s``: the window, or less early in a visit to the target level."""
-        return f"in the last {format_duration(min(self.thresholds.window, now - self._reached_at))}"
+        start = self.window_start if self.window_start is not None else self._reached_at
+        return f"in the last {format_duration(min(self.thresholds.window, now - start))}"
 
     def _checks(
         self, now: float, level: int, stats: Stats, per_target: dict[str, Stats], where: str
     ) -> list[Check]:
         thresholds = self.thresholds
-        minimum = thresholds.min_requests
+        minimum = self.needed
         if stats.requests < minimum:
             if stats.requests == 0 and level < self.target_level:
                 reason = self._ramping_reason(now, level)
@@ -302,7 +359,7 @@ class Gate:
             else:
                 reason = (
                     f"only {stats.requests} requests {where} {self._span_text(now)}; "
-                    f"need at least {minimum}"
+                    f"need at least {minimum}{self._needed_text()}"
                 )
             # Without enough requests the percentiles mean nothing; say only this.
             return [Check("requests", False, str(stats.requests), str(minimum), reason)]
@@ -316,12 +373,18 @@ class Gate:
             checks.extend(self._plateau_checks(now, stats, where))
         for name, target_stats in per_target.items():
             target_where = f"for target '{name}' {where}"
-            needed = self.target_minimum[name]
+            needed = self.target_needed[name]
             if target_stats.requests < needed:
+                share = self.target_minimum[name]
+                why = (
+                    f"its share of {thresholds.min_requests}"
+                    if needed == share
+                    else f"to judge its thresholds with {format_percent(thresholds.confidence)} "
+                    "confidence"
+                )
                 reason = (
                     f"only {target_stats.requests} requests {target_where} "
-                    f"{self._span_text(now)}; need at least {needed} (its share of "
-                    f"{minimum})"
+                    f"{self._span_text(now)}; need at least {needed} ({why})"
                 )
                 checks.append(
                     Check(

@@ -54,6 +54,12 @@ NOISE_Z = 2.0
 """Standard errors a difference of two group medians must exceed to be a real change."""
 
 
+def plateau_window(window: float, hold: float, window_auto: bool) -> float:
+    """The window the spans are a quarter of: the window, or with ``window: auto`` (which has no
+    fixed span) four thirds of the hold, so three spans of a third of it cover it; at least 2s."""
+    return max(2.0, 4 * hold / 3) if window_auto else window
+
+
 def group_size(span: float, hold: float) -> int:
     """Spans in a group: at least :data:`GROUP_MIN`, and enough to cover the hold."""
     covering = math.ceil(hold / span - 1e-9) if span > 0 else GROUP_MIN

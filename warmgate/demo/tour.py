@@ -74,7 +74,7 @@ def run_demo(
             app.stop()
     ready_after = status.ready_at - status.started_at if status.ready_at is not None else None
     capable_after = None if capable is None else capable - started
-    return DemoResult(status, capable_after, ready_after, config.gate.window)
+    return DemoResult(status, capable_after, ready_after, config.gate.span)
 
 
 def summary(result: DemoResult, concurrency: int, hold: float, window: float) -> str:
