@@ -25,8 +25,8 @@ import math
 
 CONFIDENCE = 0.95
 """The confidence with which ``window: auto`` judges each threshold."""
-_EXACT_UP_TO = 5000
-"""Beyond this many answers the normal approximation of the binomial is used (error < 0.1%)."""
+_NORMAL_FROM = 10.0
+"""The binomial's standard deviation from which its normal approximation is used."""
 
 
 def quantile_needed(q: float, confidence: float = CONFIDENCE) -> int:
@@ -46,26 +46,33 @@ def success_needed(success_rate: float, confidence: float = CONFIDENCE) -> int:
 @functools.lru_cache(maxsize=4096)
 def upper_rank(n: int, q: float, confidence: float = CONFIDENCE) -> int | None:
     """The smallest rank ``k`` with ``P(Binomial(n, q) <= k - 1) >= confidence``; ``None`` when
-    even the largest of ``n`` answers does not bound the q-quantile with that confidence."""
+    even the largest of ``n`` answers does not bound the q-quantile with that confidence.
+
+    Exact (the upper tail summed from the top, a few hundred terms at most) while the binomial's
+    standard deviation is under :data:`_NORMAL_FROM`; beyond, the normal approximation with a
+    continuity correction, one rank higher to stay on the safe side.
+    """
     if n <= 0 or 1 - q**n < confidence:
         return None
-    if n > _EXACT_UP_TO:
-        mean, deviation = n * q, math.sqrt(n * q * (1 - q))
+    deviation = math.sqrt(n * q * (1 - q))
+    if deviation >= _NORMAL_FROM:
         z = _normal_quantile(confidence)
-        return min(n, max(1, math.ceil(mean + z * deviation + 0.5)))
+        return min(n, math.ceil(n * q + z * deviation + 0.5) + 1)
     log_q, log_rest = math.log(q), math.log1p(-q)
-    log_term = n * log_rest  # P(X = 0)
-    cumulative = 0.0
-    for k in range(n + 1):
-        cumulative += math.exp(log_term)
-        if cumulative >= confidence - 1e-12:
-            return k + 1
-        log_term += math.log(n - k) - math.log(k + 1) + log_q - log_rest
-    return n
+    log_term = n * log_q  # P(X = n)
+    tail = 0.0
+    for i in range(n, 0, -1):
+        tail += math.exp(log_term)  # P(X >= i)
+        if tail > 1 - confidence + 1e-12:
+            return i + 1
+        # P(X = i - 1) = P(X = i) * i / (n - i + 1) * (1 - q) / q
+        log_term += math.log(i) - math.log(n - i + 1) + log_rest - log_q
+    return 1
 
 
+@functools.cache
 def _normal_quantile(p: float) -> float:
-    """The standard normal quantile, by bisection on ``erf`` (called rarely, cached above)."""
+    """The standard normal quantile, by bisection on ``erf`` (once per confidence)."""
     low, high = -10.0, 10.0
     for _ in range(80):
         middle = (low + high) / 2

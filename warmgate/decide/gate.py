@@ -42,6 +42,8 @@ from warmgate.decide.window import Pending, Sample, Stats, Tally, Window
 from warmgate.kernel.units import format_duration, format_latency, format_percent
 
 QUANTILE_OF = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+RAMPING_SPAN = 10.0
+"""With ``window: auto``, the seconds a "ramping up" reason looks back over."""
 WARM = "warm"
 OPENED_ON_TIMEOUT = "opened_on_timeout"
 FAILED_CLOSED = "failed_closed"
@@ -404,11 +406,14 @@ class Gate:
     def _ramping_reason(self, now: float, level: int) -> str:
         """``ramping up: concurrency 4 of 16, ...`` with why the current level fails, if it does."""
         reason = f"ramping up: concurrency {level} of {self.target_level}"
-        target_level = self.window.stats(now, level=self.target_level)
+        # window: auto keeps up to 60s: say how the ramp fares over the last 10s, as a default
+        # window would, rather than merge a minute of slices four times a second.
+        since = now - RAMPING_SPAN if self.thresholds.window_auto else None
+        target_level = self.window.stats(now, level=self.target_level, since=since)
         if not target_level.requests:
             reason += f", no requests at concurrency {self.target_level} yet"
         where = f"at concurrency {level}"
-        current = self.window.stats(now, level=level)
+        current = self.window.stats(now, level=level, since=since)
         if current.requests:
             check = success_check(current, self.thresholds.success_rate, where)
             if not check.passed:
@@ -416,7 +421,8 @@ class Gate:
                 if len(self.targets) > 1:
                     # Name the target that fails worst, so the reader knows where to look.
                     def success(name: str) -> float:
-                        ratio = self.window.stats(now, level=level, target=name).success_ratio
+                        stats = self.window.stats(now, level=level, target=name, since=since)
+                        ratio = stats.success_ratio
                         return 1.0 if ratio is None else ratio
 
                     worst = min(self.targets, key=success)
