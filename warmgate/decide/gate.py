@@ -345,7 +345,9 @@ class Gate:
 
     def _span_text(self, now: float) -> str:
         """``in the last 10s``: the window, or less early in a visit to the target level."""
-        start = self.window_start if self.window_start is not None else self._reached_at
+        start = self._reached_at
+        if self.thresholds.window_auto and self.window_start is not None:
+            start = self.window_start
         return f"in the last {format_duration(min(self.thresholds.window, now - start))}"
 
     def _checks(
