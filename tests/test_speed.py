@@ -55,6 +55,26 @@ def test_p95_auto_opens_within_30s_of_the_jit_app_being_near_warm_and_never_befo
     assert run.last.window.p95 <= 1.25 * warm_p95
 
 
+@pytest.mark.parametrize(("scale", "noise"), [(600, 0.05), (600, 0.3), (4000, 0.05), (4000, 0.3)])
+def test_p95_auto_opens_on_time_for_faster_slower_and_noisier_decays(
+    scale: float, noise: float
+) -> None:
+    """The same, for cold parts falling by e every 600 or 4,000 requests and answers with 5% or
+    30% noise: a slow decay seen through noisy spans (the hardest case) is not opened early."""
+
+    def app(sent_at: float, served: int, rng: random.Random) -> tuple[float, bool]:
+        cold = COLD * math.exp(-served / scale)
+        return (BASE + cold) * math.exp(rng.gauss(0, noise)), True
+
+    thresholds = Thresholds(success_rate=0.99, plateau=True, window=5.0, hold=3.0, timeout=300.0)
+    run = drive(Judge(thresholds, 16, ("app",)), app, 250.0, seed=1, keep=True)
+    assert run.opened_at is not None, run.last.reason
+    ready_after = math.ceil(scale * math.log(COLD / (0.25 * BASE)))
+    assert len(run.served_at) >= ready_after, "opened before the app was near warm"
+    ready_at = run.served_at[ready_after - 1]
+    assert ready_at <= run.opened_at <= ready_at + 30.0
+
+
 def test_p95_auto_gives_the_same_answer_for_the_same_run() -> None:
     """Deterministic: the same samples give the same verdicts, tick for tick."""
     thresholds = Thresholds(success_rate=0.99, plateau=True, window=5.0, hold=3.0, timeout=300.0)

@@ -476,11 +476,11 @@ class Gate:
                 f"{name} still changing {where}: {moving}, {actual} in {group} "
                 f"(a plateau is within {limit})"
             )
-        elif trend.earlier is not None and trend.last <= trend.earlier / (1 + tolerance):
+        elif trend.drift is not None and not 1 / (1 + tolerance) - 1 <= trend.drift <= tolerance:
             twice = format_duration(2 * plateau.span * plateau.group)
             reason = (
-                f"{name} still changing {where}: {format_latency(trend.earlier)} -> "
-                f"{format_latency(trend.last)} in {twice}"
+                f"{name} still changing {where}: {format_latency(trend.first)} -> "
+                f"{format_latency(trend.last)}, a trend of {trend.drift * 100:+.0f}% per {twice}"
                 f" (a plateau is within {limit})"
             )
         else:

@@ -23,8 +23,10 @@ both answered from the quantile of consecutive *spans* at the target level (each
 2. **Is it there?** The quantile now (the last group's median) is within the tolerance of the
    floor, it has not fallen (or risen) by more than the tolerance from the group before — a
    group lasts at least the hold, so at opening the latency has not fallen by more than the
-   tolerance over the hold — and not fallen by more than the tolerance from the oldest group
-   either, so a steady decay hidden in the noise of one step still shows over two.
+   tolerance over the hold — and the robust trend of every span kept (the Theil-Sen slope of
+   ``ln(quantile)`` over up to :data:`HISTORY_GROUPS` groups) does not fall or rise by more
+   than the tolerance over those spans either, so a slow decay hidden in the noise of one
+   group's step still shows in the slope of many spans.
 
 The answer depends on the spans alone: the same data gives the same verdict. Where it can be
 fooled (see docs/deciding.md): a decay slower than the tolerance per group whose steps hide in
@@ -43,6 +45,8 @@ from dataclasses import dataclass
 
 GROUP_MIN = 3
 """Spans in a group at least: the median of three ignores one hiccup."""
+HISTORY_GROUPS = 6
+"""Groups of spans kept: the floor is fitted to the last three, the Theil-Sen slope to all."""
 GROUP_MAX = 12
 """Spans in a group at most, whatever the hold: the history stays bounded."""
 SPAN_REQUESTS = 20
@@ -82,9 +86,10 @@ class Trend:
     last: float | None = None
     change: float | None = None
     floor: float | None = None
-    earlier: float | None = None
-    """The median of the oldest group: the latency has not fallen by more than the tolerance
-    since then either, so a decay hidden in one group's noise still shows over two."""
+    drift: float | None = None
+    """The Theil-Sen trend of ``ln(quantile)`` over every span kept (up to
+    :data:`HISTORY_GROUPS` groups), as the relative change over those spans: a slow decay hidden
+    in the noise of one group's step still shows in the slope of many spans."""
 
     def flat(self, tolerance: float) -> bool:
         """Whether the quantile is where it is heading: near the floor, no longer moving."""
@@ -94,8 +99,8 @@ class Trend:
             return False
         low = 1 / (1 + tolerance) - 1
         within = low <= self.change <= tolerance
-        if self.earlier is not None and self.earlier > 0:
-            within = within and self.last / self.earlier - 1 >= low
+        if self.drift is not None:
+            within = within and low <= self.drift <= tolerance
         return within and self.last <= (1 + tolerance) * self.floor
 
 
@@ -143,7 +148,19 @@ def fit(values: list[float], group: int) -> Trend:
         ratio = (-d2 + margin2) / (-d1 - margin1) if d1 < 0 and -d1 > margin1 else math.inf
         floor = m3 + d2 * ratio / (1 - ratio) if ratio < 1 else None
     change = m3 / m2 - 1 if m2 > 0 else None
-    return Trend(n, needed, first, m2, m3, change, floor, m1)
+    return Trend(n, needed, first, m2, m3, change, floor, drift(values, n))
+
+
+def drift(values: list[float], horizon: int) -> float | None:
+    """The Theil-Sen slope of ``ln(value)`` per span (the median of the slopes between every
+    pair), as the relative change over ``horizon`` spans; robust to hiccups in under 29% of
+    the spans."""
+    logs = [math.log(max(value, 1e-9)) for value in values]
+    n = len(logs)
+    slopes = [(logs[j] - logs[i]) / (j - i) for i in range(n) for j in range(i + 1, n)]
+    if not slopes:
+        return None
+    return math.expm1(statistics.median(slopes) * horizon)
 
 
 class Plateau:
@@ -152,7 +169,8 @@ class Plateau:
     def __init__(self, window: float, hold: float = 0.0) -> None:
         self.window = window
         self.group = group_size(self.span, hold)
-        self._values: deque[float] = deque(maxlen=3 * self.group)
+        self._values: deque[float] = deque(maxlen=HISTORY_GROUPS * self.group)
+        self._trend: Trend | None = None
         self.span_started: float | None = None
 
     @property
@@ -168,6 +186,7 @@ class Plateau:
     def reset(self, now: float | None = None) -> None:
         """Forget the history (the level left the target); the next span starts at ``now``."""
         self._values.clear()
+        self._trend = None
         self.span_started = now
 
     def due(self, now: float) -> bool:
@@ -181,8 +200,11 @@ class Plateau:
         if self.span_started is None or requests < SPAN_REQUESTS or value is None:
             return
         self._values.append(value)
+        self._trend = None
         self.span_started = now
 
     def trend(self) -> Trend:
-        """The trend through the spans kept."""
-        return fit(list(self._values), self.group)
+        """The trend through the spans kept (fitted again only when a span closes)."""
+        if self._trend is None:
+            self._trend = fit(list(self._values), self.group)
+        return self._trend
