@@ -300,3 +300,16 @@ def test_the_chart_marks_where_the_window_started() -> None:
     assert again.window_start == pytest.approx(5.7)
     svg = render_svg(again)
     assert "the window judged last started at 5.7s" in svg
+
+
+def test_the_chart_marks_a_window_that_starts_after_the_last_point() -> None:
+    """Points are kept every so often; a window of the last few hundred requests may start
+    after the last of them, and is still drawn."""
+    record = Record(
+        target_level=TARGET,
+        thresholds={"p95": "200ms"},
+        timeout=60.0,
+        points=[Point(t / 2, "warming", TARGET, 100, 1.0, 0.01, 0.02, 0.03) for t in range(8)],
+        window_start=3.8,
+    )
+    assert "the window judged last started at 3.8s" in render_svg(record)

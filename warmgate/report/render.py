@@ -195,6 +195,9 @@ def render_svg(record: Record, width: int = 900) -> str:
     panel, gap, left, top_margin = 140, 30, 60, 30
     height = top_margin + 3 * panel + 2 * gap + 40
     end = max((p.t for p in points), default=1.0) or 1.0
+    if record.window_start is not None:
+        # With window: auto the last window may start after the last point drawn.
+        end = max(end, record.window_start)
     plot_width = width - left - 20
 
     def x(t: float) -> float:
