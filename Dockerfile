@@ -35,10 +35,12 @@ COPY pyproject.toml README.md ./
 COPY warmgate ./warmgate
 # warmgate's wheel and a wheel for every dependency, then an offline install of only those into
 # an environment without pip: the builder's pip installs into it from outside.
-RUN pip wheel --wheel-dir /wheels .
+# EXTRAS="[grpc]" adds the gRPC targets' libraries (docs/grpc.md), about 20 MB.
+ARG EXTRAS=""
+RUN pip wheel --wheel-dir /wheels ".${EXTRAS}"
 RUN python3 -m venv --without-pip /opt/warmgate \
     && pip --python /opt/warmgate/bin/python install --no-index --no-cache-dir \
-       --find-links /wheels warmgate
+       --find-links /wheels "warmgate${EXTRAS}"
 # pglast's parser library (the SQL statement check's) comes with its debug information: 27 MB of
 # which the image needs only the 4 MB of code. binutils stays in this stage.
 RUN apt-get update -qq \

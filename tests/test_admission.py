@@ -463,3 +463,20 @@ def test_a_dollar_that_is_no_environment_reference_stays_in_the_url() -> None:
 
     config = pod_config(ENABLED | {"warmgate.io/url": "http://127.0.0.1:8080/a$b/{c}"})
     assert yaml.safe_load(config.inline)["targets"][0]["http"]["url"].endswith("/a$b/{c}")
+
+
+def test_webhook_events_give_each_sidecar_the_flag_and_its_pod_from_the_downward_api() -> None:
+    """webhook --events: the admitted sidecar runs with --events and POD_NAME, POD_NAMESPACE and
+    POD_UID; the pod's service account is left as it was."""
+    pod = deployment_pod()
+    review = request(pod)
+    options = dataclasses.replace(OPTIONS, events=True)
+    decision = admit(
+        Review(review["request"]["uid"], review["request"]), options, namespace_opted_in=True
+    )
+    after = patched(copy.deepcopy(pod), response(review["request"]["uid"], decision))
+    sidecar = warmgate_of(after)
+    assert sidecar["args"][-1] == "--events"
+    assert [item["name"] for item in sidecar["env"]] == ["POD_NAME", "POD_NAMESPACE", "POD_UID"]
+    assert sidecar["env"][2]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+    assert after["spec"].get("serviceAccountName") == pod["spec"].get("serviceAccountName")

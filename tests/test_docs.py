@@ -22,6 +22,7 @@ EXAMPLE_ENV = {
     "DEMO_URL": "http://127.0.0.1:9",
     "DEMO_DB": "demo.db",
     "APP_PASSWORD": "example-only",
+    "CATALOG_TOKEN": "example-only",
 }
 
 

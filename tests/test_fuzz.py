@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import io
 import os
 import re
@@ -46,8 +47,10 @@ BATCH = settings(
                            HealthCheck.filter_too_much],
 )  # fmt: skip
 ENVIRON = {"HOME": "/root", "DB_PASSWORD": "s3cret-pw"}
-# Jinja2 and SQLAlchemy are imported once here, so no timed example pays for the import.
+# Jinja2 and SQLAlchemy are imported once here, so no timed example pays for the import;
+# grpcio and protobuf too.
 Templates().compile("{{ 1 }}", "warm-up")
+importlib.import_module("warmgate.traffic.grpc.driver")
 
 KEYS = [
     "targets", "load", "gate", "wait", "after_ready", "server", "traffic", "status_dir",
@@ -56,7 +59,8 @@ KEYS = [
     "concurrency", "ramp_step", "jitter", "success_rate", "p50", "p95", "p99",
     "plateau_tolerance", "min_requests", "window", "hold", "on_timeout", "initial_backoff",
     "max_backoff", "keep_warm_rate", "rearm_after", "retry_after", "host", "port", "user_agent",
-    "tls", "verify", "ca_file", "client_cert", "client_key", "server_name",
+    "tls", "verify", "ca_file", "client_cert", "client_key", "server_name", "grpc", "address",
+    "request", "metadata", "expect", "plaintext", "descriptor_set",
 ]  # fmt: skip
 WORDS = [
     "10s", "500ms", "0s", "1h", "auto", "ready", "fail", "json", "human", "GET", "POST", "2xx",
@@ -160,7 +164,21 @@ sql_targets = section(
     params=mostly({"id": "{{ randint(1, 9) }}"}, {}), rows=mostly({"min": 1}, {"min": 1, "max": 10}),
     timeout=mostly(*DURATIONS),
 )  # fmt: skip
+grpc_targets = section(
+    {"address": mostly("127.0.0.1:9", "[::1]:50051", "app", "http://h:1", "h:0"),
+     "method": mostly("a.B/GetC", "shop.v1.Cart/AddItem", "GetItem",
+                      "grpc.health.v1.Health/Check")},
+    request=mostly('{"id": {{ randint(1, 9) }}}', "{}", "{{ 1 // 0 }}", "not json"),
+    metadata=mostly({"x-a": "1"}, {"authorization": "Bearer ${DB_PASSWORD}"}, {"x-bin": "a"},
+                    {"X-T": "{{ uuid4() }}"}),
+    timeout=mostly(*DURATIONS), expect=mostly(["OK"], [0, "NOT_FOUND"], ["NOPE"], [], [True]),
+    plaintext=mostly(True, False), confirm_read_only=mostly(True, False),
+    tls=mostly({"verify": False}, {"server_name": "app.internal"}, {"ca_file": "/nonexistent.pem"},
+               {"ca_file": "/dev/null"}, None),
+    descriptor_set=mostly("/nonexistent.pb", "/dev/null", "/", None),
+)  # fmt: skip
 targets = st.one_of(
+    section({"grpc": grpc_targets}, name=mostly("c", "catalog"), weight=mostly(1, 3)),
     section({"http": http_targets}, name=mostly("a", "db", "items-1"),
             weight=mostly(1, 2.5, 0.001), rate=mostly(5, 100)),
     section({"sql": sql_targets}, name=mostly("b", "orders"), weight=mostly(1, 3),

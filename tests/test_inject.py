@@ -257,6 +257,29 @@ def test_the_config_optional_flag_makes_the_config_map_optional() -> None:
     assert "an optional ConfigMap needs --mode sidecar" in refused.stderr
 
 
+def test_events_add_the_flag_and_the_downward_api_variables() -> None:
+    """inject --events: run posts Events about its pod, named by the downward API; the RBAC and
+    the service account stay the user's; --mode init refuses it."""
+    out, _ = inject_cli(str(HERITAGE), "--events", "--env", "TZ=UTC")
+    after = documents(out)[1]
+    sidecar = warmgate_of(after)
+    assert sidecar["args"][-1] == "--events"
+    assert sidecar["env"] == [
+        {"name": "TZ", "value": "UTC"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    ]
+    assert "serviceAccountName" not in pod_spec(after)
+    assert "automountServiceAccountToken" not in pod_spec(after)
+    plain = warmgate_of(documents(inject_cli(str(HERITAGE))[0])[1])
+    assert "--events" not in plain["args"]
+    assert "env" not in plain
+    refused = run_cli("inject", str(HERITAGE), "--events", "--mode", "init")
+    assert refused.returncode == 2
+    assert "--events needs --mode sidecar" in refused.stderr
+
+
 def test_only_the_sidecar_can_have_an_optional_config_map() -> None:
     """An init container without its config could only fail, holding the pod: refused."""
     with pytest.raises(ConfigError, match="an optional ConfigMap needs --mode sidecar"):

@@ -342,9 +342,11 @@ def test_every_warmgate_container_is_hardened_and_bounded(
 
 
 def test_the_example_deployment_is_what_inject_writes() -> None:
-    """k8s/base/deployment.yaml's sidecar, volumes and marker equal inject's for the bare app."""
+    """k8s/base/deployment.yaml's sidecar, volumes and marker equal inject's for the bare app
+    (with Events, and the memory limit they need)."""
+    options = InjectOptions(events=True, memory_limit="160Mi")
     injected = yaml.safe_load_all(inject_text((SAMPLES / "heritage-app.yaml").read_text(),
-                                              InjectOptions()).text)  # fmt: skip
+                                              options).text)  # fmt: skip
     [from_inject] = [doc for doc in injected if doc and doc["kind"] == "Deployment"]
     [example] = objects(BASE / "deployment.yaml")
     assert pod_spec(example)["initContainers"] == pod_spec(from_inject)["initContainers"]

@@ -81,6 +81,14 @@ def inject(
             "Let pods start without their ConfigMap: the sidecar is then ready, warming nothing.",
         ),
     ] = False,
+    events: Annotated[
+        bool,
+        _inject_option(
+            "events",
+            "The sidecar posts Kubernetes Events about its pod (adds POD_NAME, POD_NAMESPACE "
+            "and POD_UID); grant the RBAC yourself (docs/operations.md).",
+        ),
+    ] = False,
 ) -> None:
     """Add warmgate to the workloads in Kubernetes YAML and print it (like linkerd inject).
 
@@ -102,6 +110,7 @@ def inject(
         selection=selection,
         emit_config=emit_config,
         config_optional=config_optional,
+        events=events,
     )
     _print_rewritten(inject_source(manifest, options), "inject")
 

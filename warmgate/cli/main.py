@@ -1,5 +1,5 @@
 """The command line: ``run``, ``prime``, ``serve``, ``check``, ``validate``, ``report``, ``demo``,
-``schema``, ``inject``, ``uninject``, ``paths`` and ``webhook``.
+``schema``, ``inject``, ``uninject``, ``paths``, ``webhook`` and ``doctor``.
 
 This is the only module that turns errors into exit codes (see :mod:`warmgate.kernel.errors`).
 Every flag also reads a ``WARMGATE_<NAME>`` environment variable (``inject``'s read
@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from warmgate import __version__
+from warmgate.cli.doctor import doctor_command
 from warmgate.cli.inject import inject, uninject
 from warmgate.cli.options import F, env_name, option, with_config_flags
 from warmgate.cli.paths import paths
@@ -141,8 +142,20 @@ def validate(flags: dict[str, Any]) -> None:
     from warmgate.traffic.targets import compile_config
 
     config, secrets = load_from_flags(flags)
-    compile_config(config, secrets.warn, secrets=secrets)
+    compiled = compile_config(config, secrets.warn, secrets=secrets)
     typer.echo(describe(config, secrets))
+    methods = [(item.target.name, item.grpc) for item in compiled.targets if item.grpc]
+    if methods:
+        import asyncio
+
+        from warmgate.traffic.grpc.driver import describe_method
+
+        async def resolve_all() -> list[str]:
+            return [await describe_method(n, plan, config.traffic) for n, plan in methods]
+
+        typer.echo("grpc methods:")
+        for (name, _), line in zip(methods, asyncio.run(resolve_all()), strict=True):
+            typer.echo(secrets.redact(f"  - {name}: {line}"))
 
 
 @app.command()
@@ -235,6 +248,7 @@ app.command()(reports_errors(inject))
 app.command()(reports_errors(uninject))
 app.command()(reports_errors(paths))
 app.command()(reports_errors(webhook))
+app.command("doctor")(reports_errors(doctor_command(app)))
 
 
 def main() -> None:

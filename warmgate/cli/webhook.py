@@ -47,6 +47,14 @@ def webhook(
     log_format: Annotated[
         Literal["auto", "json", "human"], _option("log_format", "auto, json or human.")
     ] = "auto",
+    events: Annotated[
+        bool,
+        _option(
+            "events",
+            "Sidecars post Kubernetes Events about their pods (adds POD_NAME, POD_NAMESPACE and "
+            "POD_UID); each namespace grants the RBAC (docs/operations.md).",
+        ),
+    ] = False,
 ) -> None:
     """Mutating admission webhook: add warmgate to pods that opt in (TLS; see k8s/webhook/)."""
     from warmgate.kernel.errors import ConfigError
@@ -71,7 +79,9 @@ def webhook(
             "digits, '-' and '.', the same name in every namespace."
         )
     options = InjectOptions(
-        config_map=config_map, **{key: value for key, value in given.items() if value is not None}
+        config_map=config_map,
+        events=events,
+        **{key: value for key, value in given.items() if value is not None},
     )
     serve_webhook(
         options,

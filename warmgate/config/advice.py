@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from warmgate.config.grpc_target import GrpcTarget
 from warmgate.config.http_target import HttpTarget
 from warmgate.config.model import Config
 from warmgate.config.sql_target import SqlTarget
@@ -25,8 +26,10 @@ def config_warnings(config: Config) -> list[str]:
     found = []
     window = config.gate.span
     for index, target in enumerate(config.targets):
-        kind = "http" if target.http is not None else "sql"
-        specs: list[tuple[str, HttpTarget | SqlTarget | None]] = [(kind, target.http or target.sql)]
+        kind = "http" if target.http is not None else "sql" if target.sql is not None else "grpc"
+        specs: list[tuple[str, HttpTarget | SqlTarget | GrpcTarget | None]] = [
+            (kind, target.http or target.sql or target.grpc)
+        ]
         if target.journey is not None:
             steps = enumerate(target.journey.steps)
             specs = [(f"journey.steps[{number}].http", step.http) for number, step in steps]
@@ -80,6 +83,9 @@ def tls_warnings(config: Config) -> list[str]:
         for i, t in enumerate(config.targets)
         if t.journey
         for n, step in enumerate(t.journey.steps)
+    ]
+    places += [
+        (f"targets[{i}].grpc.tls", t.grpc.tls) for i, t in enumerate(config.targets) if t.grpc
     ]
     places.append(("wait.tls", config.wait.tls))
     for where, tls in places:

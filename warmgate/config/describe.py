@@ -9,8 +9,10 @@ Reads the model only: no I/O.
 
 from __future__ import annotations
 
+from warmgate.config.grpc_target import GrpcTarget
 from warmgate.config.journey import Journey
 from warmgate.config.model import AUTO_WINDOW, Config, GateConfig, LoadConfig
+from warmgate.config.target import Target
 from warmgate.config.tls import TlsConfig
 from warmgate.decide.evidence import CONFIDENCE, quantile_needed, success_needed
 from warmgate.decide.plateau import SPAN_REQUESTS, group_size, plateau_window
@@ -26,24 +28,7 @@ def describe(config: Config, secrets: Secrets) -> str:
     total_weight = sum(target.weight for target in config.targets)
     for target in config.targets:
         share = target.weight / total_weight
-        if target.http is not None:
-            http = target.http
-            statuses = ", ".join(map(str, http.expect_status))
-            url = http.url if http.url is not None else f"a URL from {http.urls_file}"
-            what = f"HTTP {http.method} {url} (expect {statuses}"
-            what += f", timeout {format_duration(http.timeout)})"
-            if (http.url or "").lower().startswith("https://") or http.tls is not None:
-                what += f", {describe_tls(http.tls)}"
-        elif target.sql is not None:
-            sql = target.sql
-            query = " ".join(sql.query.split())
-            what = f"SQL {mask_url(sql.url)} read-only: {query}"
-            if sql.params:
-                what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
-            expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
-            what += f" ({expect}timeout {format_duration(sql.timeout)})"
-        elif target.journey is not None:
-            what = f"a journey of {len(target.journey.steps)} steps"
+        what = _what(target)
         cap = f", at most {target.rate:g} req/s" if target.rate else ""
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
         if target.journey is not None:
@@ -53,6 +38,8 @@ def describe(config: Config, secrets: Secrets) -> str:
     action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
     lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
     wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
+    if any(target.grpc is not None for target in config.targets):
+        wait_what += " (gRPC targets: and their health service says SERVING, if they offer one)"
     if config.wait.tls is not None:
         wait_what += f" ({describe_tls(config.wait.tls)})"
     lines.append(f"wait: until {wait_what}, at most {format_duration(config.wait.timeout)}")
@@ -66,6 +53,11 @@ def describe(config: Config, secrets: Secrets) -> str:
     lines.append(f"after ready (run): {keep}, {rearm}")
     lines.append(f"serve: http://{config.server.host}:{config.server.port}")
     lines.append(f"status dir: {config.status_dir or '(none)'}")
+    if config.kubernetes.events:
+        lines.append(
+            "kubernetes events (run): about the pod POD_NAME in POD_NAMESPACE, posted with the "
+            "service account or KUBECONFIG"
+        )
     return secrets.redact("\n".join(lines))
 
 
@@ -123,9 +115,35 @@ def describe_gate(gate: GateConfig, concurrency: int) -> list[str]:
             f"(at least {SPAN_REQUESTS} requests each), in three groups of {group} spans "
             f"({format_duration(span * group)} each); passes once the latest group is within "
             f"±{tolerance} of the floor a fitted decay heads for and has not moved by more than "
-            f"{tolerance} since the group before (nor fallen by more since the oldest)"
+            f"{tolerance} since the group before, nor trends by more over all the spans kept"
         )
     return lines
+
+
+def _what(target: Target) -> str:
+    """What one target sends, in words."""
+    what = ""
+    if target.http is not None:
+        http = target.http
+        statuses = ", ".join(map(str, http.expect_status))
+        url = http.url if http.url is not None else f"a URL from {http.urls_file}"
+        what = f"HTTP {http.method} {url} (expect {statuses}"
+        what += f", timeout {format_duration(http.timeout)})"
+        if (http.url or "").lower().startswith("https://") or http.tls is not None:
+            what += f", {describe_tls(http.tls)}"
+    elif target.sql is not None:
+        sql = target.sql
+        query = " ".join(sql.query.split())
+        what = f"SQL {mask_url(sql.url)} read-only: {query}"
+        if sql.params:
+            what += f" with {', '.join(f'{k}={v}' for k, v in sql.params.items())}"
+        expect = f"expect {sql.rows.describe()}, " if sql.rows is not None else ""
+        what += f" ({expect}timeout {format_duration(sql.timeout)})"
+    elif target.grpc is not None:
+        what = describe_grpc(target.grpc)
+    elif target.journey is not None:
+        what = f"a journey of {len(target.journey.steps)} steps"
+    return what
 
 
 def describe_journey(journey: Journey) -> list[str]:
@@ -164,6 +182,17 @@ def describe_journey(journey: Journey) -> list[str]:
         "counts as a failure with its reason"
     )
     return lines
+
+
+def describe_grpc(grpc: GrpcTarget) -> str:
+    """A gRPC target in words, for ``validate``: the call, what succeeds, how it connects."""
+    what = f"gRPC {grpc.method} at {grpc.address} (expect {', '.join(map(str, grpc.expect))}"
+    what += f", timeout {format_duration(grpc.timeout)})"
+    what += ", plaintext" if grpc.plaintext else f", {describe_tls(grpc.tls)}"
+    if grpc.confirm_read_only:
+        what += ", confirmed read-only"
+    source = f"descriptor set {grpc.descriptor_set}" if grpc.descriptor_set else "server reflection"
+    return f"{what}; types from {source}"
 
 
 def describe_tls(settings: TlsConfig | None) -> str:

@@ -57,6 +57,8 @@ CONFIG_FLAGS = (
     ConfigFlag("rearm_after", "after_ready.rearm_after", str, "Re-arm after this long down."),
     ConfigFlag("jitter", "load.jitter", str, "Random delay before priming (avoid stampedes)."),
     ConfigFlag("log_format", "log_format", str, "auto, json or human."),
+    ConfigFlag("events", "kubernetes.events", bool,
+               "Post Kubernetes Events about this pod (needs POD_NAME, POD_NAMESPACE, RBAC)."),
 )  # fmt: skip
 """Every flag that sets a config field, in the order ``--help`` lists them."""
 

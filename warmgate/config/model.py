@@ -215,6 +215,20 @@ class TrafficConfig(StrictModel):
         return header_values(headers, "header")
 
 
+class KubernetesConfig(StrictModel):
+    """What warmgate tells Kubernetes itself."""
+
+    events: bool = Field(
+        False,
+        description=(
+            "Post Kubernetes Events (events.k8s.io/v1) about this pod: warming, warm, opened on "
+            "timeout, failed closed, re-armed, resumed. Needs POD_NAME and POD_NAMESPACE (and "
+            "POD_UID) from the downward API and a Role allowing create and patch on "
+            "events.k8s.io events; without them warmgate says so once and works as without."
+        ),
+    )
+
+
 class Config(StrictModel):
     """The whole warm-up plan."""
 
@@ -225,6 +239,7 @@ class Config(StrictModel):
     after_ready: AfterReadyConfig = AfterReadyConfig()
     server: ServerConfig = ServerConfig()
     traffic: TrafficConfig = TrafficConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     status_dir: Path | None = Field(
         None, description="Directory for status.json and the ready marker (an emptyDir)."
     )

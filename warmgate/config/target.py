@@ -2,7 +2,9 @@
 
 A :class:`Target` has a name (used in metrics, status and logs, never the URL), a weight, an
 optional rate cap, and exactly one of an ``http:`` (:mod:`warmgate.config.http_target`), ``sql:``
-(:mod:`warmgate.config.sql_target`) or ``journey:`` (:mod:`warmgate.config.journey`) block.
+(:mod:`warmgate.config.sql_target`), ``journey:`` (:mod:`warmgate.config.journey`) or ``grpc:``
+(:mod:`warmgate.config.grpc_target`) block. A plain HTTP or gRPC target is refused here when its
+request may write (each model's ``read_only_problem``).
 
 A config model: pydantic, the models it holds and ``kernel/`` only, no I/O.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from warmgate.config.fields import MAX_RATE, StrictModel
+from warmgate.config.grpc_target import GrpcTarget
 from warmgate.config.http_target import HttpTarget
 from warmgate.config.journey import Journey
 from warmgate.config.sql_target import SqlTarget
@@ -40,19 +43,27 @@ class Target(StrictModel):
         None, description="A journey: ordered HTTP steps per virtual user (a login, then pages)."
     )
 
+    grpc: GrpcTarget | None = Field(None, description="A gRPC target (one unary method).")
+
     @model_validator(mode="after")
     def _one_kind(self) -> Target:
-        kinds = [kind for kind in ("http", "sql", "journey") if getattr(self, kind) is not None]
+        kinds = [
+            kind for kind in ("http", "sql", "journey", "grpc") if getattr(self, kind) is not None
+        ]
         if not kinds:
             raise ValueError(
-                f"target '{self.name}' needs a kind; add an http:, sql: or journey: section"
+                f"target '{self.name}' needs a kind; add an http:, sql:, journey: or grpc: section"
             )
         if len(kinds) > 1:
             raise ValueError(
                 f"target '{self.name}' has both {kinds[0]}: and {kinds[1]}:; a target has one "
                 "kind, so make them two targets"
             )
-        problem = self.http.read_only_problem() if self.http is not None else None
+        problem = None
+        if self.http is not None:
+            problem = self.http.read_only_problem()
+        elif self.grpc is not None:
+            problem = self.grpc.read_only_problem()
         if problem:
             raise ValueError(problem)
         return self

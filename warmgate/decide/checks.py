@@ -50,14 +50,18 @@ _OBVIOUS_DETAILS = frozenset({"", "timed out"})
 
 
 def describe_failures(stats: Stats) -> str:
-    """Why requests failed, most common first: ``"12 timeouts, 3 answers 503"``.
+    """Why requests failed, most common first: ``"12 timeouts, 3 answers 503"``; a gRPC status
+    code is named with its share of the requests: ``"UNAVAILABLE 12%"``.
 
     Failures without an HTTP status carry the driver's most common detail, so a reason can say
     ``"120 errors (relation "orders" does not exist)"``.
     """
     parts: list[tuple[int, str]] = []
     for status, count in stats.failed_statuses.items():
-        parts.append((count, f"{count} {'answer' if count == 1 else 'answers'} {status}"))
+        if isinstance(status, str):  # a gRPC status code, as a share: "UNAVAILABLE 12%"
+            parts.append((count, f"{status} {format_percent(count / stats.requests)}"))
+        else:
+            parts.append((count, f"{count} {'answer' if count == 1 else 'answers'} {status}"))
     with_status = sum(stats.failed_statuses.values())
     for outcome, total in stats.outcomes.items():
         # Unexpected statuses were counted above; what is left failed without one (SQL rows).

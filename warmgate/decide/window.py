@@ -53,7 +53,7 @@ class Sample:
     level: int
     target: str
     outcome: str = OK
-    status: int | None = None
+    status: int | str | None = None
     detail: str = ""
 
     @property
@@ -94,7 +94,7 @@ class Stats:
     p95: float | None = None
     p99: float | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
-    failed_statuses: dict[int, int] = field(default_factory=dict)
+    failed_statuses: dict[int | str, int] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     """The most common detail of each failing outcome (``"connection refused"``)."""
     raw_p50: float | None = None
@@ -151,7 +151,7 @@ class Tally:
 
     latencies: Histogram = field(default_factory=Histogram)
     outcomes: Counter[str] = field(default_factory=Counter)
-    failed_statuses: Counter[int] = field(default_factory=Counter)
+    failed_statuses: Counter[int | str] = field(default_factory=Counter)
     details: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, sample: Sample) -> None:

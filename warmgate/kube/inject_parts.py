@@ -81,6 +81,9 @@ class InjectOptions:
     emit_config: bool = False
     inline_config: str = ""
     config_optional: bool = False
+    events: bool = False
+    """The sidecar posts Kubernetes Events about its pod (``run --events``): it gets the pod's
+    name, namespace and uid from the downward API. The RBAC stays the user's to grant."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -95,6 +98,11 @@ class InjectOptions:
             raise ConfigError(
                 "an optional ConfigMap needs --mode sidecar: only the sidecar can run open "
                 "without a config, an init container would fail."
+            )
+        if self.events and self.mode != "sidecar":
+            raise ConfigError(
+                "--events needs --mode sidecar: only the sidecar's run posts Events, an init "
+                "container's prime does not."
             )
         for flag, value in self._resources():
             if value.strip().lower() not in _NO_VALUE and not _QUANTITY.match(value.strip()):
@@ -147,6 +155,10 @@ class InjectOptions:
         return {key: blocks[key] for key in ("requests", "limits") if key in blocks}
 
 
+POD_FIELDS = (("POD_NAME", "name"), ("POD_NAMESPACE", "namespace"), ("POD_UID", "uid"))
+"""The downward API variables ``--events`` adds, and the pod's field each one holds."""
+
+
 def security_context(run_as_user: str = str(RUN_AS)) -> dict[str, Any]:
     """The hardened container security context warmgate runs with (Pod Security "restricted").
 
@@ -179,13 +191,21 @@ def warmgate_container(options: InjectOptions, config_map: str = "") -> dict[str
                              "--port", str(options.port)]  # fmt: skip
         if options.config_optional and config_map:
             container["args"] += ["--optional-config-map", config_map]
+        if options.events:
+            container["args"].append("--events")
     else:
         container["args"] = ["prime", "--config", config, "--status-dir", STATUS_DIR]
-    if options.env:
-        container["env"] = [
-            {"name": name, "value": value}
-            for name, _, value in (item.partition("=") for item in options.env)
+    env: list[dict[str, Any]] = [
+        {"name": name, "value": value}
+        for name, _, value in (item.partition("=") for item in options.env)
+    ]
+    if options.events:
+        env += [
+            {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.{field}"}}}
+            for variable, field in POD_FIELDS
         ]
+    if env:
+        container["env"] = env
     if options.env_from_secret:
         container["envFrom"] = [{"secretRef": {"name": name}} for name in options.env_from_secret]
     if options.mode == "sidecar":

@@ -68,6 +68,8 @@ class SupervisorHandover(Handover):
     status: dict[str, Any] = field(default_factory=dict)
     """The first status to show (its JSON shape), until the primer speaks."""
     early_signal: str | None = None
+    events: dict[str, str] | None = None
+    """``kubernetes.events``: the pod's name, namespace and uid (those set); ``None``: off."""
 
     @classmethod
     def _decoded(cls, data: dict[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,14 @@ one value (``handover.py``):
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warmgate.kernel.errors import ConfigError, StatusDirError
+from warmgate.runtime.events import pod_from
 from warmgate.runtime.handover import OpenHandover, SupervisorHandover, exec_into
 from warmgate.runtime.open_run import open_reason, open_status
 from warmgate.runtime.signals import EARLY as EARLY_SIGNALS
@@ -131,6 +133,7 @@ def become_supervisor(config: Config, secrets: Secrets, argv: list[str]) -> None
         log_format=config.log_format,
         status=first.to_json(),
         early_signal=EARLY_SIGNALS[0] if EARLY_SIGNALS else None,
+        events=pod_from(os.environ) if config.kubernetes.events else None,
     )
     if status_dir is not None:
         status_dir.write(first)

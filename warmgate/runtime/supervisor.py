@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from warmgate.decide.gate import FAILED_CLOSED, OPENED_ON_TIMEOUT
 from warmgate.decide.lifecycle import Action, Event, Lifecycle, Policy, State, Transition
 from warmgate.decide.reach import Reach, reach_of
+from warmgate.runtime.events import EventRelay
 from warmgate.runtime.handover import Supervised, SupervisorHandover
 from warmgate.runtime.shell import BEAT_INTERVAL, Surfaces, serve_process, wall_clock
 from warmgate.serve.logs import Log
@@ -165,6 +166,7 @@ class Supervisor:
         self._probe = probe
         directory = Path(handover.status_dir) if handover.status_dir else None
         self.surfaces = Surfaces(Status.from_json(handover.status), directory, log)
+        self.events = EventRelay.from_handover(handover.events, log, handover.log_format)
         self._traffic = b""
         self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
         self._primer: Primer | None = None
@@ -217,7 +219,10 @@ class Supervisor:
 
     def start(self) -> None:
         """Arm: the first primer starts."""
-        step = self.machine.handle(Event.SUPERVISE, self._clock())
+        now = self._clock()
+        step = self.machine.handle(Event.SUPERVISE, now)
+        if self.events is not None:
+            self.events.observe(None, self.status, self._wall(now))
         self._apply(step, resume=self.handover.resume)
 
     def turn(self, wait: float = 0.0) -> bool:
@@ -234,6 +239,8 @@ class Supervisor:
         if step is not None:
             self._apply(step, reason=self._rearm_reason(step))
         self._watch(now)
+        if self.events is not None:
+            self.events.tick(self._wall(now))
         return not self._exit_code
 
     def _beat(self, now: float) -> None:
@@ -386,7 +393,11 @@ class Supervisor:
         primer = self._primer
         state, ready = self.machine.public(primer.phase if primer is not None else None)
         status = replace(status, state=state, ready=ready, rearms=self.machine.rearms, mode="run")
-        if self.surfaces.show(status, now, force=force) and own:
+        before = self.surfaces.status
+        changed = self.surfaces.show(status, now, force=force)
+        if self.events is not None:
+            self.events.observe(before, status, self._wall(now))
+        if changed and own:
             self.log.event(
                 "phase", status.reason, state=status.state, ready=status.ready,
                 outcome=status.outcome,
@@ -459,6 +470,8 @@ class Supervisor:
         if self.machine.state is not State.STOPPED:
             self.machine.handle(Event.STOP, now)
         self._stop_primer(SHUTDOWN_GRACE)
+        if self.events is not None:
+            self.events.close()
         if self._signal is not None:
             reason = f"stopped by {self._signal}; not vouching for the app any more"
             self._show(self._own_status(reason, now), now, force=True, own=True)

@@ -203,9 +203,7 @@ class WarmUp:
                 client = make_client(1, self.config.traffic, tls.context if tls else None)
                 stack.push_async_callback(client.aclose)
                 # wait.url stands for the HTTP targets; other kinds still probe themselves.
-                others = [
-                    d for d, c in zip(drivers, self.compiled, strict=True) if not c.endpoints()
-                ]
+                others = [d for d, c in zip(drivers, self.compiled, strict=True) if not c.web]
                 self._probes = [UrlProbe(self._wait.url, client, tls), *others]
             load = Load(
                 drivers,

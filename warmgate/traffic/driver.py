@@ -19,10 +19,12 @@ from warmgate.decide.reach import Down
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one request ended. ``detail`` is short and never holds a secret or a URL."""
+    """How one request ended. ``detail`` is short and never holds a secret or a URL.
+
+    ``status`` is an HTTP status, or the name of a gRPC status code (``UNAVAILABLE``)."""
 
     outcome: str
-    status: int | None = None
+    status: int | str | None = None
     detail: str = ""
 
 

@@ -4,7 +4,8 @@ Compiling (templates, endpoints, the read-only check of SQL queries, the TLS fil
 network, so ``validate`` and ``run`` run it too and mistakes surface before any traffic. Each
 distinct TLS setting is loaded once and shared by every target (and the ``wait.url`` probe) that
 has it. Opening drivers creates the shared clients and pools: one HTTP client per distinct TLS
-setting. SQLAlchemy is imported only when a config has SQL targets.
+setting, one gRPC channel per gRPC target. SQLAlchemy is imported only when a config has SQL
+targets, grpcio and protobuf only when it has gRPC targets.
 
 ``wait.url`` takes ``wait.tls`` when set; otherwise the TLS setting of the HTTP target (or the
 journey's https steps) with the same host and port, since it is the same server with the same
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     import httpx
 
     from warmgate.config.journey import Journey
+    from warmgate.traffic.grpc.driver import GrpcPlan
     from warmgate.traffic.sql.driver import SqlPlan
     from warmgate.traffic.web.journey import JourneyPlan
 
@@ -46,11 +48,19 @@ class CompiledTarget:
     http: HttpPlan | None = None
     sql: SqlPlan | None = None
     journey: JourneyPlan | None = None
+    grpc: GrpcPlan | None = None
     tls: Tls | None = None
     """For an https target (or a journey with https steps): its TLS, loaded."""
 
+    @property
+    def web(self) -> bool:
+        """Whether this target speaks HTTP (``wait.url`` stands for such targets)."""
+        return self.http is not None or self.journey is not None
+
     def endpoints(self) -> list[tuple[str, int]]:
-        """The HTTP hosts and ports this target sends to (none for SQL)."""
+        """The HTTP and gRPC hosts and ports this target sends to (none for SQL)."""
+        if self.grpc is not None:
+            return [(self.grpc.host, self.grpc.port)]
         if self.http is not None:
             return [(self.http.host, self.http.port)]
         if self.journey is not None:
@@ -143,7 +153,31 @@ def _compile(
             journey = JourneyPlan.compile(target.journey, templates, f"{where}.journey", environ)
             tls = _journey_tls(target.journey, journey, where, load)
             compiled.append(CompiledTarget(target, journey=journey, tls=tls))
+        elif target.grpc is not None:
+            field = f"{where}.grpc"
+            _need_grpc(field)
+            from warmgate.traffic.grpc.driver import GrpcPlan
+
+            if not target.grpc.plaintext:  # the files checked, their warnings given, once
+                load(target.grpc.tls, f"{field}.tls")
+            grpc = GrpcPlan.compile(target.grpc, templates, field)
+            compiled.append(CompiledTarget(target, grpc=grpc))
     return Compiled(compiled, _compile_wait(config, compiled, load))
+
+
+def _need_grpc(field: str) -> None:
+    """A ConfigError naming ``field`` when the optional gRPC libraries are not installed."""
+    import importlib
+
+    try:
+        for module in ("grpc", "grpc_health.v1", "grpc_reflection.v1alpha", "google.protobuf"):
+            importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"{field}: gRPC targets need grpcio, grpcio-health-checking, grpcio-reflection and "
+            "protobuf, which this installation lacks; install warmgate[grpc] (pip install "
+            "'warmgate[grpc]'), or build the image with --build-arg EXTRAS=[grpc]."
+        ) from None
 
 
 def compile_targets(
@@ -265,6 +299,10 @@ async def open_drivers(
 
             client = clients[item.tls]
             drivers.append(JourneyDriver(target.name, item.journey, client, warn, item.tls))
+        elif item.grpc is not None:
+            from warmgate.traffic.grpc.driver import GrpcDriver
+
+            drivers.append(GrpcDriver.open(target.name, item.grpc, config.traffic))
     for driver in drivers:
         stack.push_async_callback(driver.aclose)
     return drivers

@@ -227,7 +227,7 @@ class JourneyDriver:
         self.matcher = matcher or Matcher()
         self.extensions = tls.extensions if tls is not None else {}
         self._warn = warn
-        self._warned: set[tuple[int, str, int | None]] = set()
+        self._warned: set[tuple[int, str, int | str | None]] = set()
         self._anonymous: VirtualUser | None = None
         # One diagnosis per https server, shared by the steps (and users) that reach it.
         by_server: dict[tuple[str, int], Diagnosis] = {}
