@@ -1,10 +1,14 @@
 """CPU cost of the decision core: per recorded sample, and per evaluation tick.
 
 Feeds a :class:`~warmgate.decide.judge.Judge` 800 req/s of synthetic samples over two targets
-(lognormal latencies around 7 ms, 0.5% timeouts) at the target level 16 with a 10 s window, and
+(lognormal latencies around 7 ms, 0.05% timeouts) at the target level 16 with a 10 s window, and
 ticks it four times a second as the runner does, with a p95 limit that never passes (so every
 tick evaluates everything). Reports the CPU time (``time.process_time``, so other processes on
-the machine matter less) per sample and per tick, closed loop and paced, best of ``--repeat``.
+the machine matter less) per sample and per tick, closed loop and paced, best of ``--repeat``,
+for each mode of the gate: a fixed 10 s window or ``window: auto`` (at most 60 s), each with a
+p95 limit or ``p95: auto``, and ``window: auto`` with a p99 limit and 99.9% success (2,995
+requests, almost 4 s of this load). A mode the checkout does not know (``window: auto`` before
+it existed) is skipped, so the same script measures an older checkout.
 
 Compare two checkouts by pointing ``PYTHONPATH`` at each::
 
@@ -15,6 +19,7 @@ Compare two checkouts by pointing ``PYTHONPATH`` at each::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import time
 
@@ -32,14 +37,33 @@ def synthetic(count: int, start: float, rng: random.Random) -> list[Sample]:
     for index in range(count):
         at = start + index / RATE
         latency = rng.lognormvariate(-5, 0.5)
-        outcome = "ok" if rng.random() > 0.005 else "timeout"
+        outcome = "ok" if rng.random() > 0.0005 else "timeout"
         samples.append(Sample(at - latency, at, 16, "a" if index % 3 else "b", outcome))
     return samples
 
 
-def measure(rate: float | None, ticks: int, rng: random.Random) -> tuple[float, float]:
+MODES: dict[str, dict[str, object]] = {
+    "10s, p95 limit": {"p95": 0.0005, "window": 10.0},
+    "auto, p95 limit": {"p95": 0.0005, "window": 60.0, "window_auto": True},
+    "10s, p95 auto": {"plateau": True, "window": 10.0},
+    "auto, p95 auto": {"plateau": True, "window": 60.0, "window_auto": True},
+    "auto, 99.9%": {"p99": 0.0005, "success_rate": 0.999, "window": 60.0, "window_auto": True},
+}
+"""Window and latency threshold of each mode measured."""
+
+
+def thresholds_for(mode: dict[str, object]) -> Thresholds | None:
+    """The mode's thresholds, or ``None`` when this checkout does not know one of its fields."""
+    known = {field.name for field in dataclasses.fields(Thresholds)}
+    if not set(mode) <= known:
+        return None
+    return Thresholds(hold=5.0, timeout=1e9, **mode)  # type: ignore[arg-type]
+
+
+def measure(
+    thresholds: Thresholds, rate: float | None, ticks: int, rng: random.Random
+) -> tuple[float, float]:
     """Microseconds of CPU per recorded sample, milliseconds per tick."""
-    thresholds = Thresholds(p95=0.0005, window=10.0, hold=5.0, timeout=1e9)
     judge = Judge(thresholds, 16, ("a", "b"), 1.0, rate)
     judge.start(0.0)
     judge.ramp.start(0.0, 16)
@@ -67,13 +91,18 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rng = random.Random(1)
-    print(f"{'load':<8}{'per sample':>14}{'per tick':>12}")
-    for name, rate in (("closed", None), ("paced", float(RATE))):
-        runs = [measure(rate, args.ticks, rng) for _ in range(args.repeat)]
-        sample_us = min(run[0] for run in runs)
-        tick_ms = min(run[1] for run in runs)
-        print(f"{name:<8}{sample_us:>11.2f} µs{tick_ms:>9.2f} ms")
+    print(f"{'window, threshold':<18}{'load':<8}{'per sample':>14}{'per tick':>12}")
+    for mode, fields in MODES.items():
+        thresholds = thresholds_for(fields)
+        if thresholds is None:
+            print(f"{mode:<18}(not in this checkout)")
+            continue
+        for name, rate in (("closed", None), ("paced", float(RATE))):
+            rng = random.Random(1)
+            runs = [measure(thresholds, rate, args.ticks, rng) for _ in range(args.repeat)]
+            sample_us = min(run[0] for run in runs)
+            tick_ms = min(run[1] for run in runs)
+            print(f"{mode:<18}{name:<8}{sample_us:>11.2f} µs{tick_ms:>9.2f} ms")
 
 
 if __name__ == "__main__":

@@ -578,3 +578,41 @@ def test_accept_is_another_name_for_expect_status() -> None:
     assert config.targets[1].journey.steps[0].http.expect_status == [200, "3xx"]
     with pytest.raises(ConfigError, match="write only one of them"):
         load_config(None, {"targets": [{"http": {**plain["http"], "expect_status": [200]}}]})
+
+
+def test_validate_puts_each_mode_in_words(tmp_path: Path) -> None:
+    """The plan says how the ramp judges slow answers, what window: auto needs and why, and
+    how an auto quantile is judged; a fixed window reads as before."""
+    fixed, secrets = load_config(
+        write(tmp_path, "targets: [{http: {url: 'http://127.0.0.1:9/'}}]\n"
+                        "gate: {p95: 200ms, window: 5s, hold: 3s}\n")
+    )  # fmt: skip
+    plan = describe(fixed, secrets)
+    assert "over the last 5s of at least 20 requests issued at concurrency 8" in plan
+    assert "or once it has answered at all when its answers take longer than 1s" in plan
+    assert "plateau" not in plan
+
+    auto, secrets = load_config(
+        write(tmp_path, "targets: [{http: {url: 'http://127.0.0.1:9/'}}]\n"
+                        "gate: {p95: 200ms, p99: auto, window: auto, hold: 3s}\n")
+    )  # fmt: skip
+    assert auto.gate.window == "auto"
+    assert auto.gate.span == 60.0
+    plan = describe(auto, secrets)
+    assert "just enough of the most recent requests" in plan
+    assert "with 95% confidence: at least 299" in plan
+    assert "success >= 99.0% needs 299; p95 <= 200ms needs 59; min_requests 20" in plan
+    assert "never older than 1m" in plan
+    assert "p99 plateau: the quantile of spans of 1s" in plan
+    assert "in three groups of 3 spans (3s each)" in plan
+
+
+def test_window_auto_is_the_only_word_a_window_takes(tmp_path: Path) -> None:
+    """window: automatic is a mistake named in one sentence; auto and durations load."""
+    path = write(tmp_path, "targets: [{http: {url: 'http://x/'}}]\ngate: {window: automatic}\n")
+    with pytest.raises(ConfigError, match=r"gate\.window: 'automatic' is not a duration"):
+        load_config(path)
+    overrides = overrides_from_flags({"window": "auto"})
+    path = write(tmp_path, "targets: [{http: {url: 'http://x/'}}]\n")
+    config, _ = load_config(path, overrides=overrides)
+    assert config.gate.window == "auto"

@@ -22,7 +22,7 @@ from warmgate.decide.histogram import Histogram, bucket_index, bucket_value
 from warmgate.decide.judge import Judge
 from warmgate.decide.omission import expected_interval, percentiles
 from warmgate.decide.outcomes import OK
-from warmgate.decide.plateau import SPAN_REQUESTS, SPANS_MIN, fit
+from warmgate.decide.plateau import GROUP_MIN, SPAN_REQUESTS, fit
 from warmgate.decide.ramp import SIGNIFICANCE, Ramp, tail_bound
 from warmgate.decide.reach import Down
 from warmgate.decide.window import DETAILS_KEPT, Pending, Sample, Stats, Tally, Window, percentile
@@ -338,7 +338,7 @@ def test_a_flat_series_is_a_plateau(level: float, noise: float, seed: int) -> No
     rng = random.Random(seed)
     verdicts = plateau_run(lambda _: level * (1 + rng.uniform(-noise, noise)), 200, 12.25)
     assert verdicts[-1].outcome == WARM
-    assert verdicts[-1].elapsed >= SPANS_MIN * 2.0  # never before four half-window spans
+    assert verdicts[-1].elapsed >= 3 * GROUP_MIN * 1.0  # never before three groups of spans
 
 
 def test_the_issue_case_jit_decay_is_not_a_plateau_at_310_requests() -> None:
@@ -355,33 +355,40 @@ def test_the_issue_case_jit_decay_is_not_a_plateau_at_310_requests() -> None:
 
 
 def test_a_plateau_needs_enough_requests_per_span() -> None:
-    """At 8 req/s a span lasts until it holds 20 requests: no plateau before 4 x 20 requests."""
-    verdicts = plateau_run(lambda _: 0.01, 8, 40.0)  # 16 requests per 2s, fewer than 20
+    """At 8 req/s a span lasts until it holds 20 requests: no plateau before 9 x 20 requests."""
+    verdicts = plateau_run(lambda _: 0.01, 8, 60.0)  # 8 requests per 1s span, fewer than 20
     assert verdicts[-1].outcome == WARM
-    assert verdicts[-1].elapsed >= SPANS_MIN * SPAN_REQUESTS / 8
+    assert verdicts[-1].elapsed >= 3 * GROUP_MIN * SPAN_REQUESTS / 8
     assert any(
-        v.reason.endswith("of 4 spans of 2s with at least 20 requests each") for v in verdicts
+        v.reason.endswith("of 9 spans of 1s with at least 20 requests each") for v in verdicts
     )
 
 
-def test_fit_measures_the_change_over_three_windows() -> None:
-    """A clean 10%-per-window decay is about -27% over three windows, and a steady trend."""
-    points = [(t, 0.1 * 0.9 ** (t / 10.0)) for t in (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)]
-    trend = fit(points, 10.0)
-    assert trend.change == pytest.approx(0.9**3 - 1, rel=1e-6)
-    assert trend.p_value == pytest.approx(2 / 720)
-    assert not trend.flat(0.1)
-    assert fit([(t, 0.1) for t in (5.0, 10.0, 15.0, 20.0)], 10.0).flat(0.1)
+def test_fit_finds_where_an_exponential_decay_is_heading() -> None:
+    """Aitken's extrapolation of three group medians: never above the floor a decay heads to."""
+    decay = [0.005 + 0.1 * 0.7**i for i in range(9)]
+    trend = fit(decay, 3)
+    assert trend.floor is not None
+    assert trend.floor <= 0.005 * 1.001
+    assert trend.change == pytest.approx(trend.last / trend.previous - 1)
+    assert not trend.flat(0.1)  # 5ms + 6ms is not within 10% of 5ms
+    assert fit([0.005 + 0.1 * 0.7**i for i in range(30, 39)], 3).flat(0.1)
+    # A decay towards zero has no plateau; a fall that does not slow down has no floor.
+    assert not fit([0.1 * 0.8**i for i in range(9)], 3).flat(0.1)
+    assert fit([0.1 - 0.005 * i for i in range(9)], 3).floor is None
+    assert fit([0.1] * 9, 3).flat(0.1)
+    assert not fit([0.1] * 8, 3).flat(0.1)  # three groups are needed
 
 
 def test_one_hiccup_neither_fakes_nor_hides_a_trend() -> None:
     """A flat series with one span ten times slower is still flat; a decay with one is not."""
-    flat = [(t, 0.05) for t in (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)]
-    flat[2] = (6.0, 0.5)
-    assert fit(flat, 4.0).flat(0.1)
-    decay = [(t, 0.3 * 0.7 ** (t / 4.0)) for t in (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)]
-    decay[4] = (10.0, 0.001)
-    assert not fit(decay, 4.0).flat(0.1)
+    for where in range(9):
+        flat = [0.05] * 9
+        flat[where] = 0.5
+        assert fit(flat, 3).flat(0.1), where
+    decay = [0.3 * 0.7**i for i in range(9)]
+    decay[4] = 0.001
+    assert not fit(decay, 3).flat(0.1)
 
 
 # 6. The ramp is never stricter than the gate --------------------------------------------------

@@ -90,3 +90,22 @@ def test_sparse_errors_at_a_low_rate_never_back_off_at_the_target(
     ramps = [e for e in events if e.get("event") == "ramp"]
     assert [e["level"] for e in ramps][-1] == 16
     assert not [e for e in ramps if e["level"] < e["previous"]], ramps
+
+
+def test_window_auto_is_wired_through_prime_and_the_report(
+    sim_app: Callable[..., SimApp], tmp_path: Path
+) -> None:
+    """--window auto reaches the gate: a steady app opens judged on just enough recent requests
+    (at least the 299 a 99% rate needs), and the report marks where that window started."""
+    app = sim_app(Behavior(start_capacity=16, full_capacity=16))
+    code, (status, _) = prime(
+        app, tmp_path / "wg", "--concurrency", "16", "--p95", "200ms", "--window", "auto",
+        "--hold", "2s", "--timeout", "60s", "--on-timeout", "fail",
+    )  # fmt: skip
+    assert code == 0, status["reason"]
+    assert status["outcome"] == "warm"
+    assert status["window"]["requests"] >= 299
+    report = run_cli("report", "--status-dir", str(tmp_path / "wg"), "--output",
+                     str(tmp_path / "report.svg"))  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "the window judged last started at" in (tmp_path / "report.svg").read_text()

@@ -31,6 +31,20 @@ def test_demo_gate_opens_only_after_the_app_copes(tmp_path: Path) -> None:
     assert text.startswith("the app first coped with 16 concurrent requests ")
 
 
+def test_the_demo_chart_marks_where_an_auto_window_started(tmp_path: Path) -> None:
+    """With --window auto the demo's chart draws where the last judged window began, and the
+    punchline says what was judged."""
+    behavior = Behavior(start_capacity=1, full_capacity=32, warm_requests=300, cold_latency=0.05)
+    overrides = {"gate": {"hold": "1s", "window": "auto"}, "log_format": "json"}
+    result = run_demo(behavior, overrides, tmp_path / "demo.svg", sql=False)
+    assert result.status.outcome == "warm", result.status.reason
+    assert result.window == "auto"
+    svg = (tmp_path / "demo.svg").read_text()
+    assert "the window judged last started at" in svg
+    text = summary(result, 16, 1.0, result.window)
+    assert "judged over just enough of the most recent requests (window: auto)" in text
+
+
 @pytest.mark.slow
 def test_demo_command_runs_as_documented() -> None:
     """The CLI demo exits 0 with the report and the punchline."""

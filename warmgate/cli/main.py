@@ -206,6 +206,9 @@ def demo(  # noqa: PLR0917 - typer maps each parameter to one option
     concurrency: Annotated[int, option("concurrency", "Target concurrency of the gate.")] = 16,
     p95: Annotated[str, option("p95", "p95 limit, or 'auto'.")] = "100ms",
     hold: Annotated[str, option("hold", "How long the thresholds must keep passing.")] = "3s",
+    window: Annotated[
+        str, option("window", "Window the thresholds judge, e.g. 5s, or 'auto'.")
+    ] = "5s",
     timeout: Annotated[str, option("timeout", "Deadline for warming.")] = "2m",
     sql: Annotated[
         bool, typer.Option(envvar=env_name("sql"), help="Also prime the demo's SQLite database.")
@@ -220,8 +223,8 @@ def demo(  # noqa: PLR0917 - typer maps each parameter to one option
 
     warm, summary = demo_command(
         app_capacity, app_warm_requests, app_cold_latency, app_compile_delay,
-        concurrency=concurrency, p95=p95, hold=hold, timeout=timeout, sql=sql, report=report,
-        log_format=log_format,
+        concurrency=concurrency, p95=p95, hold=hold, window=window, timeout=timeout, sql=sql,
+        report=report, log_format=log_format,
     )  # fmt: skip
     typer.echo(summary)
     if not warm:

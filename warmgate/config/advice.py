@@ -24,7 +24,7 @@ from warmgate.kernel.units import format_duration
 def config_warnings(config: Config) -> list[str]:
     """Sentences about settings that can work but probably do not do what was meant."""
     found = []
-    window = config.gate.window
+    window = config.gate.span
     for index, target in enumerate(config.targets):
         kind = "http" if target.http is not None else "sql" if target.sql is not None else "grpc"
         specs: list[tuple[str, HttpTarget | SqlTarget | GrpcTarget | None]] = [
@@ -51,7 +51,7 @@ def evidence_warnings(config: Config) -> list[str]:
     counts judged ones only: a rate that fills the window with requests may not fill it with
     evidence.
     """
-    rate, window, needed = config.load.rate, config.gate.window, config.gate.min_requests
+    rate, window, needed = config.load.rate, config.gate.span, config.gate.min_requests
     weights = [target.weight for target in config.targets]
     judged = [
         1.0

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from warmgate.config.grpc_target import GrpcTarget
 from warmgate.config.journey import Journey
-from warmgate.config.model import Config
+from warmgate.config.model import AUTO_WINDOW, Config, GateConfig, LoadConfig
 from warmgate.config.target import Target
 from warmgate.config.tls import TlsConfig
+from warmgate.decide.evidence import CONFIDENCE, quantile_needed, success_needed
+from warmgate.decide.plateau import SPAN_REQUESTS, group_size, plateau_window
+from warmgate.decide.ramp import SIGNIFICANCE
 from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.kernel.units import format_duration
 
@@ -30,23 +33,8 @@ def describe(config: Config, secrets: Secrets) -> str:
         lines.append(f"  - {target.name}: {share:.0%} of requests, {what}{cap}")
         if target.journey is not None:
             lines.extend(f"      {line}" for line in describe_journey(target.journey))
-    pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
-    lines.append(
-        f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, "
-        f"judged every {format_duration(load.ramp_step)}"
-    )
-    limits = [f"success >= {gate.success_rate:.1%}"]
-    for name in ("p50", "p95", "p99"):
-        value = getattr(gate, name)
-        if value == "auto":
-            limits.append(f"p95 plateau (trend within ±{gate.plateau_tolerance:.0%} in 3 windows)")
-        elif value is not None:
-            limits.append(f"{name} <= {format_duration(value)}")
-    lines.append(
-        f"gate: {', '.join(limits)} over the last {format_duration(gate.window)} of at least "
-        f"{gate.min_requests} requests issued at concurrency {load.concurrency}, held for "
-        f"{format_duration(gate.hold)}"
-    )
+    lines.extend(describe_ramp(load, gate))
+    lines.extend(describe_gate(gate, load.concurrency))
     action = "open anyway" if gate.on_timeout == "ready" else "fail closed (exit 1)"
     lines.append(f"deadline: {format_duration(gate.timeout)}, then {action}")
     wait_what = f"GET {config.wait.url} answers 2xx" if config.wait.url else "targets accept TCP"
@@ -71,6 +59,65 @@ def describe(config: Config, secrets: Secrets) -> str:
             "service account or KUBECONFIG"
         )
     return secrets.redact("\n".join(lines))
+
+
+def describe_ramp(load: LoadConfig, gate: GateConfig) -> list[str]:
+    """How the load climbs, in words."""
+    pacing = f"paced at {load.rate:g} req/s in total" if load.rate else "closed loop"
+    step = format_duration(load.ramp_step)
+    return [
+        f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, judged every {step}",
+        f"  a level is judged once it has answered min(5, 2 x level) requests, or once it has "
+        f"answered at all when its answers take longer than {step}; it doubles while success "
+        f">= {gate.success_rate:.1%}, and halves only when the failures are too many to be "
+        f"within the budget by chance (tail bound < {SIGNIFICANCE:g}), else waits",
+    ]
+
+
+def describe_gate(gate: GateConfig, concurrency: int) -> list[str]:
+    """What warm means, in words: the limits, the window, the plateau, the hold."""
+    limits = [f"success >= {gate.success_rate:.1%}"]
+    auto = []
+    needs = [f"success >= {gate.success_rate:.1%} needs {success_needed(gate.success_rate)}"]
+    for name in ("p50", "p95", "p99"):
+        value = getattr(gate, name)
+        if value == "auto":
+            limits.append(f"{name} plateau")
+            auto.append(name)
+        elif value is not None:
+            limits.append(f"{name} <= {format_duration(value)}")
+            needed = quantile_needed(int(name[1:]) / 100)
+            needs.append(f"{name} <= {format_duration(value)} needs {needed}")
+    where = f"issued at concurrency {concurrency}"
+    if gate.window == "auto":
+        counts = [success_needed(gate.success_rate)]
+        counts += [quantile_needed(int(n[1:]) / 100) for n in ("p50", "p95", "p99")
+                   if getattr(gate, n) not in (None, "auto")]  # fmt: skip
+        least = max(gate.min_requests, *counts)
+        window = (
+            f"over just enough of the most recent requests {where} to judge each threshold "
+            f"with {CONFIDENCE:.0%} confidence: at least {least} ({'; '.join(needs)}; "
+            f"min_requests {gate.min_requests}), each target as many, never older than "
+            f"{format_duration(AUTO_WINDOW)}"
+        )
+    else:
+        window = (
+            f"over the last {format_duration(gate.span)} of at least {gate.min_requests} "
+            f"requests {where}"
+        )
+    lines = [f"gate: {', '.join(limits)} {window}, held for {format_duration(gate.hold)}"]
+    if auto:
+        span = plateau_window(gate.span, gate.hold, gate.window == "auto") / 4
+        group = group_size(span, gate.hold)
+        tolerance = f"{gate.plateau_tolerance:.0%}"
+        lines.append(
+            f"  {'/'.join(auto)} plateau: the quantile of spans of {format_duration(span)} "
+            f"(at least {SPAN_REQUESTS} requests each), in three groups of {group} spans "
+            f"({format_duration(span * group)} each); passes once the latest group is within "
+            f"±{tolerance} of the floor a fitted decay heads for and has not moved by more than "
+            f"{tolerance} since the group before, nor trends by more over all the spans kept"
+        )
+    return lines
 
 
 def _what(target: Target) -> str:

@@ -36,6 +36,8 @@ from warmgate.config.target import Target
 from warmgate.config.tls import TlsConfig, needs_https
 from warmgate.kernel.units import format_duration
 
+AUTO_WINDOW = 60.0
+"""Seconds ``gate.window: auto`` may grow to at most."""
 MIN_REARM_AFTER = 0.1
 """Seconds: anything shorter would re-arm on one slow answer."""
 
@@ -65,23 +67,46 @@ class GateConfig(StrictModel):
     """What warm means."""
 
     success_rate: float = Field(0.99, gt=0, le=1, description="Minimum share of successes.")
-    p50: Duration | None = Field(None, description="Maximum median latency.")
-    p95: LatencyOrAuto | None = Field(
-        None, description="Maximum p95 latency, or 'auto': warm when latency stops improving."
+    p50: LatencyOrAuto | None = Field(
+        None, description="Maximum median latency, or 'auto': warm when it reaches its floor."
     )
-    p99: Duration | None = Field(None, description="Maximum p99 latency.")
+    p95: LatencyOrAuto | None = Field(
+        None, description="Maximum p95 latency, or 'auto': warm when it reaches its floor."
+    )
+    p99: LatencyOrAuto | None = Field(
+        None, description="Maximum p99 latency, or 'auto': warm when it reaches its floor."
+    )
     plateau_tolerance: float = Field(
-        0.10, gt=0, lt=1, description="For p95: auto, the p95 trend over 3 windows that is flat."
+        0.10,
+        gt=0,
+        lt=1,
+        description="For 'auto' quantiles: how near their floor, and how still, is flat.",
     )
     min_requests: int = Field(
         20, ge=1, le=1_000_000_000, description="Minimum requests at target concurrency."
     )
-    window: Duration = Field(10.0, gt=0, description="Sliding window the thresholds apply to.")
+    window: LatencyOrAuto = Field(
+        10.0,
+        description=(
+            "Sliding window the thresholds apply to, or 'auto': just enough of the most recent "
+            "requests to judge each threshold with 95% confidence (at most 60s)."
+        ),
+    )
     hold: Duration = Field(5.0, ge=0, description="How long thresholds must keep passing.")
     timeout: Duration = Field(300.0, gt=0, description="Deadline for warming.")
     on_timeout: Literal["ready", "fail"] = Field(
         "ready", description="At the deadline: open anyway (ready) or fail closed (fail)."
     )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: float | str) -> float | str:
+        return window if window == "auto" else positive(float(window), "10s")
+
+    @property
+    def span(self) -> float:
+        """Seconds the window covers at most: the window, or with ``auto`` :data:`AUTO_WINDOW`."""
+        return AUTO_WINDOW if self.window == "auto" else float(self.window)
 
 
 class WaitConfig(StrictModel):
@@ -257,7 +282,7 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _rate_fills_the_window(self) -> Config:
-        rate, window, needed = self.load.rate, self.gate.window, self.gate.min_requests
+        rate, window, needed = self.load.rate, self.gate.span, self.gate.min_requests
         # A tiny tolerance, so that 0.1 req/s over 200s counts as the 20 requests it is.
         if rate is None or rate * window + 1e-9 >= needed:
             return self
@@ -289,7 +314,7 @@ class Config(StrictModel):
     def _caps_fill_the_window(self) -> Config:
         from warmgate.decide.gate import target_minimums
 
-        window, needed = self.gate.window, self.gate.min_requests
+        window, needed = self.gate.span, self.gate.min_requests
         caps = [target.rate for target in self.targets]
         total = sum(cap for cap in caps if cap is not None)
         if all(cap is not None for cap in caps) and total * window + 1e-9 < needed:

@@ -35,11 +35,15 @@ from warmgate.decide.checks import (
     success_check,
     summarize,
 )
+from warmgate.decide.evidence import CONFIDENCE, quantile_needed, success_needed
 from warmgate.decide.omission import expected_interval
-from warmgate.decide.plateau import HORIZON, SIGNIFICANCE, SPAN_REQUESTS, SPANS_MIN, Plateau
+from warmgate.decide.plateau import SPAN_REQUESTS, Plateau, plateau_window
 from warmgate.decide.window import Pending, Sample, Stats, Tally, Window
 from warmgate.kernel.units import format_duration, format_latency, format_percent
 
+QUANTILE_OF = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+RAMPING_SPAN = 10.0
+"""With ``window: auto``, the seconds a "ramping up" reason looks back over."""
 WARM = "warm"
 OPENED_ON_TIMEOUT = "opened_on_timeout"
 FAILED_CLOSED = "failed_closed"
@@ -54,9 +58,17 @@ class Thresholds:
     p95: float | None = None
     p99: float | None = None
     plateau: bool = False
+    """``p95: auto``."""
+    auto: tuple[str, ...] = ()
+    """Other quantiles judged by their plateau (``p50``, ``p99``); ``p95`` is :attr:`plateau`."""
     plateau_tolerance: float = 0.10
     min_requests: int = 20
     window: float = 10.0
+    """The window's span; with :attr:`window_auto` the longest it may grow (60s)."""
+    window_auto: bool = False
+    """``window: auto``: judge just enough of the most recent requests (:mod:`.evidence`)."""
+    confidence: float = CONFIDENCE
+    """With :attr:`window_auto`, the confidence each threshold is judged with."""
     hold: float = 5.0
     timeout: float = 300.0
     fail_closed: bool = False
@@ -65,6 +77,25 @@ class Thresholds:
         """The configured ``(quantile, limit)`` pairs, in p50, p95, p99 order."""
         limits = ((name, getattr(self, name)) for name in LATENCY_QUANTILES)
         return [(name, limit) for name, limit in limits if limit is not None]
+
+    def needed(self) -> int:
+        """With :attr:`window_auto`: the requests that judge every threshold with
+        :attr:`confidence` (the success rate, each latency limit), before ``min_requests``."""
+        needs = [success_needed(self.success_rate, self.confidence)]
+        needs += [
+            quantile_needed(QUANTILE_OF[name], self.confidence) for name, _ in self.latency_limits()
+        ]
+        return max(needs)
+
+    def plateau_window(self) -> float:
+        """The window the plateau's spans are a quarter of: the window, or with
+        :attr:`window_auto` four thirds of the hold (spans of a third of it), at least 2s."""
+        return plateau_window(self.window, self.hold, self.window_auto)
+
+    def plateaus(self) -> tuple[str, ...]:
+        """The quantiles judged by their plateau (``auto``), in p50, p95, p99 order."""
+        auto = set(self.auto) | ({"p95"} if self.plateau else set())
+        return tuple(name for name in LATENCY_QUANTILES if name in auto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +113,9 @@ class Verdict:
     checks: tuple[Check, ...] = ()
     held_for: float = 0.0
     elapsed: float = 0.0
+    window_start: float | None = None
+    """Where the evidence judged starts (the window, the arrival at the target level or, with
+    ``window: auto``, just enough recent requests); ``None`` before any evaluation."""
 
     @property
     def done(self) -> bool:
@@ -92,9 +126,9 @@ class Verdict:
 def thresholds_text(thresholds: Thresholds) -> dict[str, str]:
     """The latency limits as text, keyed by quantile (``"auto"`` for the plateau mode)."""
     limits = {name: format_latency(limit) for name, limit in thresholds.latency_limits()}
-    if thresholds.plateau:
-        limits["p95"] = "auto"
-    return limits
+    for name in thresholds.plateaus():
+        limits[name] = "auto"
+    return {name: limits[name] for name in LATENCY_QUANTILES if name in limits}
 
 
 def target_minimums(min_requests: int, weights: Sequence[float]) -> list[int]:
@@ -137,7 +171,19 @@ class Gate:
         self._reached_at = 0.0
         self._arrived = False
         self._below = False
-        self._plateau = Plateau(thresholds.window)
+        self._plateaus = {
+            name: Plateau(thresholds.plateau_window(), thresholds.hold)
+            for name in thresholds.plateaus()
+        }
+        statistical = thresholds.needed() if thresholds.window_auto else 0
+        self.needed = max(thresholds.min_requests, statistical)
+        """Requests the evidence needs: ``min_requests``, or with ``window: auto`` at least
+        enough to judge every threshold with the stated confidence."""
+        self.target_needed = {
+            name: max(minimum, statistical) for name, minimum in self.target_minimum.items()
+        }
+        self.window_start: float | None = None
+        """Where the evidence judged last started."""
         self._final: Verdict | None = None
 
     def start(self, now: float) -> None:
@@ -147,7 +193,7 @@ class Gate:
         self._reached_at = now
         self._arrived = False
         self._below = False
-        self._plateau.reset(now)
+        self._reset_plateaus(now)
         self._final = None
 
     @property
@@ -155,6 +201,10 @@ class Gate:
         """Where the evidence starts: the arrival at the target level, or ``None`` (the start,
         when the window was empty) if the load began there."""
         return self._reached_at if self._arrived else None
+
+    def _reset_plateaus(self, now: float) -> None:
+        for plateau in self._plateaus.values():
+            plateau.reset(now)
 
     def record(self, sample: Sample) -> None:
         """Feed one completed sample."""
@@ -170,6 +220,16 @@ class Gate:
         """
         level = self.target_level
         since = self.since
+        start = self.window.observed(now, self._reached_at)
+        start = now - start
+        if self.thresholds.window_auto:
+            needs: dict[str | None, int] = {None: self.needed}
+            needs.update(self.target_needed)
+            recent = self.window.start_holding(now, needs, level=level, since=since)
+            if recent is not None:
+                start = max(start, recent)
+                since = self.window.since_for(start)
+        self.window_start = start
         tallies = {
             name: self.window.tally(now, level=level, target=name, since=since)
             for name in self.targets
@@ -182,18 +242,22 @@ class Gate:
             overall = self.window.tally(now, level=level, since=since)
         interval = None
         if self.closed_loop:
-            observed = self.window.observed(now, self._reached_at)
-            interval = expected_interval(level, observed, overall.latencies.requests)
-        stats = overall.stats(interval=interval)
+            interval = expected_interval(level, now - start, overall.latencies.requests)
+        confidence = self.thresholds.confidence if self.thresholds.window_auto else None
+        stats = overall.stats(interval=interval, confidence=confidence)
         limit = self._slow_after(stats)
         slow = [(p.target, now - p.issued_at) for p in in_flight if p.level == level]
         slow = [(target, age) for target, age in slow if limit is not None and age > limit]
         if slow:
-            stats = overall.stats(interval=interval, in_flight=tuple(age for _, age in slow))
+            in_flight_ages = tuple(age for _, age in slow)
+            stats = overall.stats(
+                interval=interval, in_flight=in_flight_ages, confidence=confidence
+            )
         per_target = {
             name: tally.stats(
                 interval=interval,
                 in_flight=tuple(age for target, age in slow if target == name),
+                confidence=confidence,
             )
             for name, tally in tallies.items()
         }
@@ -204,7 +268,9 @@ class Gate:
         limits = [limit for _, limit in self.thresholds.latency_limits()]
         if limits:
             return min(limits)
-        return stats.p95 if self.thresholds.plateau else None
+        auto = [getattr(stats, name) for name in self.thresholds.plateaus()]
+        auto = [value for value in auto if value is not None]
+        return min(auto) if auto else None
 
     def evaluate(self, now: float, level: int, in_flight: Iterable[Pending] = ()) -> Verdict:
         """The verdict at ``now`` while the load runs at concurrency ``level``."""
@@ -223,7 +289,7 @@ class Gate:
             self._below = False
             self._arrived = True
             self._reached_at = now
-            self._plateau.reset(now)
+            self._reset_plateaus(now)
         stats, per_target = self.evidence(now, in_flight)
         checks = self._checks(now, level, stats, per_target, where)
         failing = [check for check in checks if not check.passed]
@@ -264,20 +330,31 @@ class Gate:
             checks=tuple(checks),
             held_for=held,
             elapsed=elapsed,
+            window_start=self.window_start,
         )
         if outcome is not None:
             self._final = verdict
         return verdict
 
+    def _needed_text(self) -> str:
+        """Why ``window: auto`` needs more than ``min_requests``, or nothing."""
+        if self.needed == self.thresholds.min_requests:
+            return ""
+        confidence = format_percent(self.thresholds.confidence)
+        return f" to judge every threshold with {confidence} confidence"
+
     def _span_text(self, now: float) -> str:
         """``in the last 10s``: the window, or less early in a visit to the target level."""
-        return f"in the last {format_duration(min(self.thresholds.window, now - self._reached_at))}"
+        start = self._reached_at
+        if self.thresholds.window_auto and self.window_start is not None:
+            start = self.window_start
+        return f"in the last {format_duration(min(self.thresholds.window, now - start))}"
 
     def _checks(
         self, now: float, level: int, stats: Stats, per_target: dict[str, Stats], where: str
     ) -> list[Check]:
         thresholds = self.thresholds
-        minimum = thresholds.min_requests
+        minimum = self.needed
         if stats.requests < minimum:
             if stats.requests == 0 and level < self.target_level:
                 reason = self._ramping_reason(now, level)
@@ -286,7 +363,7 @@ class Gate:
             else:
                 reason = (
                     f"only {stats.requests} requests {where} {self._span_text(now)}; "
-                    f"need at least {minimum}"
+                    f"need at least {minimum}{self._needed_text()}"
                 )
             # Without enough requests the percentiles mean nothing; say only this.
             return [Check("requests", False, str(stats.requests), str(minimum), reason)]
@@ -296,16 +373,22 @@ class Gate:
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))
         if stats.slow_in_flight:
             checks = [_with_in_flight(check, stats.slow_in_flight) for check in checks]
-        if thresholds.plateau:
-            checks.append(self._plateau_check(now, stats, where))
+        if self._plateaus:
+            checks.extend(self._plateau_checks(now, stats, where))
         for name, target_stats in per_target.items():
             target_where = f"for target '{name}' {where}"
-            needed = self.target_minimum[name]
+            needed = self.target_needed[name]
             if target_stats.requests < needed:
+                share = self.target_minimum[name]
+                why = (
+                    f"its share of {thresholds.min_requests}"
+                    if needed == share
+                    else f"to judge its thresholds with {format_percent(thresholds.confidence)} "
+                    "confidence"
+                )
                 reason = (
                     f"only {target_stats.requests} requests {target_where} "
-                    f"{self._span_text(now)}; need at least {needed} (its share of "
-                    f"{minimum})"
+                    f"{self._span_text(now)}; need at least {needed} ({why})"
                 )
                 checks.append(
                     Check(
@@ -325,11 +408,14 @@ class Gate:
     def _ramping_reason(self, now: float, level: int) -> str:
         """``ramping up: concurrency 4 of 16, ...`` with why the current level fails, if it does."""
         reason = f"ramping up: concurrency {level} of {self.target_level}"
-        target_level = self.window.stats(now, level=self.target_level)
+        # window: auto keeps up to 60s: say how the ramp fares over the last 10s, as a default
+        # window would, rather than merge a minute of slices four times a second.
+        since = now - RAMPING_SPAN if self.thresholds.window_auto else None
+        target_level = self.window.stats(now, level=self.target_level, since=since)
         if not target_level.requests:
             reason += f", no requests at concurrency {self.target_level} yet"
         where = f"at concurrency {level}"
-        current = self.window.stats(now, level=level)
+        current = self.window.stats(now, level=level, since=since)
         if current.requests:
             check = success_check(current, self.thresholds.success_rate, where)
             if not check.passed:
@@ -337,50 +423,72 @@ class Gate:
                 if len(self.targets) > 1:
                     # Name the target that fails worst, so the reader knows where to look.
                     def success(name: str) -> float:
-                        ratio = self.window.stats(now, level=level, target=name).success_ratio
+                        stats = self.window.stats(now, level=level, target=name, since=since)
+                        ratio = stats.success_ratio
                         return 1.0 if ratio is None else ratio
 
                     worst = min(self.targets, key=success)
                     reason += f" (worst: target '{worst}', {format_percent(success(worst))})"
         return reason
 
-    def _plateau_check(self, now: float, stats: Stats, where: str) -> Check:
-        """``p95: auto``: pass once the p95 trend over several windows is flat."""
-        tolerance = self.thresholds.plateau_tolerance
-        plateau = self._plateau
-        limit = f"±{format_percent(tolerance)}"
-        if stats.p95 is None:
-            return Check("plateau", False, "-", limit, f"no latency measured {where} yet")
-        if plateau.due(now) and plateau.span_started is not None:
-            span = self.window.tally(now, level=self.target_level, since=plateau.span_started)
+    def _plateau_checks(self, now: float, stats: Stats, where: str) -> list[Check]:
+        """``auto`` quantiles: pass once each is where it is heading (:mod:`.plateau`)."""
+        # The plateaus close their spans together: one tally serves them all.
+        first = next(iter(self._plateaus.values()))
+        if first.due(now) and first.span_started is not None:
+            started = first.span_started
+            span = self.window.tally(now, level=self.target_level, since=started)
             interval = None
             if self.closed_loop:
-                observed = self.window.observed(now, plateau.span_started)
+                observed = self.window.observed(now, started)
                 interval = expected_interval(self.target_level, observed, span.latencies.requests)
-            plateau.close(now, span.latencies.requests, span.stats(interval=interval).p95)
+            closed = span.stats(interval=interval)
+            for name, plateau in self._plateaus.items():
+                plateau.close(now, span.latencies.requests, getattr(closed, name))
+        return [self._plateau_check(name, stats, where) for name in self._plateaus]
+
+    def _plateau_check(self, name: str, stats: Stats, where: str) -> Check:
+        tolerance = self.thresholds.plateau_tolerance
+        plateau = self._plateaus[name]
+        check = "plateau" if name == "p95" else f"plateau_{name}"
+        limit = f"±{format_percent(tolerance)}"
+        if getattr(stats, name) is None:
+            return Check(check, False, "-", limit, f"no latency measured {where} yet")
         trend = plateau.trend()
-        horizon = f"{HORIZON} windows of {format_duration(self.thresholds.window)}"
-        if trend.spans < SPANS_MIN or trend.change is None:
+        if trend.spans < trend.needed or trend.change is None or trend.last is None:
             reason = (
-                f"measuring the latency plateau {where}: {trend.spans} of {SPANS_MIN} spans of "
-                f"{format_duration(plateau.span)} with at least {SPAN_REQUESTS} requests each"
+                f"measuring the latency plateau {where}: {trend.spans} of {trend.needed} spans "
+                f"of {format_duration(plateau.span)} with at least {SPAN_REQUESTS} requests each"
             )
-            return Check("plateau", False, "-", limit, reason)
+            return Check(check, False, "-", limit, reason)
         actual = f"{trend.change * 100:+.0f}%"
         if trend.flat(tolerance):
-            return Check("plateau", True, actual, limit)
-        moving = f"{format_latency(trend.first)} -> {format_latency(trend.last)}"
-        if trend.p_value < SIGNIFICANCE and abs(trend.change) <= tolerance:
+            return Check(check, True, actual, limit)
+        group = format_duration(plateau.span * plateau.group)
+        moving = f"{format_latency(trend.previous)} -> {format_latency(trend.last)}"
+        if trend.floor is None:
             reason = (
-                f"p95 still changing {where}: {moving}, a steady trend of {actual} over "
-                f"{horizon} (a plateau has no steady trend)"
+                f"{name} still changing {where}: {moving} in {group}, falling without slowing "
+                "down (no floor in sight yet)"
+            )
+        elif not 1 / (1 + tolerance) - 1 <= trend.change <= tolerance:
+            reason = (
+                f"{name} still changing {where}: {moving}, {actual} in {group} "
+                f"(a plateau is within {limit})"
+            )
+        elif trend.drift is not None and not 1 / (1 + tolerance) - 1 <= trend.drift <= tolerance:
+            twice = format_duration(2 * plateau.span * plateau.group)
+            reason = (
+                f"{name} still changing {where}: {format_latency(trend.first)} -> "
+                f"{format_latency(trend.last)}, a trend of {trend.drift * 100:+.0f}% per {twice}"
+                f" (a plateau is within {limit})"
             )
         else:
             reason = (
-                f"p95 still changing {where}: {moving}, a trend of {actual} over {horizon} "
-                f"(a plateau is within {limit})"
+                f"{name} still changing {where}: {format_latency(trend.last)} now, heading for "
+                f"{format_latency(trend.floor)} (a plateau is within {limit} of it)"
             )
-        return Check("plateau", False, actual, limit, reason)
+        return Check(check, False, actual, limit, reason)
 
 
 def _with_in_flight(check: Check, count: int) -> Check:

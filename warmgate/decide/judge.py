@@ -72,6 +72,11 @@ class Judge:
         if ramp.due(now):  # counting the evidence costs; only when the ramp will judge it
             # At the target the ramp judges exactly what the gate judges, so it can never back
             # off on evidence the gate would accept.
-            since = gate.since if ramp.level == gate.target_level else ramp.changed_at
+            since: float | None = ramp.changed_at
+            if ramp.level == gate.target_level:
+                since = gate.since
+                if gate.thresholds.window_auto and gate.window_start is not None:
+                    # window: auto judges the most recent requests: so does the ramp.
+                    since = self.window.since_for(gate.window_start)
             step = ramp.decide(now, self.window.stats(now, level=ramp.level, since=since))
         return step, gate.evaluate(now, ramp.level, in_flight)

@@ -1,132 +1,192 @@
-"""The latency plateau (``p95: auto``): warm once latency has stopped improving.
+"""The latency plateau (``p50``/``p95``/``p99: auto``): warm once latency is where it is heading.
 
-Theory of operation: comparing two windows cannot tell a plateau from a slow decay — an app
-whose p95 falls 8% per window passes a "within ±10%" comparison while it still has halves to
-go. So the plateau is judged as a *trend*. At the target level the gate cuts time into spans of
-half a window (:meth:`Plateau.span`), each closed only once it holds at least
-:data:`SPAN_REQUESTS` requests, and keeps the p95 of the last :data:`SPANS_KEPT` spans (three
-windows). Two robust statistics of ``ln(p95)`` against time decide, so that one hiccup in one
-span neither fakes nor hides a trend:
+Theory of operation: a cold app that warms through use (a JIT, caches filling) gets faster along
+a decay, fast at first and ever slower: ``q(t) ≈ floor + b·e^(-t/τ)``. Waiting for such a curve
+to look flat waits for as long as its tail; judging it on evidence instead asks two questions,
+both answered from the quantile of consecutive *spans* at the target level (each
+:meth:`Plateau.span` long, a quarter of a window, and closed only once it holds at least
+:data:`SPAN_REQUESTS` requests):
 
-- the Theil-Sen slope (the median of the slopes between every pair of spans), projected over
-  :data:`HORIZON` windows, must lie within ``±tolerance`` — logarithms make it relative to the
-  level, so 5 ms → 4.5 ms is the same trend as 500 ms → 450 ms;
-- the Mann-Kendall test must find no significant monotonic trend (two-sided, exact
-  permutation p-value ≥ :data:`SIGNIFICANCE`): a series that keeps falling span after span is
-  still improving, however gently.
+1. **Where is it heading?** The last ``3·g`` spans are cut into three groups of ``g``
+   (:func:`group_size`: at least 3 spans and at least the hold) and each group is summarised by
+   its median, so one hiccup in one span moves nothing. For three equally spaced points of an
+   exponential decay the differences ``d1 = m2 - m1``, ``d2 = m3 - m2`` shrink by the same
+   factor ``r = d2 / d1`` each step, and the rest of the fall is the geometric series
+   ``d2·r / (1 - r)``: the floor is ``m3 + d2·r / (1 - r)`` (Aitken's Δ² extrapolation, exact for
+   an exponential decay plus a constant). A difference within the noise — twice the standard
+   error of a difference of two medians, or 1.5%, the
+   histogram's resolution — counts as no change; the noise is measured by :func:`noise`, blind
+   to the trend itself. The ratio ``r`` is taken at the slow end of what that noise allows, so a
+   noisy ratio errs towards "no floor in sight yet", never towards a plateau. A fall that is not
+   slowing down (``d2`` a real fall and ``r >= 1``, or a fall after no change) has no floor in
+   sight.
+2. **Is it there?** The quantile now (the last group's median) is within the tolerance of the
+   floor, it has not fallen (or risen) by more than the tolerance from the group before — a
+   group lasts at least the hold, so at opening the latency has not fallen by more than the
+   tolerance over the hold — and the robust trend of every span kept (the Theil-Sen slope of
+   ``ln(quantile)`` over up to :data:`HISTORY_GROUPS` groups) does not fall or rise by more
+   than the tolerance over those spans either, so a slow decay hidden in the noise of one
+   group's step still shows in the slope of many spans.
 
-What it costs and where it can be fooled (see docs/deciding.md): a flat app needs at least
-:data:`SPANS_MIN` spans, two windows at the target level, before the first verdict; a noisy one
-longer. A decay slower than ``tolerance / HORIZON`` per window (3.2% with the default 10%)
-buried in span-to-span noise can pass: it is the improvement the tolerance says not to wait for.
+The answer depends on the spans alone: the same data gives the same verdict. Where it can be
+fooled (see docs/deciding.md): a decay slower than the tolerance per group whose steps hide in
+the noise of the span quantiles looks flat — that is the improvement the tolerance says not to
+wait for.
 
 Pure code, no I/O.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
-SPANS_MIN = 4
-"""Spans needed before a trend is judged: fewer cannot separate a trend from noise."""
-SPANS_KEPT = 6
-"""Spans in the fit (three windows): older ones would let an earlier decay hide a plateau."""
+GROUP_MIN = 3
+"""Spans in a group at least: the median of three ignores one hiccup."""
+HISTORY_GROUPS = 6
+"""Groups of spans kept: the floor is fitted to the last three, the Theil-Sen slope to all."""
+GROUP_MAX = 12
+"""Spans in a group at most, whatever the hold: the history stays bounded."""
 SPAN_REQUESTS = 20
-"""Requests a span needs before its p95 counts (the 19th of 20 is the first p95 that is not
-the maximum)."""
-HORIZON = 3
-"""Windows over which the fitted change must stay within the tolerance."""
+"""Requests a span needs before its quantile counts (the 19th of 20 is the first p95 that is
+not the maximum)."""
+RESOLUTION = 0.015
+"""Relative differences this small are the histogram's 1% buckets, not a change."""
+NOISE_Z = 2.0
+"""Standard errors a difference of two group medians must exceed to be a real change."""
 
-SIGNIFICANCE = 0.05
-"""Mann-Kendall p-value below which a monotonic trend is real, not noise."""
+
+def plateau_window(window: float, hold: float, window_auto: bool) -> float:
+    """The window the spans are a quarter of: the window, or with ``window: auto`` (which has no
+    fixed span) four thirds of the hold, so three spans of a third of it cover it; at least 2s."""
+    return max(2.0, 4 * hold / 3) if window_auto else window
+
+
+def group_size(span: float, hold: float) -> int:
+    """Spans in a group: at least :data:`GROUP_MIN`, and enough to cover the hold."""
+    covering = math.ceil(hold / span - 1e-9) if span > 0 else GROUP_MIN
+    return max(GROUP_MIN, min(GROUP_MAX, covering))
 
 
 @dataclass(frozen=True, slots=True)
 class Trend:
-    """The p95 trend of the spans kept. ``change`` is relative (``-0.2``: 20% faster) over
-    :data:`HORIZON` windows; ``p_value`` is the Mann-Kendall test's for any monotonic trend."""
+    """Where the quantile of the spans kept stands and where it is heading.
+
+    ``last`` and ``previous`` are the medians of the last two groups, ``change`` is
+    ``last / previous - 1``, ``floor`` the fitted asymptote (``None``: still falling without
+    slowing down, no floor in sight).
+    """
 
     spans: int
+    needed: int
     first: float | None = None
+    previous: float | None = None
     last: float | None = None
     change: float | None = None
-    p_value: float = 1.0
+    floor: float | None = None
+    drift: float | None = None
+    """The Theil-Sen trend of ``ln(quantile)`` over every span kept (up to
+    :data:`HISTORY_GROUPS` groups), as the relative change over those spans: a slow decay hidden
+    in the noise of one group's step still shows in the slope of many spans."""
 
     def flat(self, tolerance: float) -> bool:
-        """Whether the p95 has stopped moving: within ``±tolerance`` and no significant trend."""
-        if self.change is None or self.spans < SPANS_MIN:
+        """Whether the quantile is where it is heading: near the floor, no longer moving."""
+        if self.spans < self.needed or self.change is None or self.last is None:
             return False
-        within = 1 / (1 + tolerance) - 1 <= self.change <= tolerance
-        return within and self.p_value >= SIGNIFICANCE
+        if self.floor is None or self.floor <= 0:
+            return False
+        low = 1 / (1 + tolerance) - 1
+        within = low <= self.change <= tolerance
+        if self.drift is not None:
+            within = within and low <= self.drift <= tolerance
+        return within and self.last <= (1 + tolerance) * self.floor
 
 
-@functools.cache
-def _kendall_counts(n: int) -> dict[int, int]:
-    """How many orderings of ``n`` distinct values have each Mann-Kendall ``S``."""
-    counts: dict[int, int] = {}
-    for order in itertools.permutations(range(n)):
-        s = sum(
-            (order[j] > order[i]) - (order[j] < order[i]) for i in range(n) for j in range(i + 1, n)
-        )
-        counts[s] = counts.get(s, 0) + 1
-    return counts
+def noise(values: list[float]) -> float:
+    """The span-to-span noise (a standard deviation), blind to a smooth trend.
+
+    Each span against the mean of its neighbours, ``v[i] - (v[i-1] + v[i+1]) / 2``, cancels
+    any trend that is locally straight and has variance ``1.5 s^2`` for independent noise of
+    deviation ``s``; the median absolute value of these, times 1.4826 (the normal scale),
+    estimates ``s * sqrt(1.5)`` robustly.
+    """
+    if len(values) < 3:
+        return 0.0
+    curvature = [
+        abs(values[i] - (values[i - 1] + values[i + 1]) / 2) for i in range(1, len(values) - 1)
+    ]
+    return 1.4826 * statistics.median(curvature) / math.sqrt(1.5)
 
 
-def mann_kendall(values: list[float]) -> float:
-    """The exact two-sided p-value of the Mann-Kendall trend test (ties count as no change)."""
+def _margin(level: float, error: float) -> float:
+    """How far two medians may differ by noise or the histogram's resolution alone."""
+    return max(NOISE_Z * error, RESOLUTION * level)
+
+
+def fit(values: list[float], group: int) -> Trend:
+    """The trend of a series of span quantiles (oldest first), in groups of ``group`` spans."""
+    needed = 3 * group
     n = len(values)
-    if n < 3:
-        return 1.0
-    s = sum(
-        (values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n)
-    )
-    counts = _kendall_counts(n)
-    extreme = sum(count for other, count in counts.items() if abs(other) >= abs(s))
-    return extreme / math.factorial(n)
+    first = values[0] if values else None
+    if n < needed:
+        return Trend(n, needed, first, None, values[-1] if values else None)
+    recent = values[-needed:]
+    groups = [recent[i * group : (i + 1) * group] for i in range(3)]
+    m1, m2, m3 = (statistics.median(g) for g in groups)
+    # The standard error of a difference of two group medians (a median's is 1.2533 s / sqrt(g)).
+    error = math.sqrt(2) * 1.2533 * noise(recent) / math.sqrt(group)
+    margin1, margin2 = _margin(max(m1, m2), error), _margin(max(m2, m3), error)
+    d1 = m2 - m1 if abs(m2 - m1) > margin1 else 0.0
+    d2 = m3 - m2 if abs(m3 - m2) > margin2 else 0.0
+    floor: float | None = m3
+    if d2 < 0:
+        # Falling: a floor is in sight only if the fall is surely slowing down. The ratio of the
+        # two falls is taken at the slow end of what the noise allows, so a noisy ratio errs
+        # towards "no floor yet" and a lower floor, never towards a plateau.
+        ratio = (-d2 + margin2) / (-d1 - margin1) if d1 < 0 and -d1 > margin1 else math.inf
+        floor = m3 + d2 * ratio / (1 - ratio) if ratio < 1 else None
+    change = m3 / m2 - 1 if m2 > 0 else None
+    return Trend(n, needed, first, m2, m3, change, floor, drift(values, n))
 
 
-def fit(points: list[tuple[float, float]], window: float) -> Trend:
-    """The trend through ``(time, p95)`` points, time and ``window`` in seconds."""
-    n = len(points)
-    first = points[0][1] if points else None
-    last = points[-1][1] if points else None
-    if n < 2:
-        return Trend(n, first, last)
-    xs = [t / window for t, _ in points]
-    ys = [math.log(max(p95, 1e-9)) for _, p95 in points]
-    slopes = sorted(
-        (ys[j] - ys[i]) / (xs[j] - xs[i])
-        for i in range(n)
-        for j in range(i + 1, n)
-        if xs[j] > xs[i]
-    )
+def drift(values: list[float], horizon: int) -> float | None:
+    """The Theil-Sen slope of ``ln(value)`` per span (the median of the slopes between every
+    pair), as the relative change over ``horizon`` spans; robust to hiccups in under 29% of
+    the spans."""
+    logs = [math.log(max(value, 1e-9)) for value in values]
+    n = len(logs)
+    slopes = [(logs[j] - logs[i]) / (j - i) for i in range(n) for j in range(i + 1, n)]
     if not slopes:
-        return Trend(n, first, last)
-    middle = len(slopes) // 2
-    slope = slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
-    return Trend(n, first, last, math.expm1(slope * HORIZON), mann_kendall(ys))
+        return None
+    return math.expm1(statistics.median(slopes) * horizon)
 
 
 class Plateau:
-    """The p95 of consecutive spans at the target level, and their trend."""
+    """The quantile of consecutive spans at the target level, and where it is heading."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, hold: float = 0.0) -> None:
         self.window = window
-        self._points: deque[tuple[float, float]] = deque(maxlen=SPANS_KEPT)
+        self.group = group_size(self.span, hold)
+        self._values: deque[float] = deque(maxlen=HISTORY_GROUPS * self.group)
+        self._trend: Trend | None = None
         self.span_started: float | None = None
 
     @property
     def span(self) -> float:
-        """Seconds a span lasts at least: half a window."""
-        return self.window / 2
+        """Seconds a span lasts at least: a quarter of a window."""
+        return self.window / 4
+
+    @property
+    def needed(self) -> int:
+        """Spans needed before anything is called a plateau: three groups."""
+        return 3 * self.group
 
     def reset(self, now: float | None = None) -> None:
         """Forget the history (the level left the target); the next span starts at ``now``."""
-        self._points.clear()
+        self._values.clear()
+        self._trend = None
         self.span_started = now
 
     def due(self, now: float) -> bool:
@@ -135,13 +195,16 @@ class Plateau:
             self.span_started = now
         return now - self.span_started >= self.span
 
-    def close(self, now: float, requests: int, p95: float | None) -> None:
-        """End the current span with its count and p95, unless it holds too few requests yet."""
-        if self.span_started is None or requests < SPAN_REQUESTS or p95 is None:
+    def close(self, now: float, requests: int, value: float | None) -> None:
+        """End the current span with its count and quantile, unless it holds too few requests."""
+        if self.span_started is None or requests < SPAN_REQUESTS or value is None:
             return
-        self._points.append(((self.span_started + now) / 2, p95))
+        self._values.append(value)
+        self._trend = None
         self.span_started = now
 
     def trend(self) -> Trend:
-        """The trend through the spans kept."""
-        return fit(list(self._points), self.window)
+        """The trend through the spans kept (fitted again only when a span closes)."""
+        if self._trend is None:
+            self._trend = fit(list(self._values), self.group)
+        return self._trend

@@ -13,6 +13,10 @@ trigger a back-off except by a one-in-a-thousand (bound) fluke, and at the targe
 never backs off on evidence the gate would accept (the gate needs the success rate met, which
 rules a back-off out).
 
+A level is judged once it has answered ``min(min_samples, 2 * level)`` requests, or, when its
+answers take longer than a step, once it has answered at all (:meth:`Ramp.enough`): a slow
+answer is no failure, and no reason to wait a second answer time per level.
+
 Latency does not hold the ramp back: a cold app is slow by definition and often warms *through*
 traffic (its pools and JIT need requests), so high latency is the gate's business, not the
 ramp's; overload shows up as errors and timeouts, which are. The level never exceeds the cap,
@@ -100,8 +104,7 @@ class Ramp:
         previous = self.level
         if not self.due(now):
             return Step(previous, previous, "")
-        # A slow app may not answer enough within one step; judge only once it has.
-        if evidence.requests < min(self.min_samples, previous * 2):
+        if not self.enough(evidence):
             return Step(previous, previous, "")
         self.judged_at = now
         where = f"at concurrency {previous}"
@@ -118,6 +121,19 @@ class Ramp:
             self.level = level
             self.changed_at = now
         return Step(level, previous, reason)
+
+    def enough(self, evidence: Stats) -> bool:
+        """Whether the current level has answered enough to be judged.
+
+        Normally ``min(min_samples, 2 * level)`` answers. Answers slower than a step (their
+        median, as measured) are judged on the first ones: waiting for a second round would
+        cost a whole answer time per level, and such an answer is no failure. At the target
+        level the gate still needs its own ``min_requests``.
+        """
+        if evidence.requests >= min(self.min_samples, self.level * 2):
+            return True
+        slow = evidence.raw_p50 is not None and evidence.raw_p50 >= self.step
+        return slow and evidence.requests >= 1
 
     def _meaningful(self, evidence: Stats) -> bool:
         """Whether the failures are too many to be a failure rate within the budget by chance."""

@@ -29,6 +29,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from warmgate.decide.evidence import upper_rank
 from warmgate.decide.histogram import Histogram
 from warmgate.decide.omission import percentiles
 from warmgate.decide.outcomes import OK
@@ -195,17 +196,26 @@ class Tally:
         exact: tuple[float | None, float | None, float | None] | None = None,
         interval: float | None = None,
         in_flight: tuple[float, ...] = (),
+        confidence: float | None = None,
     ) -> Stats:
         """The summary, percentiles read from the histogram (or ``exact`` ones as given).
 
         ``interval`` corrects the judged percentiles for coordinated omission (the closed
         loop's expected interval); ``in_flight`` adds the ages of slow requests still open.
+        With ``confidence`` (``window: auto``) each judged percentile is the order statistic
+        that bounds the true one with that confidence (:func:`.evidence.upper_rank`; the
+        largest answer when none does), taken as the same share of a corrected count.
         """
         histogram = self.latencies
         raw = exact or tuple(histogram.percentile(q) for q in _QUANTILES)
         judged = raw
-        if interval is not None or in_flight:
-            judged = tuple(percentiles(histogram, _QUANTILES, interval=interval, extra=in_flight))
+        quantiles: tuple[float, ...] = _QUANTILES
+        if confidence is not None:
+            n = histogram.requests + len(in_flight)
+            ranks = [upper_rank(n, q, confidence) for q in _QUANTILES]
+            quantiles = tuple(1.0 if k is None else (k - 0.5) / n for k in ranks)
+        if interval is not None or in_flight or confidence is not None:
+            judged = tuple(percentiles(histogram, quantiles, interval=interval, extra=in_flight))
         found: dict[str, str] = {}
         for (outcome, detail), _ in self.details.most_common():
             found.setdefault(outcome, detail)
@@ -299,6 +309,43 @@ class Window:
     ) -> Stats:
         """:class:`Stats` of :meth:`tally`, percentiles from the histogram."""
         return self.tally(now, level=level, target=target, since=since).stats()
+
+    def start_holding(
+        self,
+        now: float,
+        needs: dict[str | None, int],
+        *,
+        level: int | None = None,
+        since: float | None = None,
+    ) -> float | None:
+        """Where the newest slices start that hold ``needs[target]`` requests of each target at
+        ``level`` (``needs[None]``: of all targets together), inside the window and after
+        ``since``; ``None`` when the whole window holds fewer."""
+        self.expire(now)
+        first = self._first_index(now - self.span)
+        if since is not None:
+            first = max(first, self._first_index(since))
+        counts: dict[str | None, int] = dict.fromkeys(needs, 0)
+        short = {name for name, need in needs.items() if need > 0}
+        for index in reversed(self._order):
+            if index < first:
+                break
+            for (cell_level, cell_target), tally in self._slices[index].items():
+                if level is not None and cell_level != level:
+                    continue
+                requests = tally.latencies.requests
+                if None in counts:
+                    counts[None] += requests
+                if cell_target in counts:
+                    counts[cell_target] += requests
+            short = {name for name in short if counts[name] < needs[name]}
+            if not short:
+                return index * self.slice_width
+        return None
+
+    def since_for(self, start: float) -> float:
+        """The ``since`` that makes :meth:`tally` begin with the slice starting at ``start``."""
+        return start - self.slice_width / 2
 
     def observed(self, now: float, since: float | None = None) -> float:
         """Seconds the window's counts cover at ``now``: whole slices, and not before ``since``."""

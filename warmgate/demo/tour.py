@@ -31,7 +31,8 @@ class DemoResult:
     status: Status
     capable_after: float | None
     ready_after: float | None
-    window: float
+    window: str
+    """The window judged: ``5s``, or ``auto``."""
 
 
 def make_database(path: Path, customers: int = 500, orders: int = 20_000) -> None:
@@ -74,10 +75,11 @@ def run_demo(
             app.stop()
     ready_after = status.ready_at - status.started_at if status.ready_at is not None else None
     capable_after = None if capable is None else capable - started
-    return DemoResult(status, capable_after, ready_after, config.gate.window)
+    window = "auto" if config.gate.window == "auto" else format_duration(config.gate.span)
+    return DemoResult(status, capable_after, ready_after, window)
 
 
-def summary(result: DemoResult, concurrency: int, hold: float, window: float) -> str:
+def summary(result: DemoResult, concurrency: int, hold: float, window: str | float) -> str:
     """The punchline: when the app could cope, and when the gate opened."""
     if result.capable_after is None:
         capable = f"the app never coped with {concurrency} concurrent requests"
@@ -90,9 +92,16 @@ def summary(result: DemoResult, concurrency: int, hold: float, window: float) ->
         return f"{capable}; the gate stayed shut: {result.status.reason}"
     return (
         f"{capable}; the gate opened {format_duration(result.ready_after)} in, once the "
-        f"thresholds, judged over a {format_duration(window)} window, had held for "
+        f"thresholds, judged over {_window_words(window)}, had held for "
         f"{format_duration(hold)} at that concurrency."
     )
+
+
+def _window_words(window: str | float) -> str:
+    """``a 5s window``, or what ``window: auto`` judges."""
+    if window == "auto":
+        return "just enough of the most recent requests (window: auto)"
+    return f"a {format_duration(window) if isinstance(window, float) else window} window"
 
 
 def demo_command(
@@ -106,6 +115,7 @@ def demo_command(
     hold: str,
     timeout: str,
     sql: bool,
+    window: str = "5s",
     report: Path | None,
     log_format: str,
 ) -> tuple[bool, str]:
@@ -123,7 +133,7 @@ def demo_command(
         raise ConfigError(f"--app-cold-latency/--app-compile-delay: {exc}.") from None
     overrides = {
         "load": {"concurrency": concurrency},
-        "gate": {"p95": p95, "hold": hold, "timeout": timeout},
+        "gate": {"p95": p95, "hold": hold, "timeout": timeout, "window": window},
         "log_format": log_format,
     }
     result = run_demo(behavior, overrides, report, sql=sql)

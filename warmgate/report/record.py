@@ -56,6 +56,9 @@ class Record:
     reason: str = ""
     judged: dict[str, Any] | None = None
     """The gate's last evidence (:meth:`Stats.as_dict`): judged and raw percentiles."""
+    window_start: float | None = None
+    """Where the evidence of the last evaluation started (with ``window: auto``, just enough
+    recent requests), in seconds since start; the chart marks it."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``report.json``."""
@@ -78,6 +81,7 @@ class Record:
             "outcome": self.outcome,
             "reason": self.reason,
             "judged": self.judged,
+            "window_start": self.window_start,
         }
 
     @classmethod
@@ -100,6 +104,7 @@ class Record:
             outcome=data.get("outcome"),
             reason=str(data.get("reason", "")),
             judged=data.get("judged"),
+            window_start=data.get("window_start"),
         )
 
     def phase_totals(self, phase: str) -> Histogram:
@@ -141,10 +146,18 @@ class Recorder:
         elif target in self.record.targets:
             self.record.targets[target]["ramp"].add(latency, ok)
 
-    def evaluation(self, point: Point, passing: bool, judged: Stats | None = None) -> None:
-        """One gate evaluation: keep a point and the gate's evidence, track the passing streak."""
+    def evaluation(
+        self,
+        point: Point,
+        passing: bool,
+        judged: Stats | None = None,
+        window_start: float | None = None,
+    ) -> None:
+        """One gate evaluation: keep a point and the gate's evidence (and where it started),
+        track the passing streak."""
         if judged is not None and judged.requests:
             self.record.judged = judged.as_dict()
+            self.record.window_start = window_start
         points = self.record.points
         if not points or point.t - points[-1].t >= self.POINT_INTERVAL:
             points.append(point)

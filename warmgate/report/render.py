@@ -195,6 +195,9 @@ def render_svg(record: Record, width: int = 900) -> str:
     panel, gap, left, top_margin = 140, 30, 60, 30
     height = top_margin + 3 * panel + 2 * gap + 40
     end = max((p.t for p in points), default=1.0) or 1.0
+    if record.window_start is not None:
+        # With window: auto the last window may start after the last point drawn.
+        end = max(end, record.window_start)
     plot_width = width - left - 20
 
     def x(t: float) -> float:
@@ -265,6 +268,16 @@ def render_svg(record: Record, width: int = 900) -> str:
                     f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5">'
                     f"<title>{name}</title></polyline>"
                 )
+    if record.window_start is not None and 0 <= record.window_start <= end:
+        # Where the last judged evidence began: with window: auto, just enough recent requests.
+        at = x(record.window_start)
+        parts.append(
+            f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{top_margin}" '
+            f'y2="{top_margin + 3 * panel + 2 * gap}" stroke="#7b3294" stroke-dasharray="2 2">'
+            f"<title>the window judged last started at {format_duration(record.window_start)}"
+            f'</title></line><text x="{at - 3:.1f}" y="{top_margin + 26}" fill="#7b3294" '
+            'text-anchor="end">window</text>'
+        )
     axis_y = top_margin + 3 * panel + 2 * gap + 16
     for tick in range(6):
         t = end * tick / 5

@@ -82,13 +82,15 @@ def thresholds_of(config: Config) -> Thresholds:
     gate = config.gate
     return Thresholds(
         success_rate=gate.success_rate,
-        p50=gate.p50,
+        p50=None if gate.p50 == "auto" else gate.p50,
         p95=None if gate.p95 == "auto" else gate.p95,
-        p99=gate.p99,
+        p99=None if gate.p99 == "auto" else gate.p99,
         plateau=gate.p95 == "auto",
+        auto=tuple(name for name in ("p50", "p99") if getattr(gate, name) == "auto"),
         plateau_tolerance=gate.plateau_tolerance,
         min_requests=gate.min_requests,
-        window=gate.window,
+        window=gate.span,
+        window_auto=gate.window == "auto",
         hold=gate.hold,
         timeout=gate.timeout,
         fail_closed=gate.on_timeout == "fail",
@@ -388,7 +390,9 @@ class WarmUp:
             recent.p95,
             recent.p99,
         )
-        self.recorder.evaluation(point, verdict.passing, verdict.window)
+        start = verdict.window_start
+        since_start = None if start is None else round(start - self.publisher.started, 3)
+        self.recorder.evaluation(point, verdict.passing, verdict.window, since_start)
 
     async def _finish(self, step: Transition) -> None:
         """Publish the outcome the transition reached, and record the warm-up."""

@@ -55,7 +55,8 @@ def render_status(status: Status) -> Group:
     )
     for name in ("p50", "p95", "p99"):
         value = window.get(f"{name}_ms")
-        check = checks.get(name) or (checks.get("plateau") if name == "p95" else None)
+        plateau = "plateau" if name == "p95" else f"plateau_{name}"
+        check = checks.get(name) or checks.get(plateau)
         limit = f" (limit {check['limit']})" if check else ""
         shown = format_latency(None if value is None else value / 1000)
         table.add_row(name, f"{shown}{limit}", _mark(check))
