@@ -221,7 +221,7 @@ def test_numbers_in_params_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ({"name": "x"}, "target 'x' needs a kind; add an http:, sql: or journey: section"),
+        ({"name": "x"}, "target 'x' needs a kind; add an http:, sql:, journey: or grpc: section"),
         (
             {"name": "x", "http": {"url": "http://a/"}, "sql": {"url": PG, "query": "SELECT 1"}},
             "target 'x' has both http: and sql:; a target has one kind",
