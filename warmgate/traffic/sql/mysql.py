@@ -87,6 +87,7 @@ from sqlalchemy.engine import URL
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.mysqlcheck import pinned_mode
+from warmgate.traffic.sql.pool import take_free
 from warmgate.traffic.sql.rows import Counted
 
 PROGRAM_NAME = "warmgate"
@@ -157,15 +158,7 @@ class MysqlPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, read in pieces and dropped."""
         text, names = _positional(query)
-        if self._free.locked():  # a timer only when the query has to wait for a connection
-            try:
-                async with asyncio.timeout(self._wait):
-                    await self._free.acquire()
-            except TimeoutError:
-                # The error SQLAlchemy's pool raises, so that every database reports it alike.
-                raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
-        else:
-            await self._free.acquire()  # returns at once
+        await take_free(self._free, self._wait)
         try:
             session = self._idle.pop() if self._idle else await self._connect()
             try:

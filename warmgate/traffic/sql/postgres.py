@@ -73,6 +73,7 @@ from sqlalchemy.engine import URL
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.pgrows import Column, Shape, Shapes
+from warmgate.traffic.sql.pool import take_free
 from warmgate.traffic.sql.rows import Counted, rows_per_read
 
 APPLICATION_NAME = "warmgate"
@@ -137,15 +138,7 @@ class PostgresPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, which the server did not send."""
         text, names = _positional(query)
-        if self._free.locked():  # a timer only when the query has to wait for a connection
-            try:
-                async with asyncio.timeout(self._wait):
-                    await self._free.acquire()
-            except TimeoutError:
-                # The error SQLAlchemy's pool raises, so that both databases report it alike.
-                raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
-        else:
-            await self._free.acquire()  # returns at once
+        await take_free(self._free, self._wait)
         try:
             if self._idle:
                 connection, watcher = self._idle.pop()
