@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from tests.helpers import run_cli
 from warmgate.config.advice import config_warnings
 from warmgate.config.describe import describe
-from warmgate.config.grpc_target import READ_ONLY_PREFIXES, GrpcTarget, starts_read_only
+from warmgate.config.grpc_target import (
+    READ_ONLY_PREFIXES,
+    WRITING_WORDS,
+    GrpcTarget,
+    starts_read_only,
+)
 from warmgate.config.loader import load_config
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.redaction import Secrets
@@ -57,6 +62,45 @@ def test_other_methods_need_confirmation(method: str) -> None:
     assert "confirm_read_only: true" in problem
     confirmed = GrpcTarget(address="h:1", method=method, plaintext=True, confirm_read_only=True)
     assert confirmed.read_only_problem() is None
+
+
+@pytest.mark.parametrize(("method", "word"), [
+    ("x.Y/GetOrCreateUser", "Or"), ("x.Y/FindOrCreate", "Or"), ("x.Y/FindAndModify", "And"),
+    ("x.Y/ReadAndDelete", "And"), ("x.Y/ListAndPurge", "And"), ("x.Y/CheckOut", "Out"),
+    ("x.Y/CheckIn", "In"), ("x.Y/GetThenDelete", "Then"), ("x.Y/Get_or_create", "Or"),
+    ("x.Y/LookupAndSetFlag", "And"), ("x.Y/ReadUpdateTime", "Update"),
+])  # fmt: skip
+def test_a_read_only_verb_followed_by_a_writing_word_needs_confirmation(
+    method: str, word: str
+) -> None:
+    """``GetOrCreateUser`` starts like a read and may write: refused, naming the word."""
+    problem = GrpcTarget(address="h:1", method=method, plaintext=True).read_only_problem()
+    assert problem is not None
+    assert problem.startswith(f"method {method} may change data")
+    assert f"also says '{word}'" in problem
+    assert "confirm_read_only: true" in problem
+    confirmed = GrpcTarget(address="h:1", method=method, plaintext=True, confirm_read_only=True)
+    assert confirmed.read_only_problem() is None
+
+
+@given(
+    st.sampled_from(READ_ONLY_PREFIXES),
+    st.sampled_from(sorted(WRITING_WORDS)),
+    st.sampled_from(["", "User", "Item_2"]),
+)
+def test_no_writing_word_after_a_verb_passes(verb: str, word: str, tail: str) -> None:
+    """Whatever the verb, a writing word after it makes the call need confirmation."""
+    method = f"x.Y/{verb}Thing{word}{tail}"
+    assert GrpcTarget(address="h:1", method=method, plaintext=True).read_only_problem()
+
+
+@pytest.mark.parametrize("method", [
+    "x.Y/GetOrder", "x.Y/GetSettings", "x.Y/ListAddresses", "x.Y/CheckInventory",
+    "x.Y/FindOrigin", "x.Y/SearchAnderson",
+])  # fmt: skip
+def test_words_that_only_start_like_a_writing_word_are_reads(method: str) -> None:
+    """``Order`` is not ``Or``, ``Settings`` not ``Set``: whole words only."""
+    assert GrpcTarget(address="h:1", method=method, plaintext=True).read_only_problem() is None
 
 
 @given(

@@ -59,6 +59,29 @@ def split_address(address: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
+WRITING_WORDS = frozenset({
+    "Or", "And", "Then", "Add", "Append", "Apply", "Archive", "Assign", "Cancel", "Claim",
+    "Clear", "Commit", "Consume", "Create", "Decrement", "Delete", "Drop", "Increment", "Insert",
+    "Lock", "Mark", "Merge", "Modify", "Move", "Patch", "Pop", "Purge", "Put", "Register",
+    "Remove", "Replace", "Reset", "Restore", "Save", "Set", "Truncate", "Update", "Upsert",
+    "Write",
+})  # fmt: skip
+"""Words that, after the read-only verb, say the method may write too: ``GetOrCreateUser``,
+``FindAndModify``, ``ReadThenDelete``, ``ListAndPurge``."""
+_AFTER_CHECK = frozenset({"In", "Out"})
+"""``CheckIn`` and ``CheckOut`` book something rather than check it."""
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
+
+
+def writing_word(method: str) -> str | None:
+    """The word of a method name that says it may write although it starts with a read-only
+    verb (``Or`` in ``GetOrCreateUser``, ``Out`` in ``CheckOut``), or ``None``."""
+    words = [word.capitalize() for word in _WORD.findall(method)]
+    if words[:1] == ["Check"] and len(words) > 1 and words[1] in _AFTER_CHECK:
+        return words[1]
+    return next((word for word in words[1:] if word in WRITING_WORDS), None)
+
+
 def starts_read_only(method: str) -> bool:
     """Whether a method name starts with a read-only verb: ``GetUser``, ``List``; not
     ``Getaway`` (the verb must end where a new word starts)."""
@@ -234,7 +257,14 @@ class GrpcTarget(StrictModel):
         if self.confirm_read_only or self.service == HEALTH_SERVICE:
             return None
         if starts_read_only(self.method_name):
-            return None
+            word = writing_word(self.method_name)
+            if word is None:
+                return None
+            return (
+                f"method {self.method} may change data and warm-up traffic must never write: "
+                f"its name starts with a read-only verb but also says '{word}'; set "
+                f"confirm_read_only: true if this method only reads"
+            )
         return (
             f"method {self.method} may change data and warm-up traffic must never write; a "
             f"gRPC method is called only if it is in the standard health service "
