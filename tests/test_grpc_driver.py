@@ -323,3 +323,63 @@ def test_mutual_tls_with_the_key_beside_or_inside_the_certificate(tmp_path: Path
         assert without.reason == f"127.0.0.1:{app.port}: server disconnected"
     finally:
         app.stop()
+
+
+@pytest.mark.parametrize("answer", ["garbage", "other file"])
+def test_a_reflection_answer_protobuf_cannot_use_ends_in_a_sentence_not_a_loop(
+    answer: str,
+) -> None:
+    """A reflection service that answers with bytes that are no file descriptor is a config
+    error naming descriptor_set; one that answers a file request with another file is asked
+    once, and the method's types are then missing from what it offered."""
+    import grpc
+    from google.protobuf import descriptor_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    asked: list[str] = []
+    needs = descriptor_pb2.FileDescriptorProto(
+        name="warm/needs.proto", package="warm.v1", dependency=["warm/missing.proto"]
+    )
+
+    async def reflect(request: Any, context: Any) -> Any:
+        asked.append(request.WhichOneof("message_request"))
+        files = [b"\xff\xff\xff"] if answer == "garbage" else [needs.SerializeToString()]
+        return reflection_pb2.ServerReflectionResponse(
+            file_descriptor_response=reflection_pb2.FileDescriptorResponse(
+                file_descriptor_proto=files
+            )
+        )
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([
+            grpc.method_handlers_generic_handler(
+                f"{service}.ServerReflection",
+                {"ServerReflectionInfo": grpc.unary_unary_rpc_method_handler(
+                    reflect,
+                    request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                    response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+                )},
+            )
+            for service in ("grpc.reflection.v1", "grpc.reflection.v1alpha")
+        ])  # fmt: skip
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            cfg = config(port)
+            async with AsyncExitStack() as stack:
+                (driver,) = await open_drivers(cfg, compile_config(cfg).targets, stack)
+                with pytest.raises(ConfigError) as caught:
+                    await asyncio.wait_for(driver.probe(), 30)
+        finally:
+            await server.stop(None)
+        message = str(caught.value)
+        assert "Traceback" not in message
+        if answer == "garbage":
+            assert "answered with a file protobuf cannot read" in message
+            assert "set descriptor_set" in message
+        else:
+            assert asked.count("file_by_filename") == 1, asked
+            assert "target 'catalog'" in message
+
+    asyncio.run(run())

@@ -76,7 +76,7 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 def writing_word(method: str) -> str | None:
     """The word of a method name that says it may write although it starts with a read-only
     verb (``Or`` in ``GetOrCreateUser``, ``Out`` in ``CheckOut``), or ``None``."""
-    words = [word.capitalize() for word in _WORD.findall(method)]
+    words: list[str] = [word.capitalize() for word in _WORD.findall(method)]
     if words[:1] == ["Check"] and len(words) > 1 and words[1] in _AFTER_CHECK:
         return words[1]
     return next((word for word in words[1:] if word in WRITING_WORDS), None)

@@ -292,7 +292,7 @@ class GrpcDriver:
             async with asyncio.timeout(HEALTH_TIMEOUT * 2):
                 await self.resolve()
         except (Unreachable, TimeoutError) as exc:
-            return Down(Reach.BUSY, f"{self._target.address}: {exc or 'reflection timed out'}")
+            return Down(Reach.BUSY, f"{self._target.address}: {str(exc) or 'reflection timed out'}")
         try:
             serving = await self._health()
         except grpc.aio.AioRpcError as exc:
@@ -349,6 +349,6 @@ async def describe_method(name: str, plan: GrpcPlan, traffic: TrafficConfig) -> 
         async with asyncio.timeout(HEALTH_TIMEOUT * 2):
             return (await driver.resolve()).describe()
     except (Unreachable, TimeoutError) as exc:
-        return f"{later} (reflection did not answer now: {exc or 'timed out'})"
+        return f"{later} (reflection did not answer now: {str(exc) or 'timed out'})"
     finally:
         await driver.aclose()

@@ -208,6 +208,12 @@ async def reflect(channel: grpc.aio.Channel, target: GrpcTarget, where: str) -> 
             raise Unreachable(why) from None
         except TimeoutError:
             raise Unreachable("reflection did not answer in time") from None
+        except DecodeError:
+            raise ConfigError(
+                f"{where}: the reflection service of {target.address} answered with a file "
+                "protobuf cannot read; set descriptor_set to a FileDescriptorSet of its protos "
+                "(protoc --descriptor_set_out=FILE --include_imports)."
+            ) from None
         source = f"server reflection ({service.rpartition('.')[2]}) of {target.address}"
         if files is None:
             raise ConfigError(
@@ -252,10 +258,10 @@ async def _ask(
     while missing := _missing(files):
         for name in missing:
             answer = await ask(file_by_filename=name)
-            if answer.HasField("error_response"):  # left to the pool's error or protobuf
-                files[name] = _well_known(name) or descriptor_pb2.FileDescriptorProto(name=name)
-            else:
+            if not answer.HasField("error_response"):
                 _collect(files, answer)
+            if name not in files:  # not offered, or answered with other files: asked once only
+                files[name] = _well_known(name) or descriptor_pb2.FileDescriptorProto(name=name)
     return list(files.values()), []
 
 
