@@ -153,6 +153,35 @@ def test_no_api_server_configured_is_said_once(tmp_path: Path) -> None:
     assert "no service account token" in str(log_lines(out)[-1]["message"])
 
 
+@pytest.mark.parametrize("broken", ["no current context", "no CA file", "token file gone"])
+def test_a_kubeconfig_lightkube_cannot_use_is_said_once_not_raised(
+    api: KubeApi, tmp_path: Path, broken: str
+) -> None:
+    """A KUBECONFIG without a current context, one naming a CA file that is not there, or a
+    token file that went away: one line saying what is missing, never an exception."""
+    path = kubeconfig(api, tmp_path)
+    config = json.loads(path.read_text())
+    if broken == "no current context":
+        del config["current-context"]
+    elif broken == "no CA file":
+        config["clusters"][0]["cluster"]["certificate-authority"] = str(tmp_path / "none.pem")
+    else:
+        config["users"][0]["user"] = {"tokenFile": str(tmp_path / "gone")}
+    path.write_text(json.dumps(config))
+    out = io.StringIO()
+    poster = Poster(Log(out, secrets=Secrets()), {"KUBECONFIG": str(path)})
+    post = Recorder(POD).record(WARM, 100.0)
+    assert post is not None
+    poster.add(post.to_json())
+    poster.flush(0.0)
+    poster.flush(RETRY_AFTER)
+    (line,) = log_lines(out)
+    assert line["event"] == "events_failed"
+    assert "no API server to post them to" in str(line["message"])
+    assert TOKEN not in out.getvalue()
+    assert poster.pending  # kept for the next try
+
+
 def test_in_a_cluster_a_rotated_token_is_read_again(api: KubeApi, tmp_path: Path) -> None:
     account = tmp_path / "serviceaccount"
     account.mkdir()

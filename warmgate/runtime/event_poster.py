@@ -165,8 +165,14 @@ class Poster:
         from lightkube import Client
 
         config = kube_config(self.environ, self.service_account)
-        server = str(config.get().cluster.server)
-        client = Client(config, timeout=httpx2.Timeout(self.timeout), trust_env=False)
+        try:
+            server = str(config.get().cluster.server)
+            client = Client(config, timeout=httpx2.Timeout(self.timeout), trust_env=False)
+        except Exception as exc:  # noqa: BLE001 - lightkube's errors of a bad config vary
+            # No current context, a CA file that is not there, an exec plugin that fails...
+            raise MissingError(
+                f"cannot use the Kubernetes configuration: {type(exc).__name__}"
+            ) from None
         return client, server
 
     def _failed(self, now: float, failure: FailedError) -> None:
@@ -177,7 +183,7 @@ class Poster:
 
     def _send(self, client: Any, server: str, post: dict[str, Any]) -> None:
         import httpx2
-        from lightkube import ApiError
+        from lightkube import ApiError, ConfigError
         from lightkube.resources.events_v1 import Event
         from lightkube.types import PatchType
 
@@ -211,6 +217,9 @@ class Poster:
             raise FailedError(
                 f"status {code}", failure_sentence("status", code, server, detail)
             ) from None
+        except ConfigError as exc:  # the token file went away, say, between two requests
+            detail = f"cannot use the Kubernetes configuration: {type(exc).__name__}"
+            raise FailedError("config", failure_sentence("config", detail=detail)) from None
         except httpx2.TimeoutException:
             raise FailedError("timeout", failure_sentence("timeout", server=server)) from None
         except (httpx2.HTTPError, OSError) as exc:
@@ -281,6 +290,13 @@ def main() -> None:
         code = serve(poster, sys.stdin.fileno())
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback in the pod's log
+        log.event(
+            "events_failed",
+            f"the Kubernetes Event poster stopped on {type(exc).__name__}; the Events it held "
+            "are dropped and the next one starts it again",
+        )
+        code = exit_code("other")
     finally:
         log.close()
     sys.exit(code)
