@@ -210,6 +210,20 @@ def test_the_loaders_sentence_is_the_finding(tmp_path: Path) -> None:
     assert "warmgate-doctor-" not in finding["message"]
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_in_a_containers_args_is_a_finding_not_doctors_own_help(
+    flag: str, tmp_path: Path
+) -> None:
+    """``run --help`` in a pod prints help and exits: a finding, and the JSON stays JSON."""
+    objects = sound()
+    sidecar(objects)["args"] = [*sidecar(objects)["args"], flag]
+    code, report = doctor_json(str(write(tmp_path, objects)))
+    assert code == 1
+    (finding,) = [item for item in report["findings"] if item["id"] == "WG007"]
+    assert flag in finding["message"]
+    assert finding["path"].endswith("initContainers[0].args")
+
+
 def test_doctors_own_environment_does_not_leak_into_the_pods(tmp_path: Path) -> None:
     done = run_cli("doctor", str(write(tmp_path, sound())), env={"WARMGATE_P95": "fast"})
     assert done.returncode == 0, done.stdout

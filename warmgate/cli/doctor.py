@@ -44,8 +44,9 @@ def read_args(
         if envvar in environ:
             given += [param.opts[0], environ[envvar]]
     try:
+        # No --help: in a container's args it would print run's help and end doctor at once.
         context = cli_command.make_context(
-            f"warmgate {command}", [*given, *args], resilient_parsing=False
+            f"warmgate {command}", [*given, *args], resilient_parsing=False, help_option_names=[]
         )
     except ClickException as exc:
         raise ConfigError(f"warmgate {command}: {exc.format_message()}") from None
