@@ -20,6 +20,7 @@ import yaml
 
 from tests.helpers import REPO
 from tests.test_prometheus import tool
+from warmgate.kube.inject_parts import CONTAINER_NAME
 
 MONITORING = REPO / "k8s" / "monitoring"
 RULES = MONITORING / "alerts.rules.yml"
@@ -150,3 +151,46 @@ def test_an_alert_for_the_pods_whole_life_is_caught(tmp_path: Path) -> None:
 def test_the_operator_rule_holds_the_plain_rule_file() -> None:
     """The PrometheusRule's spec is exactly the plain rule file, both groups."""
     assert yaml.safe_load(OPERATOR_RULE.read_text())["spec"] == yaml.safe_load(RULES.read_text())
+
+
+def shipped_containers() -> set[tuple[str, str]]:
+    """(metric, container name) of every container running warmgate's image in k8s/, and the
+    one `inject` and the webhook add: init containers and ordinary containers apart."""
+    found = {("kube_pod_init_container_status_waiting_reason", CONTAINER_NAME)}
+    metrics = {
+        "initContainers": "kube_pod_init_container_status_waiting_reason",
+        "containers": "kube_pod_container_status_waiting_reason",
+    }
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in metrics and isinstance(value, list):
+                    found.update(
+                        (metrics[key], container["name"])
+                        for container in value
+                        if str(container.get("image", "")).startswith("ghcr.io/warmgate/")
+                    )
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in sorted((REPO / "k8s").rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            walk(document)
+    return found
+
+
+def test_image_pull_alert_covers_every_container_warmgate_ships() -> None:
+    """WarmgateImagePullFailing's container matchers take every warmgate container name, each on
+    the kube-state-metrics series for its kind (init container or not)."""
+    rule = next(rule for rule in rules() if rule["alert"] == "WarmgateImagePullFailing")
+    matchers = re.findall(r'(kube_pod_\w+)\{[^}]*container(=~?)"([^"]*)"', rule["expr"])
+    shipped = shipped_containers()
+    assert {name for _, name in shipped} >= {"warmgate", "warmgate-serve", "webhook"}
+    for metric, name in shipped:
+        assert any(
+            metric == matched and (re.fullmatch(value, name) if op == "=~" else value == name)
+            for matched, op, value in matchers
+        ), f"{name} ({metric}) is not covered"

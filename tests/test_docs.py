@@ -102,3 +102,26 @@ def test_readme_command_table_lists_every_command() -> None:
     commands = {command.name or command.callback.__name__ for command in app.registered_commands}
     assert {name for name, _ in rows} == commands
     assert all(re.search(r"\b[0-2]\b", codes) for _, codes in rows)
+
+
+def kubectl_jsonpath_commands() -> list[tuple[str, str, str]]:
+    """Every documented `kubectl get TYPES ... -o jsonpath=...`: file, resource types, jsonpath."""
+    found = []
+    for path in sorted([README, *(REPO / "docs").glob("*.md")]):
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            get = re.search(r"kubectl (?:-n \S+ )?get (\S+)", line)
+            jsonpath = re.search(r"jsonpath=['\"]?(\{[^'\"]*)", line)
+            if get and jsonpath:
+                found.append((path.name, get.group(1), jsonpath.group(1)))
+    return found
+
+
+def test_kubectl_jsonpath_over_several_types_reads_the_list() -> None:
+    """Naming several types (`get a,b NAME`) makes kubectl answer with a List, so a jsonpath
+    written for one object prints nothing there: such a command must read `.items`."""
+    commands = kubectl_jsonpath_commands()
+    assert any("caBundle" in jsonpath for _, _, jsonpath in commands)
+    for name, types, jsonpath in commands:
+        if "," in types:
+            assert ".items" in jsonpath, f"{name}: kubectl get {types} -o jsonpath='{jsonpath}'"
