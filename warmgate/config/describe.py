@@ -78,7 +78,10 @@ def describe_gate(gate: GateConfig, concurrency: int) -> list[str]:
     """What warm means, in words: the limits, the window, the plateau, the hold."""
     limits = [f"success >= {gate.success_rate:.1%}"]
     auto = []
-    needs = [f"success >= {gate.success_rate:.1%} needs {success_needed(gate.success_rate)}"]
+    needs = [
+        f"success >= {gate.success_rate:.1%} needs {success_needed(gate.success_rate)} "
+        f"without a failure, more with each"
+    ]
     for name in ("p50", "p95", "p99"):
         value = getattr(gate, name)
         if value == "auto":

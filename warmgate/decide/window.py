@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from warmgate.decide.evidence import upper_rank
@@ -317,16 +317,26 @@ class Window:
         *,
         level: int | None = None,
         since: float | None = None,
+        success: Callable[[int], int | None] | None = None,
+        budget: float = 1.0,
     ) -> float | None:
         """Where the newest slices start that hold ``needs[target]`` requests of each target at
         ``level`` (``needs[None]``: of all targets together), inside the window and after
-        ``since``; ``None`` when the whole window holds fewer."""
+        ``since``; ``None`` when the whole window holds fewer.
+
+        With ``success`` each also needs ``success(failures)`` requests for the failures among
+        them (``None``: no number will do), so the window grows past failures until they are
+        few enough; ``budget`` (the failure rate allowed) skips asking while they are plainly
+        too many (``success(k)`` is at least ``k / budget``).
+        """
         self.expire(now)
         first = self._first_index(now - self.span)
         if since is not None:
             first = max(first, self._first_index(since))
         counts: dict[str | None, int] = dict.fromkeys(needs, 0)
+        failures: dict[str | None, int] = dict.fromkeys(needs, 0)
         short = {name for name, need in needs.items() if need > 0}
+        known: dict[int, int | None] = {}  # success(failures), asked once per count
         for index in reversed(self._order):
             if index < first:
                 break
@@ -334,12 +344,17 @@ class Window:
                 if level is not None and cell_level != level:
                     continue
                 requests = tally.latencies.requests
+                failed = requests - tally.latencies.successes
                 if None in counts:
                     counts[None] += requests
+                    failures[None] += failed
                 if cell_target in counts:
                     counts[cell_target] += requests
+                    failures[cell_target] += failed
             short = {name for name in short if counts[name] < needs[name]}
-            if not short:
+            if short:
+                continue
+            if success is None or _shows_success(counts, failures, success, budget, known):
                 return index * self.slice_width
         return None
 
@@ -358,3 +373,24 @@ class Window:
         """Forget everything (a re-armed gate starts from nothing)."""
         self._slices.clear()
         self._order.clear()
+
+
+def _shows_success(
+    counts: dict[str | None, int],
+    failures: dict[str | None, int],
+    success: Callable[[int], int | None],
+    budget: float,
+    known: dict[int, int | None],
+) -> bool:
+    """Whether each count holds enough requests for its failures (``known`` remembers the
+    needs asked so far, so a walk asks ``success`` once per failure count)."""
+    for name, requests in counts.items():
+        failed = failures[name]
+        if failed and requests * budget < failed:
+            return False  # more failures than the budget allows: no count would do yet
+        needed = known.get(failed, -1)
+        if needed == -1:
+            needed = known[failed] = success(failed)
+        if needed is None or requests < needed:
+            return False
+    return True
