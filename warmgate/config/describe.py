@@ -67,8 +67,9 @@ def describe_ramp(load: LoadConfig, gate: GateConfig) -> list[str]:
     step = format_duration(load.ramp_step)
     return [
         f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, judged every {step}",
-        f"  a level is judged once it has answered min(5, 2 x level) requests, or once it has "
-        f"answered at all when its answers take longer than {step}; it doubles while success "
+        f"  a level is judged once it has answered min(5, 2 x level) requests, or once "
+        f"min(level / 2, 2) have answered when its answers take longer than {step}; it doubles "
+        f"while success "
         f">= {gate.success_rate:.1%}, and halves only when the failures are too many to be "
         f"within the budget by chance (tail bound < {SIGNIFICANCE:g}), else waits",
     ]
