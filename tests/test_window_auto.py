@@ -282,6 +282,96 @@ def test_a_window_grows_past_its_failures_until_they_are_few_enough() -> None:
     ), verdict.reason
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=30.0),
+            st.sampled_from([True] * 19 + [False]),  # 5% failures under a 10% budget
+            st.sampled_from(["a", "b"]),
+            st.sampled_from([8, TARGET]),
+        ),
+        max_size=600,
+    ),
+    st.integers(min_value=0, max_value=60),
+    st.floats(min_value=20.0, max_value=40.0),
+)
+def test_merging_whole_blocks_counts_as_merging_slices(
+    samples: list[tuple[float, bool, str, int]], need: int, now: float
+) -> None:
+    """Property: with blocks (window auto), the tally of a long window and where the window
+    starts are those of the plain walk over slices, late samples included (a brute-force walk
+    that judges every start)."""
+    window = Window(60.0)
+    for index, (at, ok, target, level) in enumerate(samples):
+        window.add(Sample(at - 0.001, at, level, target, "ok" if ok else "error"))
+        if index % 7 == 3:  # read in between, so blocks are built and then hit by late samples
+            window.tally(now, level=TARGET, target="a", blocks=True)
+    for target in ("a", "b", None):
+        plain = window.tally(now, level=TARGET, target=target)
+        merged = window.tally(now, level=TARGET, target=target, blocks=True)
+        assert merged.latencies.requests == plain.latencies.requests
+        assert merged.latencies.successes == plain.latencies.successes
+        assert merged.latencies.buckets == plain.latencies.buckets
+        assert merged.outcomes == plain.outcomes
+
+    def success(failures: int) -> int | None:
+        return success_requests(0.9, failures)
+
+    needs: dict[str | None, int] = {None: need, "a": need // 2}
+    start = window.start_holding(now, needs, level=TARGET, success=success, budget=0.1)
+    expected = None
+    for index in sorted({math.floor(at / 0.1) for at, *_ in samples}, reverse=True):
+        since = window.since_for(index * 0.1)
+        holds = True
+        for name, least in needs.items():
+            tally = window.tally(now, level=TARGET, target=name, since=since).latencies
+            wanted = success(tally.requests - tally.successes)
+            holds &= tally.requests >= least and wanted is not None and tally.requests >= wanted
+        if holds:
+            expected = index * 0.1
+            break
+    assert start == (None if expected is None else pytest.approx(expected))
+
+
+def test_a_long_walk_over_blocks_starts_where_a_walk_over_slices_does() -> None:
+    """60 seeded windows of up to 3,000 requests over 30s, 1-9% failures under a 10% budget:
+    the walk that counts whole blocks at once starts each window where judging every start
+    slice by slice does (many of them seconds back)."""
+    grown = 0
+    for seed in range(60):
+        rng = random.Random(seed)
+        window = Window(60.0)
+        share = rng.choice([0.01, 0.03, 0.06, 0.09])
+        ats = [rng.uniform(0.0, 30.0) for _ in range(rng.randint(100, 3000))]
+        for index, at in enumerate(ats):
+            outcome = "ok" if rng.random() > share else "error"
+            target, level = rng.choice("ab"), rng.choice([8, TARGET])
+            window.add(Sample(at - 0.001, at, level, target, outcome))
+            if index % 50 == 3:  # blocks built early, then hit by late samples
+                window.tally(31.0, level=TARGET, target="a", blocks=True)
+        needs: dict[str | None, int] = {None: 20, "a": 10}
+
+        def success(failures: int) -> int | None:
+            return success_requests(0.9, failures)
+
+        start = window.start_holding(31.0, needs, level=TARGET, success=success, budget=0.1)
+        expected = None
+        for index in sorted({math.floor(at / 0.1) for at in ats}, reverse=True):
+            since = window.since_for(index * 0.1)
+            holds = True
+            for name, least in needs.items():
+                tally = window.tally(31.0, level=TARGET, target=name, since=since).latencies
+                wanted = success(tally.requests - tally.successes)
+                holds &= tally.requests >= least and wanted is not None and tally.requests >= wanted
+            if holds:
+                expected = index * 0.1
+                break
+        assert start == (None if expected is None else pytest.approx(expected)), seed
+        grown += start is not None and start < 26.0
+    assert grown >= 12  # the blocks were walked past, not only the newest slices
+
+
 # The gate on cold apps --------------------------------------------------------------------------
 
 

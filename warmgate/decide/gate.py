@@ -243,8 +243,9 @@ class Gate:
                 start = max(start, recent)
                 since = self.window.since_for(start)
         self.window_start = start
+        blocks = self.thresholds.window_auto
         tallies = {
-            name: self.window.tally(now, level=level, target=name, since=since)
+            name: self.window.tally(now, level=level, target=name, since=since, blocks=blocks)
             for name in self.targets
         }
         if tallies:
@@ -252,7 +253,7 @@ class Gate:
             for tally in tallies.values():
                 overall.merge(tally)
         else:
-            overall = self.window.tally(now, level=level, since=since)
+            overall = self.window.tally(now, level=level, since=since, blocks=blocks)
         interval = None
         if self.closed_loop:
             interval = expected_interval(level, now - start, overall.latencies.requests)
