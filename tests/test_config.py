@@ -589,7 +589,7 @@ def test_validate_puts_each_mode_in_words(tmp_path: Path) -> None:
     )  # fmt: skip
     plan = describe(fixed, secrets)
     assert "over the last 5s of at least 20 requests issued at concurrency 8" in plan
-    assert "or once it has answered at all when its answers take longer than 1s" in plan
+    assert "or once min(level / 2, 2) have answered when its answers take longer than 1s" in plan
     assert "plateau" not in plan
 
     auto, secrets = load_config(
@@ -600,8 +600,11 @@ def test_validate_puts_each_mode_in_words(tmp_path: Path) -> None:
     assert auto.gate.span == 60.0
     plan = describe(auto, secrets)
     assert "just enough of the most recent requests" in plan
-    assert "with 95% confidence: at least 299" in plan
-    assert "success >= 99.0% needs 299; p95 <= 200ms needs 59; min_requests 20" in plan
+    assert "with 95% confidence: at least 321" in plan
+    assert (
+        "success >= 99.0% needs 321 without a failure, more with each; p95 <= 200ms needs 59; "
+        "min_requests 20" in plan
+    )
     assert "never older than 1m" in plan
     assert "p99 plateau: the quantile of spans of 1s" in plan
     assert "in three groups of 3 spans (3s each)" in plan

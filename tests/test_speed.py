@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from tests.cold_apps import TICK, App, drive
 from warmgate.decide.gate import OPENED_ON_TIMEOUT, WARM, Thresholds
 from warmgate.decide.judge import Judge
+from warmgate.decide.ramp import Ramp
+from warmgate.decide.window import Stats
 
 # 1. p95: auto decides on evidence --------------------------------------------------------------
 
@@ -133,6 +135,24 @@ def test_a_5_5s_endpoint_opens_within_35s_of_being_ready() -> None:
     assert [level for _, level in run.levels] == [2, 4, 8]
     # Each level was judged on its first answers, one answer time after it was reached.
     assert [at for at, _ in run.levels] == pytest.approx([5.5, 11.0, 16.5], abs=0.3)
+
+
+def test_a_slow_level_is_not_doubled_on_a_single_answer() -> None:
+    """Answers slower than a step: levels 1 and 2 are judged on one answer (their one new
+    worker's), level 4 waits for two — the first answer alone says nothing about the three
+    still in flight."""
+    thresholds = Thresholds(success_rate=0.99, p95=7.0, min_requests=10)
+    ramp = Ramp(8, thresholds, step=1.0)
+    ramp.start(0.0)
+    one_slow = Stats(requests=1, successes=1, raw_p50=5.5)
+    two_slow = Stats(requests=2, successes=2, raw_p50=5.5)
+    assert ramp.decide(5.5, one_slow).level == 2
+    assert ramp.decide(11.0, one_slow).level == 4
+    ramp.start(6.0, level=4)
+    assert not ramp.enough(one_slow)
+    assert ramp.decide(11.5, one_slow).level == 4
+    assert ramp.enough(two_slow)
+    assert ramp.decide(12.5, two_slow).level == 8
 
 
 @settings(max_examples=30, deadline=None)

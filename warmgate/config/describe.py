@@ -67,8 +67,9 @@ def describe_ramp(load: LoadConfig, gate: GateConfig) -> list[str]:
     step = format_duration(load.ramp_step)
     return [
         f"load: ramp from 1 to {load.concurrency} in flight, {pacing}, judged every {step}",
-        f"  a level is judged once it has answered min(5, 2 x level) requests, or once it has "
-        f"answered at all when its answers take longer than {step}; it doubles while success "
+        f"  a level is judged once it has answered min(5, 2 x level) requests, or once "
+        f"min(level / 2, 2) have answered when its answers take longer than {step}; it doubles "
+        f"while success "
         f">= {gate.success_rate:.1%}, and halves only when the failures are too many to be "
         f"within the budget by chance (tail bound < {SIGNIFICANCE:g}), else waits",
     ]
@@ -78,7 +79,10 @@ def describe_gate(gate: GateConfig, concurrency: int) -> list[str]:
     """What warm means, in words: the limits, the window, the plateau, the hold."""
     limits = [f"success >= {gate.success_rate:.1%}"]
     auto = []
-    needs = [f"success >= {gate.success_rate:.1%} needs {success_needed(gate.success_rate)}"]
+    needs = [
+        f"success >= {gate.success_rate:.1%} needs {success_needed(gate.success_rate)} "
+        f"without a failure, more with each"
+    ]
     for name in ("p50", "p95", "p99"):
         value = getattr(gate, name)
         if value == "auto":

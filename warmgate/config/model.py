@@ -89,7 +89,8 @@ class GateConfig(StrictModel):
         10.0,
         description=(
             "Sliding window the thresholds apply to, or 'auto': just enough of the most recent "
-            "requests to judge each threshold with 95% confidence (at most 60s)."
+            "requests to judge each threshold with 95% confidence (more requests for the "
+            "success rate with each failure among them; at most 60s)."
         ),
     )
     hold: Duration = Field(5.0, ge=0, description="How long thresholds must keep passing.")

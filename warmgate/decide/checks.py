@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warmgate.decide.evidence import success_requests
 from warmgate.decide.outcomes import (
     CAPTURE_FAILED,
     CONNECTION_ERROR,
@@ -87,17 +88,36 @@ def drift_hint(stats: Stats) -> str:
     return ""
 
 
-def success_check(stats: Stats, threshold: float, where: str) -> Check:
-    """Whether the success ratio of ``stats`` meets ``threshold``."""
+def success_check(
+    stats: Stats, threshold: float, where: str, confidence: float | None = None
+) -> Check:
+    """Whether the success ratio of ``stats`` meets ``threshold``.
+
+    With ``confidence`` (``window: auto``) the failures must also be few enough for the
+    requests to show it with that confidence (:func:`.evidence.success_requests`): an app
+    failing at the budget passes at most ``1 - confidence`` of the windows.
+    """
     ratio = stats.success_ratio or 0.0
     actual, limit = format_percent(ratio), format_percent(threshold)
     if ratio >= threshold:
-        return Check("success_rate", True, actual, limit)
-    reason = f"success {actual} < {limit} {where}"
+        if confidence is None:
+            return Check("success_rate", True, actual, limit)
+        needed = success_requests(threshold, stats.failures, confidence)
+        if needed is not None and stats.requests >= needed:
+            return Check("success_rate", True, actual, limit)
+        failures = stats.failures
+        noun = "failure" if failures == 1 else "failures"
+        reason = (
+            f"success {actual} over {stats.requests} requests {where} does not show {limit} "
+            f"with {format_percent(confidence)} confidence yet: {failures} {noun} "
+            f"need at least {needed} requests"
+        )
+    else:
+        reason = f"success {actual} < {limit} {where}"
     hint = drift_hint(stats)
     details = hint or describe_failures(stats)
     if details:
-        reason += f": {details}"
+        reason += f": {details}" if ratio < threshold else f" ({details})"
     return Check("success_rate", False, actual, limit, reason)
 
 

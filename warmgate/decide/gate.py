@@ -35,7 +35,12 @@ from warmgate.decide.checks import (
     success_check,
     summarize,
 )
-from warmgate.decide.evidence import CONFIDENCE, quantile_needed, success_needed
+from warmgate.decide.evidence import (
+    CONFIDENCE,
+    quantile_needed,
+    success_needed,
+    success_requests,
+)
 from warmgate.decide.omission import expected_interval
 from warmgate.decide.plateau import SPAN_REQUESTS, Plateau, plateau_window
 from warmgate.decide.window import Pending, Sample, Stats, Tally, Window
@@ -225,13 +230,22 @@ class Gate:
         if self.thresholds.window_auto:
             needs: dict[str | None, int] = {None: self.needed}
             needs.update(self.target_needed)
-            recent = self.window.start_holding(now, needs, level=level, since=since)
+            rate, certainty = self.thresholds.success_rate, self.thresholds.confidence
+            recent = self.window.start_holding(
+                now,
+                needs,
+                level=level,
+                since=since,
+                success=lambda failures: success_requests(rate, failures, certainty),
+                budget=1 - rate,
+            )
             if recent is not None:
                 start = max(start, recent)
                 since = self.window.since_for(start)
         self.window_start = start
+        blocks = self.thresholds.window_auto
         tallies = {
-            name: self.window.tally(now, level=level, target=name, since=since)
+            name: self.window.tally(now, level=level, target=name, since=since, blocks=blocks)
             for name in self.targets
         }
         if tallies:
@@ -239,7 +253,7 @@ class Gate:
             for tally in tallies.values():
                 overall.merge(tally)
         else:
-            overall = self.window.tally(now, level=level, since=since)
+            overall = self.window.tally(now, level=level, since=since, blocks=blocks)
         interval = None
         if self.closed_loop:
             interval = expected_interval(level, now - start, overall.latencies.requests)
@@ -369,7 +383,8 @@ class Gate:
             return [Check("requests", False, str(stats.requests), str(minimum), reason)]
 
         checks = [Check("requests", True, str(stats.requests), str(minimum))]
-        checks.append(success_check(stats, thresholds.success_rate, where))
+        confidence = thresholds.confidence if thresholds.window_auto else None
+        checks.append(success_check(stats, thresholds.success_rate, where, confidence))
         checks.extend(latency_checks(stats, thresholds.latency_limits(), where))
         if stats.slow_in_flight:
             checks = [_with_in_flight(check, stats.slow_in_flight) for check in checks]
@@ -396,7 +411,9 @@ class Gate:
                     )
                 )
                 continue
-            checks.append(success_check(target_stats, thresholds.success_rate, target_where))
+            checks.append(
+                success_check(target_stats, thresholds.success_rate, target_where, confidence)
+            )
             checks.extend(latency_checks(target_stats, thresholds.latency_limits(), target_where))
         if level < self.target_level:
             # The ramp backed off: the window may still hold good answers from the target level,

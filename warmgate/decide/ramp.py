@@ -14,8 +14,11 @@ never backs off on evidence the gate would accept (the gate needs the success ra
 rules a back-off out).
 
 A level is judged once it has answered ``min(min_samples, 2 * level)`` requests, or, when its
-answers take longer than a step, once it has answered at all (:meth:`Ramp.enough`): a slow
-answer is no failure, and no reason to wait a second answer time per level.
+answers take longer than a step, once ``min(level // 2, 2)`` of them (at least one) have
+answered (:meth:`Ramp.enough`): a slow answer is no failure, and no reason to wait a second
+answer time per level — but one answer alone would double the level while the rest of it may
+be about to time out. Half the level are the workers that joined at the change and answer
+first; the others are still finishing requests issued at the level before.
 
 Latency does not hold the ramp back: a cold app is slow by definition and often warms *through*
 traffic (its pools and JIT need requests), so high latency is the gate's business, not the
@@ -126,14 +129,17 @@ class Ramp:
         """Whether the current level has answered enough to be judged.
 
         Normally ``min(min_samples, 2 * level)`` answers. Answers slower than a step (their
-        median, as measured) are judged on the first ones: waiting for a second round would
-        cost a whole answer time per level, and such an answer is no failure. At the target
-        level the gate still needs its own ``min_requests``.
+        median, as measured) are judged on the first ``min(level // 2, 2)``, at least one: the
+        first round comes from the ``level // 2`` workers that joined at the change, and
+        waiting for a second round would cost a whole answer time per level (such an answer is
+        no failure), but a single answer while others at the level are still in flight (and may
+        be about to time out) is too little to double it on. At the target level the gate
+        still needs its own ``min_requests``.
         """
         if evidence.requests >= min(self.min_samples, self.level * 2):
             return True
         slow = evidence.raw_p50 is not None and evidence.raw_p50 >= self.step
-        return slow and evidence.requests >= 1
+        return slow and evidence.requests >= max(1, min(self.level // 2, 2))
 
     def _meaningful(self, evidence: Stats) -> bool:
         """Whether the failures are too many to be a failure rate within the budget by chance."""

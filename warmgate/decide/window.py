@@ -8,7 +8,9 @@ slice — a latency histogram plus outcome counts. A query merges the tallies of
 lie wholly inside the window, so a sample that completed ``span`` or more seconds ago never
 counts, and the cost of a query depends on the number of slices and occupied latency buckets,
 not on the request rate. Memory stays flat at any throughput, and the event loop that measures
-latency is not kept busy judging it.
+latency is not kept busy judging it. A ``window: auto`` that grows towards its minute merges
+whole seconds (:data:`BLOCK` slices, merged once and kept) instead of every slice, and its walk
+back counts a second at once where no start within it can hold what is needed.
 
 Percentiles come from the histogram (never below the exact value, at most 1% above);
 :meth:`Stats.of` computes exact nearest-rank statistics for a list of samples. The percentiles a
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from warmgate.decide.evidence import upper_rank
@@ -38,6 +40,8 @@ from warmgate.kernel.units import milliseconds
 DETAILS_KEPT = 8
 """Distinct failure details counted per slice and target; rarer ones give way."""
 _QUANTILES = (0.50, 0.95, 0.99)
+BLOCK = 10
+"""Slices per block a long ``window: auto`` merges at once (a second of 100 ms slices)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +249,8 @@ class Window:
         self.slice_width = slice_width
         self._slices: dict[int, dict[tuple[int, str], Tally]] = {}
         self._order: deque[int] = deque()
+        self._blocks: dict[int, dict[tuple[int, str], Tally]] = {}
+        """Merged cells of whole blocks of :data:`BLOCK` slices, built when a long walk asks."""
 
     def add(self, sample: Sample) -> None:
         """Count a completed sample in the slice of its completion time."""
@@ -258,6 +264,8 @@ class Window:
                 self._order = deque(sorted(self._order))
             # Forget old slices here too, so a window nobody reads stays bounded.
             self.expire(sample.completed_at)
+        if self._blocks:
+            self._blocks.pop(index // BLOCK, None)  # a late sample in a block already merged
         key = (sample.level, sample.target)
         tally = cells.get(key)
         if tally is None:
@@ -269,6 +277,9 @@ class Window:
         first = self._first_index(now - self.span)
         while self._order and self._order[0] < first:
             del self._slices[self._order.popleft()]
+        if self._blocks:
+            for block in [block for block in self._blocks if block * BLOCK < first]:
+                del self._blocks[block]
 
     def _first_index(self, since: float) -> int:
         """The first slice that starts strictly after ``since``."""
@@ -281,17 +292,31 @@ class Window:
         level: int | None = None,
         target: str | None = None,
         since: float | None = None,
+        blocks: bool = False,
     ) -> Tally:
-        """Merged counts of the slices inside the window (and after ``since``), filtered."""
+        """Merged counts of the slices inside the window (and after ``since``), filtered.
+
+        With ``blocks`` (a window of up to a minute) whole blocks of :data:`BLOCK` slices
+        older than the newest are merged once and kept, so a long window costs a tenth of the
+        merges; the counts are the same.
+        """
         self.expire(now)
         first = self._first_index(now - self.span)
         if since is not None:
             first = max(first, self._first_index(since))
         merged = Tally()
+        newest = self._order[-1] // BLOCK if self._order else 0
+        done = None
         for index in reversed(self._order):
             if index < first:
                 break
-            for (cell_level, cell_target), tally in self._slices[index].items():
+            block = index // BLOCK
+            if block == done:
+                continue
+            cells = self._slices[index]
+            if blocks and block < newest and block * BLOCK >= first:
+                cells, done = self._block(block), block
+            for (cell_level, cell_target), tally in cells.items():
                 if level is not None and cell_level != level:
                     continue
                 if target is not None and cell_target != target:
@@ -317,31 +342,62 @@ class Window:
         *,
         level: int | None = None,
         since: float | None = None,
+        success: Callable[[int], int | None] | None = None,
+        budget: float = 1.0,
     ) -> float | None:
         """Where the newest slices start that hold ``needs[target]`` requests of each target at
         ``level`` (``needs[None]``: of all targets together), inside the window and after
-        ``since``; ``None`` when the whole window holds fewer."""
+        ``since``; ``None`` when the whole window holds fewer.
+
+        With ``success`` each also needs ``success(failures)`` requests for the failures among
+        them (``None``: no number will do), so the window grows past failures until they are
+        few enough; ``budget`` (the failure rate allowed) skips asking while they are plainly
+        too many (``success(k)`` is at least ``k / budget``).
+        """
         self.expire(now)
         first = self._first_index(now - self.span)
         if since is not None:
             first = max(first, self._first_index(since))
         counts: dict[str | None, int] = dict.fromkeys(needs, 0)
+        failures: dict[str | None, int] = dict.fromkeys(needs, 0)
         short = {name for name, need in needs.items() if need > 0}
+        known: dict[int, int | None] = {}  # success(failures), asked once per count
+        newest = self._order[-1] // BLOCK if self._order else 0
+        done = seen = None
         for index in reversed(self._order):
             if index < first:
                 break
-            for (cell_level, cell_target), tally in self._slices[index].items():
-                if level is not None and cell_level != level:
+            block = index // BLOCK
+            if block == done:
+                continue
+            if success is not None and block != seen and block < newest and block * BLOCK >= first:
+                # A whole block no length within which can hold: count it at once.
+                seen = block
+                grown, more = dict(counts), dict(failures)
+                _count(self._block(block), level, grown, more)
+                if not _may_hold(needs, failures, grown, success, budget=budget, known=known):
+                    counts, failures, done = grown, more, block
                     continue
-                requests = tally.latencies.requests
-                if None in counts:
-                    counts[None] += requests
-                if cell_target in counts:
-                    counts[cell_target] += requests
+            _count(self._slices[index], level, counts, failures)
             short = {name for name in short if counts[name] < needs[name]}
-            if not short:
+            if short:
+                continue
+            if success is None or _shows_success(counts, failures, success, budget, known):
                 return index * self.slice_width
         return None
+
+    def _block(self, block: int) -> dict[tuple[int, str], Tally]:
+        """The cells of the slices of ``block`` merged, newest first (built once)."""
+        cached = self._blocks.get(block)
+        if cached is None:
+            cached = self._blocks[block] = {}
+            for index in range((block + 1) * BLOCK - 1, block * BLOCK - 1, -1):
+                for key, tally in self._slices.get(index, {}).items():
+                    cell = cached.get(key)
+                    if cell is None:
+                        cell = cached[key] = Tally()
+                    cell.merge(tally)
+        return cached
 
     def since_for(self, start: float) -> float:
         """The ``since`` that makes :meth:`tally` begin with the slice starting at ``start``."""
@@ -358,3 +414,74 @@ class Window:
         """Forget everything (a re-armed gate starts from nothing)."""
         self._slices.clear()
         self._order.clear()
+        self._blocks.clear()
+
+
+def _count(
+    cells: dict[tuple[int, str], Tally],
+    level: int | None,
+    counts: dict[str | None, int],
+    failures: dict[str | None, int],
+) -> None:
+    """Add the requests and failures of ``cells`` at ``level`` to each name's counts."""
+    for (cell_level, cell_target), tally in cells.items():
+        if level is not None and cell_level != level:
+            continue
+        requests = tally.latencies.requests
+        failed = requests - tally.latencies.successes
+        if None in counts:
+            counts[None] += requests
+            failures[None] += failed
+        if cell_target in counts:
+            counts[cell_target] += requests
+            failures[cell_target] += failed
+
+
+def _may_hold(
+    needs: dict[str | None, int],
+    failures: dict[str | None, int],
+    grown: dict[str | None, int],
+    success: Callable[[int], int | None],
+    *,
+    budget: float,
+    known: dict[int, int | None],
+) -> bool:
+    """Whether some length within a block may hold every need: each name's requests with the
+    whole block (``grown``) reach its need and what the failures before the block need."""
+    for name, requests in grown.items():
+        failed = failures[name]
+        if requests < needs[name] or (failed and requests * budget < failed):
+            return False
+        needed = _success_need(failed, success, known)
+        if needed is None or requests < needed:
+            return False
+    return True
+
+
+def _success_need(
+    failed: int, success: Callable[[int], int | None], known: dict[int, int | None]
+) -> int | None:
+    """``success(failed)``, asked once per count of a walk."""
+    needed = known.get(failed, -1)
+    if needed == -1:
+        needed = known[failed] = success(failed)
+    return needed
+
+
+def _shows_success(
+    counts: dict[str | None, int],
+    failures: dict[str | None, int],
+    success: Callable[[int], int | None],
+    budget: float,
+    known: dict[int, int | None],
+) -> bool:
+    """Whether each count holds enough requests for its failures (``known`` remembers the
+    needs asked so far, so a walk asks ``success`` once per failure count)."""
+    for name, requests in counts.items():
+        failed = failures[name]
+        if failed and requests * budget < failed:
+            return False  # more failures than the budget allows: no count would do yet
+        needed = _success_need(failed, success, known)
+        if needed is None or requests < needed:
+            return False
+    return True
