@@ -285,6 +285,14 @@ class Window:
         """The first slice that starts strictly after ``since``."""
         return math.floor(since / self.slice_width) + 1
 
+    def _live_from(self, now: float, since: float | None) -> int:
+        """Expire to ``now``; the first slice inside the window (and after ``since``)."""
+        self.expire(now)
+        first = self._first_index(now - self.span)
+        if since is not None:
+            first = max(first, self._first_index(since))
+        return first
+
     def tally(
         self,
         now: float,
@@ -300,10 +308,7 @@ class Window:
         older than the newest are merged once and kept, so a long window costs a tenth of the
         merges; the counts are the same.
         """
-        self.expire(now)
-        first = self._first_index(now - self.span)
-        if since is not None:
-            first = max(first, self._first_index(since))
+        first = self._live_from(now, since)
         merged = Tally()
         newest = self._order[-1] // BLOCK if self._order else 0
         done = None
@@ -354,10 +359,7 @@ class Window:
         few enough; ``budget`` (the failure rate allowed) skips asking while they are plainly
         too many (``success(k)`` is at least ``k / budget``).
         """
-        self.expire(now)
-        first = self._first_index(now - self.span)
-        if since is not None:
-            first = max(first, self._first_index(since))
+        first = self._live_from(now, since)
         counts: dict[str | None, int] = dict.fromkeys(needs, 0)
         failures: dict[str | None, int] = dict.fromkeys(needs, 0)
         short = {name for name, need in needs.items() if need > 0}
