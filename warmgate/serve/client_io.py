@@ -31,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from warmgate.serve.connections import Limits, Room, Table, Throttle
@@ -107,19 +107,26 @@ class Connection:
             raise ExpiredError
         return left
 
-    def handshake(self, clock: Clock = time.monotonic) -> None:
-        """Complete the TLS handshake before the deadline (a no-op for plain connections)."""
-        if not isinstance(self.sock, ssl.SSLSocket):
-            return
-        self.sock.settimeout(self.left(clock))
+    @contextlib.contextmanager
+    def socket_errors(self) -> Iterator[None]:
+        """What a socket call past its timeout or on a dropped connection raises: a timeout is
+        :class:`ExpiredError`, any error once :meth:`drop` ended it :class:`DroppedError`."""
         try:
-            self.sock.do_handshake()
+            yield
         except TimeoutError:
             raise ExpiredError from None
         except OSError:
             if self.dropped:
                 raise DroppedError from None
             raise
+
+    def handshake(self, clock: Clock = time.monotonic) -> None:
+        """Complete the TLS handshake before the deadline (a no-op for plain connections)."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            return
+        self.sock.settimeout(self.left(clock))
+        with self.socket_errors():
+            self.sock.do_handshake()
 
 
 class DeadlineReader(io.RawIOBase):
@@ -138,15 +145,8 @@ class DeadlineReader(io.RawIOBase):
         head_left = connection.head_left
         if head_left is not None and head_left <= 0:
             raise HeadTooLargeError
-        try:
-            with memoryview(buffer) as view:
-                count = connection.sock.recv_into(view if head_left is None else view[:head_left])
-        except TimeoutError:
-            raise ExpiredError from None
-        except OSError:
-            if connection.dropped:
-                raise DroppedError from None
-            raise
+        with connection.socket_errors(), memoryview(buffer) as view:
+            count = connection.sock.recv_into(view if head_left is None else view[:head_left])
         if count == 0 and connection.dropped:
             raise DroppedError  # the end was ours, not the client's: nothing it sent is complete
         if head_left is not None:
@@ -171,14 +171,8 @@ class DeadlineWriter(io.BufferedIOBase):
             sent = 0
             while sent < len(octets):
                 connection.sock.settimeout(connection.left(self.clock))
-                try:
+                with connection.socket_errors():
                     sent += connection.sock.send(octets[sent:])
-                except TimeoutError:
-                    raise ExpiredError from None
-                except OSError:
-                    if connection.dropped:
-                        raise DroppedError from None
-                    raise
             return sent
 
 
