@@ -37,7 +37,8 @@ at it), and warned about once: so a primer's memory is bounded by its concurrenc
 The timeout is enforced by the database (PostgreSQL ``SET LOCAL statement_timeout`` in each
 transaction; MariaDB ``SET STATEMENT max_statement_time=... FOR`` the query; MySQL
 ``max_execution_time``; SQLite an interrupt at the deadline) and always by the client too, a
-little later, with ``asyncio.timeout`` (it also covers waiting for the pool and connecting).
+little later, ``CLIENT_GRACE`` to ``1.5 * CLIENT_GRACE`` after it (it also covers waiting for the
+pool and connecting), through one timer for all the queries in flight (``deadlines.py``).
 
 Bound parameters: each ``params`` value is a template rendered for every request. A rendered
 value that is a whole number without a leading zero (``42``, ``-7``, ``0``) is bound as an
@@ -63,6 +64,7 @@ from warmgate.decide.reach import Down, Reach, reach_of
 from warmgate.kernel.errors import ConfigError
 from warmgate.kernel.redaction import Secrets, mask_url
 from warmgate.kernel.units import format_size
+from warmgate.traffic.deadlines import Deadlines
 from warmgate.traffic.driver import Outcome, Warn, warn_on_stderr
 from warmgate.traffic.probe import tcp_probe
 from warmgate.traffic.sql.check import READ_STARTS, Dialect, binding, read_query
@@ -326,6 +328,7 @@ class SqlDriver:
         self._role_checked = False
         self._capped = False
         self._warned: set[str] = set()
+        self._deadlines = Deadlines(CLIENT_GRACE / 2)
 
     @classmethod
     def open(
@@ -344,7 +347,7 @@ class SqlDriver:
         plan = self._plan
         params = plan.render_params()
         try:
-            async with asyncio.timeout(plan.timeout + CLIENT_GRACE):
+            with self._deadlines.within(plan.timeout + CLIENT_GRACE):
                 counted = await self._pool.rows(
                     plan.query, params, plan.timeout, plan.row_cap, plan.row_bytes
                 )
