@@ -68,7 +68,6 @@ parameter in code.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import Mapping, Sequence
@@ -87,7 +86,7 @@ from sqlalchemy.engine import URL
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.mysqlcheck import pinned_mode
-from warmgate.traffic.sql.pool import take_free
+from warmgate.traffic.sql.pool import Slots
 from warmgate.traffic.sql.rows import Counted
 
 PROGRAM_NAME = "warmgate"
@@ -142,7 +141,7 @@ class MysqlPool:
         arguments.update(local_infile=False, autocommit=None)
         self._arguments = arguments
         self._wait = wait
-        self._free = asyncio.Semaphore(size)
+        self._slots = Slots(size)
         self._idle: list[_Session] = []
         self._closed = False
 
@@ -158,7 +157,8 @@ class MysqlPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, read in pieces and dropped."""
         text, names = _positional(query)
-        await take_free(self._free, self._wait)
+        if not self._slots.take():
+            await self._slots.wait(self._wait)
         try:
             session = self._idle.pop() if self._idle else await self._connect()
             try:
@@ -172,7 +172,7 @@ class MysqlPool:
                 else:
                     session.connection.close()
         finally:
-            self._free.release()
+            self._slots.give_back()
 
     async def aclose(self) -> None:
         """Close the idle connections now, and the ones in use when their query ends."""

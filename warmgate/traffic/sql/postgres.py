@@ -73,7 +73,7 @@ from sqlalchemy.engine import URL
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.pgrows import Column, Shape, Shapes
-from warmgate.traffic.sql.pool import take_free
+from warmgate.traffic.sql.pool import Slots
 from warmgate.traffic.sql.rows import Counted, rows_per_read
 
 APPLICATION_NAME = "warmgate"
@@ -96,6 +96,9 @@ _QUERY = 3
 """The query's place in the transaction's statements (after BEGIN and two SET LOCAL)."""
 _BYTEA_OUTPUT: Statement = (b"SELECT current_setting('bytea_output')", (), ())
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
+_UNDONE = frozenset({_FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED})
+_IDLE = pq.TransactionStatus.IDLE
 _ROWS = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK})
 # A Python int is bound as the smallest of int2, int4, int8 (then numeric) that holds it, as
 # psycopg binds it, so a query fails or succeeds here as it does in an app using psycopg.
@@ -121,7 +124,7 @@ class PostgresPool:
         arguments.setdefault("application_name", APPLICATION_NAME)
         self._arguments = arguments
         self._wait = wait
-        self._free = asyncio.Semaphore(size)
+        self._slots = Slots(size)
         self._idle: list[tuple[Connection, Watcher]] = []
         self._closed = False
         self._shapes = Shapes()
@@ -138,7 +141,8 @@ class PostgresPool:
         counted up to ``cap + 1`` (more than ``cap``: reading stopped there), and those wider
         than ``row_bytes``, which the server did not send."""
         text, names = _positional(query)
-        await take_free(self._free, self._wait)
+        if not self._slots.take():
+            await self._slots.wait(self._wait)
         try:
             if self._idle:
                 connection, watcher = self._idle.pop()
@@ -147,7 +151,7 @@ class PostgresPool:
                 watcher = Watcher(connection)
             try:
                 values = [params[name] for name in names]
-                key = (text, tuple(_type_of(value) for value in values), row_bytes)
+                key = (text, tuple(map(_type_of, values)), row_bytes)
                 now = time.monotonic()
                 shape = self._shapes.get(key, now)
                 if shape is None:
@@ -163,13 +167,13 @@ class PostgresPool:
                     self._shapes.forget(key)
                     raise
             finally:
-                if _reusable(connection) and not self._closed:
+                if not self._closed and _reusable(connection):
                     self._idle.append((connection, watcher))
                 else:
                     watcher.close()
                     await connection.close()
         finally:
-            self._free.release()
+            self._slots.give_back()
 
     async def aclose(self) -> None:
         """Close the idle connections now, and the ones in use when their query ends."""
@@ -245,21 +249,23 @@ async def read_only(
     if isinstance(shape, str):
         shape = Shape(shape, None, rows_per_read(DEFAULT_ROW_BYTES))
     pgconn = connection.pgconn
-    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+    if pgconn.transaction_status != _IDLE:
         raise psycopg.InterfaceError("the connection is inside a transaction already")
-    encoding = connection.info.encoding
-    bound = [_bind(value, encoding) for value in values]
-    statement: Statement = (
-        _encoded(shape.query, encoding),
-        [text for text, _ in bound],
-        [oid for _, oid in bound],
-    )
+    encoding = _encoding(connection)
+    texts: list[bytes] = []
+    types: list[int] = []
+    for value in values:
+        text, oid = _bind(value, encoding)
+        texts.append(text)
+        types.append(oid)
     before, after = _around(statement_timeout)
-    transaction = [*before, statement, *after]
-    results, counted = await _pipeline(pgconn, transaction, shape, cap=cap, watcher=watcher)
+    transaction = (*before, (_encoded(shape.query, encoding), texts, types), *after)
+    results, counted = await _pipeline(pgconn, transaction, shape, cap, watcher)
     if counted.rows > cap:
         return counted  # the answer is left unread: the connection cannot be reused
-    if pgconn.transaction_status == pq.TransactionStatus.IDLE and _failed(results) is None:
+    # After a statement fails, the server skips the rest: the last one then failed or was
+    # skipped, so it alone tells whether all went well.
+    if results[-1].status not in _UNDONE and pgconn.transaction_status == _IDLE:
         return counted
     _, error = await _finish(pgconn, results, _QUERY, watcher)
     if error is not None:
@@ -338,7 +344,7 @@ async def _pipeline(
     readable = watcher.readable if watcher is not None else functools.partial(_ready, pgconn)
     while pgconn.flush():
         await _ready(pgconn, write=True)
-    counted = _QUERY if shape is not None else None
+    counted = _QUERY if shape is not None else -1
     flag = shape.flag if shape is not None else None
     results: list[PGresult] = []
     current: PGresult | None = None
@@ -356,8 +362,8 @@ async def _pipeline(
                 raise _lost(pgconn)
             results.append(current)
             current = None
-            if shape is not None and len(results) == counted:
-                _count_in_chunks(pgconn, shape.per_read)  # before libpq reads that answer
+            if len(results) == counted:
+                _count_in_chunks(pgconn, shape.per_read)  # type: ignore[union-attr]
             continue
         status = result.status
         if status in _ROWS and len(results) == counted:
@@ -367,7 +373,7 @@ async def _pipeline(
                 wide += _flagged(result, flag, rows)
             if count > cap:
                 return results, Counted(cap + 1, wide)
-        elif status == pq.ExecStatus.PIPELINE_SYNC:
+        elif status == _SYNC:
             break
         elif status in _COPY:
             # libpq would hand out the same COPY result forever.
@@ -489,6 +495,18 @@ async def _ready(pgconn: PGconn, *, write: bool = False) -> None:
             loop.remove_reader(socket)
 
 
+_ENCODINGS: dict[bytes | None, str] = {}
+
+
+def _encoding(connection: Connection) -> str:
+    """The Python codec of the connection's ``client_encoding``, as psycopg names it."""
+    name = connection.pgconn.parameter_status(b"client_encoding")
+    found = _ENCODINGS.get(name)
+    if found is None:
+        found = _ENCODINGS[name] = connection.info.encoding
+    return found
+
+
 def _bind(value: int | str, encoding: str) -> tuple[bytes, int]:
     """``(text, type OID)`` of one parameter; a string's type is left to the server (OID 0)."""
     if isinstance(value, str):
@@ -518,6 +536,7 @@ def _encoded(query: str, encoding: str) -> bytes:
     return query.encode(encoding)
 
 
+@functools.lru_cache(maxsize=64)
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
     """``query`` with ``$1``, ``$2``... for its ``:name`` parameters, and the names in order,
     as the statement check read it (``binding.py``)."""
