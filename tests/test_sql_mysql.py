@@ -322,6 +322,63 @@ def test_nothing_a_query_leaves_in_the_session_reaches_the_next(orders: maria.Sc
 
 
 @pytest.mark.mariadb
+def test_a_pooled_connection_between_queries_holds_nothing_of_the_tables(
+    orders: maria.Scratch,
+) -> None:
+    """The next query's transaction is opened as the last one ends, but it has read nothing
+    yet: while the pooled connection waits, another session may drop the table the queries
+    read at once (a metadata lock held would make it wait for lock_wait_timeout)."""
+    table = f"{orders.orders}_dropped"
+    maria.sql(f"CREATE TABLE {table} (id INT PRIMARY KEY); INSERT INTO {table} VALUES (1)")  # noqa: S608
+    reads = plan_for(maria.URL, f"SELECT id FROM {table}", rows={"min": 1, "max": 1})  # noqa: S608
+
+    async def scenario() -> list[Any]:
+        pool = open_pool(reads, 1)
+        try:
+            driver = SqlDriver("db", reads, pool)
+            outcomes = [await driver.execute(), await driver.execute()]
+            # The pool keeps its connection, with the next transaction open, while this runs.
+            maria.sql(f"SET SESSION lock_wait_timeout = 2; DROP TABLE {table}")
+            return outcomes
+        finally:
+            await pool.aclose()
+
+    try:
+        assert [outcome.outcome for outcome in asyncio.run(scenario())] == [OK, OK]
+    finally:
+        maria.sql(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.mark.mariadb
+def test_with_an_idle_transaction_timeout_no_transaction_waits_between_queries() -> None:
+    """MariaDB closes a session that sits in a transaction longer than its idle transaction
+    timeout: with one set, the next query's transaction is opened only when it comes, and a
+    pooled connection that waited past the timeout still serves it."""
+    with maria.password_account("pw-idle-1", "GRANT SELECT ON test.* TO {account}") as account:
+        url = f"mariadb://{account}:pw-idle-1@127.0.0.1:3306/test"
+        maria.sql("SET GLOBAL idle_readonly_transaction_timeout = 1")
+        try:
+            plan = plan_for(url, "SELECT 1", rows={"min": 1, "max": 1})
+
+            async def scenario() -> list[Any]:
+                pool = open_pool(plan, 1)
+                try:
+                    driver = SqlDriver("db", plan, pool)
+                    first = await driver.execute()
+                    # Idle past the server's timeout (what is under test is the wait itself).
+                    await asyncio.sleep(2.5)
+                    return [first, await driver.execute(), connections_of(account)]
+                finally:
+                    await pool.aclose()
+
+            first, second, connections = asyncio.run(scenario())
+        finally:
+            maria.sql("SET GLOBAL idle_readonly_transaction_timeout = 0")
+    assert (first.outcome, second.outcome) == (OK, OK), second.detail
+    assert connections == 1  # the same connection, not a new one after a failure
+
+
+@pytest.mark.mariadb
 def test_the_server_stops_a_slow_statement_and_the_connection_is_reused(
     orders: maria.Scratch,
 ) -> None:

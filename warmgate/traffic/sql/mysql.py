@@ -3,24 +3,32 @@
 Theory of operation. Each query is one read-only transaction on a pooled connection, then the
 session is reset. MySQL's protocol answers commands in order, so commands that are safe whatever
 the one before did are written at once and their answers read after (a pipeline); the query
-itself is only sent once the server has said OK to the transaction around it::
+itself is only sent once the server has said OK to the transaction around it. So the next
+query's transaction is opened as the last one ends, and its OK read with the last answers::
 
     START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
-                                                (one write; MySQL: and SET SESSION
-                                                 max_execution_time)
-    SET STATEMENT max_statement_time = <s> FOR <the query>, ROLLBACK, COM_RESET_CONNECTION
-                                                (one write; MySQL: the query alone)
+                                                (one write, on a new connection only; MySQL:
+                                                 and SET SESSION max_execution_time)
+    SET STATEMENT max_statement_time = <s> FOR <the query>, ROLLBACK, COM_RESET_CONNECTION,
+    START TRANSACTION READ ONLY, SET SESSION sql_mode = <pinned>
+                                                (one write a query; MySQL: the query alone,
+                                                 and SET SESSION max_execution_time at the end)
 
-Two round trips per query (the PostgreSQL driver needs one: libpq's pipeline skips the rest of
-the transaction when a statement fails, and MySQL's protocol would run the query regardless).
-The rollback and the reset are safe whatever the query did, so they travel with it, and their
-answers are read after the query's rows.
+One round trip per query, as on PostgreSQL (libpq's pipeline skips the rest of the transaction
+when a statement fails; MySQL's protocol would run the query regardless, hence the OK first).
+A transaction opened this way has read nothing while its connection waits in the pool, so it
+holds no lock and no snapshot; but MariaDB closes a session that waits in a transaction past
+its ``idle_transaction_timeout`` or ``idle_readonly_transaction_timeout``, so when either is set
+(read once per connection) the transaction is opened only when the query comes, one round trip
+before it (a timeout set globally while warmgate runs reaches its sessions at their next reset:
+a connection the server then closes fails one query, and the pool opens a new one).
 
 This keeps every guarantee listed in ``driver.py``:
 
 - START TRANSACTION READ ONLY is sent before every query, whatever the session says, and the
-  query is only sent once the server said OK to it: the server then refuses every write to a
-  table, a sequence included (error 1792, SQLSTATE 25006), whatever function makes it;
+  query is only sent once the server said OK to it (and to the SQL mode after it): the server
+  then refuses every write to a table, a sequence included (error 1792, SQLSTATE 25006),
+  whatever function makes it;
 - the server lexes the query as the statement check did (``mysqlcheck.py``): before every
   query the session's ``sql_mode`` is set to the server's own (read once per connection)
   without the flags that change lexing (``ANSI_QUOTES``, ``NO_BACKSLASH_ESCAPES``, MariaDB's
@@ -108,7 +116,13 @@ class _Session:
     sql_mode: bytes
     """The statement that sets the session's SQL mode the statement check lexes with."""
     packets: _Packets
+    keep_open: bool = True
+    """Whether the next query's transaction is opened as the last one ends (the server does not
+    close a session that sits in a transaction, which MariaDB's idle transaction timeouts do)."""
     clean: bool = False
+    opened: bytes | None = None
+    """What the transaction opened for the next query was opened with (its ``SET`` of the
+    timeout, or empty), confirmed by the server; ``None`` when none is open."""
 
 
 class MysqlPool:
@@ -215,19 +229,27 @@ class MysqlPool:
         connection.client_flag &= ~MULTI_STATEMENTS
         try:
             await connection._connect()
+            mariadb = "MariaDB" in connection.get_server_info()
             cursor = await connection.cursor()
-            await cursor.execute("SELECT @@SESSION.sql_mode")
-            (mode,) = await cursor.fetchone()
+            await cursor.execute(_SESSION_QUERY if mariadb else _MYSQL_SESSION_QUERY)
+            mode, idle_timeouts = await cursor.fetchone()
             await cursor.close()
         except BaseException:
             connection.close()  # a handshake cut short (refused, denied, the client's timeout)
             raise
         return _Session(
-            connection,
-            "MariaDB" in connection.get_server_info(),
-            set_sql_mode(str(mode)),
-            _Packets(connection),
+            connection, mariadb, set_sql_mode(str(mode)), _Packets(connection), not idle_timeouts
         )
+
+
+# The session's SQL mode, and how many of MariaDB's timeouts for a session idle in a transaction
+# are on (MySQL has none).
+_SESSION_QUERY = """
+SELECT @@SESSION.sql_mode, (SELECT COUNT(*) FROM information_schema.SESSION_VARIABLES
+    WHERE VARIABLE_NAME IN ('IDLE_TRANSACTION_TIMEOUT', 'IDLE_READONLY_TRANSACTION_TIMEOUT')
+      AND VARIABLE_VALUE <> '0')
+"""
+_MYSQL_SESSION_QUERY = "SELECT @@SESSION.sql_mode, 0"
 
 
 # Privileges that write data, the schema or files (FILE: SELECT ... INTO OUTFILE, which a
@@ -305,15 +327,23 @@ async def read_only(
     connection = session.connection
     session.clean = False
     before, text = timed(query, session.mariadb, statement_timeout)
+    setting = before or b""
     begin = [_BEGIN, (COM_QUERY, session.sql_mode)]
-    # The query is sent only once the server said OK to its transaction (and timeout).
+    if before is not None:
+        begin.append((COM_QUERY, before))
     packets = session.packets
-    await _pipeline(packets, begin if before is None else [*begin, (COM_QUERY, before)])
+    if session.opened != setting:
+        # The query is sent only once the server said OK to its transaction (and timeout).
+        session.opened = None
+        await _pipeline(packets, begin)
+    session.opened = None
     # PyMySQL's escaping, as its cursor's execute does it (a literal % is written %%).
     literals = tuple(connection.literal(value) for value in values)
     statement = (COM_QUERY, (text % literals).encode(connection._encoding))
-    # The rollback and the reset follow whatever the query did: written with it, read after.
-    first, *ending = _write(connection, [statement, _ROLLBACK, _RESET])
+    # The rollback and the reset follow whatever the query did: written with it, read after;
+    # then the next query's transaction is opened, and its OK read before that query is sent.
+    ending = [_ROLLBACK, _RESET, *begin] if session.keep_open else [_ROLLBACK, _RESET]
+    first, *answers = _write(connection, [statement, *ending])
     try:
         counted = await _count(packets, first, cap, row_bytes)
     except pymysql.err.MySQLError as exc:
@@ -325,9 +355,11 @@ async def read_only(
             return counted  # the rest is left unread: the connection is closed
         failed = None
     ended: pymysql.err.MySQLError | None = None
-    for number in ending:
+    for number in answers:
         ended = ended or await _answer(packets, number)
     session.clean = ended is None
+    if session.clean and session.keep_open:
+        session.opened = setting
     if failed is not None:
         raise failed
     if ended is not None:
@@ -431,8 +463,14 @@ class _Packets:
             connection._next_seq_id = number
         size, head = 0, b""
         while True:
-            header = await self._take(4)
-            length, number = int.from_bytes(header[:3], "little"), header[3]
+            # Taken from the buffer inline: a coroutine per packet would cost more than
+            # reading it, and an answer is usually there whole.
+            at = self._at
+            if at + 4 > len(self._buffer):
+                await self._fill(4)
+                at = self._at
+            buffer = self._buffer
+            length, number = int.from_bytes(buffer[at : at + 3], "little"), buffer[at + 3]
             if number != connection._next_seq_id:
                 connection.close()  # out of step, as aiomysql's own reader would say
                 if number == 0:
@@ -444,7 +482,14 @@ class _Packets:
                     f"{connection._next_seq_id}"
                 )
             connection._next_seq_id = (number + 1) % 256
-            piece = await self._take(min(length, PIECE))
+            at += 4
+            count = min(length, PIECE)
+            if at + count > len(buffer):
+                self._at = at
+                await self._fill(count)
+                at, buffer = self._at, self._buffer
+            piece = buffer[at : at + count]
+            self._at = at + count
             if length > PIECE:
                 await self._skip(length - PIECE)
             head = head or piece
@@ -452,16 +497,13 @@ class _Packets:
             if length < _LONGEST_PACKET:
                 return size, head
 
-    async def _take(self, count: int) -> bytes:
-        """The next ``count`` bytes (at most a piece and a header)."""
-        at = self._at
-        if at + count > len(self._buffer):
-            buffer = self._buffer[at:]
-            while len(buffer) < count:
-                buffer += await self._read(PIECE)
-            self._buffer, at = buffer, 0
-        self._at = at + count
-        return self._buffer[at : at + count]
+    async def _fill(self, count: int) -> None:
+        """Read until the buffer holds the next ``count`` bytes (at most a piece and a
+        header), keeping only what is still unread."""
+        buffer = self._buffer[self._at :]
+        while len(buffer) < count:
+            buffer += await self._read(PIECE)
+        self._buffer, self._at = buffer, 0
 
     async def _skip(self, count: int) -> None:
         """Drop the next ``count`` bytes, holding at most a piece of them at once."""
