@@ -168,6 +168,27 @@ def test_the_escapes_call_the_marker_and_the_check_sees_them(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("query", "setting"),
+    [
+        ("SELECT 1 WHERE current_setting('standard_conforming_strings') = :p", "off"),
+        ("SELECT 1 WHERE current_setting('standard_conforming_strings') = :p -- \\", "on"),
+        (
+            "SELECT 1 WHERE current_setting('standard_conforming_strings') = :p AND E'\\\\' <> ''",
+            "on",
+        ),
+    ],
+)
+def test_only_a_query_with_a_backslash_needs_standard_conforming_strings_set(
+    loop: asyncio.AbstractEventLoop, pg_pool: PostgresPool, query: str, setting: str
+) -> None:
+    """The setting changes only what a backslash means: a query with none runs in the session's
+    own (off here), one with a backslash anywhere, a comment included, with it on."""
+    counted = loop.run_until_complete(pg_pool.rows(query, {"p": setting}, 5, 10))
+    assert counted.rows == 1
+
+
+@pytest.mark.postgres
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_postgresql_and_the_check_agree_on_every_call(

@@ -16,6 +16,7 @@ Leaving works as ``asyncio.timeout``'s does: the cancellation a deadline caused 
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import Any
 
@@ -54,7 +55,7 @@ class Deadlines:
         return task
 
     def _enter(self, within: Within, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self._inside[within] = loop.time() + seconds
+        self._inside[within] = time.monotonic() + seconds
         if self._timer is None or self._loop is not loop:
             # No timer yet, or one of an earlier loop, which will never run.
             self._loop = loop
@@ -66,7 +67,7 @@ class Deadlines:
         del self._inside[within]
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
+        now = time.monotonic()
         for within, due in list(self._inside.items()):
             if due <= now:
                 within.expire()

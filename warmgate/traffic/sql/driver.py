@@ -79,6 +79,7 @@ ROLE_CHECK_TIMEOUT = 10.0
 CLIENT_GRACE = 0.5
 """The client gives up this long after the database should have cancelled the statement."""
 
+_SUCCEEDED = Outcome(OK)
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 
 
@@ -377,10 +378,12 @@ class SqlDriver:
             return Outcome(
                 UNEXPECTED_STATUS, detail=f"returned {returned}; expected {rows.describe()}"
             )
-        return Outcome(OK)
+        return _SUCCEEDED
 
     def _warn_about_width(self, counted: Counted) -> None:
         """Warn once per target of each way a query's rows were too wide to hold."""
+        if not (counted.stopped or counted.wide or counted.unchecked is not None):
+            return  # the usual case, checked before any message is made
         plan, name = self._plan, f"target '{self.name}'"
         limit = f"row_bytes ({format_size(plan.row_bytes)})"
         if counted.stopped:

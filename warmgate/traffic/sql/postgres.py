@@ -4,7 +4,7 @@ Theory of operation. warmgate measures latency from the client, so its own work 
 stay small next to the database's. Each query is one transaction, written to the server at once
 in libpq's pipeline mode and answered in one round trip::
 
-    BEGIN READ ONLY; SET LOCAL standard_conforming_strings = on;
+    BEGIN READ ONLY; [SET LOCAL standard_conforming_strings = on;]
     SET LOCAL statement_timeout = <ms>; <the query>; ROLLBACK;
     SELECT pg_advisory_unlock_all(); DEALLOCATE ALL; Sync
 
@@ -13,9 +13,12 @@ This keeps every guarantee listed in ``driver.py``:
 - BEGIN READ ONLY and SET LOCAL are sent in every transaction, so a query that turned the
   session's ``default_transaction_read_only`` or ``statement_timeout`` off changes nothing for
   the next query on that connection;
-- the server parses the query only after ``standard_conforming_strings`` is on, so it reads
-  ``'...\'`` as the statement check read it (``pgcheck.py``), whatever the server, the
-  database or the role set it to;
+- the server reads the query as the statement check read it (``pgcheck.py``), whatever the
+  server, the database or the role set ``standard_conforming_strings`` to. The setting changes
+  only what a backslash in a string means, so a query holding a backslash anywhere is parsed
+  only after ``SET LOCAL standard_conforming_strings = on`` in its transaction, and a query
+  with none, which reads the same either way, goes without (that saves the server a seventh
+  of the transaction: docs/benchmarks.md);
 - BEGIN always opens a new transaction (inside an open one it would only warn): the pool hands
   out only connections that are outside any transaction;
 - after an error the server skips every message up to the Sync, so the query never runs unless
@@ -93,7 +96,8 @@ _RESET: tuple[Statement, ...] = (
 )
 _STRINGS: Statement = (b"SET LOCAL standard_conforming_strings = on", (), ())
 _QUERY = 3
-"""The query's place in the transaction's statements (after BEGIN and two SET LOCAL)."""
+"""The query's place in the statements of a describing transaction (after BEGIN and two SET
+LOCAL); in a query's transaction, it follows :func:`_around`'s statements before it."""
 _BYTEA_OUTPUT: Statement = (b"SELECT current_setting('bytea_output')", (), ())
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
@@ -258,19 +262,21 @@ async def read_only(
         text, oid = _bind(value, encoding)
         texts.append(text)
         types.append(oid)
-    before, after = _around(statement_timeout)
-    transaction = (*before, (_encoded(shape.query, encoding), texts, types), *after)
-    results, counted = await _pipeline(pgconn, transaction, shape, cap, watcher)
+    text, backslash = _encoded(shape.query, encoding)
+    before, after = _around(statement_timeout, strings=backslash)
+    transaction = (*before, (text, texts, types), *after)
+    at = len(before)
+    results, counted = await _pipeline(pgconn, transaction, shape, cap, watcher, at=at)
     if counted.rows > cap:
         return counted  # the answer is left unread: the connection cannot be reused
     # After a statement fails, the server skips the rest: the last one then failed or was
     # skipped, so it alone tells whether all went well.
     if results[-1].status not in _UNDONE and pgconn.transaction_status == _IDLE:
         return counted
-    _, error = await _finish(pgconn, results, _QUERY, watcher)
+    _, error = await _finish(pgconn, results, at, watcher)
     if error is not None:
         index, result = error
-        if index > _QUERY:
+        if index > at:
             if watcher is not None:
                 watcher.close()
             await connection.close()  # it may hold what the reset was to release
@@ -331,10 +337,12 @@ async def _pipeline(
     shape: Shape | None = None,
     cap: int = 0,
     watcher: Watcher | None = None,
+    *,
+    at: int = _QUERY,
 ) -> tuple[list[PGresult], Counted]:
     """Send ``statements`` and a Sync in one write; the last result of each statement, and the
-    rows that the statement at index ``_QUERY`` returned when ``shape`` is given, counted in
-    chunks up to ``cap + 1``, with those the server flagged as dropped.
+    rows that the statement at index ``at`` returned when ``shape`` is given, counted in chunks
+    up to ``cap + 1``, with those the server flagged as dropped.
 
     A statement whose values are ``None`` is parsed and described, not run: two results. Past
     ``cap`` it returns at once, leaving the rest of the answer unread. ``watcher`` tells when
@@ -344,7 +352,7 @@ async def _pipeline(
     readable = watcher.readable if watcher is not None else functools.partial(_ready, pgconn)
     while pgconn.flush():
         await _ready(pgconn, write=True)
-    counted = _QUERY if shape is not None else -1
+    counted = at if shape is not None else -1
     flag = shape.flag if shape is not None else None
     results: list[PGresult] = []
     current: PGresult | None = None
@@ -518,7 +526,10 @@ def _type_of(value: int | str) -> int:
     """The type OID a parameter is bound with (0: the server infers it)."""
     if isinstance(value, str):
         return 0
-    return next((oid for limit, oid in _INTEGER_TYPES if -limit <= value < limit), _NUMERIC)
+    for limit, oid in _INTEGER_TYPES:
+        if -limit <= value < limit:
+            return oid
+    return _NUMERIC
 
 
 def _set_timeout(seconds: float) -> Statement:
@@ -526,14 +537,21 @@ def _set_timeout(seconds: float) -> Statement:
 
 
 @functools.lru_cache(maxsize=16)
-def _around(seconds: float) -> tuple[tuple[Statement, ...], tuple[Statement, ...]]:
-    """The statements sent before and after the query, for a timeout of ``seconds``."""
-    return (_BEGIN, _STRINGS, _set_timeout(seconds)), (_ROLLBACK, *_RESET)
+def _around(
+    seconds: float, *, strings: bool
+) -> tuple[tuple[Statement, ...], tuple[Statement, ...]]:
+    """The statements sent before and after the query, for a timeout of ``seconds``; with
+    ``strings``, ``standard_conforming_strings`` is set on before the query."""
+    timeout = _set_timeout(seconds)
+    before = (_BEGIN, _STRINGS, timeout) if strings else (_BEGIN, timeout)
+    return before, (_ROLLBACK, *_RESET)
 
 
 @functools.lru_cache(maxsize=64)
-def _encoded(query: str, encoding: str) -> bytes:
-    return query.encode(encoding)
+def _encoded(query: str, encoding: str) -> tuple[bytes, bool]:
+    """``query`` in the connection's encoding, and whether it holds a backslash: only then does
+    ``standard_conforming_strings`` change how the server reads it."""
+    return query.encode(encoding), "\\" in query
 
 
 @functools.lru_cache(maxsize=64)
