@@ -8,8 +8,9 @@ Creates a scratch table in database ``test`` with ``--rows`` rows, then measures
    a C client), the keys drawn at random beforehand;
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same select
    by primary key: every query in its own read-only transaction (``START TRANSACTION READ
-   ONLY``, ``SET STATEMENT max_statement_time=... FOR`` the query, ``ROLLBACK``, then
-   ``COM_RESET_CONNECTION``), over aiomysql, its rows counted.
+   ONLY`` with the pinned SQL mode, ``SET STATEMENT max_statement_time=... FOR`` the query,
+   ``ROLLBACK``, then ``COM_RESET_CONNECTION`` and the next query's transaction, in one round
+   trip), over aiomysql, its rows counted.
 
 It prints both and the ratio, then drops the table. Needs the MariaDB on 127.0.0.1:3306 (root
 without a password) and ``mysqlslap``.

@@ -8,9 +8,10 @@ Creates a scratch database, fills it with ``pgbench -i``, then measures in one r
 1. ``pgbench -S -c 8 -T 10``: select-only, one ``SELECT abalance FROM pgbench_accounts WHERE
    aid = :aid`` per transaction (simple protocol, autocommit, a C client);
 2. warmgate's load generator and SQL driver at concurrency 8, closed loop, with the same query
-   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``, two
-   ``SET LOCAL``, the query, ``ROLLBACK``, then the session reset), pipelined in one round trip
-   over psycopg's async connections, its rows counted;
+   by primary key: every query in its own read-only transaction (``BEGIN READ ONLY``,
+   ``SET LOCAL statement_timeout``, the query, ``ROLLBACK``, then the session reset; the query
+   holds no backslash, so no ``SET LOCAL standard_conforming_strings``), pipelined in one round
+   trip over psycopg's async connections, its rows counted;
 3. with ``--breakdown``, to show where the gap comes from: pgbench sending warmgate's pipelined
    transaction (the server's share); the driver's pool alone, without the load generator, the
    parameter templates and the client timeout; the same transaction over connections checked
@@ -68,7 +69,6 @@ TIMEOUT = 5.0
 PIPELINED = """\\set aid random(1, {accounts})
 \\startpipeline
 BEGIN READ ONLY;
-SET LOCAL standard_conforming_strings = on;
 SET LOCAL statement_timeout = 5000;
 SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 ROLLBACK;

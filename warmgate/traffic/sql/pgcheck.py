@@ -23,8 +23,9 @@ What the server and the check could still read differently, and how that is clos
 
 - ``standard_conforming_strings``: pglast reads ``'a\\'`` as a whole string, as the server does
   with the setting on (the default since 9.1). The driver sends ``SET LOCAL
-  standard_conforming_strings = on`` in every transaction, before the query, so the server
-  always reads it that way too (``postgres.py``).
+  standard_conforming_strings = on`` before the query in the transaction of every query that
+  holds a backslash, so the server always reads it that way too; the setting changes nothing
+  else, so a query without a backslash reads the same either way (``postgres.py``).
 - the version: pglast follows PostgreSQL 18's grammar. Later versions added syntax that older
   servers refuse, and changed the reading of numbers: ``0x1F`` and ``1_000`` are numbers from
   16 on, a number and a name before; such numbers are refused, so every server reads each
