@@ -77,6 +77,7 @@ parameter in code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -291,6 +292,7 @@ def set_sql_mode(mode: str) -> bytes:
     return f"SET SESSION sql_mode = '{pinned}'".encode()
 
 
+@functools.lru_cache(maxsize=64)
 def timed(query: str, mariadb: bool, statement_timeout: float) -> tuple[bytes | None, str]:
     """``(statement to send first or None, the query to send)`` so that the server stops the
     query after ``statement_timeout`` seconds."""
@@ -566,6 +568,7 @@ async def _pipeline(packets: _Packets, commands: Sequence[Command]) -> None:
             raise error
 
 
+@functools.lru_cache(maxsize=64)
 def _positional(query: str) -> tuple[str, tuple[str, ...]]:
     """``query`` with ``%s`` for its ``:name`` parameters (a literal ``%`` doubled), and the
     names in order, as the statement check read it (``binding.py``)."""
