@@ -323,7 +323,8 @@ async def read_only(
     rows it returned, counted up to ``cap + 1``, and those wider than ``row_bytes``.
 
     ``session.clean`` says afterwards whether the connection may be used again: only when the
-    rollback and the reset both succeeded. Raises the PyMySQL error of the first command that
+    rollback and the reset both succeeded (and the next query's transaction opened, when it is
+    opened ahead: ``session.opened``). Raises the PyMySQL error of the first command that
     failed.
     """
     connection = session.connection
