@@ -90,7 +90,10 @@ def test_a_database_that_restarts_mid_warm_up_is_warmed_once_it_is_back(tmp_path
         )
         gate = (
             "load: {concurrency: 4, ramp_step: 200ms}\n"
-            "gate: {window: 2s, hold: 3s, min_requests: 20, timeout: 60s, on_timeout: fail}\n"
+            # Every answer must succeed: the gate holds until the outage's failures have left
+            # the window, whenever they came, so the verdict is judged on the server once back.
+            "gate: {window: 2s, hold: 3s, min_requests: 20, timeout: 60s, on_timeout: fail,"
+            " success_rate: 1.0}\n"
             "wait: {timeout: 30s}\n"
         )
         config = write_config(
