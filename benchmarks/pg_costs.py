@@ -27,7 +27,6 @@ import os
 import random
 import re
 import resource
-import secrets
 import subprocess
 import tempfile
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import pq
-from sql_driver import HOST, PORT, USER, admin, pgbench_binary
+from sql_driver import HOST, PORT, USER, pgbench_binary, pgbench_database
 
 STATEMENTS = {
     "B": "BEGIN READ ONLY",
@@ -152,14 +151,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=5)
     args = parser.parse_args()
     binary = pgbench_binary()
-    database = f"warmgate_bench_{secrets.token_hex(4)}"
-    admin(f"CREATE DATABASE {database}")
-    try:
-        subprocess.run(
-            [binary, "-h", HOST, "-p", str(PORT), "-U", USER, "-i", "-q", "-s", str(args.scale),
-             database],
-            capture_output=True, check=True,
-        )  # fmt: skip
+    with pgbench_database(binary, args.scale) as database:
         print(f"load average before {os.getloadavg()[0]:.2f}")
         accounts = 100_000 * args.scale
         for letters in SETS:
@@ -170,8 +162,6 @@ def main() -> None:
                 )
             )  # fmt: skip
         print(asyncio.run(floor(database, accounts, args.concurrency, args.seconds)))
-    finally:
-        admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -93,6 +94,22 @@ def admin(statement: str) -> None:
     """Run one statement in the ``postgres`` database, autocommit."""
     with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
         c.execute(statement)
+
+
+@contextmanager
+def pgbench_database(binary: str, scale: int) -> Iterator[str]:
+    """A scratch database filled by ``pgbench -i -s scale``, dropped after."""
+    database = f"warmgate_bench_{secrets.token_hex(4)}"
+    admin(f"CREATE DATABASE {database}")
+    try:
+        subprocess.run(
+            [binary, "-h", HOST, "-p", str(PORT), "-U", USER, "-i", "-q", "-s", str(scale),
+             database],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        yield database
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def run_pgbench(
@@ -372,14 +389,7 @@ def main() -> None:
     args = parser.parse_args()
 
     binary = pgbench_binary()
-    database = f"warmgate_bench_{secrets.token_hex(4)}"
-    admin(f"CREATE DATABASE {database}")
-    try:
-        subprocess.run(
-            [binary, "-h", HOST, "-p", str(PORT), "-U", USER, "-i", "-q", "-s", str(args.scale),
-             database],
-            capture_output=True, check=True,
-        )  # fmt: skip
+    with pgbench_database(binary, args.scale) as database:
         accounts = 100_000 * args.scale
         with psycopg.connect(host=HOST, port=PORT, user=USER, dbname=database) as connection:
             server = connection.execute("SHOW server_version").fetchone()
@@ -415,8 +425,6 @@ def main() -> None:
             )
             print(paced.line(f"warmgate SqlDriver, paced at {args.paced:g}/s"))
         print(f"ratio warmgate / pgbench: {rate / tps:.2f}")
-    finally:
-        admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     if not args.no_mariadb:
         run_mariadb(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

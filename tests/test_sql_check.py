@@ -80,6 +80,8 @@ def refusal(query: str, dialect: Dialect) -> str | None:
         ("SELECT pg_stat_reset()", "resets statistics"),
         ("SELECT pg_reload_conf()", "acts on the whole server"),
         ("SELECT pg_drop_replication_slot('s')", "acts on replication"),
+        ("SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, false, '')", "calls query_to_xml, which runs SQL text"),
+        ("SELECT * FROM ts_stat('SELECT to_tsvector(''a'')')", "calls ts_stat, which runs SQL text"),
         # what the server would not read as the check does, or at all
         (f"SELECT 1 \x00, {DBLINK}", "holds a NUL character"),
         ("SELECT '\ud800'", "holds '\\ud800', which is not a character"),
@@ -288,7 +290,7 @@ def test_any_text_in_a_postgresql_comment_or_dollar_quote_is_not_code(text: str)
         assert refusal(query, PG) is None, query
 
 
-@pytest.mark.parametrize("charset", ["gbk", "SJIS", "big5", "cp932", "gb18030"])
+@pytest.mark.parametrize("charset", ["gbk", "SJIS", "big5", "cp932", "gb18030", "ujis", "eucjpms"])
 def test_a_charset_whose_characters_can_end_in_a_backslash_is_refused(charset: str) -> None:
     """Values escaped with backslashes are only safe where no character ends in one: refused."""
     target = SqlTarget(url=f"mariadb://app@db/shop?charset={charset}", query="SELECT 1")

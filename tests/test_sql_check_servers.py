@@ -177,15 +177,38 @@ def test_the_escapes_call_the_marker_and_the_check_sees_them(
             "SELECT 1 WHERE current_setting('standard_conforming_strings') = :p AND E'\\\\' <> ''",
             "on",
         ),
+        (
+            "SELECT 1 WHERE current_setting('standard_conforming_strings') = :p"
+            " AND U&'d!0061t' UESCAPE '!' = 'dat'",
+            "on",
+        ),
     ],
 )
-def test_only_a_query_with_a_backslash_needs_standard_conforming_strings_set(
+def test_only_a_query_with_a_backslash_or_an_ampersand_needs_standard_conforming_strings(
     loop: asyncio.AbstractEventLoop, pg_pool: PostgresPool, query: str, setting: str
 ) -> None:
-    """The setting changes only what a backslash means: a query with none runs in the session's
-    own (off here), one with a backslash anywhere, a comment included, with it on."""
+    """The setting changes only what a backslash means and whether U&'' strings are accepted: a
+    query with neither runs in the session's own (off here), one with a backslash anywhere (a
+    comment included) or an & with it on."""
     counted = loop.run_until_complete(pg_pool.rows(query, {"p": setting}, 5, 10))
     assert counted.rows == 1
+
+
+@pytest.mark.postgres
+def test_a_query_the_client_encoding_would_change_is_not_sent(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """EUC_JP as Python encodes it sends ¥ as the byte of a backslash: the server would read a
+    backslash where the check read ¥, so the query fails before it is sent."""
+    url = make_url(pg.URL).update_query_dict({"client_encoding": "EUC_JP"})
+    pool = PostgresPool(url, 1, wait=10)
+    try:
+        with pytest.raises(psycopg.NotSupportedError, match="sends some character of the query"):
+            loop.run_until_complete(pool.rows("SELECT '¥', 1 --'", {}, 5, 10))
+        # A character the encoding keeps goes through.
+        assert loop.run_until_complete(pool.rows("SELECT 'ソ'", {}, 5, 10)).rows == 1
+    finally:
+        loop.run_until_complete(pool.aclose())
 
 
 @pytest.mark.postgres

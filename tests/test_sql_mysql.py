@@ -338,6 +338,8 @@ def test_a_pooled_connection_between_queries_holds_nothing_of_the_tables(
             driver = SqlDriver("db", reads, pool)
             outcomes = [await driver.execute(), await driver.execute()]
             # The pool keeps its connection, with the next transaction open, while this runs.
+            (idle,) = pool._idle  # type: ignore[attr-defined]
+            assert idle.opened is not None
             maria.sql(f"SET SESSION lock_wait_timeout = 2; DROP TABLE {table}")
             return outcomes
         finally:
@@ -356,6 +358,7 @@ def test_with_an_idle_transaction_timeout_no_transaction_waits_between_queries()
     pooled connection that waited past the timeout still serves it."""
     with maria.password_account("pw-idle-1", "GRANT SELECT ON test.* TO {account}") as account:
         url = f"mariadb://{account}:pw-idle-1@127.0.0.1:3306/test"
+        (before,) = maria.sql("SELECT @@GLOBAL.idle_readonly_transaction_timeout")[0]
         maria.sql("SET GLOBAL idle_readonly_transaction_timeout = 1")
         try:
             plan = plan_for(url, "SELECT 1", rows={"min": 1, "max": 1})
@@ -373,7 +376,7 @@ def test_with_an_idle_transaction_timeout_no_transaction_waits_between_queries()
 
             first, second, connections = asyncio.run(scenario())
         finally:
-            maria.sql("SET GLOBAL idle_readonly_transaction_timeout = 0")
+            maria.sql(f"SET GLOBAL idle_readonly_transaction_timeout = {int(before)}")
     assert (first.outcome, second.outcome) == (OK, OK), second.detail
     assert connections == 1  # the same connection, not a new one after a failure
 

@@ -84,3 +84,22 @@ def test_a_slot_handed_over_as_the_wait_is_cancelled_is_passed_on() -> None:
         assert slots.take()
 
     asyncio.run(scenario())
+
+
+def test_a_wait_cancelled_before_a_slot_is_given_back_ends_as_cancelled() -> None:
+    """The waiter was cancelled, then a slot given back before it ran: the slot goes to the pool
+    (the cancelled waiter is skipped), and the waiter ends cancelled, not with another error."""
+
+    async def scenario() -> None:
+        slots = Slots(1)
+        assert slots.take()
+        waiter = asyncio.create_task(slots.wait(30.0))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        slots.give_back()  # drops the cancelled waiter from the queue
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not slots.full
+        assert slots.take()
+
+    asyncio.run(scenario())

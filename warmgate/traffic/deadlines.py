@@ -55,26 +55,30 @@ class Deadlines:
         return task
 
     def _enter(self, within: Within, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self._inside[within] = time.monotonic() + seconds
         if self._timer is None or self._loop is not loop:
-            # No timer yet, or one of an earlier loop, which will never run.
+            # No timer yet, or one of an earlier loop, which will never run: what is still
+            # inside from that loop will never leave.
+            self._inside = {block: due for block, due in self._inside.items() if block.on(loop)}
             self._loop = loop
             self._timer = loop.call_later(self._resolution, self._check, loop)
+        self._inside[within] = time.monotonic() + seconds
 
     def _leave(self, within: Within) -> None:
         # The timer is left to run once more rather than cancelled: cancelling would cost
-        # what this saves.
-        del self._inside[within]
+        # what this saves. (A block of an earlier loop may have been dropped already.)
+        self._inside.pop(within, None)
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = time.monotonic()
-        for within, due in list(self._inside.items()):
-            if due <= now:
-                within.expire()
-        if self._inside:
-            self._timer = loop.call_later(self._resolution, self._check, loop)
-        else:
-            self._timer = None
+        try:
+            now = time.monotonic()
+            for within, due in list(self._inside.items()):
+                if due <= now:
+                    within.expire()
+        finally:  # whatever happened, the deadlines still inside keep their timer
+            if self._inside:
+                self._timer = loop.call_later(self._resolution, self._check, loop)
+            else:
+                self._timer = None
 
 
 class Within:
@@ -110,6 +114,10 @@ class Within:
         # As asyncio.timeout: only when no other cancellation was asked for meanwhile.
         if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
             raise TimeoutError from error
+
+    def on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the task inside runs on ``loop``."""
+        return self._task.get_loop() is loop
 
     def expire(self) -> None:
         """Cancel the task inside (the deadline has passed)."""

@@ -187,8 +187,9 @@ def _check_query(target: SqlTarget, dialect: Dialect, where: str, name: str) -> 
 _MYSQL_OPTIONS = frozenset({"charset", "connect_timeout", "program_name", "unix_socket"})
 """URL options that aiomysql takes and that leave the connection as warmgate needs it."""
 _PORTS = {Dialect.POSTGRESQL: 5432, Dialect.MYSQL: 3306}
-_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis"})
-"""Connection character sets whose multibyte characters may end in the byte of a backslash."""
+_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "eucjpms", "gbk", "gb18030", "sjis", "ujis"})
+"""Connection character sets whose multibyte characters may end in the byte of a backslash, or
+that send a character as a backslash (EUC-JP's ``¥``, as Python encodes it)."""
 
 
 def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
@@ -222,8 +223,9 @@ def _connect_url(text: str, where: str) -> tuple[URL, Dialect, str]:
         if charset in _UNSAFE_CHARSETS:
             raise ConfigError(
                 f"{where}.url: ?charset={charset} is refused: in it a backslash can end a "
-                "multibyte character, so a parameter value escaped into the query text could "
-                "leave its quotes; use utf8mb4 (the default)."
+                "multibyte character, or a character be sent as a backslash, so a parameter "
+                "value escaped into the query text could leave its quotes; use utf8mb4 (the "
+                "default)."
             )
         for option in sorted(set(url.query) - _MYSQL_OPTIONS):
             raise ConfigError(

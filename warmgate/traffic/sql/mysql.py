@@ -244,11 +244,16 @@ class MysqlPool:
 
 
 # The session's SQL mode, and how many of MariaDB's timeouts for a session idle in a transaction
-# are on (MySQL has none).
+# are on (MySQL has none): the session's own, and the global ones the session takes at each
+# COM_RESET_CONNECTION.
 _SESSION_QUERY = """
-SELECT @@SESSION.sql_mode, (SELECT COUNT(*) FROM information_schema.SESSION_VARIABLES
-    WHERE VARIABLE_NAME IN ('IDLE_TRANSACTION_TIMEOUT', 'IDLE_READONLY_TRANSACTION_TIMEOUT')
-      AND VARIABLE_VALUE <> '0')
+SELECT @@SESSION.sql_mode,
+    (SELECT COUNT(*) FROM information_schema.SESSION_VARIABLES
+     WHERE VARIABLE_NAME IN ('IDLE_TRANSACTION_TIMEOUT', 'IDLE_READONLY_TRANSACTION_TIMEOUT')
+       AND VARIABLE_VALUE <> '0')
+  + (SELECT COUNT(*) FROM information_schema.GLOBAL_VARIABLES
+     WHERE VARIABLE_NAME IN ('IDLE_TRANSACTION_TIMEOUT', 'IDLE_READONLY_TRANSACTION_TIMEOUT')
+       AND VARIABLE_VALUE <> '0')
 """
 _MYSQL_SESSION_QUERY = "SELECT @@SESSION.sql_mode, 0"
 

@@ -23,16 +23,19 @@ What the server and the check could still read differently, and how that is clos
 
 - ``standard_conforming_strings``: pglast reads ``'a\\'`` as a whole string, as the server does
   with the setting on (the default since 9.1). The driver sends ``SET LOCAL
-  standard_conforming_strings = on`` before the query in the transaction of every query that
-  holds a backslash, so the server always reads it that way too; the setting changes nothing
-  else, so a query without a backslash reads the same either way (``postgres.py``).
+  standard_conforming_strings = on`` before the query in the transaction of every query whose
+  bytes hold a backslash or an ``&``, so the server always reads it that way too; the setting
+  changes only what a backslash means and whether ``U&'...'`` strings are accepted, so any
+  other query reads the same either way (``postgres.py``).
 - the version: pglast follows PostgreSQL 18's grammar. Later versions added syntax that older
   servers refuse, and changed the reading of numbers: ``0x1F`` and ``1_000`` are numbers from
   16 on, a number and a name before; such numbers are refused, so every server reads each
   token as the check does.
 - the encoding: the server converts the query from the client encoding before it lexes it, so
-  it lexes the same characters pglast read. A NUL character, which the protocol cannot carry,
-  is refused (``check.py``).
+  it lexes the same characters pglast read, unless the client encoding sends a character as
+  another (Python's EUC_JP and Shift JIS codecs send ``¥`` as a backslash's byte): the driver
+  then refuses to send the query (``postgres.py``). A NUL character, which the protocol cannot
+  carry, is refused (``check.py``).
 
 pglast builds its tree by recursion in C, which a deep enough query overflows (a segfault, not
 an exception): a query of more than :data:`MAX_TOKENS` tokens is refused, and the parse runs on
@@ -69,6 +72,8 @@ _ESCAPES = (
      "acts on the whole server (its configuration, logs, WAL or backups), which no rollback "
      "undoes"),
     (r"pg_stat_\w*reset\w*", "resets statistics, which no rollback undoes"),
+    (r"query_to_xml\w*|ts_stat|ts_rewrite",
+     "runs SQL text it is given, which the check cannot read"),
     (r"pg_(create|drop|copy)_\w*replication_slot|pg_replication_slot_advance"
      r"|pg_logical_slot_\w+|pg_replication_origin_\w+|pg_logical_emit_message",
      "acts on replication, outside the read-only transaction"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 import sqlalchemy
@@ -49,7 +50,9 @@ class Slots:
                 self.give_back()  # handed over just as the wait ended: pass it on
             else:
                 waiter.cancel()
-                self._waiting.remove(waiter)
+                # give_back() may have dropped it already, cancelled, on its way to the next.
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise sqlalchemy.exc.TimeoutError("no free connection in the pool") from None
             raise

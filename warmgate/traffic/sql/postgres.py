@@ -15,10 +15,12 @@ This keeps every guarantee listed in ``driver.py``:
   the next query on that connection;
 - the server reads the query as the statement check read it (``pgcheck.py``), whatever the
   server, the database or the role set ``standard_conforming_strings`` to. The setting changes
-  only what a backslash in a string means, so a query holding a backslash anywhere is parsed
-  only after ``SET LOCAL standard_conforming_strings = on`` in its transaction, and a query
-  with none, which reads the same either way, goes without (that saves the server a seventh
-  of the transaction: docs/benchmarks.md);
+  what a backslash in a string means, and whether ``U&'...'`` strings are accepted, so a query
+  whose bytes hold a backslash or an ``&`` anywhere is parsed only after ``SET LOCAL
+  standard_conforming_strings = on`` in its transaction, and any other query, which reads the
+  same either way, goes without (that saves the server a seventh of the transaction:
+  docs/benchmarks.md). The bytes are checked, after encoding: a client encoding that would send
+  a character as another (``¥`` as a backslash in EUC_JP) makes the query fail instead;
 - BEGIN always opens a new transaction (inside an open one it would only warn): the pool hands
   out only connections that are outside any transaction;
 - after an error the server skips every message up to the Sync, so the query never runs unless
@@ -298,7 +300,7 @@ async def _describe(
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         raise psycopg.InterfaceError("the connection is inside a transaction already")
     encoding = connection.info.encoding
-    described: Step = (query.encode(encoding), None, types)
+    described: Step = (_encoded(query, encoding)[0], None, types)
     steps = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), described, _BYTEA_OUTPUT, _ROLLBACK]
     results, _ = await _pipeline(pgconn, steps, watcher=watcher)
     results, error = await _finish(pgconn, results, len(steps), watcher)
@@ -549,9 +551,21 @@ def _around(
 
 @functools.lru_cache(maxsize=64)
 def _encoded(query: str, encoding: str) -> tuple[bytes, bool]:
-    """``query`` in the connection's encoding, and whether it holds a backslash: only then does
-    ``standard_conforming_strings`` change how the server reads it."""
-    return query.encode(encoding), "\\" in query
+    """``query`` in the connection's encoding, and whether the server's reading of it depends on
+    ``standard_conforming_strings``: only with a backslash byte (what a backslash in a string
+    means) or an ``&`` (``U&'...'`` strings are refused with it off).
+
+    Raises when the encoding sends a character of the query as another (Python's EUC_JP and
+    Shift JIS codecs send ``¥`` as the byte of a backslash): the server would not read the text
+    the statement check read."""
+    text = query.encode(encoding)
+    if text.decode(encoding) != query:
+        raise psycopg.NotSupportedError(
+            f"the connection's client_encoding ({encoding}) sends some character of the query "
+            "as another (such as ¥ as a backslash), so the server would not read the query the "
+            "statement check read; use UTF8 as the client encoding, or leave that character out"
+        )
+    return text, b"\\" in text or b"&" in text
 
 
 @functools.lru_cache(maxsize=64)
