@@ -350,8 +350,8 @@ async def read_only(
     statement = (COM_QUERY, (text % literals).encode(connection._encoding))
     # The rollback and the reset follow whatever the query did: written with it, read after;
     # then the next query's transaction is opened, and its OK read before that query is sent.
-    ending = [_ROLLBACK, _RESET, *begin] if session.keep_open else [_ROLLBACK, _RESET]
-    first, *answers = _write(connection, [statement, *ending])
+    ahead = begin if session.keep_open else []
+    first, *answers = _write(connection, [statement, _ROLLBACK, _RESET, *ahead])
     try:
         counted = await _count(packets, first, cap, row_bytes)
     except pymysql.err.MySQLError as exc:
@@ -363,16 +363,32 @@ async def read_only(
             return counted  # the rest is left unread: the connection is closed
         failed = None
     ended: pymysql.err.MySQLError | None = None
-    for number in answers:
+    for number in answers[:2]:
         ended = ended or await _answer(packets, number)
     session.clean = ended is None
-    if session.clean and session.keep_open:
-        session.opened = setting
+    if session.clean and ahead:
+        # A transaction that failed to open is the next query's concern, not this one's: the
+        # connection is closed instead of reused.
+        session.clean = await _opened_ahead(packets, answers[2:])
+        session.opened = setting if session.clean else None
     if failed is not None:
         raise failed
     if ended is not None:
         raise ended
     return counted
+
+
+async def _opened_ahead(packets: _Packets, numbers: Sequence[int]) -> bool:
+    """Whether the server said OK to each command that opened the next query's transaction
+    ahead (``numbers``: the first packet number of each answer)."""
+    for number in numbers:
+        try:
+            refused = await _answer(packets, number)
+        except pymysql.err.MySQLError:
+            return False
+        if refused is not None:
+            return False
+    return True
 
 
 async def _answer(packets: _Packets, number: int) -> pymysql.err.MySQLError | None:
