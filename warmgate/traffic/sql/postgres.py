@@ -78,6 +78,7 @@ from sqlalchemy.engine import URL
 from warmgate.config.sql_target import DEFAULT_ROW_BYTES
 from warmgate.traffic.sql.check import Dialect, binding
 from warmgate.traffic.sql.pgrows import Column, Shape, Shapes
+from warmgate.traffic.sql.pgtext import bind, encoded, encoding_of, type_of
 from warmgate.traffic.sql.pool import Slots
 from warmgate.traffic.sql.rows import Counted, rows_per_read
 
@@ -106,10 +107,6 @@ _SYNC = pq.ExecStatus.PIPELINE_SYNC
 _UNDONE = frozenset({_FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED})
 _IDLE = pq.TransactionStatus.IDLE
 _ROWS = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK})
-# A Python int is bound as the smallest of int2, int4, int8 (then numeric) that holds it, as
-# psycopg binds it, so a query fails or succeeds here as it does in an app using psycopg.
-_INTEGER_TYPES = ((2**15, 21), (2**31, 23), (2**63, 20))
-_NUMERIC = 1700
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
 
 
@@ -157,7 +154,7 @@ class PostgresPool:
                 watcher = Watcher(connection)
             try:
                 values = [params[name] for name in names]
-                key = (text, tuple(map(_type_of, values)), row_bytes)
+                key = (text, tuple(map(type_of, values)), row_bytes)
                 now = time.monotonic()
                 shape = self._shapes.get(key, now)
                 if shape is None:
@@ -257,14 +254,14 @@ async def read_only(
     pgconn = connection.pgconn
     if pgconn.transaction_status != _IDLE:
         raise psycopg.InterfaceError("the connection is inside a transaction already")
-    encoding = _encoding(connection)
+    encoding = encoding_of(connection)
     texts: list[bytes] = []
     types: list[int] = []
     for value in values:
-        text, oid = _bind(value, encoding)
+        text, oid = bind(value, encoding)
         texts.append(text)
         types.append(oid)
-    text, backslash = _encoded(shape.query, encoding)
+    text, backslash = encoded(shape.query, encoding)
     before, after = _around(statement_timeout, strings=backslash)
     transaction = (*before, (text, texts, types), *after)
     at = len(before)
@@ -300,7 +297,7 @@ async def _describe(
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         raise psycopg.InterfaceError("the connection is inside a transaction already")
     encoding = connection.info.encoding
-    described: Step = (_encoded(query, encoding)[0], None, types)
+    described: Step = (encoded(query, encoding)[0], None, types)
     steps = [_BEGIN, _STRINGS, _set_timeout(statement_timeout), described, _BYTEA_OUTPUT, _ROLLBACK]
     results, _ = await _pipeline(pgconn, steps, watcher=watcher)
     results, error = await _finish(pgconn, results, len(steps), watcher)
@@ -505,35 +502,6 @@ async def _ready(pgconn: PGconn, *, write: bool = False) -> None:
             loop.remove_reader(socket)
 
 
-_ENCODINGS: dict[bytes | None, str] = {}
-
-
-def _encoding(connection: Connection) -> str:
-    """The Python codec of the connection's ``client_encoding``, as psycopg names it."""
-    name = connection.pgconn.parameter_status(b"client_encoding")
-    found = _ENCODINGS.get(name)
-    if found is None:
-        found = _ENCODINGS[name] = connection.info.encoding
-    return found
-
-
-def _bind(value: int | str, encoding: str) -> tuple[bytes, int]:
-    """``(text, type OID)`` of one parameter; a string's type is left to the server (OID 0)."""
-    if isinstance(value, str):
-        return value.encode(encoding), 0
-    return str(value).encode(), _type_of(value)
-
-
-def _type_of(value: int | str) -> int:
-    """The type OID a parameter is bound with (0: the server infers it)."""
-    if isinstance(value, str):
-        return 0
-    for limit, oid in _INTEGER_TYPES:
-        if -limit <= value < limit:
-            return oid
-    return _NUMERIC
-
-
 def _set_timeout(seconds: float) -> Statement:
     return (b"SET LOCAL statement_timeout = %d" % max(1, round(seconds * 1000)), (), ())
 
@@ -547,25 +515,6 @@ def _around(
     timeout = _set_timeout(seconds)
     before = (_BEGIN, _STRINGS, timeout) if strings else (_BEGIN, timeout)
     return before, (_ROLLBACK, *_RESET)
-
-
-@functools.lru_cache(maxsize=64)
-def _encoded(query: str, encoding: str) -> tuple[bytes, bool]:
-    """``query`` in the connection's encoding, and whether the server's reading of it depends on
-    ``standard_conforming_strings``: only with a backslash byte (what a backslash in a string
-    means) or an ``&`` (``U&'...'`` strings are refused with it off).
-
-    Raises when the encoding sends a character of the query as another (Python's EUC_JP and
-    Shift JIS codecs send ``¥`` as the byte of a backslash): the server would not read the text
-    the statement check read."""
-    text = query.encode(encoding)
-    if text.decode(encoding) != query:
-        raise psycopg.NotSupportedError(
-            f"the connection's client_encoding ({encoding}) sends some character of the query "
-            "as another (such as ¥ as a backslash), so the server would not read the query the "
-            "statement check read; use UTF8 as the client encoding, or leave that character out"
-        )
-    return text, b"\\" in text or b"&" in text
 
 
 @functools.lru_cache(maxsize=64)
