@@ -449,6 +449,10 @@ def test_check_reads_a_status_nested_past_the_parser_as_not_ready(tmp_path: Path
     )
 
 
+_READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}[os.uname().machine]
+"""read(2)'s number in /proc/PID/syscall."""
+
+
 def test_ctrl_c_exits_130() -> None:
     """Ctrl-C outside a warm-up exits 128 + SIGINT, as shells do, without a traceback."""
     process = subprocess.Popen(
@@ -465,11 +469,18 @@ def test_ctrl_c_exits_130() -> None:
         fcntl.ioctl(pipe, termios.FIONREAD, count)
         return count[0]
 
+    def blocked_reading_stdin() -> bool:
+        # The read(2) of fd 0 the process sleeps in: a SIGINT sent between its reads (the pipe
+        # drained, the next read not begun) would only be seen once that read ended, at EOF.
+        fields = Path(f"/proc/{process.pid}/syscall").read_text().split()
+        return fields[:2] == [_READ_SYSCALL, "0x0"]
+
     # Once the pipe is drained, inject is blocked reading the rest of standard input.
     poll(lambda: unread() == 0, timeout=30, interval=0.01, what="inject to read standard input")
+    poll(blocked_reading_stdin, timeout=30, interval=0.01, what="inject to wait for more input")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
 
 
