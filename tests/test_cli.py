@@ -455,9 +455,13 @@ _READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}[os.uname().machine]
 
 def test_ctrl_c_exits_130() -> None:
     """Ctrl-C outside a warm-up exits 128 + SIGINT, as shells do, without a traceback."""
+    # A shell starts a background job with SIGINT ignored, and a child keeps that through
+    # exec: Python then never turns SIGINT into KeyboardInterrupt. Ctrl-C comes from a terminal,
+    # where SIGINT is not ignored, so the child starts with its default action.
     process = subprocess.Popen(
         [sys.executable, "-m", "warmgate", "inject", "-"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )  # fmt: skip
     assert process.stdin is not None
     process.stdin.write("kind: Pod\n")
